@@ -1,0 +1,45 @@
+"""Opening SQLite connections with the settings that make Subgate's guarantees hold."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteOptions:
+    path: Path
+    synchronous: str = "FULL"
+    busy_timeout_ms: int = 5000
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc:
+        raise ValueError("a SQLite URL looks like sqlite:///./data/subgate.db")
+    path = unquote(parts.path)[1:]
+    if not path:
+        raise ValueError("the SQLite URL names no file")
+    return Path(path)
+
+
+def connect(options: SQLiteOptions, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in WAL mode with explicit transactions (``isolation_level=None``)."""
+    if readonly:
+        uri = f"{options.path.resolve().as_uri()}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+    else:
+        options.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(options.path, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+    if options.synchronous not in SYNCHRONOUS_LEVELS:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")
+    connection.execute(f"PRAGMA synchronous={options.synchronous}")
+    connection.execute(f"PRAGMA busy_timeout={int(options.busy_timeout_ms)}")
+    connection.execute("PRAGMA foreign_keys=ON")
+    return connection

@@ -1,0 +1,134 @@
+"""The single SQLite writer: one connection, one thread, group commit.
+
+Every write is a *job*: a plain function run on the writer thread against the write
+connection. Jobs that arrive while a batch is being committed form the next batch, so under
+load many jobs share one fsync and at rest a job is committed at once (no collection window;
+docs/perf-baseline: a fixed window halves throughput at low concurrency).
+
+Each job runs inside its own SAVEPOINT: a job that raises is rolled back alone and its
+exception is returned to its caller, while the rest of the batch commits. A failure of the
+transaction itself (busy, read-only, disk full, I/O error) fails every job of the batch with
+``StorageUnavailable``: nothing of it was committed, so callers may safely retry.
+
+Why not aiosqlite for writes: it hops to its thread once per call; a batch needs BEGIN,
+N jobs and COMMIT in one hop, which aiosqlite offers no public way to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from storage.errors import StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteJob = Callable[[sqlite3.Connection], T]
+_Pending = tuple[WriteJob[Any], "asyncio.Future[Any]"]
+
+
+class _BatchFailed(Exception):
+    """A storage error inside a job: the whole transaction is abandoned."""
+
+
+class SerialWriter:
+    """Owns the write connection; every use of it happens on its one thread."""
+
+    @classmethod
+    async def open(cls, connect: Callable[[], sqlite3.Connection]) -> SerialWriter:
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subgate-writer")
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(thread, connect)
+        except BaseException:
+            thread.shutdown(wait=False)
+            raise
+        return cls(connection, thread)
+
+    def __init__(self, connection: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+        self._connection = connection
+        self._thread = thread
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.jobs = 0
+
+    async def run(self, job: WriteJob[T]) -> T:
+        """Run ``job`` in the next batch; return its result once the batch is durable."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_while_pending())
+        return await future
+
+    async def _flush_while_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                outcomes = await loop.run_in_executor(self._thread, self._apply, batch)
+                self.batches += 1
+                self.jobs += len(batch)
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._flusher = None
+
+    def _apply(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        connection = self._connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            outcomes = [self._apply_one(connection, job) for job, _ in batch]
+            connection.execute("COMMIT")
+        except (sqlite3.Error, _BatchFailed) as error:
+            self._rollback()
+            logger.warning("write batch of %d failed: %s", len(batch), _describe(error))
+            message = f"store unavailable: {_describe(error)}"
+            return [(False, StorageUnavailable(message)) for _ in batch]
+        return outcomes
+
+    @staticmethod
+    def _apply_one(connection: sqlite3.Connection, job: WriteJob[Any]) -> tuple[bool, Any]:
+        connection.execute("SAVEPOINT job")
+        try:
+            value = job(connection)
+        except sqlite3.IntegrityError as error:
+            connection.execute("ROLLBACK TO job")
+            connection.execute("RELEASE job")
+            return False, error
+        except sqlite3.Error as error:
+            raise _BatchFailed(_describe(error)) from error
+        except Exception as error:  # a domain refusal raised by the job itself
+            connection.execute("ROLLBACK TO job")
+            connection.execute("RELEASE job")
+            return False, error
+        connection.execute("RELEASE job")
+        return True, value
+
+    def _rollback(self) -> None:
+        try:
+            if self._connection.in_transaction:
+                self._connection.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            logger.warning("rollback failed: %s", _describe(error))
+
+    async def close(self) -> None:
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._connection.close)
+        self._thread.shutdown(wait=True)
+
+
+def _describe(error: BaseException) -> str:
+    name = getattr(error, "sqlite_errorname", None) or type(error).__name__
+    return f"{name}: {error}"

@@ -1,0 +1,98 @@
+"""The behaviour every Store backend must have."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from storage import Store, StorageUnavailable
+from tests.storage.conftest import StoreFactory
+from tests.storage.records import NOW, follow, notification
+
+
+async def test_record_is_idempotent_on_app_and_dedupe_key(store: Store) -> None:
+    first = await store.record_notification(notification("n-1"), [follow()])
+    again = await store.record_notification(notification("n-1"), [follow()])
+
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.notification_id == first.notification_id
+    assert await store.count_notifications() == 1
+    assert len(await store.consent_events("2021000000000001")) == 1
+
+
+async def test_same_dedupe_key_of_another_app_is_another_notification(store: Store) -> None:
+    await store.record_notification(notification("n-1", app_id="2021000000000001"))
+    outcome = await store.record_notification(notification("n-1", app_id="2021000000000002"))
+
+    assert not outcome.duplicate
+    assert await store.count_notifications() == 2
+
+
+async def test_fifty_concurrent_copies_are_stored_once(store: Store) -> None:
+    outcomes = await asyncio.gather(
+        *(store.record_notification(notification("same"), [follow()]) for _ in range(50))
+    )
+
+    assert sorted(o.duplicate for o in outcomes) == [False] + [True] * 49
+    assert len({o.notification_id for o in outcomes}) == 1
+    assert await store.count_notifications() == 1
+    assert len(await store.consent_events("2021000000000001")) == 1
+
+
+async def test_stored_notification_reads_back_exactly(store: Store) -> None:
+    record = notification("n-exact")
+    await store.record_notification(record)
+
+    stored = await store.get_notification(record.app_id, "n-exact")
+
+    assert stored is not None
+    assert stored.model_dump(exclude={"id"}) == record.model_dump()
+    assert await store.get_notification(record.app_id, "missing") is None
+
+
+async def test_everything_committed_survives_a_reopen(store_factory: StoreFactory) -> None:
+    store = await store_factory()
+    await asyncio.gather(*(store.record_notification(notification(f"n-{i}")) for i in range(20)))
+    await store.close()
+
+    reopened = await store_factory()
+
+    assert await reopened.count_notifications() == 20
+
+
+async def test_refusal_counters_add_up(store: Store) -> None:
+    await store.add_refusals({("app", "bad_signature"): 2, ("-", "unknown_app"): 1}, NOW)
+    await store.add_refusals({("app", "bad_signature"): 3}, NOW)
+
+    counts = {(c.app_id, c.reason): c.count for c in await store.refusal_counts()}
+
+    assert counts == {("app", "bad_signature"): 5, ("-", "unknown_app"): 1}
+
+
+async def test_consent_events_are_filtered_by_user(store: Store) -> None:
+    await store.record_notification(notification("a"), [follow("2088A")])
+    await store.record_notification(notification("b"), [follow("2088B")])
+
+    events = await store.consent_events("2021000000000001", "2088B")
+
+    assert [e.user_id for e in events] == ["2088B"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_locked_database_refuses_then_recovers(store: Store, tmp_path: Path) -> None:
+    blocker = sqlite3.connect(tmp_path / "subgate.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageUnavailable):
+            await store.record_notification(notification("while-locked"))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+    outcome = await store.record_notification(notification("while-locked"))
+
+    assert not outcome.duplicate
+    assert await store.count_notifications() == 1
