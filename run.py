@@ -1,0 +1,155 @@
+"""Subgate's one entry point.
+
+    python run.py [serve] [--config PATH] [--host H] [--port N]
+    python run.py simulate {message,trade,follow,unfollow,check} [--url URL] ...
+    python run.py migrate [--config PATH]
+
+Configuration: --config PATH, else $SUBGATE_CONFIG, else ./subgate.toml; with none of them,
+dev mode (SQLite and generated keys under ./data/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from server import build_app
+from server.devmode import DEV_APP_ID, dev_keys, dev_settings
+from server.settings import Settings, SettingsError, find_config, load_settings
+from server.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
+from storage import open_store
+from verify import KeyMaterialError, SignType, load_private_key
+from verify.form import normalize_charset
+
+DATA_DIR = Path("data")
+logger = logging.getLogger("subgate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "simulate":
+            return asyncio.run(_simulate(args))
+        settings = _settings(args.config)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+        return _serve(settings, args)
+    except (SettingsError, KeyMaterialError) as error:
+        print(f"subgate: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py", description="Subgate: Alipay notification gateway"
+    )
+    parser.add_argument(
+        "--config", help="TOML config file (default: $SUBGATE_CONFIG, ./subgate.toml)"
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the service (the default)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    commands.add_parser("migrate", help="apply schema migrations and exit")
+    simulate = commands.add_parser("simulate", help="post a notification signed as Alipay would")
+    simulate.add_argument("kind", choices=KINDS)
+    simulate.add_argument("--url", default="http://127.0.0.1:8080/alipay/notify")
+    simulate.add_argument("--app-id", default=DEV_APP_ID)
+    simulate.add_argument("--user-id", default="2088000000000001")
+    simulate.add_argument("--charset", default="utf-8", help="utf-8, gbk or gb18030")
+    simulate.add_argument("--sign-type", default="RSA2", choices=["RSA2", "RSA"])
+    simulate.add_argument(
+        "--no-header-charset", action="store_true", help="omit charset from Content-Type"
+    )
+    simulate.add_argument("--alipay-key", help="stand-in Alipay private key (default: the dev key)")
+    parser.set_defaults(command="serve", host=None, port=None)
+    return parser
+
+
+def _settings(explicit: str | None) -> Settings:
+    path = find_config(explicit)
+    if path is None:
+        return dev_settings(DATA_DIR)
+    return load_settings(path)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    app = build_app(settings)
+    if settings.dev_mode:
+        _print_dev_banner(host, port)
+    web.run_app(app, host=host, port=port, print=None)
+    return 0
+
+
+def _print_dev_banner(host: str, port: int) -> None:
+    keys = dev_keys(DATA_DIR)
+    print(
+        f"""
+Subgate is running in dev mode (no config file found).
+  Gateway URL (应用网关):  http://{host}:{port}/alipay/notify
+  Dev app id:             {DEV_APP_ID}
+  Database:               {DATA_DIR / "subgate.db"}
+  Stand-in Alipay key:    {keys.alipay_private_key}
+
+Simulate Alipay from another terminal:
+  python run.py simulate check       # the life-account console's gateway check
+  python run.py simulate follow      # a user follows the life account
+  python run.py simulate unfollow
+  python run.py simulate message     # a generic message-service notification
+  python run.py simulate trade --charset gbk
+""",
+        flush=True,
+    )
+
+
+async def _simulate(args: argparse.Namespace) -> int:
+    key_path = Path(args.alipay_key) if args.alipay_key else dev_keys(DATA_DIR).alipay_private_key
+    if not key_path.is_file():
+        print(
+            f"subgate: no stand-in Alipay key at {key_path}; start `python run.py` once first",
+            file=sys.stderr,
+        )
+        return 2
+    key = load_private_key(key_path.read_text("utf-8"))
+    charset = normalize_charset(args.charset)
+    fields, rule = build_fields(
+        args.kind, app_id=args.app_id, user_id=args.user_id, now=datetime.now(UTC), charset=charset
+    )
+    signed = sign_as_alipay(fields, key, SignType(args.sign_type), rule, charset)
+    status, code, body = await post_notification(
+        args.url, encode_form(signed, charset), charset, with_charset=not args.no_header_charset
+    )
+    print(f"POST {args.url} ({args.kind}, {charset}, {args.sign_type}, {rule.value}) -> {status}")
+    if code:
+        print(f"refused: {code}")
+    print(body.decode(charset, errors="replace"))
+    return 0 if status == 200 else 1
+
+
+async def _migrate(settings: Settings) -> int:
+    storage = settings.storage
+    store = await open_store(
+        storage.url, synchronous=storage.synchronous, busy_timeout_ms=storage.busy_timeout_ms
+    )
+    await store.close()
+    logger.info("schema is up to date (%s)", storage.url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""build_app(settings) -> the aiohttp application, with its resources opened in cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from server.appkeys import CREDENTIALS, GATEWAY, REFUSALS, SETTINGS, STORE
+from server.credentials import AppCredentials, load_credentials
+from server.dispatch import HandlerRegistry, default_registry
+from server.gateway import Clock, NotificationGateway
+from server.notify import setup_notify_routes
+from server.refusals import RefusalCounter
+from server.settings import Settings
+from storage import open_store
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_app(
+    settings: Settings,
+    *,
+    credentials: Mapping[str, AppCredentials] | None = None,
+    registry: HandlerRegistry | None = None,
+    clock: Clock = utc_now,
+) -> web.Application:
+    """The whole service. Key material is loaded (and checked) here, before anything listens."""
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    app[SETTINGS] = settings
+    app[CREDENTIALS] = dict(credentials or load_credentials(settings, clock()))
+    app[REFUSALS] = RefusalCounter()
+    app.cleanup_ctx.append(_store_context(registry or default_registry(), clock))
+    setup_notify_routes(app)
+    return app
+
+
+def _store_context(
+    registry: HandlerRegistry, clock: Clock
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def store_context(app: web.Application) -> AsyncIterator[None]:
+        storage = app[SETTINGS].storage
+        store = await open_store(
+            storage.url, synchronous=storage.synchronous, busy_timeout_ms=storage.busy_timeout_ms
+        )
+        app[STORE] = store
+        credentials: dict[str, AppCredentials] = app[CREDENTIALS]
+        app[GATEWAY] = NotificationGateway(credentials, store, registry, app[REFUSALS], clock)
+        flusher = asyncio.create_task(_flush_refusals_forever(app, clock))
+        yield
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await app[REFUSALS].flush(store, clock())
+        await store.close()
+
+    return store_context
+
+
+async def _flush_refusals_forever(app: web.Application, clock: Clock) -> None:
+    interval = app[SETTINGS].server.refusal_flush_seconds
+    while True:
+        await asyncio.sleep(interval)
+        await app[REFUSALS].flush(app[STORE], clock())

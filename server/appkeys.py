@@ -1,0 +1,17 @@
+"""Typed keys for what the aiohttp application holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.credentials import AppCredentials
+from server.gateway import NotificationGateway
+from server.refusals import RefusalCounter
+from server.settings import Settings
+from storage import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+CREDENTIALS = web.AppKey("credentials", dict[str, AppCredentials])
+STORE = web.AppKey("store", Store)
+REFUSALS = web.AppKey("refusals", RefusalCounter)
+GATEWAY = web.AppKey("gateway", NotificationGateway)

@@ -1,0 +1,126 @@
+"""The notification gateway: raw body in, reply out, nothing acknowledged before it is stored.
+
+    body -> parse_form -> resolve the app (configured apps only) -> verify_notification
+         -> handler (events + reply) -> store.record_notification (one transaction) -> reply
+
+This module knows nothing of HTTP; ``server/notify.py`` is the aiohttp shell around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from server.credentials import AppCredentials
+from server.dispatch import HandlerRegistry, Reply, notification_kind
+from server.errors import SUBGATE_ERRORS, AppMismatch, UnknownApp
+from server.lifeaccount import claimed_app_id
+from server.refusals import UNKNOWN_APP_KEY, RefusalCounter
+from storage import Store
+from storage.models import NotificationRecord
+from verify import FormBody, MalformedPayload, VerifiedNotification, parse_form, verify_notification
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class NotificationGateway:
+    def __init__(
+        self,
+        credentials: Mapping[str, AppCredentials],
+        store: Store,
+        registry: HandlerRegistry,
+        refusals: RefusalCounter,
+        clock: Clock,
+    ) -> None:
+        self._credentials = credentials
+        self._store = store
+        self._registry = registry
+        self.refusals = refusals
+        self._clock = clock
+
+    def app_key(self, app_id: str | None) -> str:
+        """The counter key for an app id: itself when configured, else "-" (bounded keys)."""
+        return app_id if app_id is not None and app_id in self._credentials else UNKNOWN_APP_KEY
+
+    async def receive(
+        self, body: bytes, header_charset: str | None, url_app_id: str | None
+    ) -> Reply:
+        """Verify, store and answer one notification; raise a ``SubgateError`` to refuse it."""
+        app_key = self.app_key(url_app_id)
+        try:
+            form = parse_form(body, header_charset)
+            app = self._resolve_app(form, url_app_id)
+            app_key = app.app_id
+            return await self._accept(form, body, app)
+        except SUBGATE_ERRORS as error:
+            self.refusals.count(app_key, error.code, str(error))
+            raise
+
+    async def _accept(self, form: FormBody, body: bytes, app: AppCredentials) -> Reply:
+        now = self._clock()
+        verified = verify_notification(form, app.policy, now)
+        kind = notification_kind(verified.fields)
+        handler = self._registry.handler_for(kind)
+        handled = handler.handle(verified, app, now)
+        record = _record(verified, body, app.app_id, kind, handler.name, now)
+        outcome = await self._store.record_notification(record, handled.events)
+        logger.info(
+            "notification %s app=%s kind=%s id=%s rule=%s key=%s",
+            "duplicate" if outcome.duplicate else "stored",
+            app.app_id,
+            kind,
+            verified.dedupe_key,
+            verified.rule.value,
+            verified.key_label,
+        )
+        return handled.reply
+
+    def _resolve_app(self, form: FormBody, url_app_id: str | None) -> AppCredentials:
+        """Keys are only ever those of a configured app that the body names."""
+        claimed = _claimed_app_ids(form)
+        if url_app_id is not None:
+            if url_app_id not in self._credentials:
+                raise UnknownApp("the app in the URL is not configured")
+            if claimed and url_app_id not in claimed:
+                raise AppMismatch("the app in the URL is not the app the notification names")
+            return self._credentials[url_app_id]
+        if not claimed:
+            raise MalformedPayload("the notification names no app_id")
+        for app_id in claimed:
+            if app_id in self._credentials:
+                return self._credentials[app_id]
+        raise UnknownApp("the notification is for an app that is not configured")
+
+
+def _claimed_app_ids(form: FormBody) -> list[str]:
+    """auth_app_id before app_id; for life-account messages, the AppId inside the XML."""
+    fields = form.fields
+    claimed = [
+        fields[name].strip() for name in ("auth_app_id", "app_id") if fields.get(name, "").strip()
+    ]
+    if not claimed and fields.get("service", "").strip():
+        xml_app = claimed_app_id(fields.get("biz_content"))
+        claimed = [xml_app] if xml_app else []
+    return claimed
+
+
+def _record(
+    verified: VerifiedNotification, body: bytes, app_id: str, kind: str, handler: str, now: datetime
+) -> NotificationRecord:
+    return NotificationRecord(
+        app_id=app_id,
+        dedupe_key=verified.dedupe_key,
+        kind=kind,
+        handler=handler,
+        fields=dict(verified.fields),
+        raw_body=body,
+        charset=verified.charset,
+        sign_type=verified.sign_type.value,
+        rule=verified.rule.value,
+        key_label=verified.key_label,
+        occurred_at=verified.occurred_at,
+        received_at=now,
+    )

@@ -1,0 +1,75 @@
+"""POST /alipay/notify and /alipay/notify/{app_id}: the aiohttp shell around the gateway.
+
+Alipay's Content-Type may be the non-standard ``application/x-www-form-urlencoded;
+text/html; charset=UTF-8``, or carry no charset while the body is GBK, so the header is
+parsed here by hand and the body is read raw (never ``request.post()``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.appkeys import GATEWAY, SETTINGS
+from server.errors import (
+    SUBGATE_ERRORS,
+    PayloadTooLarge,
+    SubgateError,
+    UnsupportedMediaType,
+    status_for,
+)
+
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+ERROR_HEADER = "X-Subgate-Error"
+
+
+def form_charset(content_type: str | None) -> str | None:
+    """The charset a form Content-Type names, tolerating extra tokens; 415 for anything else."""
+    if not content_type:
+        raise UnsupportedMediaType("Content-Type is missing; expected a form")
+    tokens = [token.strip() for token in content_type.split(";")]
+    if tokens[0].lower() != FORM_MEDIA_TYPE:
+        raise UnsupportedMediaType("expected application/x-www-form-urlencoded")
+    for token in tokens[1:]:
+        name, _, value = token.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            return value.strip().strip('"')
+    return None
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing before reading when Content-Length is over the limit."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(16384):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def refusal(error: SubgateError) -> web.Response:
+    """Alipay only reads ``success``; the reason code travels in a header for people."""
+    return web.Response(text="fail", status=status_for(error), headers={ERROR_HEADER: error.code})
+
+
+async def receive_notification(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    url_app_id = request.match_info.get("app_id")
+    try:
+        charset = form_charset(request.headers.get("Content-Type"))
+        body = await read_body(request, request.app[SETTINGS].server.max_body_bytes)
+    except SUBGATE_ERRORS as error:
+        gateway.refusals.count(gateway.app_key(url_app_id), error.code, str(error))
+        return refusal(error)
+    try:
+        reply = await gateway.receive(body, charset, url_app_id)
+    except SUBGATE_ERRORS as error:
+        return refusal(error)
+    return web.Response(body=reply.body, content_type=reply.content_type, charset=reply.charset)
+
+
+def setup_notify_routes(app: web.Application) -> None:
+    app.router.add_post("/alipay/notify", receive_notification)
+    app.router.add_post("/alipay/notify/{app_id}", receive_notification)

@@ -1,0 +1,60 @@
+"""Counting refused notifications per (app, reason), in bounded memory, flushed to the store.
+
+Keys are bounded: the app is a configured app id or "-" (never a value taken from a request
+that did not match one), and the reason is an error code. Log lines are rate-limited per key
+so a flood of garbage cannot flood the log either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from datetime import datetime
+
+from storage import Store
+from storage.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_APP_KEY = "-"
+LOG_INTERVAL_SECONDS = 10.0
+
+
+class RefusalCounter:
+    def __init__(self) -> None:
+        self._totals: Counter[tuple[str, str]] = Counter()
+        self._unflushed: Counter[tuple[str, str]] = Counter()
+        self._logged_at: dict[tuple[str, str], float] = {}
+        self._since_log: Counter[tuple[str, str]] = Counter()
+
+    def count(self, app_key: str, reason: str, message: str) -> None:
+        key = (app_key, reason)
+        self._totals[key] += 1
+        self._unflushed[key] += 1
+        self._since_log[key] += 1
+        logger.debug("refused app=%s reason=%s: %s", app_key, reason, message)
+        now = time.monotonic()
+        if now - self._logged_at.get(key, -LOG_INTERVAL_SECONDS) >= LOG_INTERVAL_SECONDS:
+            logger.info(
+                "refused app=%s reason=%s (%d since last report): %s",
+                app_key,
+                reason,
+                self._since_log.pop(key),
+                message,
+            )
+            self._logged_at[key] = now
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        return dict(self._totals)
+
+    async def flush(self, store: Store, at: datetime) -> None:
+        """Add the counts not yet stored; on failure keep them for the next flush."""
+        if not self._unflushed:
+            return
+        batch, self._unflushed = self._unflushed, Counter()
+        try:
+            await store.add_refusals(batch, at)
+        except StorageError as error:
+            self._unflushed.update(batch)
+            logger.warning("refusal counts not flushed: %s", error)

@@ -1,0 +1,144 @@
+"""The one typed settings object, loaded once from a TOML file.
+
+Every key is documented in docs/settings.md (a test keeps the two in step). Key material is
+kept as given (base64, PEM text or a file path) and turned into keys by ``credentials``;
+secrets are ``SecretStr`` so that they never show in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+CONFIG_ENV = "SUBGATE_CONFIG"
+DEFAULT_CONFIG = Path("subgate.toml")
+DEFAULT_GATEWAY = "https://openapi.alipay.com/gateway.do"
+
+SignTypeName = Literal["RSA2", "RSA"]
+AppId = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,32}$")]
+
+
+def _rsa2_only() -> list[SignTypeName]:
+    return ["RSA2"]
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message says which key and why (never a secret)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
+    notify_max_age_seconds: int = Field(default=172800, ge=60)
+    notify_max_future_seconds: int = Field(default=300, ge=0, le=3600)
+    refusal_flush_seconds: float = Field(default=5.0, gt=0, le=3600)
+
+
+class StorageSettings(_Section):
+    url: str = "sqlite:///./data/subgate.db"
+    synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
+    busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+
+
+class AppSettings(_Section):
+    app_id: AppId
+    alipay_public_key: str | None = None
+    alipay_public_keys: list[str] = Field(default_factory=list)
+    alipay_cert_path: str | list[str] | None = None
+    alipay_root_cert_path: str | None = None
+    app_cert_path: str | None = None
+    app_private_key: SecretStr | None = None
+    encrypt_key: SecretStr | None = None
+    require_encryption: bool = False
+    sign_types: list[SignTypeName] = Field(default_factory=_rsa2_only, min_length=1)
+    gateway_url: str = DEFAULT_GATEWAY
+    life_account_reply: Literal["ack", "success"] = "ack"
+
+    @model_validator(mode="after")
+    def _one_trust_mode(self) -> Self:
+        has_key = self.alipay_public_key is not None or bool(self.alipay_public_keys)
+        has_cert = self.alipay_cert_path is not None
+        if has_key == has_cert:
+            raise ValueError(
+                "give either alipay_public_key(s) (public-key mode) "
+                "or alipay_cert_path (certificate mode), not both and not neither"
+            )
+        if has_cert and self.alipay_root_cert_path is None:
+            raise ValueError("certificate mode needs alipay_root_cert_path")
+        if self.require_encryption and self.encrypt_key is None:
+            raise ValueError("require_encryption needs encrypt_key")
+        return self
+
+    @property
+    def public_key_values(self) -> list[str]:
+        first = [self.alipay_public_key] if self.alipay_public_key is not None else []
+        return first + self.alipay_public_keys
+
+    @property
+    def cert_paths(self) -> list[str]:
+        paths = self.alipay_cert_path
+        return [] if paths is None else [paths] if isinstance(paths, str) else paths
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    apps: list[AppSettings] = Field(min_length=1)
+    # Where relative paths in the file are resolved from; the config file's directory.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    dev_mode: bool = Field(default=False, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_apps(self) -> Self:
+        ids = [app.app_id for app in self.apps]
+        if len(ids) != len(set(ids)):
+            raise ValueError("each app_id may appear only once in [[apps]]")
+        return self
+
+    def app(self, app_id: str) -> AppSettings | None:
+        return next((app for app in self.apps if app.app_id == app_id), None)
+
+
+def find_config(explicit: str | None, environ: dict[str, str] | None = None) -> Path | None:
+    """``--config``, else ``$SUBGATE_CONFIG``, else ``./subgate.toml``, else None (dev mode)."""
+    environ = dict(os.environ) if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except OSError as error:
+        raise SettingsError(f"cannot read config {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"config {path} is not valid TOML: {error}") from None
+    return settings_from_mapping(data, base_dir=path.resolve().parent)
+
+
+def settings_from_mapping(data: dict[str, object], *, base_dir: Path) -> Settings:
+    try:
+        return Settings.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    """Say which key is wrong and why, without echoing any value (it may be a secret)."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"  {where}: {problem['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
