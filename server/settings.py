@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -128,7 +129,7 @@ def load_settings(path: Path) -> Settings:
     return settings_from_mapping(data, base_dir=path.resolve().parent)
 
 
-def settings_from_mapping(data: dict[str, object], *, base_dir: Path) -> Settings:
+def settings_from_mapping(data: Mapping[str, object], *, base_dir: Path) -> Settings:
     try:
         return Settings.model_validate({**data, "base_dir": base_dir})
     except ValidationError as error:

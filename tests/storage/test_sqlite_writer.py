@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ async def writer(tmp_path: Path) -> AsyncIterator[SerialWriter]:
     await writer.close()
 
 
-def insert(value: int) -> object:
+def insert(value: int) -> Callable[[sqlite3.Connection], int]:
     def job(connection: sqlite3.Connection) -> int:
         connection.execute("INSERT INTO t (v) VALUES (?)", (value,))
         return value
@@ -39,7 +39,7 @@ def count(connection: sqlite3.Connection) -> int:
 
 
 async def test_jobs_arriving_together_share_batches(writer: SerialWriter) -> None:
-    results = await asyncio.gather(*(writer.run(insert(i)) for i in range(100)))  # type: ignore[arg-type]
+    results = await asyncio.gather(*(writer.run(insert(i)) for i in range(100)))
 
     assert results == list(range(100))
     assert await writer.run(count) == 100
@@ -51,11 +51,11 @@ async def test_a_failing_job_is_rolled_back_alone(writer: SerialWriter) -> None:
         connection.execute("INSERT INTO t (v) VALUES (1000)")
         raise LookupError("domain refusal")
 
-    results = await asyncio.gather(
-        writer.run(insert(1)),  # type: ignore[arg-type]
+    results: tuple[object, ...] = await asyncio.gather(
+        writer.run(insert(1)),
         writer.run(insert_then_fail),
-        writer.run(insert(1)),  # type: ignore[arg-type]  # constraint violation
-        writer.run(insert(2)),  # type: ignore[arg-type]
+        writer.run(insert(1)),  # constraint violation
+        writer.run(insert(2)),
         return_exceptions=True,
     )
 
@@ -69,8 +69,8 @@ async def test_a_storage_error_fails_the_whole_batch(writer: SerialWriter) -> No
     def broken(connection: sqlite3.Connection) -> None:
         connection.execute("INSERT INTO missing_table VALUES (1)")
 
-    results = await asyncio.gather(
-        writer.run(insert(1)),  # type: ignore[arg-type]
+    results: tuple[object, ...] = await asyncio.gather(
+        writer.run(insert(1)),
         writer.run(broken),
         return_exceptions=True,
     )

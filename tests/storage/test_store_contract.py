@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import Store, StorageUnavailable
+from storage import StorageUnavailable, Store
 from tests.storage.conftest import StoreFactory
 from tests.storage.records import NOW, follow, notification
 

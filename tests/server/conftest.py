@@ -1,0 +1,123 @@
+"""Gateway fixtures: real aiohttp servers on 127.0.0.1, real SQLite files, oracle-signed input."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from server import build_app
+from server.appkeys import REFUSALS, STORE
+from server.settings import Settings, settings_from_mapping
+from storage import Store
+from storage.models import ConsentEvent
+from storage.sqlite.connection import path_from_url
+from tests.pki import private_pem_pkcs8, rsa_key, spki_base64
+
+APP_ID = "2021000000000001"
+OTHER_APP_ID = "2021000000000002"
+NOW = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    """The gateway's clock, set by the test (never the wall clock)."""
+
+    now: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Gateway:
+    """A running Subgate on loopback plus handles to look inside it."""
+
+    client: TestClient[Any, Any]
+    app: web.Application
+    settings: Settings
+    clock: Clock
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> Store:
+        return self.app[STORE]
+
+    def refusals(self) -> dict[tuple[str, str], int]:
+        return self.app[REFUSALS].totals()
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file this gateway writes to."""
+        return path_from_url(self.settings.storage.url)
+
+    async def all_consent_events(self) -> list[ConsentEvent]:
+        """Every consent event stored for any configured app."""
+        events: list[ConsentEvent] = []
+        for app in self.settings.apps:
+            events.extend(await self.store.consent_events(app.app_id))
+        return events
+
+    async def stored_nothing(self) -> bool:
+        """True when neither a notification nor a consent event has been stored."""
+        return await self.store.count_notifications() == 0 and not await self.all_consent_events()
+
+
+def alipay_key(index: int = 1) -> Any:
+    """The stand-in Alipay signing key (index 1); index 2 is the app key, 3+ are strangers."""
+    return rsa_key(index)
+
+
+def app_config(app_id: str = APP_ID, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "app_id": app_id,
+        "alipay_public_key": spki_base64(alipay_key().public_key()),
+        "app_private_key": private_pem_pkcs8(rsa_key(2)),
+        "sign_types": ["RSA2", "RSA"],
+    }
+    config.update(overrides)
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def make_settings(
+    tmp_path: Path, apps: list[dict[str, Any]] | None = None, **server: Any
+) -> Settings:
+    data = {
+        "server": server,
+        "storage": {"url": f"sqlite:///{tmp_path / 'subgate.db'}", "busy_timeout_ms": 200},
+        "apps": apps if apps is not None else [app_config(), app_config(OTHER_APP_ID)],
+    }
+    return settings_from_mapping(data, base_dir=tmp_path)
+
+
+StartGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def start_gateway(tmp_path: Path) -> AsyncIterator[StartGateway]:
+    """Start (and, called again, restart) Subgate on a real port over the same database file."""
+    running: list[TestClient[Any, Any]] = []
+
+    async def start(settings: Settings | None = None, clock: Clock | None = None) -> Gateway:
+        settings = settings or make_settings(tmp_path)
+        clock = clock or Clock()
+        app = build_app(settings, clock=clock)
+        client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        running.append(client)
+        return Gateway(client=client, app=app, settings=settings, clock=clock)
+
+    yield start
+    for client in running:
+        await client.close()
+
+
+@pytest.fixture
+async def gateway(start_gateway: StartGateway) -> Gateway:
+    return await start_gateway()
