@@ -6,16 +6,20 @@ guarantee in its own way (SQLite: one writer; PostgreSQL: constraints and row lo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from storage.models import (
     ConsentEvent,
+    ConsentState,
     NotificationRecord,
     RecordOutcome,
     RefusalCount,
+    ReportOutcome,
+    StoredConsentEvent,
     StoredNotification,
+    SubscribeReport,
 )
 
 
@@ -42,6 +46,37 @@ class Store(Protocol):
     async def consent_events(
         self, app_id: str, user_id: str | None = None
     ) -> list[ConsentEvent]: ...
+
+    async def append_consent_events(
+        self, events: Sequence[ConsentEvent], recorded_at: datetime
+    ) -> list[ConsentState]:
+        """Append to the log and update each key's projection in one transaction."""
+
+    async def record_subscribe_report(
+        self,
+        report: SubscribeReport,
+        events: Sequence[ConsentEvent],
+        answer: Callable[[int, list[ConsentState]], str],
+    ) -> ReportOutcome:
+        """Keep a client report and apply its events once per (app, idempotency key).
+
+        ``answer(report_id, states)`` builds the JSON answer inside the transaction; a replay
+        returns that same answer (``replayed=True``), a different body under the same key is
+        reported as ``conflict=True`` and changes nothing.
+        """
+
+    async def consent_states(
+        self, app_id: str, user_id: str, channel: str | None = None, template_id: str | None = None
+    ) -> list[ConsentState]: ...
+
+    async def consent_states_for_users(
+        self, app_id: str, channel: str, template_id: str, user_ids: Sequence[str]
+    ) -> dict[str, ConsentState]: ...
+
+    async def consent_history(
+        self, app_id: str, user_id: str, channel: str, template_id: str
+    ) -> list[StoredConsentEvent]:
+        """The key's events in fold order (the order that decides its state)."""
 
     async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
         """Add to the refusal counters keyed by (app_id, reason)."""

@@ -24,6 +24,33 @@ class ConsentAction(StrEnum):
     REVOKE = "revoke"
 
 
+class ConsentStatus(StrEnum):
+    NONE = "none"
+    SUBSCRIBED = "subscribed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    FOLLOWED = "followed"
+    UNFOLLOWED = "unfollowed"
+    GRANTED = "granted"
+    REVOKED = "revoked"
+
+
+class TemplateKind(StrEnum):
+    ONE_TIME = "one_time"
+    LONG_TERM = "long_term"
+    UNKNOWN = "unknown"  # reported but not registered: treated as one-time (conservative)
+
+
+class Channel(StrEnum):
+    MINI_TEMPLATE = "mini_template"
+    LIFE_ACCOUNT = "life_account"
+    JYM_PUSH = "jym_push"
+    WORKCORE = "workcore"
+
+
+OPT_IN_CHANNELS = frozenset({Channel.JYM_PUSH, Channel.WORKCORE})
+
+
 class ConsentSource(StrEnum):
     CLIENT_REPORT = "client_report"
     ALIPAY_NOTIFY = "alipay_notify"
@@ -43,6 +70,49 @@ class ConsentEvent(Frozen):
     occurred_at: datetime
     source: ConsentSource
     evidence: str
+    keep: bool | None = None  # one-time template: "always keep this choice"
+    refuse: bool | None = None  # long-term template: "reject and don't ask again"
+
+
+class StoredConsentEvent(ConsentEvent):
+    id: int
+    recorded_at: datetime
+
+
+class ConsentState(Frozen):
+    """The projection of one (app, user, channel, template): always the fold of its log."""
+
+    app_id: str
+    user_id: str
+    channel: str
+    template_id: str
+    status: ConsentStatus = ConsentStatus.NONE
+    credits: int = 0
+    keep: bool = False
+    refuse: bool = False
+    updated_at: datetime | None = None
+    last_source: ConsentSource | None = None
+    # The sort key of the last event applied, and spends a refund may still give back.
+    last_key: tuple[int, int, str, str, int] | None = None
+    open_spends: tuple[str, ...] = ()
+
+
+class SubscribeReport(Frozen):
+    """A ``my.requestSubscribeMessage`` result as the mini-program reported it."""
+
+    app_id: str
+    user_id: str
+    idempotency_key: str
+    body_sha256: str
+    body: str
+    received_at: datetime
+
+
+class ReportOutcome(Frozen):
+    report_id: int
+    replayed: bool
+    conflict: bool
+    outcome: str  # the JSON answer given the first time
 
 
 class NotificationRecord(Frozen):

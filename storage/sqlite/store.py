@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,11 +18,16 @@ import aiosqlite
 from storage.errors import StorageUnavailable
 from storage.models import (
     ConsentEvent,
+    ConsentState,
     NotificationRecord,
     RecordOutcome,
     RefusalCount,
+    ReportOutcome,
+    StoredConsentEvent,
     StoredNotification,
+    SubscribeReport,
 )
+from storage.sqlite import consents
 from storage.sqlite.connection import SQLiteOptions, connect
 from storage.sqlite.migrate import apply_migrations
 from storage.sqlite.writer import SerialWriter, WriteJob
@@ -35,11 +40,12 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (app_id, dedupe_key) DO NOTHING
 RETURNING id
 """
-_INSERT_EVENT = """
-INSERT INTO consent_events (app_id, user_id, channel, template_id, action, occurred_at,
-    recorded_at, source, evidence)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+_INSERT_REPORT = """
+INSERT INTO subscribe_reports (app_id, user_id, idempotency_key, body_sha256, body, received_at,
+    outcome)
+VALUES (?, ?, ?, ?, ?, ?, '')
 """
+_MAX_SQL_PARAMS = 500
 _ADD_REFUSALS = """
 INSERT INTO refusal_counts (app_id, reason, count, last_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (app_id, reason) DO UPDATE SET
@@ -100,7 +106,7 @@ class SQLiteStore:
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()
     ) -> RecordOutcome:
         row = _notification_row(record)
-        event_rows = [_event_row(event, record.received_at) for event in events]
+        recorded_at = to_millis(record.received_at)
 
         def job(connection: sqlite3.Connection) -> RecordOutcome:
             inserted = connection.execute(_INSERT_NOTIFICATION, row).fetchone()
@@ -110,7 +116,7 @@ class SQLiteStore:
                     (record.app_id, record.dedupe_key),
                 ).fetchone()
                 return RecordOutcome(notification_id=existing[0], duplicate=True)
-            connection.executemany(_INSERT_EVENT, event_rows)
+            consents.append_events(connection, events, recorded_at)
             return RecordOutcome(notification_id=inserted[0], duplicate=False)
 
         outcome: RecordOutcome = await self._write(job)
@@ -135,15 +141,90 @@ class SQLiteStore:
 
     async def consent_events(self, app_id: str, user_id: str | None = None) -> list[ConsentEvent]:
         sql = (
-            "SELECT app_id, user_id, channel, template_id, action, occurred_at, source, evidence "
-            "FROM consent_events WHERE app_id = ?"
+            "SELECT app_id, user_id, channel, template_id, action, occurred_at, source, evidence, "
+            "keep, refuse FROM consent_events WHERE app_id = ?"
         )
         params: tuple[str, ...] = (app_id,)
         if user_id is not None:
             sql += " AND user_id = ?"
             params += (user_id,)
         rows = await self._read(sql + " ORDER BY occurred_at, id", params)
-        return [_consent_event(row) for row in rows]
+        return [consents.event_from_row(row) for row in rows]
+
+    async def append_consent_events(
+        self, events: Sequence[ConsentEvent], recorded_at: datetime
+    ) -> list[ConsentState]:
+        def job(connection: sqlite3.Connection) -> list[ConsentState]:
+            return consents.append_events(connection, events, to_millis(recorded_at))
+
+        states: list[ConsentState] = await self._write(job)
+        return states
+
+    async def record_subscribe_report(
+        self,
+        report: SubscribeReport,
+        events: Sequence[ConsentEvent],
+        answer: Callable[[int, list[ConsentState]], str],
+    ) -> ReportOutcome:
+        def job(connection: sqlite3.Connection) -> ReportOutcome:
+            seen = connection.execute(
+                "SELECT id, body_sha256, outcome FROM subscribe_reports "
+                "WHERE app_id = ? AND idempotency_key = ?",
+                (report.app_id, report.idempotency_key),
+            ).fetchone()
+            if seen is not None:
+                conflict = seen[1] != report.body_sha256
+                return ReportOutcome(
+                    report_id=seen[0], replayed=True, conflict=conflict, outcome=seen[2]
+                )
+            cursor = connection.execute(_INSERT_REPORT, _report_row(report))
+            assert cursor.lastrowid is not None
+            states = consents.append_events(connection, events, to_millis(report.received_at))
+            outcome = answer(cursor.lastrowid, states)
+            connection.execute(
+                "UPDATE subscribe_reports SET outcome = ? WHERE id = ?", (outcome, cursor.lastrowid)
+            )
+            return ReportOutcome(
+                report_id=cursor.lastrowid, replayed=False, conflict=False, outcome=outcome
+            )
+
+        result: ReportOutcome = await self._write(job)
+        return result
+
+    async def consent_states(
+        self, app_id: str, user_id: str, channel: str | None = None, template_id: str | None = None
+    ) -> list[ConsentState]:
+        sql = f"SELECT {consents.STATE_COLUMNS} FROM consents WHERE app_id = ? AND user_id = ?"  # noqa: S608
+        params: tuple[str, ...] = (app_id, user_id)
+        if channel is not None:
+            sql += " AND channel = ?"
+            params += (channel,)
+        if template_id is not None:
+            sql += " AND template_id = ?"
+            params += (template_id,)
+        rows = await self._read(sql + " ORDER BY channel, template_id", params)
+        return [consents.state_from_row(row) for row in rows]
+
+    async def consent_states_for_users(
+        self, app_id: str, channel: str, template_id: str, user_ids: Sequence[str]
+    ) -> dict[str, ConsentState]:
+        found: dict[str, ConsentState] = {}
+        for start in range(0, len(user_ids), _MAX_SQL_PARAMS):
+            chunk = list(user_ids[start : start + _MAX_SQL_PARAMS])
+            marks = ",".join("?" * len(chunk))
+            rows = await self._read(
+                f"SELECT {consents.STATE_COLUMNS} FROM consents "  # noqa: S608 (placeholders only)
+                f"WHERE app_id = ? AND channel = ? AND template_id = ? AND user_id IN ({marks})",
+                (app_id, channel, template_id, *chunk),
+            )
+            found.update((row[1], consents.state_from_row(row)) for row in rows)
+        return found
+
+    async def consent_history(
+        self, app_id: str, user_id: str, channel: str, template_id: str
+    ) -> list[StoredConsentEvent]:
+        rows = await self._read(consents.history_query(), (app_id, user_id, channel, template_id))
+        return consents.stored_events_in_order(rows)
 
     async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
         rows = [(app, reason, n, to_millis(at)) for (app, reason), n in counts.items() if n]
@@ -185,17 +266,14 @@ def _notification_row(record: NotificationRecord) -> tuple[Any, ...]:
     )
 
 
-def _event_row(event: ConsentEvent, recorded_at: datetime) -> tuple[Any, ...]:
+def _report_row(report: SubscribeReport) -> tuple[Any, ...]:
     return (
-        event.app_id,
-        event.user_id,
-        event.channel,
-        event.template_id,
-        event.action.value,
-        to_millis(event.occurred_at),
-        to_millis(recorded_at),
-        event.source.value,
-        event.evidence,
+        report.app_id,
+        report.user_id,
+        report.idempotency_key,
+        report.body_sha256,
+        report.body,
+        to_millis(report.received_at),
     )
 
 
@@ -214,19 +292,4 @@ def _stored_notification(row: sqlite3.Row) -> StoredNotification:
         key_label=row[10],
         occurred_at=optional_datetime(row[11]),
         received_at=from_millis(row[12]),
-    )
-
-
-def _consent_event(row: sqlite3.Row) -> ConsentEvent:
-    return ConsentEvent.model_validate(
-        {
-            "app_id": row[0],
-            "user_id": row[1],
-            "channel": row[2],
-            "template_id": row[3],
-            "action": row[4],
-            "occurred_at": from_millis(row[5]),
-            "source": row[6],
-            "evidence": row[7],
-        }
     )
