@@ -9,13 +9,19 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from server.appkeys import CREDENTIALS, GATEWAY, REFUSALS, SETTINGS, STORE
+from server.api import setup_api_routes
+from server.appkeys import CREDENTIALS, GATEWAY, LEDGER, REFUSALS, SETTINGS, STORE, TOKENS
+from server.auth import TokenRing
+from server.consent import ConsentLedger
 from server.credentials import AppCredentials, load_credentials
 from server.dispatch import HandlerRegistry, default_registry
 from server.gateway import Clock, NotificationGateway
+from server.middleware import error_middleware
 from server.notify import setup_notify_routes
+from server.openapi import serve_openapi
 from server.refusals import RefusalCounter
 from server.settings import Settings
+from server.templates import TemplateRegistry
 from storage import open_store
 
 
@@ -31,12 +37,17 @@ def build_app(
     clock: Clock = utc_now,
 ) -> web.Application:
     """The whole service. Key material is loaded (and checked) here, before anything listens."""
-    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
+    )
     app[SETTINGS] = settings
     app[CREDENTIALS] = dict(credentials or load_credentials(settings, clock()))
     app[REFUSALS] = RefusalCounter()
+    app[TOKENS] = TokenRing(settings.tokens)
     app.cleanup_ctx.append(_store_context(registry or default_registry(), clock))
     setup_notify_routes(app)
+    setup_api_routes(app)
+    app.router.add_get("/openapi.json", serve_openapi)
     return app
 
 
@@ -51,6 +62,7 @@ def _store_context(
         app[STORE] = store
         credentials: dict[str, AppCredentials] = app[CREDENTIALS]
         app[GATEWAY] = NotificationGateway(credentials, store, registry, app[REFUSALS], clock)
+        app[LEDGER] = ConsentLedger(store, TemplateRegistry(app[SETTINGS].apps), clock)
         flusher = asyncio.create_task(_flush_refusals_forever(app, clock))
         yield
         flusher.cancel()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.auth import TokenRing
+from server.consent import ConsentLedger
 from server.credentials import AppCredentials
 from server.gateway import NotificationGateway
 from server.refusals import RefusalCounter
@@ -15,3 +17,5 @@ CREDENTIALS = web.AppKey("credentials", dict[str, AppCredentials])
 STORE = web.AppKey("store", Store)
 REFUSALS = web.AppKey("refusals", RefusalCounter)
 GATEWAY = web.AppKey("gateway", NotificationGateway)
+LEDGER = web.AppKey("ledger", ConsentLedger)
+TOKENS = web.AppKey("tokens", TokenRing)

@@ -5,7 +5,18 @@
     ├── AppMismatch                app_mismatch            403
     ├── PayloadTooLarge            too_large               413
     ├── UnsupportedMediaType       unsupported_media_type  415
-    └── AppNotReady                app_not_ready           500  (configuration lacks a key)
+    ├── AppNotReady                app_not_ready           500  (configuration lacks a key)
+    ├── Unauthorized               unauthorized            401  /v1: no or unknown bearer token
+    ├── Forbidden                  forbidden               403  /v1: token lacks the app or scope
+    ├── NotFound                   not_found               404
+    ├── AppNotFound                app_not_found           404  /v1: the app is not configured
+    ├── MethodNotAllowed           method_not_allowed      405
+    ├── InvalidJson                invalid_json            400
+    ├── ValidationFailed           validation_failed       422
+    ├── IdempotencyKeyRequired     idempotency_key_required 400
+    ├── IdempotencyConflict        idempotency_conflict    409  same key, different body
+    ├── InvalidReport              invalid_report          422  a contradictory subscribe result
+    └── ChannelNotOptIn            channel_not_opt_in      422
 
 ``verify.errors`` and ``storage.errors`` codes are mapped here too; nothing else in the
 code base decides an HTTP status for an error. docs/errors.md lists every code (checked by
@@ -26,6 +37,8 @@ from verify.errors import (
     UnsupportedSignType,
     VerificationError,
 )
+
+INTERNAL_ERROR = "internal_error"
 
 
 class RequestRefused(Exception):
@@ -56,6 +69,50 @@ class AppNotReady(RequestRefused):
     code = "app_not_ready"
 
 
+class Unauthorized(RequestRefused):
+    code = "unauthorized"
+
+
+class Forbidden(RequestRefused):
+    code = "forbidden"
+
+
+class NotFound(RequestRefused):
+    code = "not_found"
+
+
+class AppNotFound(RequestRefused):
+    code = "app_not_found"
+
+
+class MethodNotAllowed(RequestRefused):
+    code = "method_not_allowed"
+
+
+class InvalidJson(RequestRefused):
+    code = "invalid_json"
+
+
+class ValidationFailed(RequestRefused):
+    code = "validation_failed"
+
+
+class IdempotencyKeyRequired(RequestRefused):
+    code = "idempotency_key_required"
+
+
+class IdempotencyConflict(RequestRefused):
+    code = "idempotency_conflict"
+
+
+class InvalidReport(RequestRefused):
+    code = "invalid_report"
+
+
+class ChannelNotOptIn(RequestRefused):
+    code = "channel_not_opt_in"
+
+
 SubgateError = VerificationError | RequestRefused | StorageError
 SUBGATE_ERRORS = (VerificationError, RequestRefused, StorageError)
 
@@ -71,7 +128,19 @@ STATUS_BY_CODE: dict[str, int] = {
     PayloadTooLarge.code: 413,
     UnsupportedMediaType.code: 415,
     AppNotReady.code: 500,
+    Unauthorized.code: 401,
+    Forbidden.code: 403,
+    NotFound.code: 404,
+    AppNotFound.code: 404,
+    MethodNotAllowed.code: 405,
+    InvalidJson.code: 400,
+    ValidationFailed.code: 422,
+    IdempotencyKeyRequired.code: 400,
+    IdempotencyConflict.code: 409,
+    InvalidReport.code: 422,
+    ChannelNotOptIn.code: 422,
     StorageUnavailable.code: 503,
+    INTERNAL_ERROR: 500,
 }
 
 
@@ -81,3 +150,11 @@ def status_for(error: SubgateError) -> int:
 
 def error_message(error: SubgateError) -> str:
     return getattr(error, "message", None) or str(error) or error.code
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The one error shape of every /v1 answer: ``{"error": {"code": ..., "message": ...}}``.
+
+    Callers may add keys inside ``error`` (e.g. ``retry_at``) but never remove these two.
+    """
+    return {"error": {"code": code, "message": message}}

@@ -7,6 +7,7 @@ so a flood of garbage cannot flood the log either.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -27,6 +28,9 @@ class RefusalCounter:
         self._unflushed: Counter[tuple[str, str]] = Counter()
         self._logged_at: dict[tuple[str, str], float] = {}
         self._since_log: Counter[tuple[str, str]] = Counter()
+        # One flush at a time: a flush that found the batch taken by a flush still in progress
+        # would return before those counts are stored (or restored, when that write fails).
+        self._flushing = asyncio.Lock()
 
     def count(self, app_key: str, reason: str, message: str) -> None:
         key = (app_key, reason)
@@ -49,12 +53,17 @@ class RefusalCounter:
         return dict(self._totals)
 
     async def flush(self, store: Store, at: datetime) -> None:
-        """Add the counts not yet stored; on failure keep them for the next flush."""
-        if not self._unflushed:
-            return
-        batch, self._unflushed = self._unflushed, Counter()
-        try:
-            await store.add_refusals(batch, at)
-        except StorageError as error:
-            self._unflushed.update(batch)
-            logger.warning("refusal counts not flushed: %s", error)
+        """Add the counts not yet stored; on failure keep them for the next flush.
+
+        Waits for a flush already in progress, so that on return every count made before the
+        call is stored (unless this very write failed).
+        """
+        async with self._flushing:
+            if not self._unflushed:
+                return
+            batch, self._unflushed = self._unflushed, Counter()
+            try:
+                await store.add_refusals(batch, at)
+            except StorageError as error:
+                self._unflushed.update(batch)
+                logger.warning("refusal counts not flushed: %s", error)

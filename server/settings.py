@@ -50,6 +50,19 @@ class StorageSettings(_Section):
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
 
 
+class TemplateSettings(_Section):
+    id: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")
+    kind: Literal["one_time", "long_term"]
+    keywords: list[str] = Field(default_factory=list, max_length=20)
+    page: str | None = None
+
+
+class TokenSettings(_Section):
+    token: SecretStr = Field(min_length=16)
+    apps: list[str] = Field(min_length=1)  # app ids, or "*" for every configured app
+    scopes: list[Literal["read", "write", "send"]] = Field(min_length=1)
+
+
 class AppSettings(_Section):
     app_id: AppId
     alipay_public_key: str | None = None
@@ -63,6 +76,7 @@ class AppSettings(_Section):
     sign_types: list[SignTypeName] = Field(default_factory=_rsa2_only, min_length=1)
     gateway_url: str = DEFAULT_GATEWAY
     life_account_reply: Literal["ack", "success"] = "ack"
+    templates: list[TemplateSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_trust_mode(self) -> Self:
@@ -77,6 +91,9 @@ class AppSettings(_Section):
             raise ValueError("certificate mode needs alipay_root_cert_path")
         if self.require_encryption and self.encrypt_key is None:
             raise ValueError("require_encryption needs encrypt_key")
+        ids = [template.id for template in self.templates]
+        if len(ids) != len(set(ids)):
+            raise ValueError("each template id may appear only once per app")
         return self
 
     @property
@@ -94,6 +111,7 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     apps: list[AppSettings] = Field(min_length=1)
+    tokens: list[TokenSettings] = Field(default_factory=list)
     # Where relative paths in the file are resolved from; the config file's directory.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     dev_mode: bool = Field(default=False, exclude=True)
@@ -103,6 +121,13 @@ class Settings(_Section):
         ids = [app.app_id for app in self.apps]
         if len(ids) != len(set(ids)):
             raise ValueError("each app_id may appear only once in [[apps]]")
+        for index, token in enumerate(self.tokens):
+            unknown = set(token.apps) - set(ids) - {"*"}
+            if unknown:
+                raise ValueError(f"tokens.{index}.apps names apps that are not configured")
+        secrets = [token.token.get_secret_value() for token in self.tokens]
+        if len(secrets) != len(set(secrets)):
+            raise ValueError("each API token may appear only once")
         return self
 
     def app(self, app_id: str) -> AppSettings | None:

@@ -5,10 +5,10 @@ equal ``fold(log)``; it applies an event incrementally when it sorts after the l
 and refolds the key's whole log when it arrives late. Either way the result is the fold.
 
 Order is ``occurred_at`` (when it happened, not when we heard of it), then a rank that puts
-revocations after grants at the same instant (so a revocation wins a tie), then source and
-evidence: a content key, so the same events inserted in any order fold to the same state. An
-old accept that arrives after a newer cancel therefore folds *before* it and cannot reopen
-consent.
+revocations after grants at the same instant (so a revocation wins a tie), then the action,
+source and evidence: a content key, so the same events inserted in any order fold to the same
+state. An old accept that arrives after a newer cancel therefore folds *before* it and cannot
+reopen consent.
 
 The fold does not depend on the template's kind. ``can_send`` reads the kind at lookup time:
 long-term templates need status ``subscribed``; one-time (and unregistered) templates need a
@@ -50,7 +50,7 @@ _STATUS_AFTER = {
     ConsentAction.REVOKE: ConsentStatus.REVOKED,
 }
 
-EventKey = tuple[int, int, str, str, int]
+EventKey = tuple[int, int, str, str, str, int]
 
 
 def event_key(event: ConsentEvent, event_id: int) -> EventKey:
@@ -58,6 +58,7 @@ def event_key(event: ConsentEvent, event_id: int) -> EventKey:
     return (
         to_millis(event.occurred_at),
         _RANK[event.action],
+        event.action.value,
         event.source.value,
         event.evidence,
         event_id,

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from storage.timecodec import from_millis, to_millis
+
+
+def _stored_precision(value: datetime) -> datetime:
+    """Aware UTC at millisecond precision: exactly what every backend stores and reads back."""
+    if value.utcoffset() is None:
+        raise ValueError("datetime must be timezone-aware")
+    return from_millis(to_millis(value))
+
+
+Instant = Annotated[datetime, AfterValidator(_stored_precision)]
 
 
 class Frozen(BaseModel):
@@ -67,7 +80,7 @@ class ConsentEvent(Frozen):
     channel: str
     template_id: str
     action: ConsentAction
-    occurred_at: datetime
+    occurred_at: Instant
     source: ConsentSource
     evidence: str
     keep: bool | None = None  # one-time template: "always keep this choice"
@@ -76,7 +89,7 @@ class ConsentEvent(Frozen):
 
 class StoredConsentEvent(ConsentEvent):
     id: int
-    recorded_at: datetime
+    recorded_at: Instant
 
 
 class ConsentState(Frozen):
@@ -90,10 +103,10 @@ class ConsentState(Frozen):
     credits: int = 0
     keep: bool = False
     refuse: bool = False
-    updated_at: datetime | None = None
+    updated_at: Instant | None = None
     last_source: ConsentSource | None = None
     # The sort key of the last event applied, and spends a refund may still give back.
-    last_key: tuple[int, int, str, str, int] | None = None
+    last_key: tuple[int, int, str, str, str, int] | None = None
     open_spends: tuple[str, ...] = ()
 
 
@@ -105,7 +118,7 @@ class SubscribeReport(Frozen):
     idempotency_key: str
     body_sha256: str
     body: str
-    received_at: datetime
+    received_at: Instant
 
 
 class ReportOutcome(Frozen):
@@ -128,8 +141,8 @@ class NotificationRecord(Frozen):
     sign_type: str
     rule: str
     key_label: str
-    occurred_at: datetime | None
-    received_at: datetime
+    occurred_at: Instant | None
+    received_at: Instant
 
 
 class StoredNotification(NotificationRecord):
@@ -145,4 +158,4 @@ class RefusalCount(Frozen):
     app_id: str
     reason: str
     count: int
-    last_at: datetime
+    last_at: Instant

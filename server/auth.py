@@ -1,0 +1,54 @@
+"""Bearer tokens for the /v1 API: which apps and scopes each token may use.
+
+Tokens are kept only as SHA-256 digests and every presented token is compared against every
+digest with ``hmac.compare_digest`` (no early exit), so timing tells nothing about them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Literal
+
+from server.errors import Forbidden, Unauthorized
+from server.settings import TokenSettings
+
+Scope = Literal["read", "write", "send"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    apps: frozenset[str]  # "*" is every configured app
+    scopes: frozenset[str]
+
+    def require(self, app_id: str, scope: Scope) -> None:
+        if "*" not in self.apps and app_id not in self.apps:
+            raise Forbidden("this token may not act for this app")
+        if scope not in self.scopes:
+            raise Forbidden(f"this token lacks the {scope!r} scope")
+
+
+class TokenRing:
+    def __init__(self, tokens: list[TokenSettings]) -> None:
+        self._grants = [
+            (_digest(t.token.get_secret_value()), Grant(frozenset(t.apps), frozenset(t.scopes)))
+            for t in tokens
+        ]
+
+    def authenticate(self, authorization: str | None) -> Grant:
+        scheme, _, presented = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise Unauthorized("send Authorization: Bearer <token>")
+        digest = _digest(presented.strip())
+        found: Grant | None = None
+        for known, grant in self._grants:
+            if hmac.compare_digest(known, digest) and found is None:
+                found = grant
+        if found is None:
+            raise Unauthorized("unknown token")
+        return found
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()

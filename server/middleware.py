@@ -1,0 +1,53 @@
+"""Render every error once: JSON envelope on the API, bare ``fail`` on the notification routes."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from server.errors import (
+    INTERNAL_ERROR,
+    STATUS_BY_CODE,
+    SUBGATE_ERRORS,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestRefused,
+    error_body,
+    error_message,
+)
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_PREFIX = "/alipay/notify"
+ERROR_HEADER = "X-Subgate-Error"
+_HTTP_ERRORS: dict[int, type[RequestRefused]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
+
+
+def render(request: web.Request, code: str, message: str) -> web.Response:
+    status = STATUS_BY_CODE.get(code, 500)
+    if request.path.startswith(NOTIFY_PREFIX):
+        return web.Response(text="fail", status=status, headers={ERROR_HEADER: code})
+    return web.json_response(error_body(code, message), status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SUBGATE_ERRORS as error:
+        return render(request, error.code, error_message(error))
+    except web.HTTPException as error:
+        refused = _HTTP_ERRORS.get(error.status)
+        if refused is None or error.status < 400:
+            raise
+        return render(request, refused.code, error.reason)
+    except Exception:
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        return render(request, INTERNAL_ERROR, "an unexpected error occurred; it was logged")
