@@ -193,11 +193,19 @@ def guarded(operation: Operation) -> Callable[[web.Request], Awaitable[web.Respo
         if app_id not in request.app[CREDENTIALS]:
             raise AppNotFound("no such app is configured")
         answer = await operation.handler(request, request.app[LEDGER], app_id)
-        return web.json_response(text=answer.model_dump_json())
+        status = getattr(answer, "http_status", 200)
+        return web.json_response(text=answer.model_dump_json(), status=status)
 
     return handle
 
 
+def all_operations() -> tuple[Operation, ...]:
+    """Consent routes here, then sending and reconciliation (server.api_messages)."""
+    from server.api_messages import MESSAGE_OPERATIONS
+
+    return OPERATIONS + MESSAGE_OPERATIONS
+
+
 def setup_api_routes(app: web.Application) -> None:
-    for operation in OPERATIONS:
+    for operation in all_operations():
         app.router.add_route(operation.method, operation.path, guarded(operation))

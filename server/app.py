@@ -19,6 +19,7 @@ from server.gateway import Clock, NotificationGateway
 from server.middleware import error_middleware
 from server.notify import setup_notify_routes
 from server.openapi import serve_openapi
+from server.outbound import outbound_context
 from server.refusals import RefusalCounter
 from server.settings import Settings
 from server.templates import TemplateRegistry
@@ -45,6 +46,7 @@ def build_app(
     app[REFUSALS] = RefusalCounter()
     app[TOKENS] = TokenRing(settings.tokens)
     app.cleanup_ctx.append(_store_context(registry or default_registry(), clock))
+    app.cleanup_ctx.append(outbound_context(clock))
     setup_notify_routes(app)
     setup_api_routes(app)
     app.router.add_get("/openapi.json", serve_openapi)

@@ -8,7 +8,9 @@ from server.auth import TokenRing
 from server.consent import ConsentLedger
 from server.credentials import AppCredentials
 from server.gateway import NotificationGateway
+from server.reconcile import Reconciler
 from server.refusals import RefusalCounter
+from server.sender import MessageSender
 from server.settings import Settings
 from storage import Store
 
@@ -19,3 +21,5 @@ REFUSALS = web.AppKey("refusals", RefusalCounter)
 GATEWAY = web.AppKey("gateway", NotificationGateway)
 LEDGER = web.AppKey("ledger", ConsentLedger)
 TOKENS = web.AppKey("tokens", TokenRing)
+SENDER = web.AppKey("sender", MessageSender)
+RECONCILER = web.AppKey("reconciler", Reconciler)

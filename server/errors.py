@@ -16,7 +16,13 @@
     ├── IdempotencyKeyRequired     idempotency_key_required 400
     ├── IdempotencyConflict        idempotency_conflict    409  same key, different body
     ├── InvalidReport              invalid_report          422  a contradictory subscribe result
-    └── ChannelNotOptIn            channel_not_opt_in      422
+    ├── ChannelNotOptIn            channel_not_opt_in      422
+    ├── UnknownChannel             unknown_channel         422
+    ├── TemplateNotRegistered      template_not_registered 422
+    ├── TemplateDataMismatch       template_data_mismatch  422
+    ├── KeywordTooLong             keyword_too_long        422
+    └── PlatformUnavailable        platform_unavailable    503  a pre-send platform check failed
+    storage.errors.ConsentRequired consent_required        403
 
 ``verify.errors`` and ``storage.errors`` codes are mapped here too; nothing else in the
 code base decides an HTTP status for an error. docs/errors.md lists every code (checked by
@@ -27,7 +33,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from storage.errors import StorageError, StorageUnavailable
+from storage.errors import (
+    ConsentRequired,
+    LedgerRefusal,
+    StorageError,
+    StorageUnavailable,
+)
 from verify.errors import (
     DecryptionFailed,
     EncryptionRequired,
@@ -113,8 +124,28 @@ class ChannelNotOptIn(RequestRefused):
     code = "channel_not_opt_in"
 
 
-SubgateError = VerificationError | RequestRefused | StorageError
-SUBGATE_ERRORS = (VerificationError, RequestRefused, StorageError)
+class UnknownChannel(RequestRefused):
+    code = "unknown_channel"
+
+
+class TemplateNotRegistered(RequestRefused):
+    code = "template_not_registered"
+
+
+class TemplateDataMismatch(RequestRefused):
+    code = "template_data_mismatch"
+
+
+class KeywordTooLong(RequestRefused):
+    code = "keyword_too_long"
+
+
+class PlatformUnavailable(RequestRefused):
+    code = "platform_unavailable"
+
+
+SubgateError = VerificationError | RequestRefused | StorageError | LedgerRefusal
+SUBGATE_ERRORS = (VerificationError, RequestRefused, StorageError, LedgerRefusal)
 
 STATUS_BY_CODE: dict[str, int] = {
     MalformedPayload.code: 400,
@@ -139,6 +170,12 @@ STATUS_BY_CODE: dict[str, int] = {
     IdempotencyConflict.code: 409,
     InvalidReport.code: 422,
     ChannelNotOptIn.code: 422,
+    UnknownChannel.code: 422,
+    TemplateNotRegistered.code: 422,
+    TemplateDataMismatch.code: 422,
+    KeywordTooLong.code: 422,
+    PlatformUnavailable.code: 503,
+    ConsentRequired.code: 403,
     StorageUnavailable.code: 503,
     INTERNAL_ERROR: 500,
 }

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from server.api import OPERATIONS, Operation
+from server.api import Operation, all_operations
 from server.api_models import ErrorAnswer
 from server.errors import STATUS_BY_CODE
 
@@ -22,14 +22,15 @@ _REF = "#/components/schemas/{model}"
 
 
 def openapi_document() -> dict[str, Any]:
-    models = {ErrorAnswer} | {op.response for op in OPERATIONS}
-    models |= {op.request for op in OPERATIONS if op.request is not None}
+    operations = all_operations()
+    models = {ErrorAnswer} | {op.response for op in operations}
+    models |= {op.request for op in operations if op.request is not None}
     ordered = sorted(models, key=lambda m: m.__name__)
     _, schemas = models_json_schema(
         [(model, "serialization") for model in ordered], ref_template=_REF
     )
     paths: dict[str, dict[str, Any]] = {}
-    for operation in OPERATIONS:
+    for operation in operations:
         paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation)
     return {
         "openapi": "3.1.0",

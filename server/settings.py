@@ -50,6 +50,21 @@ class StorageSettings(_Section):
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
 
 
+class OutboxSettings(_Section):
+    call_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    retry_backoff_seconds: list[float] = Field(
+        default_factory=lambda: [30.0, 120.0, 600.0, 1800.0, 7200.0], max_length=20
+    )
+    poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+
+
+class ReconcileSettings(_Section):
+    interval_seconds: float = Field(default=0.0, ge=0)  # 0: the periodic job is off
+    users_per_run: int = Field(default=100, ge=1, le=100_000)
+
+
 class TemplateSettings(_Section):
     id: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")
     kind: Literal["one_time", "long_term"]
@@ -77,6 +92,7 @@ class AppSettings(_Section):
     gateway_url: str = DEFAULT_GATEWAY
     life_account_reply: Literal["ack", "success"] = "ack"
     templates: list[TemplateSettings] = Field(default_factory=list)
+    verify_with_platform: bool = False
 
     @model_validator(mode="after")
     def _one_trust_mode(self) -> Self:
@@ -112,6 +128,8 @@ class Settings(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     apps: list[AppSettings] = Field(min_length=1)
     tokens: list[TokenSettings] = Field(default_factory=list)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     # Where relative paths in the file are resolved from; the config file's directory.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     dev_mode: bool = Field(default=False, exclude=True)

@@ -14,6 +14,9 @@ class TemplateRegistry:
             (app.app_id, template.id): template for app in apps for template in app.templates
         }
 
+    def ids(self, app_id: str) -> list[str]:
+        return [template_id for (app, template_id) in self._templates if app == app_id]
+
     def get(self, app_id: str, template_id: str) -> TemplateSettings | None:
         return self._templates.get((app_id, template_id))
 

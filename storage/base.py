@@ -11,12 +11,16 @@ from datetime import datetime
 from typing import Protocol
 
 from storage.models import (
+    AttemptResult,
     ConsentEvent,
     ConsentState,
+    MessageRecord,
     NotificationRecord,
     RecordOutcome,
     RefusalCount,
     ReportOutcome,
+    ReserveOutcome,
+    SendReservation,
     StoredConsentEvent,
     StoredNotification,
     SubscribeReport,
@@ -77,6 +81,39 @@ class Store(Protocol):
         self, app_id: str, user_id: str, channel: str, template_id: str
     ) -> list[StoredConsentEvent]:
         """The key's events in fold order (the order that decides its state)."""
+
+    async def reserve_send(self, reservation: SendReservation) -> ReserveOutcome:
+        """Spend-once: check consent, append ``spend`` and queue the message, atomically.
+
+        Raises ``ConsentRequired`` (nothing written) when the ledger does not allow the send,
+        ``IdempotencyMismatch`` when the key was used with another request; a replay of the same
+        request returns the existing message with ``replayed=True`` and reserves nothing.
+        """
+
+    async def begin_attempt(
+        self, message_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> MessageRecord | None:
+        """Commit "an attempt is in flight" before calling the platform; None if not ours."""
+
+    async def finish_attempt(
+        self, message_id: str, result: AttemptResult, now: datetime
+    ) -> MessageRecord:
+        """Record the outcome; a definite failure refunds the credit in the same transaction."""
+
+    async def claim_due_messages(
+        self, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[MessageRecord]:
+        """Lease due pending/queued messages to one worker."""
+
+    async def abandon_in_flight(self, now: datetime) -> list[str]:
+        """Mark attempts whose lease expired mid-call as ``unknown`` (never retried)."""
+
+    async def get_message(self, app_id: str, message_id: str) -> MessageRecord | None: ...
+
+    async def count_messages(self, status: str | None = None) -> int: ...
+
+    async def users_with_open_consent(self, limit: int) -> list[tuple[str, str]]:
+        """(app, user) pairs holding a subscription or credits, least recently changed first."""
 
     async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
         """Add to the refusal counters keyed by (app_id, reason)."""

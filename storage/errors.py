@@ -17,3 +17,21 @@ class StorageUnavailable(StorageError):
     """Nothing of the failed operation was committed; the caller may retry it as a whole."""
 
     code = "storage_unavailable"
+
+
+class LedgerRefusal(Exception):
+    """The ledger refused a change; nothing of it was written."""
+
+    code: ClassVar[str] = "ledger_refusal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConsentRequired(LedgerRefusal):
+    code = "consent_required"
+
+
+class IdempotencyMismatch(LedgerRefusal):
+    code = "idempotency_conflict"

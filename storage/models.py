@@ -159,3 +159,79 @@ class RefusalCount(Frozen):
     reason: str
     count: int
     last_at: Instant
+
+
+class MessageStatus(StrEnum):
+    PENDING = "pending"  # reserved, not yet attempted
+    SENDING = "sending"  # an attempt is in flight
+    QUEUED = "queued"  # a transient failure; retried at next_attempt_at
+    SENT = "sent"
+    FAILED = "failed"  # definite: the credit was refunded
+    UNKNOWN = "unknown"  # the outcome cannot be known (crash in flight, unverifiable answer)
+
+
+FINAL_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.UNKNOWN})
+
+
+class SendReservation(Frozen):
+    """Everything needed to reserve consent for one send and queue it."""
+
+    message_id: str
+    app_id: str
+    idempotency_key: str
+    request_sha256: str
+    channel: str
+    user_id: str
+    template_id: str
+    kind: TemplateKind
+    payload: str
+    lease_owner: str
+    lease_until: Instant
+    created_at: Instant
+
+
+class MessageRecord(Frozen):
+    id: str
+    app_id: str
+    idempotency_key: str
+    request_sha256: str
+    channel: str
+    user_id: str
+    template_id: str
+    payload: str
+    status: MessageStatus
+    attempts: int
+    next_attempt_at: Instant
+    lease_owner: str | None
+    lease_until: Instant | None
+    platform_code: str | None
+    platform_msg: str | None
+    sub_code: str | None
+    sub_msg: str | None
+    last_error: str | None
+    created_at: Instant
+    updated_at: Instant
+    sent_at: Instant | None
+
+
+class ReserveOutcome(Frozen):
+    message: MessageRecord
+    replayed: bool  # the key was used before with the same request: nothing new was reserved
+
+
+class AttemptOutcome(StrEnum):
+    SENT = "sent"
+    REJECTED = "rejected"  # definite failure: refund
+    RETRY = "retry"  # transient: queue for next_attempt_at
+    EXHAUSTED = "exhausted"  # transient, out of attempts: refund and fail
+    UNKNOWN = "unknown"  # unverifiable: keep the credit spent, never retry
+
+
+class AttemptResult(Frozen):
+    outcome: AttemptOutcome
+    platform_code: str | None = None
+    platform_msg: str | None = None
+    sub_code: str | None = None
+    sub_msg: str | None = None
+    error: str | None = None
+    next_attempt_at: Instant | None = None

@@ -17,17 +17,21 @@ import aiosqlite
 
 from storage.errors import StorageUnavailable
 from storage.models import (
+    AttemptResult,
     ConsentEvent,
     ConsentState,
+    MessageRecord,
     NotificationRecord,
     RecordOutcome,
     RefusalCount,
     ReportOutcome,
+    ReserveOutcome,
+    SendReservation,
     StoredConsentEvent,
     StoredNotification,
     SubscribeReport,
 )
-from storage.sqlite import consents
+from storage.sqlite import consents, outbox
 from storage.sqlite.connection import SQLiteOptions, connect
 from storage.sqlite.migrate import apply_migrations
 from storage.sqlite.writer import SerialWriter, WriteJob
@@ -225,6 +229,70 @@ class SQLiteStore:
     ) -> list[StoredConsentEvent]:
         rows = await self._read(consents.history_query(), (app_id, user_id, channel, template_id))
         return consents.stored_events_in_order(rows)
+
+    async def reserve_send(self, reservation: SendReservation) -> ReserveOutcome:
+        def job(connection: sqlite3.Connection) -> ReserveOutcome:
+            return outbox.reserve(connection, reservation)
+
+        result: ReserveOutcome = await self._write(job)
+        return result
+
+    async def begin_attempt(
+        self, message_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> MessageRecord | None:
+        def job(connection: sqlite3.Connection) -> MessageRecord | None:
+            return outbox.begin_attempt(connection, message_id, owner, now, lease_until)
+
+        result: MessageRecord | None = await self._write(job)
+        return result
+
+    async def finish_attempt(
+        self, message_id: str, result: AttemptResult, now: datetime
+    ) -> MessageRecord:
+        def job(connection: sqlite3.Connection) -> MessageRecord:
+            return outbox.finish_attempt(connection, message_id, result, now)
+
+        message: MessageRecord = await self._write(job)
+        return message
+
+    async def claim_due_messages(
+        self, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[MessageRecord]:
+        def job(connection: sqlite3.Connection) -> list[MessageRecord]:
+            return outbox.claim_due(connection, owner, now, lease_until, limit)
+
+        claimed: list[MessageRecord] = await self._write(job)
+        return claimed
+
+    async def abandon_in_flight(self, now: datetime) -> list[str]:
+        def job(connection: sqlite3.Connection) -> list[str]:
+            return outbox.abandon_in_flight(connection, now)
+
+        abandoned: list[str] = await self._write(job)
+        return abandoned
+
+    async def get_message(self, app_id: str, message_id: str) -> MessageRecord | None:
+        rows = await self._read(
+            f"SELECT {outbox.COLUMNS} FROM messages WHERE app_id = ? AND id = ?",  # noqa: S608
+            (app_id, message_id),
+        )
+        return outbox.message_from_row(rows[0]) if rows else None
+
+    async def count_messages(self, status: str | None = None) -> int:
+        if status is None:
+            rows = await self._read("SELECT count(*) FROM messages", ())
+        else:
+            rows = await self._read("SELECT count(*) FROM messages WHERE status = ?", (status,))
+        return int(rows[0][0])
+
+    async def users_with_open_consent(self, limit: int) -> list[tuple[str, str]]:
+        rows = await self._read(
+            "SELECT app_id, user_id FROM consents WHERE channel = 'mini_template' "
+            "AND (credits > 0 OR status = 'subscribed') "
+            "GROUP BY app_id, user_id ORDER BY min(updated_at) LIMIT ?",
+            (limit,),
+        )
+        return [(row[0], row[1]) for row in rows]
 
     async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
         rows = [(app, reason, n, to_millis(at)) for (app, reason), n in counts.items() if n]

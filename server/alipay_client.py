@@ -1,0 +1,140 @@
+"""The Alipay OpenAPI client (classic gateway.do): one shared session, a timeout on every call.
+
+Every answer is classified once, here:
+
+    SUCCESS    code 10000 in a response whose signature verified
+    REJECTED   a signed business failure (40004 etc.): definite, the sub_code is kept
+    TRANSIENT  20000, isp.*, HTTP 5xx, timeouts, connection errors: worth retrying
+    UNKNOWN    an unsigned or unverifiable answer: never success, never retried blindly
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+
+from server.credentials import AppCredentials
+from server.errors import AppNotReady
+from verify import MalformedPayload, SignatureMismatch, SignType
+from verify.openapi import OpenApiResponse, RequestSigner, open_response, signed_request_params
+
+logger = logging.getLogger(__name__)
+
+SUCCESS_CODE = "10000"
+TRANSIENT_CODES = frozenset({"20000", "20001"})
+
+
+class CallOutcome(StrEnum):
+    SUCCESS = "success"
+    REJECTED = "rejected"
+    TRANSIENT = "transient"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    outcome: CallOutcome
+    code: str | None = None
+    msg: str | None = None
+    sub_code: str | None = None
+    sub_msg: str | None = None
+    error: str | None = None
+    node: Mapping[str, Any] = field(default_factory=dict)
+
+
+class AlipayClient:
+    def __init__(
+        self, session: aiohttp.ClientSession, clock: Callable[[], datetime], timeout: float
+    ) -> None:
+        self._session = session
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def call(
+        self, app: AppCredentials, method: str, biz_content: Mapping[str, Any]
+    ) -> CallResult:
+        params = signed_request_params(_signer(app), method, biz_content, self._clock())
+        try:
+            async with self._session.post(
+                app.gateway_url, data=params, timeout=self._timeout
+            ) as response:
+                text = await response.text(encoding="utf-8", errors="replace")
+                status = response.status
+        except TimeoutError:
+            return _logged(method, app, CallResult(CallOutcome.TRANSIENT, error="timeout"))
+        except aiohttp.ClientError as error:
+            return _logged(method, app, CallResult(CallOutcome.TRANSIENT, error=_name(error)))
+        if status >= 500:
+            return _logged(method, app, CallResult(CallOutcome.TRANSIENT, error=f"HTTP {status}"))
+        return _logged(method, app, classify(text, method, app))
+
+
+def classify(text: str, method: str, app: AppCredentials) -> CallResult:
+    try:
+        response = open_response(text, method, app.policy.keys, encrypt_key=app.policy.encrypt_key)
+    except (SignatureMismatch, MalformedPayload) as error:
+        return CallResult(CallOutcome.UNKNOWN, error=f"{error.code}: {error}")
+    return _classify_node(response)
+
+
+def _classify_node(response: OpenApiResponse) -> CallResult:
+    node = response.node
+    code, sub_code = _text(node.get("code")), _text(node.get("sub_code"))
+    if not response.signed:
+        outcome, error = CallOutcome.UNKNOWN, "the answer is not signed"
+    elif code == SUCCESS_CODE:
+        outcome, error = CallOutcome.SUCCESS, None
+    elif code in TRANSIENT_CODES or (sub_code or "").startswith("isp."):
+        outcome, error = CallOutcome.TRANSIENT, None
+    else:
+        outcome, error = CallOutcome.REJECTED, None
+    return CallResult(
+        outcome,
+        code=code,
+        msg=_text(node.get("msg")),
+        sub_code=sub_code,
+        sub_msg=_text(node.get("sub_msg")),
+        error=error,
+        node=node,
+    )
+
+
+def _signer(app: AppCredentials) -> RequestSigner:
+    if app.app_private_key is None:
+        raise AppNotReady(f"app {app.app_id} has no app_private_key to sign calls with")
+    sign_type = SignType.RSA2 if SignType.RSA2 in app.policy.sign_types else SignType.RSA
+    return RequestSigner(
+        app_id=app.app_id,
+        private_key=app.app_private_key,
+        sign_type=sign_type,
+        app_cert_sn=app.app_cert_sn,
+        alipay_root_cert_sn=app.alipay_root_cert_sn,
+        encrypt_key=app.policy.encrypt_key,
+    )
+
+
+def _logged(method: str, app: AppCredentials, result: CallResult) -> CallResult:
+    logger.info(
+        "call %s app=%s outcome=%s code=%s sub_code=%s%s",
+        method,
+        app.app_id,
+        result.outcome.value,
+        result.code,
+        result.sub_code,
+        f" error={result.error}" if result.error else "",
+    )
+    return result
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _name(error: BaseException) -> str:
+    return type(error).__name__

@@ -1,0 +1,69 @@
+"""Bodies of the /v1 messages routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from storage.models import MessageRecord, MessageStatus
+
+
+class PlatformAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str | None
+    msg: str | None
+    sub_code: str | None
+    sub_msg: str | None
+
+
+class MessageView(BaseModel):
+    """A message as the outbox holds it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: str
+    status: MessageStatus
+    channel: str
+    user_id: str
+    template_id: str
+    attempts: int
+    platform: PlatformAnswer | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime | None
+
+    @classmethod
+    def of(cls, message: MessageRecord) -> MessageView:
+        answered = message.platform_code is not None or message.sub_code is not None
+        return cls(
+            message_id=message.id,
+            status=message.status,
+            channel=message.channel,
+            user_id=message.user_id,
+            template_id=message.template_id,
+            attempts=message.attempts,
+            platform=PlatformAnswer(
+                code=message.platform_code,
+                msg=message.platform_msg,
+                sub_code=message.sub_code,
+                sub_msg=message.sub_msg,
+            )
+            if answered
+            else None,
+            last_error=message.last_error,
+            created_at=message.created_at,
+            updated_at=message.updated_at,
+            sent_at=message.sent_at,
+            next_attempt_at=message.next_attempt_at
+            if message.status in (MessageStatus.QUEUED, MessageStatus.PENDING)
+            else None,
+        )
+
+    @property
+    def http_status(self) -> int:
+        """200 once final; 202 while the outbox still owns it."""
+        final = self.status in (MessageStatus.SENT, MessageStatus.FAILED)
+        return 200 if final else 202

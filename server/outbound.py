@@ -1,0 +1,93 @@
+"""Everything that talks to the platforms, opened once per app in cleanup_ctx.
+
+One shared aiohttp ClientSession; the channel registry; the sender; the outbox worker and the
+optional periodic reconciliation, both as background tasks stopped cleanly on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+import aiohttp
+from aiohttp import web
+
+from server.alipay_client import AlipayClient
+from server.appkeys import CREDENTIALS, LEDGER, RECONCILER, SENDER, SETTINGS, STORE
+from server.channels.base import Channel, PreparedSend
+from server.channels.mini_template import MiniTemplateChannel
+from server.outbox import OutboxWorker
+from server.reconcile import Reconciler
+from server.sender import MessageSender
+from server.templates import TemplateRegistry
+from storage.errors import StorageError
+from storage.models import Channel as ChannelName
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def outbound_context(
+    clock: Clock,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        async with aiohttp.ClientSession() as session:
+            client = AlipayClient(session, clock, settings.outbox.call_timeout_seconds)
+            templates = TemplateRegistry(settings.apps)
+            credentials = app[CREDENTIALS]
+            reconciler = Reconciler(app[STORE], client, credentials, templates, app[LEDGER], clock)
+            channels: dict[str, Channel] = {ChannelName.MINI_TEMPLATE: MiniTemplateChannel(client)}
+            verified_apps = {a.app_id for a in settings.apps if a.verify_with_platform}
+
+            async def check_with_platform(
+                app_id: str, channel: str, prepared: PreparedSend
+            ) -> None:
+                if app_id in verified_apps and channel == ChannelName.MINI_TEMPLATE:
+                    await reconciler.sync_user(app_id, prepared.user_id, [prepared.template_id])
+
+            sender = MessageSender(
+                app[STORE],
+                channels,
+                credentials,
+                templates,
+                settings.outbox,
+                clock,
+                before_reserve=check_with_platform,
+            )
+            app[SENDER], app[RECONCILER] = sender, reconciler
+            worker = OutboxWorker(app[STORE], sender, settings.outbox, clock)
+            tasks = [asyncio.create_task(worker.run_forever())]
+            if settings.reconcile.interval_seconds > 0:
+                tasks.append(asyncio.create_task(_reconcile_forever(app, reconciler)))
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    return context
+
+
+async def _reconcile_forever(app: web.Application, reconciler: Reconciler) -> None:
+    """Off by default: sync users with open consent, a bounded number per run."""
+    settings = app[SETTINGS].reconcile
+    while True:
+        await asyncio.sleep(settings.interval_seconds)
+        try:
+            users = await app[STORE].users_with_open_consent(settings.users_per_run)
+        except StorageError as error:
+            logger.warning("reconciliation skipped: %s", error)
+            continue
+        for app_id, user_id in users:
+            try:
+                await reconciler.sync_user(app_id, user_id)
+            except Exception as error:  # one user's failure must not stop the others
+                logger.warning("reconciliation of %s/%s failed: %s", app_id, user_id, error)

@@ -1,0 +1,135 @@
+"""MessageSender: the one way anything is sent. Consent check -> signed call -> recorded outcome.
+
+    view = await sender.send(app_id, body, idempotency_key)
+
+1. The channel validates the body (422, nothing reserved).
+2. One transaction: idempotency check, consent check, ``spend`` event, outbox row (``pending``).
+3. ``sending`` is committed, then the platform is called, then the outcome is committed:
+   sent; failed (definite: the credit is refunded in the same transaction); queued (transient:
+   the outbox worker retries with backoff, across restarts); unknown (unverifiable: the credit
+   stays spent and the message is never retried, so it can never be delivered twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from server.alipay_client import CallOutcome, CallResult
+from server.channels.base import Channel, PreparedSend
+from server.credentials import AppCredentials
+from server.errors import UnknownChannel
+from server.message_models import MessageView
+from server.settings import OutboxSettings
+from server.templates import TemplateRegistry
+from storage import Store
+from storage.models import AttemptOutcome, AttemptResult, MessageRecord, SendReservation
+
+Clock = Callable[[], datetime]
+PreSendCheck = Callable[[str, str, PreparedSend], Awaitable[None]]
+
+
+class MessageSender:
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, Channel],
+        credentials: Mapping[str, AppCredentials],
+        templates: TemplateRegistry,
+        settings: OutboxSettings,
+        clock: Clock,
+        before_reserve: PreSendCheck | None = None,
+    ) -> None:
+        self._store = store
+        self._channels = channels
+        self._credentials = credentials
+        self._templates = templates
+        self._settings = settings
+        self._clock = clock
+        self._before_reserve = before_reserve
+        self.owner = f"subgate-{secrets.token_hex(6)}"  # this process, as lease owner
+
+    async def send(self, app_id: str, body: Mapping[str, Any], idempotency_key: str) -> MessageView:
+        channel = self._channel(body.get("channel"))
+        prepared = channel.prepare(app_id, body, self._templates)
+        if self._before_reserve is not None:
+            await self._before_reserve(app_id, channel.name, prepared)
+        now = self._clock()
+        outcome = await self._store.reserve_send(
+            SendReservation(
+                message_id=f"msg_{secrets.token_hex(12)}",
+                app_id=app_id,
+                idempotency_key=idempotency_key,
+                request_sha256=_request_digest(body),
+                channel=channel.name,
+                user_id=prepared.user_id,
+                template_id=prepared.template_id,
+                kind=prepared.kind,
+                payload=json.dumps(prepared.payload, ensure_ascii=False, sort_keys=True),
+                lease_owner=self.owner,
+                lease_until=now + self._lease(),
+                created_at=now,
+            )
+        )
+        if outcome.replayed:
+            return MessageView.of(outcome.message)
+        return MessageView.of(await self.attempt(outcome.message))
+
+    async def attempt(self, message: MessageRecord) -> MessageRecord:
+        """One attempt of a message this process holds the lease of."""
+        now = self._clock()
+        started = await self._store.begin_attempt(message.id, self.owner, now, now + self._lease())
+        if started is None:  # another worker has it, or it is already final
+            return message
+        result = await self._deliver(started)
+        return await self._store.finish_attempt(
+            started.id, self._attempt_result(started, result), self._clock()
+        )
+
+    async def _deliver(self, message: MessageRecord) -> CallResult:
+        channel = self._channel(message.channel)
+        app = self._credentials[message.app_id]
+        return await channel.deliver(app, json.loads(message.payload))
+
+    def _attempt_result(self, message: MessageRecord, result: CallResult) -> AttemptResult:
+        outcome = {
+            CallOutcome.SUCCESS: AttemptOutcome.SENT,
+            CallOutcome.REJECTED: AttemptOutcome.REJECTED,
+            CallOutcome.UNKNOWN: AttemptOutcome.UNKNOWN,
+            CallOutcome.TRANSIENT: AttemptOutcome.RETRY,
+        }[result.outcome]
+        next_attempt_at = None
+        if outcome is AttemptOutcome.RETRY:
+            backoff = self._settings.retry_backoff_seconds
+            if message.attempts > len(backoff):
+                outcome = AttemptOutcome.EXHAUSTED
+            else:
+                delay = backoff[message.attempts - 1]
+                next_attempt_at = self._clock() + timedelta(seconds=delay)
+        return AttemptResult(
+            outcome=outcome,
+            platform_code=result.code,
+            platform_msg=result.msg,
+            sub_code=result.sub_code,
+            sub_msg=result.sub_msg,
+            error=result.error,
+            next_attempt_at=next_attempt_at,
+        )
+
+    def _channel(self, name: object) -> Channel:
+        channel = self._channels.get(name) if isinstance(name, str) else None
+        if channel is None:
+            raise UnknownChannel(f"channel must be one of {', '.join(sorted(self._channels))}")
+        return channel
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self._settings.lease_seconds)
+
+
+def _request_digest(body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,212 @@
+"""Outbox SQL for the SQLite store. Every function runs inside a writer job's transaction.
+
+``reserve`` is the spend-once guarantee: the consent check, the ``spend`` event and the outbox
+row commit together on the single writer, so of any number of concurrent sends against one
+credit exactly one finds it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from storage.errors import ConsentRequired, IdempotencyMismatch
+from storage.ledger import can_send
+from storage.models import (
+    AttemptOutcome,
+    AttemptResult,
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
+    MessageRecord,
+    MessageStatus,
+    ReserveOutcome,
+    SendReservation,
+)
+from storage.sqlite.consents import append_events, load_state
+from storage.timecodec import from_millis, optional_datetime, to_millis
+
+COLUMNS = (
+    "id, app_id, idempotency_key, request_sha256, channel, user_id, template_id, payload, "
+    "status, attempts, next_attempt_at, lease_owner, lease_until, platform_code, platform_msg, "
+    "sub_code, sub_msg, last_error, created_at, updated_at, sent_at"
+)
+_SELECT = f"SELECT {COLUMNS} FROM messages"  # noqa: S608 (constant)
+_RETRYABLE = (MessageStatus.PENDING.value, MessageStatus.QUEUED.value)
+
+
+def reserve(connection: sqlite3.Connection, reservation: SendReservation) -> ReserveOutcome:
+    existing = connection.execute(
+        f"{_SELECT} WHERE app_id = ? AND idempotency_key = ?",
+        (reservation.app_id, reservation.idempotency_key),
+    ).fetchone()
+    if existing is not None:
+        message = message_from_row(existing)
+        if message.request_sha256 != reservation.request_sha256:
+            raise IdempotencyMismatch("this Idempotency-Key was used with a different message")
+        return ReserveOutcome(message=message, replayed=True)
+    ident = (reservation.app_id, reservation.user_id, reservation.channel, reservation.template_id)
+    if not can_send(load_state(connection, *ident), reservation.kind):
+        raise ConsentRequired("the ledger has no consent for this user and template")
+    append_events(
+        connection, [_ledger_event(reservation, ConsentAction.SPEND)], _ms(reservation.created_at)
+    )
+    connection.execute(
+        f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * 21)})",  # noqa: S608
+        _new_row(reservation),
+    )
+    return ReserveOutcome(message=get(connection, reservation.message_id), replayed=False)
+
+
+def begin_attempt(
+    connection: sqlite3.Connection,
+    message_id: str,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+) -> MessageRecord | None:
+    """Mark an attempt as in flight (committed before the call), if this owner holds the row."""
+    cursor = connection.execute(
+        "UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_until = ?, "
+        "updated_at = ? WHERE id = ? AND lease_owner = ? AND status IN (?, ?)",
+        (_ms(lease_until), _ms(now), message_id, owner, *_RETRYABLE),
+    )
+    return get(connection, message_id) if cursor.rowcount == 1 else None
+
+
+def finish_attempt(
+    connection: sqlite3.Connection, message_id: str, result: AttemptResult, now: datetime
+) -> MessageRecord:
+    message = get(connection, message_id)
+    status = {
+        AttemptOutcome.SENT: MessageStatus.SENT,
+        AttemptOutcome.REJECTED: MessageStatus.FAILED,
+        AttemptOutcome.EXHAUSTED: MessageStatus.FAILED,
+        AttemptOutcome.RETRY: MessageStatus.QUEUED,
+        AttemptOutcome.UNKNOWN: MessageStatus.UNKNOWN,
+    }[result.outcome]
+    next_at = result.next_attempt_at if result.outcome is AttemptOutcome.RETRY else now
+    connection.execute(
+        "UPDATE messages SET status = ?, next_attempt_at = ?, lease_owner = NULL, "
+        "lease_until = NULL, platform_code = ?, platform_msg = ?, sub_code = ?, sub_msg = ?, "
+        "last_error = ?, updated_at = ?, sent_at = ? WHERE id = ? AND status = 'sending'",
+        (
+            status.value,
+            _ms(next_at or now),
+            result.platform_code,
+            result.platform_msg,
+            result.sub_code,
+            result.sub_msg,
+            result.error,
+            _ms(now),
+            _ms(now) if status is MessageStatus.SENT else None,
+            message_id,
+        ),
+    )
+    if status is MessageStatus.FAILED and message.status is MessageStatus.SENDING:
+        refund = _ledger_event(message, ConsentAction.REFUND, occurred_at=now)
+        append_events(connection, [refund], _ms(now))
+    return get(connection, message_id)
+
+
+def claim_due(
+    connection: sqlite3.Connection, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> list[MessageRecord]:
+    """Lease due messages to ``owner``: pending or queued, due, and not leased by a live owner."""
+    ids = [
+        row[0]
+        for row in connection.execute(
+            "SELECT id FROM messages WHERE status IN (?, ?) AND next_attempt_at <= ? "
+            "AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT ?",
+            (*_RETRYABLE, _ms(now), _ms(now), limit),
+        )
+    ]
+    for message_id in ids:
+        connection.execute(
+            "UPDATE messages SET lease_owner = ?, lease_until = ? WHERE id = ?",
+            (owner, _ms(lease_until), message_id),
+        )
+    return [get(connection, message_id) for message_id in ids]
+
+
+def abandon_in_flight(connection: sqlite3.Connection, now: datetime) -> list[str]:
+    """Attempts whose owner died mid-call: the platform may have delivered, so never retry."""
+    ids = [
+        row[0]
+        for row in connection.execute(
+            "SELECT id FROM messages WHERE status = 'sending' AND lease_until < ?", (_ms(now),)
+        )
+    ]
+    for message_id in ids:
+        connection.execute(
+            "UPDATE messages SET status = 'unknown', lease_owner = NULL, lease_until = NULL, "
+            "last_error = 'the attempt was interrupted; the platform may have delivered it', "
+            "updated_at = ? WHERE id = ?",
+            (_ms(now), message_id),
+        )
+    return ids
+
+
+def get(connection: sqlite3.Connection, message_id: str) -> MessageRecord:
+    return message_from_row(connection.execute(f"{_SELECT} WHERE id = ?", (message_id,)).fetchone())
+
+
+def message_from_row(row: Sequence[Any]) -> MessageRecord:
+    names = [name.strip() for name in COLUMNS.split(",")]
+    values = dict(zip(names, row, strict=True))
+    for name in ("next_attempt_at", "created_at", "updated_at"):
+        values[name] = from_millis(values[name])
+    for name in ("lease_until", "sent_at"):
+        values[name] = optional_datetime(values[name])
+    return MessageRecord.model_validate(values)
+
+
+def _new_row(r: SendReservation) -> tuple[Any, ...]:
+    created = _ms(r.created_at)
+    return (
+        r.message_id,
+        r.app_id,
+        r.idempotency_key,
+        r.request_sha256,
+        r.channel,
+        r.user_id,
+        r.template_id,
+        r.payload,
+        MessageStatus.PENDING.value,
+        0,
+        created,
+        r.lease_owner,
+        _ms(r.lease_until),
+        None,
+        None,
+        None,
+        None,
+        None,
+        created,
+        created,
+        None,
+    )
+
+
+def _ledger_event(
+    source: SendReservation | MessageRecord,
+    action: ConsentAction,
+    occurred_at: datetime | None = None,
+) -> ConsentEvent:
+    message_id = source.message_id if isinstance(source, SendReservation) else source.id
+    return ConsentEvent(
+        app_id=source.app_id,
+        user_id=source.user_id,
+        channel=source.channel,
+        template_id=source.template_id,
+        action=action,
+        occurred_at=occurred_at or source.created_at,
+        source=ConsentSource.SEND,
+        evidence=f"message:{message_id}",
+    )
+
+
+def _ms(value: datetime) -> int:
+    return to_millis(value)
