@@ -59,10 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument("--host", help="listen address (default: [server] host)")
+    parser.add_argument("--port", type=int, help="listen port (default: [server] port)")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the service (the default)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", default=argparse.SUPPRESS)
+    serve.add_argument("--port", type=int, default=argparse.SUPPRESS)
     commands.add_parser("migrate", help="apply schema migrations and exit")
     simulate = commands.add_parser("simulate", help="post a notification signed as Alipay would")
     simulate.add_argument("kind", choices=KINDS)
@@ -75,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-header-charset", action="store_true", help="omit charset from Content-Type"
     )
     simulate.add_argument("--alipay-key", help="stand-in Alipay private key (default: the dev key)")
-    parser.set_defaults(command="serve", host=None, port=None)
+    parser.set_defaults(command="serve")
     return parser
 
 
@@ -112,6 +114,10 @@ Simulate Alipay from another terminal:
   python run.py simulate unfollow
   python run.py simulate message     # a generic message-service notification
   python run.py simulate trade --charset gbk
+
+Consent API (token in {keys.api_token}, templates dev_one_time and dev_long_term):
+  curl -H "Authorization: Bearer $(cat {keys.api_token})" \\
+    http://{host}:{port}/v1/apps/{DEV_APP_ID}/users/2088000000000001/subscriptions
 """,
         flush=True,
     )

@@ -10,16 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.appkeys import GATEWAY, SETTINGS
-from server.errors import (
-    SUBGATE_ERRORS,
-    PayloadTooLarge,
-    SubgateError,
-    UnsupportedMediaType,
-    status_for,
-)
+from server.errors import PayloadTooLarge, RequestRefused, UnsupportedMediaType
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
-ERROR_HEADER = "X-Subgate-Error"
 
 
 def form_charset(content_type: str | None) -> str | None:
@@ -49,24 +42,17 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def refusal(error: SubgateError) -> web.Response:
-    """Alipay only reads ``success``; the reason code travels in a header for people."""
-    return web.Response(text="fail", status=status_for(error), headers={ERROR_HEADER: error.code})
-
-
 async def receive_notification(request: web.Request) -> web.Response:
+    """Refusals propagate to ``server.middleware``: ``fail``, the code in a header."""
     gateway = request.app[GATEWAY]
     url_app_id = request.match_info.get("app_id")
     try:
         charset = form_charset(request.headers.get("Content-Type"))
         body = await read_body(request, request.app[SETTINGS].server.max_body_bytes)
-    except SUBGATE_ERRORS as error:
+    except RequestRefused as error:
         gateway.refusals.count(gateway.app_key(url_app_id), error.code, str(error))
-        return refusal(error)
-    try:
-        reply = await gateway.receive(body, charset, url_app_id)
-    except SUBGATE_ERRORS as error:
-        return refusal(error)
+        raise
+    reply = await gateway.receive(body, charset, url_app_id)
     return web.Response(body=reply.body, content_type=reply.content_type, charset=reply.charset)
 
 
