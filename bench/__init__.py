@@ -1,0 +1,1 @@
+"""Subgate's benchmarks: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,46 @@
+"""The ceiling: a bare aiohttp handler that parses the form and verifies RSA2, storing nothing.
+
+python -m bench.ceiling PORT ALIPAY_PUBLIC_KEY_PEM_FILE
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+
+def build(public_key: rsa.RSAPublicKey) -> web.Application:
+    async def notify(request: web.Request) -> web.Response:
+        fields = dict(parse_qsl((await request.read()).decode("utf-8"), keep_blank_values=True))
+        signature = base64.b64decode(fields.pop("sign"))
+        fields.pop("sign_type", None)
+        content = "&".join(f"{k}={fields[k]}" for k in sorted(fields) if fields[k].strip())
+        try:
+            public_key.verify(
+                signature, content.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except InvalidSignature:
+            return web.Response(text="fail", status=400)
+        return web.Response(text="success")
+
+    app = web.Application()
+    app.router.add_post("/alipay/notify", notify)
+    return app
+
+
+def main() -> None:
+    port, key_file = int(sys.argv[1]), Path(sys.argv[2])
+    key = serialization.load_pem_public_key(key_file.read_bytes())
+    assert isinstance(key, rsa.RSAPublicKey)
+    web.run_app(build(key), host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

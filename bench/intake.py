@@ -1,0 +1,210 @@
+"""Notification intake: Subgate against the verify-only ceiling and the naive peer, side by side.
+
+Each target runs as its own process on a fresh database, loaded by wrk from another process with
+distinct signed notifications. Ratios, measured in the same run, are what the targets are about.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bench.bodies import make_bodies
+from bench.load import run_wrk
+from bench.processes import cpu_seconds, free_port, serving
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "bench" / ".cache"
+APP_ID = "2021000000000001"
+NAIVE_VENV = ROOT / "bench" / ".venv-naive"
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float
+    runs: int
+    connections: tuple[int, ...]
+    bodies: int
+    targets: tuple[str, ...] = ("ceiling", "naive", "subgate")
+
+
+@dataclass
+class Workspace:
+    root: Path
+    alipay_key: rsa.RSAPrivateKey
+    app_key: rsa.RSAPrivateKey
+
+    @classmethod
+    def create(cls, root: Path) -> Workspace:
+        root.mkdir(parents=True, exist_ok=True)
+        space = cls(root, _key(CACHE / "alipay_key.pem"), _key(CACHE / "app_key.pem"))
+        _write(root / "alipay_public.pem", _public_pem(space.alipay_key))
+        _write(root / "app_private.pem", _private_pem(space.app_key))
+        return space
+
+
+def _key(path: Path) -> rsa.RSAPrivateKey:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_private_pem(rsa.generate_private_key(65537, 2048)))
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
+
+
+def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _public_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def naive_python() -> Path:
+    """python-alipay-sdk lives in its own venv: it clashes with the official SDK."""
+    python = NAIVE_VENV / "bin" / "python"
+    if not python.exists():
+        print("creating bench/.venv-naive with python-alipay-sdk (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(NAIVE_VENV)], check=True)
+        subprocess.run(
+            [str(NAIVE_VENV / "bin" / "pip"), "install", "-q", "python-alipay-sdk", "aiohttp"],
+            check=True,
+        )
+    return python
+
+
+def command(target: str, space: Workspace, port: int, run_dir: Path) -> list[str]:
+    if target == "ceiling":
+        return [
+            sys.executable,
+            "-m",
+            "bench.ceiling",
+            str(port),
+            str(space.root / "alipay_public.pem"),
+        ]
+    if target == "naive":
+        return [
+            str(naive_python()),
+            str(ROOT / "bench" / "naive_server.py"),
+            str(port),
+            str(run_dir / "naive.db"),
+            str(space.root / "app_private.pem"),
+            str(space.root / "alipay_public.pem"),
+        ]
+    config = run_dir / "subgate.toml"
+    config.write_text(
+        f'[server]\nnotify_max_age_seconds = 2592000\n[storage]\nurl = "sqlite:///{run_dir}/subgate.db"\n'
+        f'synchronous = "FULL"\n[[apps]]\napp_id = "{APP_ID}"\n'
+        f'alipay_public_key = "{space.root / "alipay_public.pem"}"\n'
+    )
+    return [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "--config",
+        str(config),
+        "--log-level",
+        "WARNING",
+        "serve",
+        "--port",
+        str(port),
+    ]
+
+
+def stored_rows(target: str, run_dir: Path) -> int | None:
+    database = {"naive": "naive.db", "subgate": "subgate.db"}.get(target)
+    if database is None:
+        return None
+    with sqlite3.connect(run_dir / database) as db:
+        return int(db.execute("SELECT count(*) FROM notifications").fetchone()[0])
+
+
+def measure(
+    target: str, connections: int, space: Workspace, plan: Plan, bodies: Path, index: int
+) -> dict[str, Any]:
+    run_dir = space.root / f"{target}-c{connections}-{index}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/alipay/notify"
+    with serving(command(target, space, port, run_dir), port, ROOT, run_dir / "server.log") as proc:
+        run_wrk(url, bodies, connections, 2, offset=plan.bodies // 2)  # warm-up on other ids
+        before = cpu_seconds(proc.pid)
+        result = run_wrk(url, bodies, connections, plan.seconds, offset=0)
+        cpu = cpu_seconds(proc.pid) - before
+    rows = stored_rows(target, run_dir)
+    return {
+        **result.as_dict(),
+        "cpu_us_per_request": round(cpu / max(result.requests, 1) * 1e6, 1),
+        "stored_rows": rows,
+    }
+
+
+def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_request")
+    summary = {k: round(statistics.median(r[k] for r in results), 2) for k in keys}
+    summary["errors"] = sum(r["errors"] for r in results)
+    summary["runs"] = results
+    return summary
+
+
+def run(plan: Plan, workdir: Path) -> dict[str, Any]:
+    space = Workspace.create(workdir)
+    bodies = make_bodies(
+        CACHE / f"bodies-{plan.bodies}.txt",
+        plan.bodies,
+        space.alipay_key,
+        APP_ID,
+        datetime.now(UTC),
+    )
+    results: dict[str, Any] = {}
+    for connections in plan.connections:
+        for target in plan.targets:
+            runs = []
+            for index in range(plan.runs):
+                started = time.monotonic()
+                runs.append(measure(target, connections, space, plan, bodies, index))
+                print(
+                    f"  {target:8} c{connections:<3} #{index + 1}: {runs[-1]['rps']:>8.0f} req/s "
+                    f"p99 {runs[-1]['p99_ms']:6.1f} ms ({time.monotonic() - started:.0f} s)",
+                    flush=True,
+                )
+            results[f"{target}@c{connections}"] = median_of(runs)
+    return results
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    def get(name: str, key: str) -> float | None:
+        entry = results.get(name)
+        return None if entry is None else float(entry[key])
+
+    out: dict[str, float] = {}
+    pairs = [
+        ("intake_vs_ceiling_c64", "subgate@c64", "ceiling@c64", "rps"),
+        ("intake_vs_naive_c64", "subgate@c64", "naive@c64", "rps"),
+        ("p99_vs_ceiling_c64", "subgate@c64", "ceiling@c64", "p99_ms"),
+        ("intake_vs_ceiling_c8", "subgate@c8", "ceiling@c8", "rps"),
+        ("p99_vs_ceiling_c8", "subgate@c8", "ceiling@c8", "p99_ms"),
+    ]
+    for name, top, bottom, key in pairs:
+        a, b = get(top, key), get(bottom, key)
+        if a is not None and b:
+            out[name] = round(a / b, 3)
+    return out
+
