@@ -1,8 +1,8 @@
 """Verify an Alipay asynchronous notification (pure: ``now`` and all key material are passed in).
 
-Order of checks: ``sign`` present -> ``sign_type`` accepted -> signature (each trusted key, V1 then
-V2; payment notifications are V1, app-gateway ones V2, so both are tried, as the Node SDK does) ->
-freshness -> encryption. The signature covers the ciphertext, so decryption comes last.
+Order of checks: ``sign`` present -> ``sign_type`` accepted -> signature (V1 with each trusted key,
+then V2; payment notifications are V1, app-gateway ones V2, so both are tried, as the Node SDK
+does) -> freshness -> encryption. The signature covers the ciphertext, so decryption comes last.
 """
 
 from __future__ import annotations
@@ -168,13 +168,16 @@ def _accepted_sign_type(value: str | None, policy: VerificationPolicy) -> SignTy
 def _match_signature(
     form: FormBody, policy: VerificationPolicy, signature_b64: str, sign_type: SignType
 ) -> tuple[SignRule, str, bytes]:
-    """First (key, rule) that verifies, trying V1 then V2 for each key in preference order."""
+    """First (rule, key) that verifies: V1 with each key, then V2 with each key.
+
+    Each content is built at most once, and V2 only when V1 fails (most notifications are V1).
+    """
     if not policy.keys:
         raise SignatureMismatch("no trusted key is configured")
     signature = decode_signature(signature_b64)
-    contents = [(rule, sign_content_bytes(form, rule)) for rule in (SignRule.V1, SignRule.V2)]
-    for trusted in policy.keys:
-        for rule, content in contents:
+    for rule in (SignRule.V1, SignRule.V2):
+        content = sign_content_bytes(form, rule)
+        for trusted in policy.keys:
             try:
                 verify_decoded_signature(trusted.key, content, signature, sign_type)
             except SignatureMismatch:
