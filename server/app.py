@@ -16,6 +16,8 @@ from server.consent import ConsentLedger
 from server.credentials import AppCredentials, load_credentials
 from server.dispatch import HandlerRegistry, default_registry
 from server.gateway import Clock, NotificationGateway
+from server.health import setup_health_routes
+from server.metrics import METRICS, Metrics, serve_metrics
 from server.middleware import error_middleware
 from server.notify import setup_notify_routes
 from server.openapi import serve_openapi
@@ -45,11 +47,14 @@ def build_app(
     app[CREDENTIALS] = dict(credentials or load_credentials(settings, clock()))
     app[REFUSALS] = RefusalCounter()
     app[TOKENS] = TokenRing(settings.tokens)
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(_store_context(registry or default_registry(), clock))
     app.cleanup_ctx.append(outbound_context(clock))
     setup_notify_routes(app)
     setup_api_routes(app)
     app.router.add_get("/openapi.json", serve_openapi)
+    app.router.add_get("/metrics", serve_metrics)
+    setup_health_routes(app)
     return app
 
 
@@ -62,6 +67,9 @@ def _store_context(
             storage.url, synchronous=storage.synchronous, busy_timeout_ms=storage.busy_timeout_ms
         )
         app[STORE] = store
+        writer = getattr(store, "writer", None)
+        if writer is not None:
+            writer.observe = app[METRICS].observe_commit
         credentials: dict[str, AppCredentials] = app[CREDENTIALS]
         app[GATEWAY] = NotificationGateway(credentials, store, registry, app[REFUSALS], clock)
         app[LEDGER] = ConsentLedger(store, TemplateRegistry(app[SETTINGS].apps), clock)

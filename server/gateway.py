@@ -9,6 +9,7 @@ This module knows nothing of HTTP; ``server/notify.py`` is the aiohttp shell aro
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -40,6 +41,8 @@ class NotificationGateway:
         self._registry = registry
         self.refusals = refusals
         self._clock = clock
+        # (app, kind, "stored" | "duplicate") -> count; keys are configured apps only.
+        self.accepted: Counter[tuple[str, str, str]] = Counter()
 
     def app_key(self, app_id: str | None) -> str:
         """The counter key for an app id: itself when configured, else "-" (bounded keys)."""
@@ -67,6 +70,7 @@ class NotificationGateway:
         handled = handler.handle(verified, app, now)
         record = _record(verified, body, app.app_id, kind, handler.name, now)
         outcome = await self._store.record_notification(record, handled.events)
+        self.accepted[(app.app_id, kind, "duplicate" if outcome.duplicate else "stored")] += 1
         logger.info(
             "notification %s app=%s kind=%s id=%s rule=%s key=%s",
             "duplicate" if outcome.duplicate else "stored",

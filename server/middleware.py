@@ -18,6 +18,7 @@ from server.errors import (
     error_body,
     error_message,
 )
+from server.metrics import METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ _HTTP_ERRORS: dict[int, type[RequestRefused]] = {
 
 def render(request: web.Request, code: str, message: str) -> web.Response:
     status = STATUS_BY_CODE.get(code, 500)
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.error_answers.labels(code=code).inc()
     if request.path.startswith(NOTIFY_PREFIX):
         return web.Response(text="fail", status=status, headers={ERROR_HEADER: code})
     return web.json_response(error_body(code, message), status=status)
@@ -47,7 +51,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         refused = _HTTP_ERRORS.get(error.status)
         if refused is None or error.status < 400:
             raise
-        return render(request, refused.code, error.reason)
+        response = render(request, refused.code, error.reason)
+        if "Allow" in error.headers:  # a 405 must say which methods the route has (RFC 9110)
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
     except Exception:
         logger.exception("unexpected error on %s %s", request.method, request.path)
         return render(request, INTERNAL_ERROR, "an unexpected error occurred; it was logged")

@@ -112,6 +112,9 @@ class Store(Protocol):
 
     async def count_messages(self, status: str | None = None) -> int: ...
 
+    async def message_counts(self) -> dict[tuple[str, str], int]:
+        """Messages by (channel, status), for metrics."""
+
     async def users_with_open_consent(self, limit: int) -> list[tuple[str, str]]:
         """(app, user) pairs holding a subscription or credits, least recently changed first."""
 

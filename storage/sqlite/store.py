@@ -285,6 +285,10 @@ class SQLiteStore:
             rows = await self._read("SELECT count(*) FROM messages WHERE status = ?", (status,))
         return int(rows[0][0])
 
+    async def message_counts(self) -> dict[tuple[str, str], int]:
+        rows = await self._read("SELECT channel, status, count(*) FROM messages GROUP BY 1, 2", ())
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
     async def users_with_open_consent(self, limit: int) -> list[tuple[str, str]]:
         rows = await self._read(
             "SELECT app_id, user_id FROM consents WHERE channel = 'mini_template' "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -56,6 +57,8 @@ class SerialWriter:
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.jobs = 0
+        # Called with (seconds, jobs) after each batch: how long the commit path took.
+        self.observe: Callable[[float, int], None] | None = None
 
     async def run(self, job: WriteJob[T]) -> T:
         """Run ``job`` in the next batch; return its result once the batch is durable."""
@@ -70,9 +73,12 @@ class SerialWriter:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                started = time.perf_counter()
                 outcomes = await loop.run_in_executor(self._thread, self._apply, batch)
                 self.batches += 1
                 self.jobs += len(batch)
+                if self.observe is not None:
+                    self.observe(time.perf_counter() - started, len(batch))
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                     if future.done():
                         continue

@@ -1,0 +1,98 @@
+"""GET /metrics: Prometheus exposition through prometheus-client (one registry per app).
+
+Counters that already live elsewhere (refusals, accepted notifications) are read at scrape time
+by a collector rather than counted twice; message states come from the store, so they are the
+same across replicas sharing one database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from server.appkeys import GATEWAY, STORE
+from storage.errors import StorageError
+from storage.models import MessageStatus
+
+OUTBOX_STATUSES = (MessageStatus.PENDING, MessageStatus.QUEUED, MessageStatus.SENDING)
+
+
+class Metrics:
+    """Everything /metrics shows, registered on one registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.error_answers = Counter(
+            "subgate_error_answers",
+            "Error answers (API and notification routes) by code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.store_commit_seconds = Histogram(
+            "subgate_store_commit_seconds",
+            "Time to commit one group of writes.",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.snapshot = _Snapshot()
+        self.registry.register(self.snapshot)
+
+    def observe_commit(self, seconds: float, jobs: int) -> None:
+        self.store_commit_seconds.observe(seconds)
+
+
+class _Snapshot(Collector):
+    """Values gathered (asynchronously) just before each scrape."""
+
+    def __init__(self) -> None:
+        self.accepted: dict[tuple[str, str, str], int] = {}
+        self.refused: dict[tuple[str, str], int] = {}
+        self.messages: dict[tuple[str, str], int] = {}
+
+    def collect(self) -> Iterator[Any]:
+        accepted = CounterMetricFamily(
+            "subgate_notifications_accepted",
+            "Verified and stored notifications.",
+            labels=["app", "kind", "result"],
+        )
+        for (app, kind, result), n in sorted(self.accepted.items()):
+            accepted.add_metric([app, kind, result], n)
+        refused = CounterMetricFamily(
+            "subgate_notifications_refused",
+            "Refused notifications by reason.",
+            labels=["app", "reason"],
+        )
+        for (app, reason), n in sorted(self.refused.items()):
+            refused.add_metric([app, reason], n)
+        messages = GaugeMetricFamily(
+            "subgate_messages",
+            "Messages in the outbox by channel and status.",
+            labels=["channel", "status"],
+        )
+        for (channel, status), n in sorted(self.messages.items()):
+            messages.add_metric([channel, status], n)
+        depth = GaugeMetricFamily("subgate_outbox_depth", "Messages not yet settled.")
+        depth.add_metric([], sum(n for (_, s), n in self.messages.items() if s in OUTBOX_STATUSES))
+        yield from (accepted, refused, messages, depth)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    gateway = request.app[GATEWAY]
+    metrics.snapshot.accepted = dict(gateway.accepted)
+    metrics.snapshot.refused = gateway.refusals.totals()
+    try:
+        metrics.snapshot.messages = await request.app[STORE].message_counts()
+    except StorageError:
+        metrics.error_answers.labels(code="storage_unavailable").inc()
+    body = generate_latest(metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
