@@ -207,4 +207,3 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         if a is not None and b:
             out[name] = round(a / b, 3)
     return out
-

@@ -51,4 +51,5 @@ class TokenRing:
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    # A header that is not UTF-8 arrives with surrogate escapes: digest its bytes all the same.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()

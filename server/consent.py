@@ -1,7 +1,8 @@
 """ConsentLedger: the Python API over the ledger. The /v1 HTTP routes are a thin shell over it.
 
 ledger = ConsentLedger(store, templates, clock)
-await ledger.report_subscribe_result(app_id, user_id, callback_object, idempotency_key)
+report = SubscribeResult.model_validate(callback_object)
+await ledger.report_subscribe_result(app_id, user_id, report, idempotency_key)
 await ledger.subscription(app_id, user_id, template_id)      # -> Subscription(can_send=...)
 await ledger.lookup(app_id, LookupRequest(template_id=..., user_ids=[...]))
 """
@@ -87,7 +88,7 @@ class ConsentLedger:
                 app_id=app_id,
                 user_id=user_id,
                 idempotency_key=idempotency_key,
-                body_sha256=hashlib.sha256(body.encode("utf-8")).hexdigest(),
+                body_sha256=_request_digest(user_id, body),
                 body=body,
                 received_at=now,
             ),
@@ -228,6 +229,12 @@ def _not_in_future(value: datetime | None, now: datetime, name: str) -> datetime
     if value - now > MAX_CLOCK_SKEW:
         raise ValidationFailed(f"{name} is in the future")
     return value
+
+
+def _request_digest(user_id: str, body: str) -> str:
+    """What a retry must repeat: the user in the path and the report. Keys are unique per app,
+    so the same key and body reported for another user is a conflict, not a replay."""
+    return hashlib.sha256(f"{user_id}\n{body}".encode()).hexdigest()
 
 
 def _canonical_json(data: object) -> str:

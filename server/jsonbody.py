@@ -1,4 +1,10 @@
-"""Strict JSON request bodies: one media type, no duplicate keys, no NaN, bounded size and depth."""
+"""Strict JSON request bodies: one media type, no duplicate keys, no NaN, bounded size and depth.
+
+``json.loads`` accepts two things nothing downstream can hold, so they are refused here as
+``invalid_json`` too: an unpaired surrogate escape (``"\\ud800"`` decodes to a string that is not
+Unicode and cannot be encoded, hashed or stored) and nesting deeper than ``MAX_DEPTH`` (pydantic
+refuses to serialise very deep values; no request body of this API nests beyond a few levels).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from server.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 Model = TypeVar("Model", bound=BaseModel)
+MAX_DEPTH = 64
 
 
 async def read_model(request: web.Request, model: type[Model]) -> Model:
@@ -25,11 +32,13 @@ async def read_json(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge("body is larger than max_body_bytes") from None
     try:
-        return json.loads(
+        data = json.loads(
             body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
         )
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        _check_tree(data)
+    except (UnicodeError, ValueError, RecursionError) as error:
         raise InvalidJson(f"body is not valid UTF-8 JSON: {_short(error)}") from None
+    return data
 
 
 def parse_model(model: type[Model], data: Any) -> Model:
@@ -58,6 +67,24 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _check_tree(data: Any) -> None:
+    """Raise ``RecursionError`` beyond ``MAX_DEPTH``, ``UnicodeEncodeError`` on a lone surrogate."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            value.encode("utf-8")
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise RecursionError
+            if isinstance(value, dict):
+                for key in value:
+                    key.encode("utf-8")
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
+
+
 def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
@@ -65,4 +92,6 @@ def _no_constants(name: str) -> None:
 def _short(error: Exception) -> str:
     if isinstance(error, RecursionError):
         return "nested too deeply"
+    if isinstance(error, UnicodeEncodeError):
+        return "a string holds an unpaired surrogate escape"
     return str(error).split("\n")[0][:120]

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from server.errors import InvalidReport
 from storage.models import ConsentAction
@@ -62,13 +62,14 @@ class SubscribeResult(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    success: bool | None = None
+    # Strict: pydantic would read "false" as False, which a JavaScript client treats as true.
+    success: StrictBool | None = None
     stat: str | None = None
     behavior: str | None = None
     result: SubscribeResultDetail | None = None
-    show: bool | None = None
-    keep: bool | None = None
-    refuse: bool | None = None
+    show: StrictBool | None = None
+    keep: StrictBool | None = None
+    refuse: StrictBool | None = None
     error: int | str | None = None
     errorCode: int | str | None = None
     errorMessage: str | None = Field(default=None, max_length=500)

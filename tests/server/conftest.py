@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from server import build_app
 from server.appkeys import REFUSALS, STORE
+from server.credentials import AppCredentials
 from server.settings import Settings, settings_from_mapping
 from storage import Store
 from storage.models import ConsentEvent
@@ -86,13 +87,20 @@ def app_config(app_id: str = APP_ID, **overrides: Any) -> dict[str, Any]:
 
 
 def make_settings(
-    tmp_path: Path, apps: list[dict[str, Any]] | None = None, **server: Any
+    tmp_path: Path,
+    apps: list[dict[str, Any]] | None = None,
+    *,
+    tokens: list[dict[str, Any]] | None = None,
+    **server: Any,
 ) -> Settings:
-    data = {
+    """Settings on a SQLite file in ``tmp_path``; ``tokens`` are ``[[tokens]]`` tables."""
+    data: dict[str, Any] = {
         "server": server,
         "storage": {"url": f"sqlite:///{tmp_path / 'subgate.db'}", "busy_timeout_ms": 200},
         "apps": apps if apps is not None else [app_config(), app_config(OTHER_APP_ID)],
     }
+    if tokens is not None:
+        data["tokens"] = tokens
     return settings_from_mapping(data, base_dir=tmp_path)
 
 
@@ -104,10 +112,16 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[StartGateway]:
     """Start (and, called again, restart) Subgate on a real port over the same database file."""
     running: list[TestClient[Any, Any]] = []
 
-    async def start(settings: Settings | None = None, clock: Clock | None = None) -> Gateway:
+    async def start(
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        *,
+        credentials: Mapping[str, AppCredentials] | None = None,
+    ) -> Gateway:
+        """``credentials`` (already loaded from ``settings``) saves parsing the keys again."""
         settings = settings or make_settings(tmp_path)
         clock = clock or Clock()
-        app = build_app(settings, clock=clock)
+        app = build_app(settings, clock=clock, credentials=credentials)
         client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         running.append(client)
