@@ -6,6 +6,8 @@ Every answer is classified once, here:
     REJECTED   a signed business failure (40004 etc.): definite, the sub_code is kept
     TRANSIENT  20000, isp.*, HTTP 5xx, timeouts, connection errors: worth retrying
     UNKNOWN    an unsigned or unverifiable answer: never success, never retried blindly
+    THROTTLED  (TOP and v3 clients) a call-rate limit: defer until the window passes, never
+               retry in a tight loop; nothing was done, so a later attempt is safe
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import aiohttp
 
 from server.credentials import AppCredentials
 from server.errors import AppNotReady
-from verify import MalformedPayload, SignatureMismatch, SignType
+from verify import SignType, VerificationError
 from verify.openapi import OpenApiResponse, RequestSigner, open_response, signed_request_params
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class CallOutcome(StrEnum):
     REJECTED = "rejected"
     TRANSIENT = "transient"
     UNKNOWN = "unknown"
+    THROTTLED = "throttled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,11 @@ class AlipayClient:
     async def call(
         self, app: AppCredentials, method: str, biz_content: Mapping[str, Any]
     ) -> CallResult:
-        params = signed_request_params(_signer(app), method, biz_content, self._clock())
+        try:
+            signer = _signer(app)
+        except AppNotReady as error:  # nothing was sent: a definite failure, not an unknown
+            return _logged(method, app, CallResult(CallOutcome.REJECTED, error=str(error)))
+        params = signed_request_params(signer, method, biz_content, self._clock())
         try:
             async with self._session.post(
                 app.gateway_url, data=params, timeout=self._timeout
@@ -78,7 +85,7 @@ class AlipayClient:
 def classify(text: str, method: str, app: AppCredentials) -> CallResult:
     try:
         response = open_response(text, method, app.policy.keys, encrypt_key=app.policy.encrypt_key)
-    except (SignatureMismatch, MalformedPayload) as error:
+    except VerificationError as error:  # bad signature, malformed, or undecryptable
         return CallResult(CallOutcome.UNKNOWN, error=f"{error.code}: {error}")
     return _classify_node(response)
 

@@ -17,7 +17,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from pydantic import SecretStr
 
-from server.settings import AppSettings, Settings, SettingsError
+from server.settings import (
+    DEFAULT_V3_GATEWAY,
+    AppSettings,
+    Settings,
+    SettingsError,
+    TopAppSettings,
+)
 from verify import (
     KeyMaterialError,
     SignType,
@@ -35,6 +41,7 @@ from verify import (
     root_cert_sn,
     verify_chain,
 )
+from verify.top import TopSignMethod
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +60,41 @@ class AppCredentials:
     alipay_root_cert_sn: str | None
     life_account_reply: str
     gateway_url: str
+    v3_gateway_url: str = DEFAULT_V3_GATEWAY  # Alipay OpenAPI v3 base; /v3/... is appended
+    label_sends_per_week: int = 5
+    alipay_cert_sns: tuple[str, ...] = ()  # certificate mode: SNs of the trusted Alipay certs
+
+
+@dataclass(frozen=True, slots=True)
+class TopAppCredentials:
+    """One Taobao Open Platform app. The secret and the session never show in a repr or log."""
+
+    name: str
+    app_key: str
+    app_secret: str = field(repr=False)
+    sign_method: TopSignMethod
+    gateway_url: str
+    session: str | None = field(default=None, repr=False)
 
 
 def load_credentials(settings: Settings, now: datetime) -> dict[str, AppCredentials]:
     return {app.app_id: _load_app(app, settings, now) for app in settings.apps}
+
+
+def load_top_credentials(settings: Settings) -> dict[str, TopAppCredentials]:
+    """``[[top_apps]]`` by name (names are unique, checked by the settings)."""
+    return {app.name: _load_top_app(app) for app in settings.top_apps}
+
+
+def _load_top_app(app: TopAppSettings) -> TopAppCredentials:
+    return TopAppCredentials(
+        name=app.name,
+        app_key=app.app_key,
+        app_secret=app.app_secret.get_secret_value(),
+        sign_method=TopSignMethod(app.sign_method),
+        gateway_url=app.gateway_url,
+        session=None if app.session is None else app.session.get_secret_value(),
+    )
 
 
 def _load_app(app: AppSettings, settings: Settings, now: datetime) -> AppCredentials:
@@ -86,6 +124,11 @@ def _load_app(app: AppSettings, settings: Settings, now: datetime) -> AppCredent
         alipay_root_cert_sn=root_sn,
         life_account_reply=app.life_account_reply,
         gateway_url=app.gateway_url,
+        v3_gateway_url=app.v3_gateway_url,
+        label_sends_per_week=app.label_sends_per_week,
+        alipay_cert_sns=tuple(
+            key.label.removeprefix("cert:") for key in keys if key.label.startswith("cert:")
+        ),
     )
 
 

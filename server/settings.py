@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 CONFIG_ENV = "SUBGATE_CONFIG"
 DEFAULT_CONFIG = Path("subgate.toml")
 DEFAULT_GATEWAY = "https://openapi.alipay.com/gateway.do"
+DEFAULT_V3_GATEWAY = "https://openapi.alipay.com"
+DEFAULT_TOP_GATEWAY = "https://eco.taobao.com/router/rest"
 
 SignTypeName = Literal["RSA2", "RSA"]
 AppId = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,32}$")]
@@ -48,6 +50,15 @@ class StorageSettings(_Section):
     url: str = "sqlite:///./data/subgate.db"
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    # PostgreSQL only: the connection pool of each process.
+    pool_min: int = Field(default=1, ge=0, le=1000)
+    pool_max: int = Field(default=10, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Self:
+        if self.pool_min > self.pool_max:
+            raise ValueError("pool_min must not exceed pool_max")
+        return self
 
 
 class OutboxSettings(_Section):
@@ -93,6 +104,8 @@ class AppSettings(_Section):
     life_account_reply: Literal["ack", "success"] = "ack"
     templates: list[TemplateSettings] = Field(default_factory=list)
     verify_with_platform: bool = False
+    v3_gateway_url: str = DEFAULT_V3_GATEWAY
+    label_sends_per_week: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
     def _one_trust_mode(self) -> Self:
@@ -123,6 +136,17 @@ class AppSettings(_Section):
         return [] if paths is None else [paths] if isinstance(paths, str) else paths
 
 
+class TopAppSettings(_Section):
+    """One Taobao Open Platform app (TOP router calls)."""
+
+    name: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")
+    app_key: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")
+    app_secret: SecretStr = Field(min_length=1)
+    sign_method: Literal["md5", "hmac", "hmac-sha256"] = "hmac-sha256"
+    gateway_url: str = DEFAULT_TOP_GATEWAY
+    session: SecretStr | None = None
+
+
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -130,6 +154,7 @@ class Settings(_Section):
     tokens: list[TokenSettings] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    top_apps: list[TopAppSettings] = Field(default_factory=list)
     # Where relative paths in the file are resolved from; the config file's directory.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     dev_mode: bool = Field(default=False, exclude=True)
@@ -146,6 +171,13 @@ class Settings(_Section):
         secrets = [token.token.get_secret_value() for token in self.tokens]
         if len(secrets) != len(set(secrets)):
             raise ValueError("each API token may appear only once")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_top_apps(self) -> Self:
+        names = [app.name for app in self.top_apps]
+        if len(names) != len(set(names)):
+            raise ValueError("each name may appear only once in [[top_apps]]")
         return self
 
     def app(self, app_id: str) -> AppSettings | None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 import server.errors as server_errors
 import storage.errors as storage_errors
 import verify.errors as verify_errors
-from server.settings import AppSettings, ServerSettings, StorageSettings
+from server.settings import AppSettings, ServerSettings, StorageSettings, TopAppSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -37,7 +37,12 @@ def request_error_codes() -> set[str]:
 
 @pytest.mark.parametrize(
     ("section", "model"),
-    [("server", ServerSettings), ("storage", StorageSettings), ("apps", AppSettings)],
+    [
+        ("server", ServerSettings),
+        ("storage", StorageSettings),
+        ("apps", AppSettings),
+        ("top_apps", TopAppSettings),
+    ],
 )
 def test_every_setting_is_documented(section: str, model: type[BaseModel]) -> None:
     text = (DOCS / "settings.md").read_text("utf-8")

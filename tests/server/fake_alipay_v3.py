@@ -1,0 +1,193 @@
+"""A fake Alipay OpenAPI v3 gateway on 127.0.0.1, scriptable, recording every request.
+
+Independent of the code under test (recipe T3/T4): requests are checked and answers signed with
+``cryptography`` directly, never ``verify/``. The ``Authorization`` header is split on the *last*
+``,sign=`` and the auth string used verbatim; the signed content is rebuilt from the method, the
+*raw* request target (query included, exactly as received), the raw body and the
+``alipay-app-auth-token`` header. Refusals are answered as Alipay documents them (4xx
+``{code, message, links}``), signed like any other answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+
+SCHEME = "ALIPAY-SHA256withRSA "
+TOLERANCE = timedelta(minutes=5)  # not documented; a test constant (notes T4)
+_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+
+Signing = Literal["good", "none", "wrong_key", "no_newline", "tampered"]
+
+
+def rsa_sign(key: RSAPrivateKey, content: str) -> str:
+    signature = key.sign(content.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
+    return base64.b64encode(signature).decode("ascii")
+
+
+def rsa_verifies(key: RSAPublicKey, content: bytes, signature_b64: str) -> bool:
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+        key.verify(signature, content, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class V3Reply:
+    status: int = 200
+    body: str = '{"result":"ok"}'
+    signing: Signing = "good"
+    alipay_sn: str | None = None  # overrides the fake's own alipay-sn
+    omit_sn: bool = False
+    hang: bool = False  # wait for FakeAlipayV3.release before answering
+
+
+def v3_error(
+    status: int, code: str, message: str, links: object = None, signing: Signing = "good"
+) -> V3Reply:
+    document: dict[str, Any] = {"code": code, "message": message}
+    if links is not None:
+        document["links"] = links
+    return V3Reply(status=status, body=json.dumps(document, ensure_ascii=False), signing=signing)
+
+
+@dataclass
+class ReceivedV3:
+    method: str
+    target: str  # the raw request target: path and query as sent
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    auth: dict[str, str]  # the auth string's items
+    refused: str | None  # the error code the fake's own checks answered, None if they passed
+
+
+@dataclass
+class FakeAlipayV3:
+    app_id: str
+    app_public_key: RSAPublicKey
+    alipay_private_key: RSAPrivateKey
+    clock: Callable[[], datetime]
+    other_private_key: RSAPrivateKey  # signs the "wrong_key" answers
+    alipay_sn: str | None = None  # certificate mode: sent as alipay-sn
+    app_cert_sn: str | None = None  # certificate mode: expected in the auth string
+    root_cert_sn: str | None = None  # certificate mode: expected in alipay-root-cert-sn
+    received: list[ReceivedV3] = field(default_factory=list)
+    replies: deque[V3Reply] = field(default_factory=deque)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: TestServer | None = None
+    _count: int = 0
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._server = TestServer(app, host="127.0.0.1")
+        await self._server.start_server()
+        return self.url
+
+    async def close(self) -> None:
+        self.release.set()
+        if self._server is not None:
+            await self._server.close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return str(self._server.make_url("")).rstrip("/")
+
+    def script(self, *replies: V3Reply) -> None:
+        self.replies.extend(replies)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        auth, refused = self._check(request.method, request.raw_path, headers, body)
+        self.received.append(
+            ReceivedV3(request.method, request.raw_path, headers, body, auth, refused)
+        )
+        if refused is not None:
+            reply = v3_error(401, refused, "refused by the fake", [{"link": "x", "desc": "y"}])
+        else:
+            reply = self.replies.popleft() if self.replies else V3Reply()
+        if reply.hang:
+            await self.release.wait()
+        return self._answer(reply)
+
+    def _check(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[dict[str, str], str | None]:
+        header = headers.get("authorization", "")
+        if not header.startswith(SCHEME) or ",sign=" not in header:
+            return {}, "missing-signature"
+        auth_string, signature = header[len(SCHEME) :].rsplit(",sign=", 1)
+        auth = dict(item.split("=", 1) for item in auth_string.split(",") if "=" in item)
+        content = f"{auth_string}\n{method}\n{target}\n".encode() + body + b"\n"
+        token = headers.get("alipay-app-auth-token")
+        if token:
+            content += f"{token}\n".encode()
+        if not rsa_verifies(self.app_public_key, content, signature):
+            return auth, "invalid-signature"
+        if auth.get("app_id") != self.app_id:
+            return auth, "invalid-app-id"
+        if not self._fresh(auth.get("timestamp", "")):
+            return auth, "invalid-timestamp"
+        if not _REQUEST_ID.match(headers.get("alipay-request-id", "")):
+            return auth, "invalid-parameter"
+        if self.app_cert_sn is not None and auth.get("app_cert_sn") != self.app_cert_sn:
+            return auth, "missing-app-cert-sn"
+        if self.root_cert_sn is not None and headers.get("alipay-root-cert-sn") != (
+            self.root_cert_sn
+        ):
+            return auth, "invalid-alipay-root-cert-sn"
+        return auth, None
+
+    def _fresh(self, timestamp_ms: str) -> bool:
+        if not timestamp_ms.isdigit():
+            return False
+        now_ms = self.clock().timestamp() * 1000
+        return abs(int(timestamp_ms) - now_ms) <= TOLERANCE.total_seconds() * 1000
+
+    def _answer(self, reply: V3Reply) -> web.Response:
+        self._count += 1
+        timestamp = str(int(self.clock().timestamp() * 1000))
+        nonce = f"fake-nonce-{self._count}"
+        signed_body = reply.body
+        content = f"{timestamp}\n{nonce}\n{signed_body}\n"
+        key = self.alipay_private_key
+        if reply.signing == "wrong_key":
+            key = self.other_private_key
+        elif reply.signing == "no_newline":
+            content = content[:-1]
+        sent_body = reply.body + " " if reply.signing == "tampered" else reply.body
+        headers = {"alipay-trace-id": f"trace-{self._count}"}
+        if reply.signing != "none":
+            headers |= {
+                "alipay-timestamp": timestamp,
+                "alipay-nonce": nonce,
+                "alipay-signature": rsa_sign(key, content),
+            }
+            sn = reply.alipay_sn or self.alipay_sn
+            if sn is not None and not reply.omit_sn:
+                headers["alipay-sn"] = sn
+        return web.Response(
+            status=reply.status,
+            body=sent_body.encode("utf-8"),
+            headers=headers,
+            content_type="application/json",
+        )

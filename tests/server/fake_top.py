@@ -1,0 +1,190 @@
+"""A fake TOP router (``POST /router/rest``) on 127.0.0.1, scriptable, recording every request.
+
+It checks what it receives with its *own* reference signer (recipe T1: stdlib hashlib/hmac, written
+here from the rules, never ``verify.top``), pinned to the notes' known-answer vectors by the
+tests. As the real SDKs differ (Java and the new Python SDK put system params in the query, Node
+everything in the form), query and form params are merged before anything is checked (T2).
+
+Checks, in order, each answered like the gateway in a 200: unknown ``app_key`` 29, bad ``sign``
+25, ``timestamp`` not GMT+8 ``yyyy-MM-dd HH:mm:ss`` within 10 minutes of the fake's clock 31,
+``v`` not 2.0 32, ``format`` not json 23, an object param that is not JSON 41. Then the next
+scripted reply (default: success in the shape ``simplify`` asks for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+GMT8 = timezone(timedelta(hours=8))
+SKEW = timedelta(minutes=10)
+OBJECT_PARAMS = frozenset({"push_content_dto", "work_bench_context", "batch_message_d_t_o"})
+PATH = "/router/rest"
+
+
+def reference_top_sign(params: Mapping[str, str], secret: str, sign_method: str) -> str:
+    """The notes' algorithm, restated independently of the code under test."""
+    pairs = sorted(
+        (key, value)
+        for key, value in params.items()
+        if key != "sign" and key.strip() and value.strip()
+    )
+    text = "".join(key + value for key, value in pairs).encode("utf-8")
+    key = secret.encode("utf-8")
+    if sign_method == "md5":
+        return hashlib.md5(key + text + key, usedforsecurity=False).hexdigest().upper()
+    if sign_method == "hmac":
+        return hmac.new(key, text, "md5").hexdigest().upper()
+    if sign_method == "hmac-sha256":
+        return hmac.new(key, text, "sha256").hexdigest().upper()
+    raise ValueError(sign_method)
+
+
+def response_name(method: str) -> str:
+    name = method[len("taobao.") :] if method.startswith("taobao.") else method
+    return name.replace(".", "_") + "_response"
+
+
+@dataclass(frozen=True)
+class TopReply:
+    """What the fake answers. ``body=None``: a success envelope for the method called."""
+
+    status: int = 200
+    body: str | None = None
+    result: Mapping[str, Any] | None = None  # the success envelope's "result"
+    hang: bool = False  # wait for FakeTop.release before answering
+
+
+def success(**result: Any) -> TopReply:
+    return TopReply(result={"success": True, **result})
+
+
+def error(code: int, msg: str, sub_code: str | None = None, sub_msg: str | None = None) -> TopReply:
+    node: dict[str, Any] = {"code": code, "msg": msg, "request_id": "fake-request-id"}
+    if sub_code is not None:
+        node["sub_code"] = sub_code
+    if sub_msg is not None:
+        node["sub_msg"] = sub_msg
+    return TopReply(body=json.dumps({"error_response": node}, ensure_ascii=False))
+
+
+def business_failure(**result: Any) -> TopReply:
+    return TopReply(result={"success": False, **result})
+
+
+def raw(status: int, body: str) -> TopReply:
+    return TopReply(status=status, body=body)
+
+
+def hang() -> TopReply:
+    return TopReply(hang=True)
+
+
+@dataclass
+class ReceivedTop:
+    query: dict[str, str]
+    form: dict[str, str]
+    params: dict[str, str]  # merged, form wins
+    content_type: str
+    refused: int | None  # the error code the fake's own checks answered, None if they passed
+
+
+@dataclass
+class FakeTop:
+    secrets: Mapping[str, str]  # app_key -> app_secret
+    clock: Callable[[], datetime]
+    received: list[ReceivedTop] = field(default_factory=list)
+    replies: deque[TopReply] = field(default_factory=deque)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: TestServer | None = None
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post(PATH, self._handle)
+        self._server = TestServer(app, host="127.0.0.1")
+        await self._server.start_server()
+        return self.url
+
+    async def close(self) -> None:
+        self.release.set()
+        if self._server is not None:
+            await self._server.close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return str(self._server.make_url(PATH))
+
+    def script(self, *replies: TopReply) -> None:
+        self.replies.extend(replies)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        query = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        form = dict(parse_qsl((await request.read()).decode("utf-8"), keep_blank_values=True))
+        params = {**query, **form}
+        refused = self._check(params)
+        self.received.append(
+            ReceivedTop(query, form, params, request.headers.get("Content-Type", ""), refused)
+        )
+        if refused is not None:
+            return _json({"error_response": {"code": refused, "msg": "refused by the fake"}})
+        reply = self.replies.popleft() if self.replies else success()
+        if reply.hang:
+            await self.release.wait()
+        if reply.body is not None:
+            return web.Response(
+                status=reply.status, text=reply.body, content_type="application/json"
+            )
+        node = {"result": dict(reply.result or {"success": True}), "request_id": "fake-rid"}
+        if params.get("simplify") == "true":
+            return _json(node, reply.status)
+        return _json({response_name(params["method"]): node}, reply.status)
+
+    def _check(self, params: Mapping[str, str]) -> int | None:
+        secret = self.secrets.get(params.get("app_key", ""))
+        if secret is None:
+            return 29
+        try:
+            expected = reference_top_sign(params, secret, params.get("sign_method", "md5"))
+        except ValueError:
+            return 25
+        if not hmac.compare_digest(expected, params.get("sign", "")):
+            return 25
+        if not self._fresh(params.get("timestamp", "")):
+            return 31
+        if params.get("v") != "2.0":
+            return 32
+        if params.get("format") != "json":
+            return 23
+        for name in OBJECT_PARAMS & set(params):
+            try:
+                json.loads(params[name])
+            except ValueError:
+                return 41
+        return None
+
+    def _fresh(self, timestamp: str) -> bool:
+        try:
+            sent = datetime.strptime(timestamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=GMT8)
+        except ValueError:
+            return False
+        return abs(sent - self.clock()) <= SKEW
+
+
+def _json(document: Mapping[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(document, ensure_ascii=False),
+        content_type="application/json",
+    )
