@@ -13,7 +13,7 @@ from server.channels.mini_template import MiniTemplateSend
 from server.consent import ConsentLedger
 from server.errors import NotFound
 from server.jsonbody import read_json
-from server.message_models import MessageView
+from server.message_models import MessageView, StoredMessage
 from server.reconcile import SyncAnswer
 
 
@@ -30,7 +30,7 @@ async def get_message(request: web.Request, ledger: ConsentLedger, app_id: str) 
     message = await request.app[STORE].get_message(app_id, message_id)
     if message is None:
         raise NotFound("no such message for this app")
-    return MessageView.of(message)
+    return StoredMessage.of(message)
 
 
 async def sync_subscriptions(request: web.Request, ledger: ConsentLedger, app_id: str) -> BaseModel:

@@ -67,3 +67,11 @@ class MessageView(BaseModel):
         """200 once final; 202 while the outbox still owns it."""
         final = self.status in (MessageStatus.SENT, MessageStatus.FAILED)
         return 200 if final else 202
+
+
+class StoredMessage(MessageView):
+    """The GET answer: the message was found, so 200 whatever its status (202 is the POST's)."""
+
+    @property
+    def http_status(self) -> int:
+        return 200

@@ -14,7 +14,7 @@ Events are appended only when they change something, so syncing often does not g
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -129,6 +129,11 @@ class Reconciler:
         if action is None:
             return []
         evidence = f"query:{template_id}={relation.get('subscribe_state')}@{now.isoformat()}"
+        if state is not None and state.updated_at is not None:
+            # The answer is the newest word on this key: it must fold after every event it was
+            # decided against, even within the same millisecond (an accept at the instant of a
+            # cancel would fold before it and change nothing, and be appended again next sync).
+            now = max(now, state.updated_at + timedelta(milliseconds=1))
         return [
             ConsentEvent(
                 app_id=app_id,

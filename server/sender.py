@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -27,7 +28,13 @@ from server.message_models import MessageView
 from server.settings import OutboxSettings
 from server.templates import TemplateRegistry
 from storage import Store
-from storage.models import AttemptOutcome, AttemptResult, MessageRecord, SendReservation
+from storage.models import (
+    AttemptOutcome,
+    AttemptResult,
+    MessageRecord,
+    MessageStatus,
+    SendReservation,
+)
 
 Clock = Callable[[], datetime]
 PreSendCheck = Callable[[str, str, PreparedSend], Awaitable[None]]
@@ -52,16 +59,18 @@ class MessageSender:
         self._clock = clock
         self._before_reserve = before_reserve
         self.owner = f"subgate-{secrets.token_hex(6)}"  # this process, as lease owner
+        self._in_flight: dict[str, asyncio.Event] = {}  # message id -> set when its attempt ends
 
     async def send(self, app_id: str, body: Mapping[str, Any], idempotency_key: str) -> MessageView:
         channel = self._channel(body.get("channel"))
         prepared = channel.prepare(app_id, body, self._templates)
-        if self._before_reserve is not None:
+        message_id = _message_id(app_id, idempotency_key)
+        if self._before_reserve is not None and not await self._known(app_id, message_id):
             await self._before_reserve(app_id, channel.name, prepared)
         now = self._clock()
         outcome = await self._store.reserve_send(
             SendReservation(
-                message_id=f"msg_{secrets.token_hex(12)}",
+                message_id=message_id,
                 app_id=app_id,
                 idempotency_key=idempotency_key,
                 request_sha256=_request_digest(body),
@@ -76,11 +85,35 @@ class MessageSender:
             )
         )
         if outcome.replayed:
-            return MessageView.of(outcome.message)
+            return MessageView.of(await self._settled(outcome.message))
         return MessageView.of(await self.attempt(outcome.message))
+
+    async def _known(self, app_id: str, message_id: str) -> bool:
+        """A replay is answered from the outbox, whatever the platform would say now."""
+        return await self._store.get_message(app_id, message_id) is not None
+
+    async def _settled(self, message: MessageRecord) -> MessageRecord:
+        """A replay gives the same answer as the original: if this process is attempting the
+        message right now, wait for that attempt to end, then answer what is stored."""
+        running = self._in_flight.get(message.id)
+        if running is None and message.status not in (MessageStatus.PENDING, MessageStatus.SENDING):
+            return message
+        if running is not None:
+            await running.wait()
+        return await self._store.get_message(message.app_id, message.id) or message
 
     async def attempt(self, message: MessageRecord) -> MessageRecord:
         """One attempt of a message this process holds the lease of."""
+        if message.id in self._in_flight:  # already being attempted here
+            return await self._settled(message)
+        done = self._in_flight[message.id] = asyncio.Event()
+        try:
+            return await self._attempt(message)
+        finally:
+            del self._in_flight[message.id]
+            done.set()
+
+    async def _attempt(self, message: MessageRecord) -> MessageRecord:
         now = self._clock()
         started = await self._store.begin_attempt(message.id, self.owner, now, now + self._lease())
         if started is None:  # another worker has it, or it is already final
@@ -128,6 +161,12 @@ class MessageSender:
 
     def _lease(self) -> timedelta:
         return timedelta(seconds=self._settings.lease_seconds)
+
+
+def _message_id(app_id: str, idempotency_key: str) -> str:
+    """Derived from the key (unique per app), so a replay is known before anything is done."""
+    digest = hashlib.sha256(f"{app_id}\n{idempotency_key}".encode()).hexdigest()
+    return f"msg_{digest[:24]}"
 
 
 def _request_digest(body: Mapping[str, Any]) -> str:

@@ -134,7 +134,10 @@ def _decode_node(raw: str, encrypt_key: bytes | None, charset: str) -> Mapping[s
     if isinstance(value, str):  # an encrypted node: "<base64 ciphertext>"
         if encrypt_key is None:
             raise MalformedPayload("the response is encrypted and no AES key is configured")
-        value = json.loads(aes_decrypt(encrypt_key, value, charset))
+        try:
+            value = json.loads(aes_decrypt(encrypt_key, value, charset))
+        except ValueError:
+            raise MalformedPayload("the decrypted response node is not JSON") from None
     if not isinstance(value, dict):
         raise MalformedPayload("the response node is not an object")
     return value

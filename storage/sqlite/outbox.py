@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from storage.errors import ConsentRequired, IdempotencyMismatch
@@ -20,6 +20,7 @@ from storage.models import (
     ConsentAction,
     ConsentEvent,
     ConsentSource,
+    ConsentState,
     MessageRecord,
     MessageStatus,
     ReserveOutcome,
@@ -48,11 +49,13 @@ def reserve(connection: sqlite3.Connection, reservation: SendReservation) -> Res
             raise IdempotencyMismatch("this Idempotency-Key was used with a different message")
         return ReserveOutcome(message=message, replayed=True)
     ident = (reservation.app_id, reservation.user_id, reservation.channel, reservation.template_id)
-    if not can_send(load_state(connection, *ident), reservation.kind):
+    state = load_state(connection, *ident)
+    if not can_send(state, reservation.kind):
         raise ConsentRequired("the ledger has no consent for this user and template")
-    append_events(
-        connection, [_ledger_event(reservation, ConsentAction.SPEND)], _ms(reservation.created_at)
+    spend = _ledger_event(
+        reservation, ConsentAction.SPEND, _not_before(state, reservation.created_at)
     )
+    append_events(connection, [spend], _ms(reservation.created_at))
     connection.execute(
         f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * 21)})",  # noqa: S608
         _new_row(reservation),
@@ -106,8 +109,11 @@ def finish_attempt(
         ),
     )
     if status is MessageStatus.FAILED and message.status is MessageStatus.SENDING:
-        refund = _ledger_event(message, ConsentAction.REFUND, occurred_at=now)
-        append_events(connection, [refund], _ms(now))
+        state = load_state(
+            connection, message.app_id, message.user_id, message.channel, message.template_id
+        )
+        at = _not_before(state, now, strictly=True)  # after its spend, which is in the log
+        append_events(connection, [_ledger_event(message, ConsentAction.REFUND, at)], _ms(now))
     return get(connection, message_id)
 
 
@@ -206,6 +212,21 @@ def _ledger_event(
         source=ConsentSource.SEND,
         evidence=f"message:{message_id}",
     )
+
+
+def _not_before(state: ConsentState, now: datetime, *, strictly: bool = False) -> datetime:
+    """When a send's event happened: now, but never before the key's latest event.
+
+    The fold orders by ``occurred_at`` (then refunds before spends), so an event stamped at or
+    before the state it was decided on would fold out of order: a spend before the refund whose
+    credit it took, a refund before its own spend (which then gives nothing back). That happens
+    whenever the clock has not moved since (same millisecond) or went back. A refund must sort
+    strictly after its spend, hence ``strictly``.
+    """
+    latest = state.updated_at
+    if latest is None:
+        return now
+    return max(now, latest + timedelta(milliseconds=1) if strictly else latest)
 
 
 def _ms(value: datetime) -> int:
