@@ -56,6 +56,7 @@ class Operation:
     query: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()
     errors: tuple[str, ...] = field(default=())
+    accepted: bool = False  # may answer 202 (still being processed) as well as 200
 
 
 def path_value(request: web.Request, name: str) -> str:

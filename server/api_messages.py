@@ -50,6 +50,7 @@ MESSAGE_OPERATIONS = (
         MessageView,
         MiniTemplateSend,
         headers=("Idempotency-Key",),
+        accepted=True,
         errors=(
             *BODY_ERRORS,
             "idempotency_key_required",

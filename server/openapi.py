@@ -75,6 +75,11 @@ def _parameters(operation: Operation) -> list[dict[str, Any]]:
 
 def _responses(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": "OK", "content": _json(operation.response)}}
+    if operation.accepted:
+        responses["202"] = {
+            "description": "Accepted: the outbox still owns it (queued, or unknown outcome)",
+            "content": _json(operation.response),
+        }
     codes = ("unauthorized", "forbidden", "app_not_found", "validation_failed", *operation.errors)
     by_status: dict[int, list[str]] = {}
     for code in (*codes, "storage_unavailable", "internal_error"):

@@ -134,6 +134,7 @@ class MessageSender:
             CallOutcome.REJECTED: AttemptOutcome.REJECTED,
             CallOutcome.UNKNOWN: AttemptOutcome.UNKNOWN,
             CallOutcome.TRANSIENT: AttemptOutcome.RETRY,
+            CallOutcome.THROTTLED: AttemptOutcome.RETRY,
         }[result.outcome]
         next_attempt_at = None
         if outcome is AttemptOutcome.RETRY:
@@ -142,6 +143,8 @@ class MessageSender:
                 outcome = AttemptOutcome.EXHAUSTED
             else:
                 delay = backoff[message.attempts - 1]
+                if result.outcome is CallOutcome.THROTTLED:  # a rate limit: wait for its window
+                    delay = max(delay, self._settings.throttle_delay_seconds)
                 next_attempt_at = self._clock() + timedelta(seconds=delay)
         return AttemptResult(
             outcome=outcome,

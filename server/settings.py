@@ -69,6 +69,7 @@ class OutboxSettings(_Section):
     poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     batch_size: int = Field(default=50, ge=1, le=1000)
+    throttle_delay_seconds: float = Field(default=600.0, ge=0, le=86400)
 
 
 class ReconcileSettings(_Section):

@@ -12,7 +12,16 @@ from pydantic import BaseModel
 import server.errors as server_errors
 import storage.errors as storage_errors
 import verify.errors as verify_errors
-from server.settings import AppSettings, ServerSettings, StorageSettings, TopAppSettings
+from server.settings import (
+    AppSettings,
+    OutboxSettings,
+    ReconcileSettings,
+    ServerSettings,
+    StorageSettings,
+    TemplateSettings,
+    TokenSettings,
+    TopAppSettings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -42,6 +51,10 @@ def request_error_codes() -> set[str]:
         ("storage", StorageSettings),
         ("apps", AppSettings),
         ("top_apps", TopAppSettings),
+        ("apps.templates", TemplateSettings),
+        ("tokens", TokenSettings),
+        ("outbox", OutboxSettings),
+        ("reconcile", ReconcileSettings),
     ],
 )
 def test_every_setting_is_documented(section: str, model: type[BaseModel]) -> None:
