@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -26,6 +27,9 @@ from server.refusals import RefusalCounter
 from server.settings import Settings
 from server.templates import TemplateRegistry
 from storage import open_store
+from storage.errors import StorageError
+
+logger = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -73,15 +77,36 @@ def _store_context(
         credentials: dict[str, AppCredentials] = app[CREDENTIALS]
         app[GATEWAY] = NotificationGateway(credentials, store, registry, app[REFUSALS], clock)
         app[LEDGER] = ConsentLedger(store, TemplateRegistry(app[SETTINGS].apps), clock)
-        flusher = asyncio.create_task(_flush_refusals_forever(app, clock))
+        tasks = [asyncio.create_task(_flush_refusals_forever(app, clock))]
+        if app[SETTINGS].retention.notifications_days > 0:
+            tasks.append(asyncio.create_task(_prune_forever(app, clock)))
         yield
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app[REFUSALS].flush(store, clock())
         await store.close()
 
     return store_context
+
+
+async def prune_once(app: web.Application, clock: Clock) -> int:
+    """Drop notifications older than the retention window (a replay of one is then stale)."""
+    days = app[SETTINGS].retention.notifications_days
+    deleted = await app[STORE].prune_notifications(clock() - timedelta(days=days))
+    if deleted:
+        logger.info("pruned %d notification(s) older than %s days", deleted, days)
+    return deleted
+
+
+async def _prune_forever(app: web.Application, clock: Clock) -> None:
+    while True:
+        try:
+            await prune_once(app, clock)
+        except StorageError as error:
+            logger.warning("pruning skipped: %s", error)
+        await asyncio.sleep(app[SETTINGS].retention.prune_interval_seconds)
 
 
 async def _flush_refusals_forever(app: web.Application, clock: Clock) -> None:

@@ -7,13 +7,17 @@ secrets are ``SecretStr`` so that they never show in a repr, a log line or an er
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+logger = logging.getLogger(__name__)
 
 CONFIG_ENV = "SUBGATE_CONFIG"
 DEFAULT_CONFIG = Path("subgate.toml")
@@ -70,6 +74,11 @@ class OutboxSettings(_Section):
     lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     batch_size: int = Field(default=50, ge=1, le=1000)
     throttle_delay_seconds: float = Field(default=600.0, ge=0, le=86400)
+
+
+class RetentionSettings(_Section):
+    notifications_days: float = Field(default=0.0, ge=0)  # 0: keep every notification forever
+    prune_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
 class ReconcileSettings(_Section):
@@ -155,6 +164,7 @@ class Settings(_Section):
     tokens: list[TokenSettings] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     top_apps: list[TopAppSettings] = Field(default_factory=list)
     # Where relative paths in the file are resolved from; the config file's directory.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -169,6 +179,13 @@ class Settings(_Section):
             unknown = set(token.apps) - set(ids) - {"*"}
             if unknown:
                 raise ValueError(f"tokens.{index}.apps names apps that are not configured")
+        window = self.server.notify_max_age_seconds + self.server.notify_max_future_seconds
+        kept = self.retention.notifications_days * 86400
+        if kept and kept <= window:
+            raise ValueError(
+                "retention.notifications_days must exceed notify_max_age_seconds + "
+                "notify_max_future_seconds, or a replay of a pruned notification would be fresh"
+            )
         secrets = [token.token.get_secret_value() for token in self.tokens]
         if len(secrets) != len(set(secrets)):
             raise ValueError("each API token may appear only once")
@@ -196,6 +213,7 @@ def find_config(explicit: str | None, environ: dict[str, str] | None = None) -> 
 
 
 def load_settings(path: Path) -> Settings:
+    _warn_if_readable_by_others(path)
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except OSError as error:
@@ -203,6 +221,20 @@ def load_settings(path: Path) -> Settings:
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"config {path} is not valid TOML: {error}") from None
     return settings_from_mapping(data, base_dir=path.resolve().parent)
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """A config file holds keys and tokens: only its owner should be able to read it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # load_settings reports the unreadable file
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning(
+            "config %s is readable by other users (mode %o) and holds secrets; chmod 600 it",
+            path,
+            stat.S_IMODE(mode),
+        )
 
 
 def settings_from_mapping(data: Mapping[str, object], *, base_dir: Path) -> Settings:

@@ -45,6 +45,12 @@ class Store(Protocol):
 
     async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None: ...
 
+    async def prune_notifications(self, signed_before: datetime) -> int:
+        """Delete notifications whose signed time is before ``signed_before``; return how many.
+
+        Rows without a signed time are kept: nothing else would refuse their replay.
+        """
+
     async def count_notifications(self, app_id: str | None = None) -> int: ...
 
     async def consent_events(
@@ -66,7 +72,8 @@ class Store(Protocol):
 
         ``answer(report_id, states)`` builds the JSON answer inside the transaction; a replay
         returns that same answer (``replayed=True``), a different body under the same key is
-        reported as ``conflict=True`` and changes nothing.
+        reported as ``conflict=True`` and changes nothing. ``answer`` must be pure: a backend
+        that retries the transaction (PostgreSQL, on a serialization failure) calls it again.
         """
 
     async def consent_states(

@@ -16,6 +16,7 @@ from server.settings import (
     AppSettings,
     OutboxSettings,
     ReconcileSettings,
+    RetentionSettings,
     ServerSettings,
     StorageSettings,
     TemplateSettings,
@@ -55,6 +56,7 @@ def request_error_codes() -> set[str]:
         ("tokens", TokenSettings),
         ("outbox", OutboxSettings),
         ("reconcile", ReconcileSettings),
+        ("retention", RetentionSettings),
     ],
 )
 def test_every_setting_is_documented(section: str, model: type[BaseModel]) -> None:

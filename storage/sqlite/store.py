@@ -134,6 +134,19 @@ class SQLiteStore:
         )
         return _stored_notification(rows[0]) if rows else None
 
+    async def prune_notifications(self, signed_before: datetime) -> int:
+        cutoff = to_millis(signed_before)
+
+        def job(connection: sqlite3.Connection) -> int:
+            cursor = connection.execute(
+                "DELETE FROM notifications WHERE occurred_at IS NOT NULL AND occurred_at < ?",
+                (cutoff,),
+            )
+            return cursor.rowcount
+
+        deleted: int = await self._write(job)
+        return deleted
+
     async def count_notifications(self, app_id: str | None = None) -> int:
         if app_id is None:
             rows = await self._read("SELECT count(*) FROM notifications", ())
