@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
+from datetime import timedelta
 
-import pytest
-
-from storage import StorageUnavailable, Store
+from storage import Store
 from tests.storage.conftest import StoreFactory
 from tests.storage.records import NOW, follow, notification
 
@@ -81,18 +78,17 @@ async def test_consent_events_are_filtered_by_user(store: Store) -> None:
     assert [e.user_id for e in events] == ["2088B"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-async def test_locked_database_refuses_then_recovers(store: Store, tmp_path: Path) -> None:
-    blocker = sqlite3.connect(tmp_path / "subgate.db", isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
-        with pytest.raises(StorageUnavailable):
-            await store.record_notification(notification("while-locked"))
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+async def test_pruning_deletes_only_what_was_signed_before_the_cutoff(store: Store) -> None:
+    old = notification("old").model_copy(update={"occurred_at": NOW - timedelta(days=30)})
+    unsigned = notification("unsigned").model_copy(update={"occurred_at": None})
+    await store.record_notification(old)
+    await store.record_notification(unsigned)
+    await store.record_notification(notification("fresh"))
 
-    outcome = await store.record_notification(notification("while-locked"))
+    assert await store.prune_notifications(NOW - timedelta(days=1)) == 1
+    assert await store.prune_notifications(NOW - timedelta(days=1)) == 0
 
-    assert not outcome.duplicate
-    assert await store.count_notifications() == 1
+    assert await store.get_notification(old.app_id, "old") is None
+    assert await store.count_notifications() == 2
+    again = await store.record_notification(old)
+    assert not again.duplicate

@@ -1,0 +1,236 @@
+"""Outbox SQL for the PostgreSQL store. Every function runs inside one ``transact`` transaction.
+
+``reserve`` is spend-once across processes: it locks the key's projection row, checks consent,
+appends ``spend`` and inserts the outbox row in one transaction, so of any number of concurrent
+sends against one credit exactly one finds it. The unique (app_id, idempotency_key) settles two
+requests racing on one key: the loser's insert finds the winner's row and it rolls back whole.
+
+Workers claim with ``FOR UPDATE SKIP LOCKED`` and a lease: a row is leased to exactly one owner,
+and only a lease that has run out can be claimed again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from storage.errors import ConsentRequired, IdempotencyMismatch
+from storage.ledger import can_send
+from storage.models import (
+    AttemptOutcome,
+    AttemptResult,
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
+    ConsentState,
+    MessageRecord,
+    MessageStatus,
+    ReserveOutcome,
+    SendReservation,
+)
+from storage.postgres.connection import Conn
+from storage.postgres.consents import append_events, lock_states
+from storage.timecodec import from_millis, optional_datetime, to_millis
+
+COLUMNS = (
+    "id, app_id, idempotency_key, request_sha256, channel, user_id, template_id, payload, "
+    "status, attempts, next_attempt_at, lease_owner, lease_until, platform_code, platform_msg, "
+    "sub_code, sub_msg, last_error, created_at, updated_at, sent_at"
+)
+SELECT_BY_KEY = f"SELECT {COLUMNS} FROM messages WHERE app_id = $1 AND idempotency_key = $2"  # noqa: S608
+_INSERT = (
+    f"INSERT INTO messages ({COLUMNS}) "  # noqa: S608 (constant)
+    f"VALUES ({', '.join(f'${n}' for n in range(1, 22))}) "
+    f"ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+)
+_BEGIN = (
+    "UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_until = $1, "  # noqa: S608
+    "updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND status IN ('pending', 'queued') "
+    f"RETURNING {COLUMNS}"
+)
+_FINISH = (
+    "UPDATE messages SET status = $1, next_attempt_at = $2, lease_owner = NULL, "  # noqa: S608
+    "lease_until = NULL, platform_code = $3, platform_msg = $4, sub_code = $5, sub_msg = $6, "
+    f"last_error = $7, updated_at = $8, sent_at = $9 WHERE id = $10 RETURNING {COLUMNS}"
+)
+_CLAIM = (
+    "WITH due AS (SELECT id FROM messages WHERE status IN ('pending', 'queued') "  # noqa: S608
+    "AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1) "
+    "ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+    "UPDATE messages AS m SET lease_owner = $3, lease_until = $4 FROM due WHERE m.id = due.id "
+    f"RETURNING {', '.join('m.' + c.strip() for c in COLUMNS.split(','))}"
+)
+_ABANDON = (
+    "UPDATE messages SET status = 'unknown', lease_owner = NULL, lease_until = NULL, "
+    "last_error = 'the attempt was interrupted; the platform may have delivered it', "
+    "updated_at = $1 WHERE status = 'sending' AND lease_until < $1 RETURNING id"
+)
+_STATUS_AFTER = {
+    AttemptOutcome.SENT: MessageStatus.SENT,
+    AttemptOutcome.REJECTED: MessageStatus.FAILED,
+    AttemptOutcome.EXHAUSTED: MessageStatus.FAILED,
+    AttemptOutcome.RETRY: MessageStatus.QUEUED,
+    AttemptOutcome.UNKNOWN: MessageStatus.UNKNOWN,
+}
+
+
+class KeyTaken(Exception):
+    """Another transaction owns this idempotency key: roll back and answer from its row."""
+
+
+def replay(existing: MessageRecord, reservation: SendReservation) -> ReserveOutcome:
+    if existing.request_sha256 != reservation.request_sha256:
+        raise IdempotencyMismatch("this Idempotency-Key was used with a different message")
+    return ReserveOutcome(message=existing, replayed=True)
+
+
+async def reserve(connection: Conn, reservation: SendReservation) -> ReserveOutcome:
+    """Raises ``KeyTaken`` when the key turns out to be used, after the consent row was locked."""
+    r = reservation
+    ident = (r.app_id, r.user_id, r.channel, r.template_id)
+    states = await lock_states(connection, [ident])
+    # Under the lock: a request with this key that held it before us has committed by now.
+    if await connection.fetchrow(SELECT_BY_KEY, r.app_id, r.idempotency_key) is not None:
+        raise KeyTaken
+    if not can_send(states[ident], r.kind):
+        raise ConsentRequired("the ledger has no consent for this user and template")
+    spend = _ledger_event(r, ConsentAction.SPEND, not_before(states[ident], r.created_at))
+    await append_events(connection, [spend], to_millis(r.created_at))
+    row = await connection.fetchrow(_INSERT, *_new_row(r))
+    if row is None:  # the key was taken meanwhile by a send for another user or template
+        raise KeyTaken
+    return ReserveOutcome(message=message_from_row(row), replayed=False)
+
+
+async def begin_attempt(
+    connection: Conn, message_id: str, owner: str, now: datetime, lease_until: datetime
+) -> MessageRecord | None:
+    """Mark an attempt as in flight (committed before the call), if this owner holds the row."""
+    row = await connection.fetchrow(
+        _BEGIN, to_millis(lease_until), to_millis(now), message_id, owner
+    )
+    return None if row is None else message_from_row(row)
+
+
+async def finish_attempt(
+    connection: Conn, message_id: str, result: AttemptResult, now: datetime
+) -> MessageRecord:
+    """Settle the attempt in flight; a definite failure refunds its credit, once."""
+    locked = await connection.fetchrow(
+        f"SELECT {COLUMNS} FROM messages WHERE id = $1 FOR UPDATE",  # noqa: S608 (constant)
+        message_id,
+    )
+    if locked is None:
+        raise KeyError(message_id)
+    message = message_from_row(locked)
+    if message.status is not MessageStatus.SENDING:  # settled already (or abandoned): no change
+        return message
+    status = _STATUS_AFTER[result.outcome]
+    next_at = result.next_attempt_at if result.outcome is AttemptOutcome.RETRY else now
+    row = await connection.fetchrow(
+        _FINISH,
+        status.value,
+        to_millis(next_at or now),
+        result.platform_code,
+        result.platform_msg,
+        result.sub_code,
+        result.sub_msg,
+        result.error,
+        to_millis(now),
+        to_millis(now) if status is MessageStatus.SENT else None,
+        message_id,
+    )
+    assert row is not None
+    if status is MessageStatus.FAILED:
+        ident = (message.app_id, message.user_id, message.channel, message.template_id)
+        state = (await lock_states(connection, [ident]))[ident]
+        at = not_before(state, now, strictly=True)  # after its spend, which is in the log
+        await append_events(
+            connection, [_ledger_event(message, ConsentAction.REFUND, at)], to_millis(now)
+        )
+    return message_from_row(row)
+
+
+async def claim_due(
+    connection: Conn, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> list[MessageRecord]:
+    """Lease due messages to ``owner``: pending or queued, due, and not leased by a live owner.
+
+    Rows another worker is claiming right now are skipped, not waited for.
+    """
+    rows = await connection.fetch(_CLAIM, to_millis(now), limit, owner, to_millis(lease_until))
+    claimed = [message_from_row(row) for row in rows]
+    return sorted(claimed, key=lambda m: (m.next_attempt_at, m.id))
+
+
+async def abandon_in_flight(connection: Conn, now: datetime) -> list[str]:
+    """Attempts whose owner died mid-call: the platform may have delivered, so never retry."""
+    return sorted(row["id"] for row in await connection.fetch(_ABANDON, to_millis(now)))
+
+
+def not_before(state: ConsentState, now: datetime, *, strictly: bool = False) -> datetime:
+    """When a send's event happened: now, but never before the key's latest event.
+
+    The fold orders by ``occurred_at`` (then refunds before spends), so a spend or refund
+    stamped at or before the state it was decided on (same millisecond, or a clock that went
+    back, perhaps on another host) would fold out of order. The state is locked, so its
+    ``updated_at`` is the latest event of the key. A refund sorts strictly after its spend.
+    """
+    latest = state.updated_at
+    if latest is None:
+        return now
+    return max(now, latest + timedelta(milliseconds=1) if strictly else latest)
+
+
+def message_from_row(row: asyncpg.Record) -> MessageRecord:
+    values = dict(row.items())
+    for name in ("next_attempt_at", "created_at", "updated_at"):
+        values[name] = from_millis(values[name])
+    for name in ("lease_until", "sent_at"):
+        values[name] = optional_datetime(values[name])
+    return MessageRecord.model_validate(values)
+
+
+def _new_row(r: SendReservation) -> tuple[Any, ...]:
+    created = to_millis(r.created_at)
+    return (
+        r.message_id,
+        r.app_id,
+        r.idempotency_key,
+        r.request_sha256,
+        r.channel,
+        r.user_id,
+        r.template_id,
+        r.payload,
+        MessageStatus.PENDING.value,
+        0,
+        created,
+        r.lease_owner,
+        to_millis(r.lease_until),
+        None,
+        None,
+        None,
+        None,
+        None,
+        created,
+        created,
+        None,
+    )
+
+
+def _ledger_event(
+    source: SendReservation | MessageRecord, action: ConsentAction, occurred_at: datetime
+) -> ConsentEvent:
+    message_id = source.message_id if isinstance(source, SendReservation) else source.id
+    return ConsentEvent(
+        app_id=source.app_id,
+        user_id=source.user_id,
+        channel=source.channel,
+        template_id=source.template_id,
+        action=action,
+        occurred_at=occurred_at,
+        source=ConsentSource.SEND,
+        evidence=f"message:{message_id}",
+    )
