@@ -20,10 +20,11 @@ from pathlib import Path
 from aiohttp import web
 
 from server import build_app
+from server.app import open_configured_store
 from server.devmode import DEV_APP_ID, dev_keys, dev_settings
 from server.settings import Settings, SettingsError, find_config, load_settings
 from server.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
-from storage import open_store
+from storage import redacted_url
 from verify import KeyMaterialError, SignType, load_private_key
 from verify.form import normalize_charset
 
@@ -149,11 +150,9 @@ async def _simulate(args: argparse.Namespace) -> int:
 
 async def _migrate(settings: Settings) -> int:
     storage = settings.storage
-    store = await open_store(
-        storage.url, synchronous=storage.synchronous, busy_timeout_ms=storage.busy_timeout_ms
-    )
+    store = await open_configured_store(storage)
     await store.close()
-    logger.info("schema is up to date (%s)", storage.url)
+    logger.info("schema is up to date (%s)", redacted_url(storage.url))
     return 0
 
 

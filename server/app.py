@@ -24,12 +24,23 @@ from server.notify import setup_notify_routes
 from server.openapi import serve_openapi
 from server.outbound import outbound_context
 from server.refusals import RefusalCounter
-from server.settings import Settings
+from server.settings import Settings, StorageSettings
 from server.templates import TemplateRegistry
-from storage import open_store
+from storage import Store, open_store
 from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
+
+
+async def open_configured_store(storage: StorageSettings) -> Store:
+    """The store ``[storage]`` names, with its durability, lock-wait and pool settings."""
+    return await open_store(
+        storage.url,
+        synchronous=storage.synchronous,
+        busy_timeout_ms=storage.busy_timeout_ms,
+        pool_min=storage.pool_min,
+        pool_max=storage.pool_max,
+    )
 
 
 def utc_now() -> datetime:
@@ -66,10 +77,7 @@ def _store_context(
     registry: HandlerRegistry, clock: Clock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def store_context(app: web.Application) -> AsyncIterator[None]:
-        storage = app[SETTINGS].storage
-        store = await open_store(
-            storage.url, synchronous=storage.synchronous, busy_timeout_ms=storage.busy_timeout_ms
-        )
+        store = await open_configured_store(app[SETTINGS].storage)
         app[STORE] = store
         writer = getattr(store, "writer", None)
         if writer is not None:

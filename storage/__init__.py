@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from storage.base import Store
 from storage.errors import StorageError, StorageUnavailable
 from storage.sqlite import SQLiteOptions, SQLiteStore
 from storage.sqlite.connection import path_from_url
 
 POSTGRES_SCHEMES = ("postgresql:", "postgres:")
+
+
+def redacted_url(url: str) -> str:
+    """The URL with any password replaced by ``***``: safe to log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def open_store(
