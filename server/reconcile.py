@@ -13,6 +13,7 @@ Events are appended only when they change something, so syncing often does not g
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from server.alipay_client import AlipayClient, CallOutcome
 from server.api_models import Subscription
 from server.consent import ConsentLedger
 from server.credentials import AppCredentials
-from server.errors import PlatformUnavailable
+from server.errors import SUBGATE_ERRORS, PlatformUnavailable
 from server.templates import TemplateRegistry
 from storage import Store
 from storage.models import (
@@ -35,6 +36,8 @@ from storage.models import (
     ConsentStatus,
     TemplateKind,
 )
+
+logger = logging.getLogger(__name__)
 
 QUERY_METHOD = "alipay.open.app.messagetemplate.subscribe.query"
 TEMPLATES_PER_QUERY = 3  # the API's own limit
@@ -96,6 +99,22 @@ class Reconciler:
             changes=[{"template_id": e.template_id, "action": e.action.value} for e in events],
             subscriptions=views,
         )
+
+    async def sync_open_consents(self, users_per_run: int) -> dict[tuple[str, str], str]:
+        """One pass of the periodic job: sync the users holding open mini-program consent.
+
+        Least recently changed first, at most ``users_per_run``. One user's failure is recorded
+        and does not stop the others. Returns each (app, user) with "ok" or the error code.
+        """
+        results: dict[tuple[str, str], str] = {}
+        for app_id, user_id in await self._store.users_with_open_consent(users_per_run):
+            try:
+                await self.sync_user(app_id, user_id)
+                results[(app_id, user_id)] = "ok"
+            except SUBGATE_ERRORS as error:
+                logger.warning("reconciliation of %s/%s failed: %s", app_id, user_id, error)
+                results[(app_id, user_id)] = error.code
+        return results
 
     async def _query(
         self, app_id: str, user_id: str, batch: list[str]

@@ -96,10 +96,18 @@ class SQLiteStore:
     async def ping(self) -> None:
         await self._read("SELECT 1", ())
 
+    def _check_open(self) -> None:
+        # A closed aiosqlite connection raises ValueError and a shut-down writer thread never
+        # answers: both must surface as the store being unavailable (503), not a 500 or a hang.
+        if self._closed:
+            raise StorageUnavailable("the store is closed")
+
     async def _write(self, job: WriteJob[Any]) -> Any:
+        self._check_open()
         return await self._writer.run(job)
 
     async def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        self._check_open()
         try:
             async with self._reader.execute(sql, params) as cursor:
                 return list(await cursor.fetchall())
@@ -306,7 +314,7 @@ class SQLiteStore:
         rows = await self._read(
             "SELECT app_id, user_id FROM consents WHERE channel = 'mini_template' "
             "AND (credits > 0 OR status = 'subscribed') "
-            "GROUP BY app_id, user_id ORDER BY min(updated_at) LIMIT ?",
+            "GROUP BY app_id, user_id ORDER BY min(updated_at), app_id, user_id LIMIT ?",
             (limit,),
         )
         return [(row[0], row[1]) for row in rows]
