@@ -61,7 +61,7 @@ class Operation:
 
 def path_value(request: web.Request, name: str) -> str:
     value = request.match_info[name]
-    if not _IDENTIFIER.match(value):
+    if not _IDENTIFIER.fullmatch(value):  # not match: "$" also matches before a final "\n"
         raise ValidationFailed(f"{name} must be 1-64 letters, digits, '_' or '-'")
     return value
 
@@ -77,7 +77,7 @@ def idempotency_key(request: web.Request) -> str:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         raise IdempotencyKeyRequired("send an Idempotency-Key header so a retry is applied once")
-    if not _IDEMPOTENCY_KEY.match(key):
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ValidationFailed("Idempotency-Key must be 1-128 printable ASCII characters")
     return key
 

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, RootModel
 
 from server.api import BODY_ERRORS, Operation, idempotency_key, path_value
+from server.api_models import USER_ID_PATTERN
 from server.appkeys import RECONCILER, SENDER, STORE
+from server.channels.jym_push import JymPushSend
+from server.channels.life_label import LifeLabelSend
 from server.channels.mini_template import MiniTemplateSend
+from server.channels.workcore_batch import WorkcoreBatchSend
 from server.consent import ConsentLedger
-from server.errors import NotFound
+from server.errors import NotFound, ValidationFailed
 from server.jsonbody import read_json
 from server.message_models import MessageView, StoredMessage
 from server.reconcile import SyncAnswer
+
+_IDENTIFIER = re.compile(USER_ID_PATTERN)
+
+
+class SendRequest(
+    RootModel[
+        Annotated[
+            MiniTemplateSend | LifeLabelSend | JymPushSend | WorkcoreBatchSend,
+            Field(discriminator="channel"),
+        ]
+    ]
+):
+    """One send; ``channel`` says which platform and which body (docs/sending.md)."""
 
 
 async def send_message(request: web.Request, ledger: ConsentLedger, app_id: str) -> BaseModel:
@@ -36,6 +54,9 @@ async def get_message(request: web.Request, ledger: ConsentLedger, app_id: str) 
 async def sync_subscriptions(request: web.Request, ledger: ConsentLedger, app_id: str) -> BaseModel:
     user_id = path_value(request, "user_id")
     templates = request.query.getall("template_id", [])
+    if not all(_IDENTIFIER.fullmatch(template) for template in templates):
+        # They go to the platform as they are: refuse what no template id looks like.
+        raise ValidationFailed("template_id must be 1-64 letters, digits, '_' or '-'")
     return await request.app[RECONCILER].sync_user(app_id, user_id, templates or None)
 
 
@@ -48,7 +69,7 @@ MESSAGE_OPERATIONS = (
         "send",
         send_message,
         MessageView,
-        MiniTemplateSend,
+        SendRequest,
         headers=("Idempotency-Key",),
         accepted=True,
         errors=(
@@ -60,6 +81,9 @@ MESSAGE_OPERATIONS = (
             "template_not_registered",
             "template_data_mismatch",
             "keyword_too_long",
+            "unknown_top_app",
+            "weekly_limit",
+            "app_not_ready",
             "platform_unavailable",
         ),
     ),

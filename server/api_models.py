@@ -98,6 +98,9 @@ class LookupAnswer(_Body):
 class ErrorDetail(_Body):
     code: str
     message: str
+    retry_at: datetime | None = Field(
+        default=None, description="weekly_limit: when the next send is allowed."
+    )
 
 
 class ErrorAnswer(_Body):

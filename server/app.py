@@ -18,6 +18,7 @@ from server.credentials import AppCredentials, load_credentials
 from server.dispatch import HandlerRegistry, default_registry
 from server.gateway import Clock, NotificationGateway
 from server.health import setup_health_routes
+from server.logredact import redact_parser_errors
 from server.metrics import METRICS, Metrics, serve_metrics
 from server.middleware import error_middleware
 from server.notify import setup_notify_routes
@@ -55,6 +56,7 @@ def build_app(
     clock: Clock = utc_now,
 ) -> web.Application:
     """The whole service. Key material is loaded (and checked) here, before anything listens."""
+    redact_parser_errors()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
     )

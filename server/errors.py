@@ -21,8 +21,10 @@
     ├── TemplateNotRegistered      template_not_registered 422
     ├── TemplateDataMismatch       template_data_mismatch  422
     ├── KeywordTooLong             keyword_too_long        422
+    ├── UnknownTopApp              unknown_top_app         422  a TOP send names no [[top_apps]]
     └── PlatformUnavailable        platform_unavailable    503  a pre-send platform check failed
     storage.errors.ConsentRequired consent_required        403
+    storage.errors.WeeklyLimitReached weekly_limit         429  adds ``retry_at`` to the body
 
 ``verify.errors`` and ``storage.errors`` codes are mapped here too; nothing else in the
 code base decides an HTTP status for an error. docs/errors.md lists every code (checked by
@@ -31,6 +33,8 @@ tests/test_docs.py).
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from storage.errors import (
@@ -38,6 +42,7 @@ from storage.errors import (
     LedgerRefusal,
     StorageError,
     StorageUnavailable,
+    WeeklyLimitReached,
 )
 from verify.errors import (
     DecryptionFailed,
@@ -140,6 +145,10 @@ class KeywordTooLong(RequestRefused):
     code = "keyword_too_long"
 
 
+class UnknownTopApp(RequestRefused):
+    code = "unknown_top_app"
+
+
 class PlatformUnavailable(RequestRefused):
     code = "platform_unavailable"
 
@@ -174,8 +183,10 @@ STATUS_BY_CODE: dict[str, int] = {
     TemplateNotRegistered.code: 422,
     TemplateDataMismatch.code: 422,
     KeywordTooLong.code: 422,
+    UnknownTopApp.code: 422,
     PlatformUnavailable.code: 503,
     ConsentRequired.code: 403,
+    WeeklyLimitReached.code: 429,
     StorageUnavailable.code: 503,
     INTERNAL_ERROR: 500,
 }
@@ -189,9 +200,30 @@ def error_message(error: SubgateError) -> str:
     return getattr(error, "message", None) or str(error) or error.code
 
 
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+def error_details(error: SubgateError) -> dict[str, str]:
+    """Keys an error adds inside ``error``: ``retry_at`` (RFC 3339, UTC) for ``weekly_limit``."""
+    if isinstance(error, WeeklyLimitReached):
+        return {"retry_at": rfc3339(error.retry_at)}
+    return {}
+
+
+def retry_after_seconds(error: SubgateError) -> int | None:
+    """The ``Retry-After`` of a refusal that names a time (whole seconds, at least 1)."""
+    if isinstance(error, WeeklyLimitReached):
+        return max(1, math.ceil((error.retry_at - error.refused_at).total_seconds()))
+    return None
+
+
+def rfc3339(value: datetime) -> str:
+    """As the API writes every time (pydantic's way): UTC with ``Z``."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def error_body(
+    code: str, message: str, details: dict[str, str] | None = None
+) -> dict[str, dict[str, str]]:
     """The one error shape of every /v1 answer: ``{"error": {"code": ..., "message": ...}}``.
 
     Callers may add keys inside ``error`` (e.g. ``retry_at``) but never remove these two.
     """
-    return {"error": {"code": code, "message": message}}
+    return {"error": {**(details or {}), "code": code, "message": message}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from storage.models import MessageRecord, MessageStatus
 
@@ -15,6 +15,12 @@ class PlatformAnswer(BaseModel):
     msg: str | None
     sub_code: str | None
     sub_msg: str | None
+
+
+class Skipped(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    user_id: str
+    reason: str = Field(description="Why this recipient was left out: consent_required.")
 
 
 class MessageView(BaseModel):
@@ -34,6 +40,12 @@ class MessageView(BaseModel):
     updated_at: datetime
     sent_at: datetime | None
     next_attempt_at: datetime | None
+    recipients: list[str] = Field(
+        description="Whom the message goes to: ledger user ids the ledger allowed "
+        "(life_label: the label key)."
+    )
+    skipped: list[Skipped] = Field(description="Recipients left out, with the reason.")
+    warnings: list[str] = Field(description="What the caller should know about this delivery.")
 
     @classmethod
     def of(cls, message: MessageRecord) -> MessageView:
@@ -60,6 +72,9 @@ class MessageView(BaseModel):
             next_attempt_at=message.next_attempt_at
             if message.status in (MessageStatus.QUEUED, MessageStatus.PENDING)
             else None,
+            recipients=list(message.allowed),
+            skipped=[Skipped(user_id=s.user_id, reason=s.reason) for s in message.skipped],
+            warnings=list(message.warnings),
         )
 
     @property

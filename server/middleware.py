@@ -16,7 +16,9 @@ from server.errors import (
     PayloadTooLarge,
     RequestRefused,
     error_body,
+    error_details,
     error_message,
+    retry_after_seconds,
 )
 from server.metrics import METRICS
 
@@ -31,14 +33,16 @@ _HTTP_ERRORS: dict[int, type[RequestRefused]] = {
 }
 
 
-def render(request: web.Request, code: str, message: str) -> web.Response:
+def render(
+    request: web.Request, code: str, message: str, details: dict[str, str] | None = None
+) -> web.Response:
     status = STATUS_BY_CODE.get(code, 500)
     metrics = request.app.get(METRICS)
     if metrics is not None:
         metrics.error_answers.labels(code=code).inc()
     if request.path.startswith(NOTIFY_PREFIX):
         return web.Response(text="fail", status=status, headers={ERROR_HEADER: code})
-    return web.json_response(error_body(code, message), status=status)
+    return web.json_response(error_body(code, message, details), status=status)
 
 
 @web.middleware
@@ -46,7 +50,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except SUBGATE_ERRORS as error:
-        return render(request, error.code, error_message(error))
+        response = render(request, error.code, error_message(error), error_details(error))
+        retry_after = retry_after_seconds(error)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
     except web.HTTPException as error:
         refused = _HTTP_ERRORS.get(error.status)
         if refused is None or error.status < 400:

@@ -1,7 +1,9 @@
 """Everything that talks to the platforms, opened once per app in cleanup_ctx.
 
-One shared aiohttp ClientSession; the channel registry; the sender; the outbox worker and the
-optional periodic reconciliation, both as background tasks stopped cleanly on shutdown.
+One shared aiohttp ClientSession and a client per protocol (classic Alipay, Alipay v3, TOP);
+the channel registry (``mini_template``, ``life_label``, ``jym_push``, ``workcore_batch``); the
+sender; the outbox worker and the optional periodic reconciliation, both as background tasks
+stopped cleanly on shutdown.
 """
 
 from __future__ import annotations
@@ -16,13 +18,19 @@ import aiohttp
 from aiohttp import web
 
 from server.alipay_client import AlipayClient
+from server.alipay_v3_client import AlipayV3Client
 from server.appkeys import CREDENTIALS, LEDGER, RECONCILER, SENDER, SETTINGS, STORE
 from server.channels.base import Channel, PreparedSend
+from server.channels.jym_push import JymPushChannel
+from server.channels.life_label import LifeLabelChannel
 from server.channels.mini_template import MiniTemplateChannel
+from server.channels.workcore_batch import WorkcoreBatchChannel
+from server.credentials import load_top_credentials
 from server.outbox import OutboxWorker
 from server.reconcile import Reconciler
 from server.sender import MessageSender
 from server.templates import TemplateRegistry
+from server.top_client import TopClient
 from storage.errors import StorageError
 from storage.models import Channel as ChannelName
 
@@ -37,11 +45,20 @@ def outbound_context(
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         async with aiohttp.ClientSession() as session:
-            client = AlipayClient(session, clock, settings.outbox.call_timeout_seconds)
+            timeout = settings.outbox.call_timeout_seconds
+            client = AlipayClient(session, clock, timeout)
+            v3_client = AlipayV3Client(session, clock, timeout)
+            top_client = TopClient(session, clock, timeout)
+            top_apps = load_top_credentials(settings)
             templates = TemplateRegistry(settings.apps)
             credentials = app[CREDENTIALS]
             reconciler = Reconciler(app[STORE], client, credentials, templates, app[LEDGER], clock)
-            channels: dict[str, Channel] = {ChannelName.MINI_TEMPLATE: MiniTemplateChannel(client)}
+            channels: dict[str, Channel] = {
+                ChannelName.MINI_TEMPLATE: MiniTemplateChannel(client),
+                LifeLabelChannel.name: LifeLabelChannel(v3_client, credentials),
+                ChannelName.JYM_PUSH: JymPushChannel(top_client, top_apps),
+                WorkcoreBatchChannel.name: WorkcoreBatchChannel(top_client, top_apps),
+            }
             verified_apps = {a.app_id for a in settings.apps if a.verify_with_platform}
 
             async def check_with_platform(

@@ -8,6 +8,8 @@
    sent; failed (definite: the credit is refunded in the same transaction); queued (transient:
    the outbox worker retries with backoff, across restarts); unknown (unverifiable: the credit
    stays spent and the message is never retried, so it can never be delivered twice).
+   A channel with ``retry_transient = False`` (label sends: no idempotency key, a weekly quota)
+   settles a transient answer as unknown too, unless the platform was never reached at all.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from server.alipay_client import CallOutcome, CallResult
-from server.channels.base import Channel, PreparedSend
+from server.channels.base import Channel, PreparedSend, RecentActivityWarning
 from server.credentials import AppCredentials
 from server.errors import UnknownChannel
 from server.message_models import MessageView
@@ -37,6 +39,16 @@ from storage.models import (
 )
 
 Clock = Callable[[], datetime]
+NOT_RETRIED = "the platform may have acted on it and this channel is never retried automatically"
+# aiohttp's errors raised before a request was written: the platform never saw it.
+_CONNECT_ERRORS = frozenset(
+    {
+        "ClientConnectorError",
+        "ClientConnectorDNSError",
+        "ClientConnectorSSLError",
+        "ClientConnectorCertificateError",
+    }
+)
 PreSendCheck = Callable[[str, str, PreparedSend], Awaitable[None]]
 
 
@@ -63,10 +75,14 @@ class MessageSender:
 
     async def send(self, app_id: str, body: Mapping[str, Any], idempotency_key: str) -> MessageView:
         channel = self._channel(body.get("channel"))
-        prepared = channel.prepare(app_id, body, self._templates)
         message_id = _message_id(app_id, idempotency_key)
-        if self._before_reserve is not None and not await self._known(app_id, message_id):
-            await self._before_reserve(app_id, channel.name, prepared)
+        prepared = channel.prepare(app_id, body, self._templates, message_id)
+        warnings = prepared.warnings
+        checks_first = self._before_reserve is not None or prepared.warn_if_recent
+        if checks_first and not await self._known(app_id, message_id):
+            if self._before_reserve is not None:
+                await self._before_reserve(app_id, channel.name, prepared)
+            warnings += await self._recent_activity(app_id, prepared.warn_if_recent)
         now = self._clock()
         outcome = await self._store.reserve_send(
             SendReservation(
@@ -78,15 +94,31 @@ class MessageSender:
                 user_id=prepared.user_id,
                 template_id=prepared.template_id,
                 kind=prepared.kind,
-                payload=json.dumps(prepared.payload, ensure_ascii=False, sort_keys=True),
+                payload=json.dumps(prepared.payload, ensure_ascii=False),  # in the channel's order
                 lease_owner=self.owner,
                 lease_until=now + self._lease(),
                 created_at=now,
+                recipients=prepared.recipients,
+                consent_mode=prepared.consent_mode,
+                ledger_channel=prepared.ledger_channel,
+                weekly_limit=prepared.weekly_limit,
+                limit_window_seconds=prepared.limit_window_seconds,
+                warnings=warnings,
             )
         )
         if outcome.replayed:
             return MessageView.of(await self._settled(outcome.message))
         return MessageView.of(await self.attempt(outcome.message))
+
+    async def _recent_activity(
+        self, app_id: str, checks: tuple[RecentActivityWarning, ...]
+    ) -> tuple[str, ...]:
+        found: list[str] = []
+        for check in checks:
+            since = self._clock() - check.within
+            if await self._store.recent_actions(app_id, check.channel, check.action, since):
+                found.append(check.warning)
+        return tuple(found)
 
     async def _known(self, app_id: str, message_id: str) -> bool:
         """A replay is answered from the outbox, whatever the platform would say now."""
@@ -126,7 +158,7 @@ class MessageSender:
     async def _deliver(self, message: MessageRecord) -> CallResult:
         channel = self._channel(message.channel)
         app = self._credentials[message.app_id]
-        return await channel.deliver(app, json.loads(message.payload))
+        return await channel.deliver(app, json.loads(message.payload), message.allowed)
 
     def _attempt_result(self, message: MessageRecord, result: CallResult) -> AttemptResult:
         outcome = {
@@ -136,6 +168,14 @@ class MessageSender:
             CallOutcome.TRANSIENT: AttemptOutcome.RETRY,
             CallOutcome.THROTTLED: AttemptOutcome.RETRY,
         }[result.outcome]
+        error = result.error
+        if (
+            result.outcome is CallOutcome.TRANSIENT
+            and not self._channel(message.channel).retry_transient
+            and not _never_reached(result)
+        ):
+            outcome = AttemptOutcome.UNKNOWN
+            error = f"{result.error or 'transient'}; {NOT_RETRIED}"
         next_attempt_at = None
         if outcome is AttemptOutcome.RETRY:
             backoff = self._settings.retry_backoff_seconds
@@ -152,7 +192,7 @@ class MessageSender:
             platform_msg=result.msg,
             sub_code=result.sub_code,
             sub_msg=result.sub_msg,
-            error=result.error,
+            error=error,
             next_attempt_at=next_attempt_at,
         )
 
@@ -164,6 +204,11 @@ class MessageSender:
 
     def _lease(self) -> timedelta:
         return timedelta(seconds=self._settings.lease_seconds)
+
+
+def _never_reached(result: CallResult) -> bool:
+    """A transient failure to connect at all: nothing was sent, so a retry cannot duplicate."""
+    return result.error in _CONNECT_ERRORS
 
 
 def _message_id(app_id: str, idempotency_key: str) -> str:

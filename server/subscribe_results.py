@@ -81,7 +81,9 @@ class SubscribeResult(BaseModel):
         return {
             key: value
             for key, value in extra.items()
-            if isinstance(value, str) and value in ("accept", "reject") and _TEMPLATE_ID.match(key)
+            if isinstance(value, str)
+            and value in ("accept", "reject")
+            and _TEMPLATE_ID.fullmatch(key)
         }
 
 
@@ -137,5 +139,5 @@ def _check(accepted: set[str], rejected: set[str]) -> None:
     named = accepted | rejected
     if len(named) > MAX_TEMPLATES_PER_REPORT:
         raise InvalidReport(f"a report decides at most {MAX_TEMPLATES_PER_REPORT} templates")
-    if any(not _TEMPLATE_ID.match(template) for template in named):
+    if any(not _TEMPLATE_ID.fullmatch(template) for template in named):
         raise InvalidReport("template ids are 1-64 letters, digits, '_' or '-'")

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from storage.models import (
     AttemptResult,
+    ConsentAction,
     ConsentEvent,
     ConsentState,
     MessageRecord,
@@ -89,12 +90,22 @@ class Store(Protocol):
     ) -> list[StoredConsentEvent]:
         """The key's events in fold order (the order that decides its state)."""
 
-    async def reserve_send(self, reservation: SendReservation) -> ReserveOutcome:
-        """Spend-once: check consent, append ``spend`` and queue the message, atomically.
+    async def recent_actions(
+        self, app_id: str, channel: str, action: ConsentAction, since: datetime
+    ) -> int:
+        """How many ``action`` events of the app on ``channel`` (any user, any template)
+        happened, or were recorded, at or after ``since``."""
 
-        Raises ``ConsentRequired`` (nothing written) when the ledger does not allow the send,
-        ``IdempotencyMismatch`` when the key was used with another request; a replay of the same
-        request returns the existing message with ``replayed=True`` and reserves nothing.
+    async def reserve_send(self, reservation: SendReservation) -> ReserveOutcome:
+        """Spend-once: check limit and consent, append ``spend`` and queue the message, atomically.
+
+        Raises ``ConsentRequired`` (nothing written) when the ledger does not allow the send
+        (``consent_mode``: the one recipient, or no recipient at all for ``split``),
+        ``WeeklyLimitReached`` (nothing written) when ``weekly_limit`` messages of the app and
+        channel were created in the rolling window, ``IdempotencyMismatch`` when the key was
+        used with another request; a replay of the same request returns the existing message
+        with ``replayed=True`` and reserves nothing (no check, no limit). Each allowed recipient
+        gets a ``spend`` event; the message keeps the allowed, the skipped and the warnings.
         """
 
     async def begin_attempt(
@@ -105,7 +116,8 @@ class Store(Protocol):
     async def finish_attempt(
         self, message_id: str, result: AttemptResult, now: datetime
     ) -> MessageRecord:
-        """Record the outcome; a definite failure refunds the credit in the same transaction."""
+        """Record the outcome; a definite failure refunds each recipient's spend in the same
+        transaction."""
 
     async def claim_due_messages(
         self, owner: str, now: datetime, lease_until: datetime, limit: int

@@ -2,10 +2,15 @@
 
 StorageError
 └── StorageUnavailable   storage_unavailable   the write was not made durable; retry later
+LedgerRefusal                                  the ledger refused; nothing was written
+├── ConsentRequired      consent_required
+├── IdempotencyMismatch  idempotency_conflict
+└── WeeklyLimitReached   weekly_limit          a send limit per rolling window; ``retry_at``
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 
@@ -35,3 +40,18 @@ class ConsentRequired(LedgerRefusal):
 
 class IdempotencyMismatch(LedgerRefusal):
     code = "idempotency_conflict"
+
+
+class WeeklyLimitReached(LedgerRefusal):
+    """The app's sends on a channel in the rolling window are used up; nothing was written.
+
+    ``retry_at`` is when the oldest counted send leaves the window, so the next one is allowed;
+    ``refused_at`` the time of the refused send.
+    """
+
+    code = "weekly_limit"
+
+    def __init__(self, message: str, retry_at: datetime, refused_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+        self.refused_at = refused_at

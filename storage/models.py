@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from storage.timecodec import from_millis, to_millis
 
@@ -173,8 +173,35 @@ class MessageStatus(StrEnum):
 FINAL_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.UNKNOWN})
 
 
+ConsentMode = Literal["single", "split", "none"]
+WEEK_SECONDS = 7 * 24 * 3600
+
+
+class SkippedRecipient(Frozen):
+    """A recipient left out of a send, and why (``consent_required``)."""
+
+    user_id: str
+    reason: str
+
+
 class SendReservation(Frozen):
-    """Everything needed to reserve consent for one send and queue it."""
+    """Everything needed to reserve consent for one send and queue it.
+
+    The options after ``created_at`` default to the one-recipient send of a template message:
+
+    ``recipients``      ledger user ids to check; empty means the one ``user_id``
+    ``consent_mode``    ``single``: the one recipient must be allowed, else ``ConsentRequired``;
+                        ``split``: keep only the allowed recipients, ``ConsentRequired`` if none;
+                        ``none``: no per-user check (the platform picks the audience)
+    ``weekly_limit``    at most this many messages of the app and channel created in the rolling
+                        ``limit_window_seconds`` (every one counts, whatever its outcome), else
+                        ``WeeklyLimitReached``; None: no limit
+    ``ledger_channel``  the ledger channel consent is checked and spent on; None: ``channel``
+    ``warnings``        kept with the message and shown with it
+
+    Each allowed recipient gets a ``spend`` event; the row's ``user_id`` is the first of them.
+    Every check runs inside the reservation's transaction.
+    """
 
     message_id: str
     app_id: str
@@ -188,6 +215,29 @@ class SendReservation(Frozen):
     lease_owner: str
     lease_until: Instant
     created_at: Instant
+    recipients: tuple[str, ...] = ()
+    consent_mode: ConsentMode = "single"
+    weekly_limit: int | None = Field(default=None, ge=1)
+    limit_window_seconds: int = Field(default=WEEK_SECONDS, gt=0)
+    ledger_channel: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _recipients(self) -> Self:
+        if len(set(self.recipients)) != len(self.recipients):
+            raise ValueError("recipients must be unique")
+        if self.consent_mode == "single" and len(self.candidates) != 1:
+            raise ValueError("consent_mode single takes exactly one recipient")
+        return self
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The ledger user ids this send is for, before the consent check."""
+        return self.recipients or (self.user_id,)
+
+    @property
+    def consent_channel(self) -> str:
+        return self.ledger_channel or self.channel
 
 
 class MessageRecord(Frozen):
@@ -212,6 +262,19 @@ class MessageRecord(Frozen):
     created_at: Instant
     updated_at: Instant
     sent_at: Instant | None
+    recipients: tuple[str, ...] = ()  # the allowed recipients (each has a spend event)
+    skipped: tuple[SkippedRecipient, ...] = ()
+    warnings: tuple[str, ...] = ()
+    ledger_channel: str = ""  # empty: the message's channel
+
+    @property
+    def consent_channel(self) -> str:
+        return self.ledger_channel or self.channel
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        """Whom the message goes to (a store that keeps no recipients: the one ``user_id``)."""
+        return self.recipients or (self.user_id,)
 
 
 class ReserveOutcome(Frozen):

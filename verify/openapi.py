@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,12 +29,12 @@ from verify.signing import SignType, decode_signature, sign, verify_decoded_sign
 @dataclass(frozen=True, slots=True)
 class RequestSigner:
     app_id: str
-    private_key: RSAPrivateKey
+    private_key: RSAPrivateKey = field(repr=False)
     sign_type: SignType = SignType.RSA2
     charset: str = "utf-8"
     app_cert_sn: str | None = None
     alipay_root_cert_sn: str | None = None
-    encrypt_key: bytes | None = None
+    encrypt_key: bytes | None = field(default=None, repr=False)  # the AES key: never shown
 
 
 def signed_request_params(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -45,12 +45,13 @@ class MiniTemplateSend(BaseModel):
 
 class MiniTemplateChannel:
     name = Channel.MINI_TEMPLATE.value
+    retry_transient = True  # Alipay refuses a one-time send beyond the user's acceptances
 
     def __init__(self, client: AlipayClient) -> None:
         self._client = client
 
     def prepare(
-        self, app_id: str, body: Mapping[str, Any], templates: TemplateRegistry
+        self, app_id: str, body: Mapping[str, Any], templates: TemplateRegistry, message_id: str
     ) -> PreparedSend:
         send = parse_model(MiniTemplateSend, body)
         template = templates.get(app_id, send.template_id)
@@ -80,5 +81,7 @@ class MiniTemplateChannel:
             payload={k: v for k, v in payload.items() if v},
         )
 
-    async def deliver(self, app: AppCredentials, payload: Mapping[str, Any]) -> CallResult:
+    async def deliver(
+        self, app: AppCredentials, payload: Mapping[str, Any], recipients: Sequence[str]
+    ) -> CallResult:
         return await self._client.call(app, METHOD, payload)

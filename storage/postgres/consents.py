@@ -62,6 +62,19 @@ async def lock_states(connection: Conn, idents: Iterable[Ident]) -> dict[Ident, 
     return states
 
 
+async def lock_existing_states(
+    connection: Conn, idents: Iterable[Ident]
+) -> dict[Ident, ConsentState]:
+    """Like ``lock_states``, but a key without a projection row is left out, not created: for
+    keys that may get no event in this transaction (a recipient the consent check skips)."""
+    states = {}
+    for ident in sorted(set(idents)):
+        row = await connection.fetchrow(_LOCK_STATE, *ident)
+        if row is not None:
+            states[ident] = state_from_row(row)
+    return states
+
+
 async def append_events(
     connection: Conn, events: Sequence[ConsentEvent], recorded_at: int
 ) -> list[ConsentState]:

@@ -1,9 +1,12 @@
 """Outbox SQL for the PostgreSQL store. Every function runs inside one ``transact`` transaction.
 
-``reserve`` is spend-once across processes: it locks the key's projection row, checks consent,
-appends ``spend`` and inserts the outbox row in one transaction, so of any number of concurrent
-sends against one credit exactly one finds it. The unique (app_id, idempotency_key) settles two
-requests racing on one key: the loser's insert finds the winner's row and it rolls back whole.
+``reserve`` is spend-once across processes: it locks the recipients' projection rows, checks
+consent (``storage.sending``), appends ``spend`` and inserts the outbox row in one transaction,
+so of any number of concurrent sends against one credit exactly one finds it. A send with a
+``weekly_limit`` first takes a transaction advisory lock on (app, channel), so that concurrent
+sends on any replica count each other's committed rows and none exceeds the limit. The unique
+(app_id, idempotency_key) settles two requests racing on one key: the loser's insert finds the
+winner's row and it rolls back whole.
 
 Workers claim with ``FOR UPDATE SKIP LOCKED`` and a lease: a row is leased to exactly one owner,
 and only a lease that has run out can be claimed again.
@@ -11,13 +14,13 @@ and only a lease that has run out can be claimed again.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from storage.errors import ConsentRequired, IdempotencyMismatch
-from storage.ledger import can_send
+from storage.errors import IdempotencyMismatch
 from storage.models import (
     AttemptOutcome,
     AttemptResult,
@@ -29,20 +32,28 @@ from storage.models import (
     MessageStatus,
     ReserveOutcome,
     SendReservation,
+    SkippedRecipient,
 )
 from storage.postgres.connection import Conn
-from storage.postgres.consents import append_events, lock_states
+from storage.postgres.consents import (
+    Ident,
+    append_events,
+    lock_existing_states,
+    lock_states,
+)
+from storage.sending import check_limit, split_by_consent, window_start
 from storage.timecodec import from_millis, optional_datetime, to_millis
 
 COLUMNS = (
     "id, app_id, idempotency_key, request_sha256, channel, user_id, template_id, payload, "
     "status, attempts, next_attempt_at, lease_owner, lease_until, platform_code, platform_msg, "
-    "sub_code, sub_msg, last_error, created_at, updated_at, sent_at"
+    "sub_code, sub_msg, last_error, created_at, updated_at, sent_at, recipients, skipped, "
+    "warnings, ledger_channel"
 )
 SELECT_BY_KEY = f"SELECT {COLUMNS} FROM messages WHERE app_id = $1 AND idempotency_key = $2"  # noqa: S608
 _INSERT = (
     f"INSERT INTO messages ({COLUMNS}) "  # noqa: S608 (constant)
-    f"VALUES ({', '.join(f'${n}' for n in range(1, 22))}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, 26))}) "
     f"ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}"
 )
 _BEGIN = (
@@ -67,6 +78,11 @@ _ABANDON = (
     "last_error = 'the attempt was interrupted; the platform may have delivered it', "
     "updated_at = $1 WHERE status = 'sending' AND lease_until < $1 RETURNING id"
 )
+_LIMIT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('subgate.limit:' || $1, 0))"
+_CREATED_SINCE = (
+    "SELECT created_at FROM messages WHERE app_id = $1 AND channel = $2 AND created_at > $3"
+)
+_JSON_LISTS = ("recipients", "skipped", "warnings")
 _STATUS_AFTER = {
     AttemptOutcome.SENT: MessageStatus.SENT,
     AttemptOutcome.REJECTED: MessageStatus.FAILED,
@@ -87,18 +103,34 @@ def replay(existing: MessageRecord, reservation: SendReservation) -> ReserveOutc
 
 
 async def reserve(connection: Conn, reservation: SendReservation) -> ReserveOutcome:
-    """Raises ``KeyTaken`` when the key turns out to be used, after the consent row was locked."""
+    """Raises ``KeyTaken`` when the key turns out to be used, after the consent rows were locked."""
     r = reservation
-    ident = (r.app_id, r.user_id, r.channel, r.template_id)
-    states = await lock_states(connection, [ident])
-    # Under the lock: a request with this key that held it before us has committed by now.
+    if r.weekly_limit is not None:  # before any row lock: limit holders queue up here first
+        await connection.execute(_LIMIT_LOCK, json.dumps([r.app_id, r.channel]))
+    idents: dict[str, Ident] = {
+        user_id: (r.app_id, user_id, r.consent_channel, r.template_id) for user_id in r.candidates
+    }
+    if r.consent_mode == "split":  # never leave empty projection rows for skipped recipients
+        locked = await lock_existing_states(connection, idents.values())
+    else:
+        locked = await lock_states(connection, idents.values())
+    states = {user_id: locked[ident] for user_id, ident in idents.items() if ident in locked}
+    # Under the locks: a request with this key that held them before us has committed by now.
     if await connection.fetchrow(SELECT_BY_KEY, r.app_id, r.idempotency_key) is not None:
         raise KeyTaken
-    if not can_send(states[ident], r.kind):
-        raise ConsentRequired("the ledger has no consent for this user and template")
-    spend = _ledger_event(r, ConsentAction.SPEND, not_before(states[ident], r.created_at))
-    await append_events(connection, [spend], to_millis(r.created_at))
-    row = await connection.fetchrow(_INSERT, *_new_row(r))
+    allowed, skipped = split_by_consent(r, states)
+    if r.weekly_limit is not None:
+        since = to_millis(window_start(r))
+        created = [
+            row[0] for row in await connection.fetch(_CREATED_SINCE, r.app_id, r.channel, since)
+        ]
+        check_limit(r, created)
+    spends = [  # an allowed recipient always has a state: a key without events allows nothing
+        _ledger_event(r, user_id, ConsentAction.SPEND, not_before(states[user_id], r.created_at))
+        for user_id in allowed
+    ]
+    await append_events(connection, spends, to_millis(r.created_at))
+    row = await connection.fetchrow(_INSERT, *_new_row(r, allowed, skipped))
     if row is None:  # the key was taken meanwhile by a send for another user or template
         raise KeyTaken
     return ReserveOutcome(message=message_from_row(row), replayed=False)
@@ -143,13 +175,22 @@ async def finish_attempt(
         message_id,
     )
     assert row is not None
-    if status is MessageStatus.FAILED:
-        ident = (message.app_id, message.user_id, message.channel, message.template_id)
-        state = (await lock_states(connection, [ident]))[ident]
-        at = not_before(state, now, strictly=True)  # after its spend, which is in the log
-        await append_events(
-            connection, [_ledger_event(message, ConsentAction.REFUND, at)], to_millis(now)
-        )
+    if status is MessageStatus.FAILED:  # each recipient's spend is given back
+        idents = {
+            user_id: (message.app_id, user_id, message.consent_channel, message.template_id)
+            for user_id in message.allowed
+        }
+        states = await lock_states(connection, idents.values())
+        refunds = [
+            _ledger_event(
+                message,
+                user_id,
+                ConsentAction.REFUND,
+                not_before(states[ident], now, strictly=True),  # after its spend, in the log
+            )
+            for user_id, ident in idents.items()
+        ]
+        await append_events(connection, refunds, to_millis(now))
     return message_from_row(row)
 
 
@@ -190,10 +231,14 @@ def message_from_row(row: asyncpg.Record) -> MessageRecord:
         values[name] = from_millis(values[name])
     for name in ("lease_until", "sent_at"):
         values[name] = optional_datetime(values[name])
+    for name in _JSON_LISTS:
+        values[name] = json.loads(values[name])
     return MessageRecord.model_validate(values)
 
 
-def _new_row(r: SendReservation) -> tuple[Any, ...]:
+def _new_row(
+    r: SendReservation, allowed: list[str], skipped: list[SkippedRecipient]
+) -> tuple[Any, ...]:
     created = to_millis(r.created_at)
     return (
         r.message_id,
@@ -201,7 +246,7 @@ def _new_row(r: SendReservation) -> tuple[Any, ...]:
         r.idempotency_key,
         r.request_sha256,
         r.channel,
-        r.user_id,
+        allowed[0],
         r.template_id,
         r.payload,
         MessageStatus.PENDING.value,
@@ -217,17 +262,28 @@ def _new_row(r: SendReservation) -> tuple[Any, ...]:
         created,
         created,
         None,
+        _json(allowed),
+        _json([s.model_dump() for s in skipped]),
+        _json(list(r.warnings)),
+        r.consent_channel,
     )
 
 
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _ledger_event(
-    source: SendReservation | MessageRecord, action: ConsentAction, occurred_at: datetime
+    source: SendReservation | MessageRecord,
+    user_id: str,
+    action: ConsentAction,
+    occurred_at: datetime,
 ) -> ConsentEvent:
     message_id = source.message_id if isinstance(source, SendReservation) else source.id
     return ConsentEvent(
         app_id=source.app_id,
-        user_id=source.user_id,
-        channel=source.channel,
+        user_id=user_id,
+        channel=source.consent_channel,
         template_id=source.template_id,
         action=action,
         occurred_at=occurred_at,

@@ -16,6 +16,7 @@ from datetime import datetime
 from storage.errors import StorageUnavailable
 from storage.models import (
     AttemptResult,
+    ConsentAction,
     ConsentEvent,
     ConsentState,
     MessageRecord,
@@ -191,6 +192,22 @@ class PostgresStore:
             self._pool, consents.history_query(), app_id, user_id, channel, template_id
         )
         return consents.stored_events_in_order(rows)
+
+    async def recent_actions(
+        self, app_id: str, channel: str, action: ConsentAction, since: datetime
+    ) -> int:
+        cutoff = to_millis(since)
+        return int(
+            await fetch_value(
+                self._pool,
+                "SELECT count(*) FROM consent_events WHERE app_id = $1 AND channel = $2 "
+                "AND action = $3 AND (occurred_at >= $4 OR recorded_at >= $4)",
+                app_id,
+                channel,
+                action.value,
+                cutoff,
+            )
+        )
 
     async def reserve_send(self, reservation: SendReservation) -> ReserveOutcome:
         existing = await self._message_by_key(reservation.app_id, reservation.idempotency_key)

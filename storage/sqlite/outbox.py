@@ -1,19 +1,19 @@
 """Outbox SQL for the SQLite store. Every function runs inside a writer job's transaction.
 
-``reserve`` is the spend-once guarantee: the consent check, the ``spend`` event and the outbox
-row commit together on the single writer, so of any number of concurrent sends against one
-credit exactly one finds it.
+``reserve`` is the spend-once guarantee: the consent check, the send limit (``storage.sending``),
+the ``spend`` events and the outbox row commit together on the single writer, so of any number
+of concurrent sends against one credit exactly one finds it, and none exceeds a limit.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from storage.errors import ConsentRequired, IdempotencyMismatch
-from storage.ledger import can_send
+from storage.errors import IdempotencyMismatch
 from storage.models import (
     AttemptOutcome,
     AttemptResult,
@@ -25,17 +25,21 @@ from storage.models import (
     MessageStatus,
     ReserveOutcome,
     SendReservation,
+    SkippedRecipient,
 )
+from storage.sending import check_limit, split_by_consent, window_start
 from storage.sqlite.consents import append_events, load_state
 from storage.timecodec import from_millis, optional_datetime, to_millis
 
 COLUMNS = (
     "id, app_id, idempotency_key, request_sha256, channel, user_id, template_id, payload, "
     "status, attempts, next_attempt_at, lease_owner, lease_until, platform_code, platform_msg, "
-    "sub_code, sub_msg, last_error, created_at, updated_at, sent_at"
+    "sub_code, sub_msg, last_error, created_at, updated_at, sent_at, recipients, skipped, "
+    "warnings, ledger_channel"
 )
 _SELECT = f"SELECT {COLUMNS} FROM messages"  # noqa: S608 (constant)
 _RETRYABLE = (MessageStatus.PENDING.value, MessageStatus.QUEUED.value)
+_JSON_LISTS = ("recipients", "skipped", "warnings")
 
 
 def reserve(connection: sqlite3.Connection, reservation: SendReservation) -> ReserveOutcome:
@@ -48,19 +52,34 @@ def reserve(connection: sqlite3.Connection, reservation: SendReservation) -> Res
         if message.request_sha256 != reservation.request_sha256:
             raise IdempotencyMismatch("this Idempotency-Key was used with a different message")
         return ReserveOutcome(message=message, replayed=True)
-    ident = (reservation.app_id, reservation.user_id, reservation.channel, reservation.template_id)
-    state = load_state(connection, *ident)
-    if not can_send(state, reservation.kind):
-        raise ConsentRequired("the ledger has no consent for this user and template")
-    spend = _ledger_event(
-        reservation, ConsentAction.SPEND, _not_before(state, reservation.created_at)
-    )
-    append_events(connection, [spend], _ms(reservation.created_at))
+    r = reservation
+    states = {
+        user_id: load_state(connection, r.app_id, user_id, r.consent_channel, r.template_id)
+        for user_id in r.candidates
+    }
+    allowed, skipped = split_by_consent(r, states)
+    if r.weekly_limit is not None:
+        check_limit(r, _created_since(connection, r.app_id, r.channel, window_start(r)))
+    spends = [
+        _ledger_event(r, user_id, ConsentAction.SPEND, _not_before(states[user_id], r.created_at))
+        for user_id in allowed
+    ]
+    append_events(connection, spends, _ms(r.created_at))
     connection.execute(
-        f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * 21)})",  # noqa: S608
-        _new_row(reservation),
+        f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * 25)})",  # noqa: S608
+        _new_row(r, allowed, skipped),
     )
-    return ReserveOutcome(message=get(connection, reservation.message_id), replayed=False)
+    return ReserveOutcome(message=get(connection, r.message_id), replayed=False)
+
+
+def _created_since(
+    connection: sqlite3.Connection, app_id: str, channel: str, since: datetime
+) -> list[int]:
+    rows = connection.execute(
+        "SELECT created_at FROM messages WHERE app_id = ? AND channel = ? AND created_at > ?",
+        (app_id, channel, _ms(since)),
+    )
+    return [row[0] for row in rows]
 
 
 def begin_attempt(
@@ -109,11 +128,14 @@ def finish_attempt(
         ),
     )
     if status is MessageStatus.FAILED and message.status is MessageStatus.SENDING:
-        state = load_state(
-            connection, message.app_id, message.user_id, message.channel, message.template_id
-        )
-        at = _not_before(state, now, strictly=True)  # after its spend, which is in the log
-        append_events(connection, [_ledger_event(message, ConsentAction.REFUND, at)], _ms(now))
+        refunds = []
+        for user_id in message.allowed:  # each recipient's spend is given back
+            state = load_state(
+                connection, message.app_id, user_id, message.consent_channel, message.template_id
+            )
+            at = _not_before(state, now, strictly=True)  # after its spend, which is in the log
+            refunds.append(_ledger_event(message, user_id, ConsentAction.REFUND, at))
+        append_events(connection, refunds, _ms(now))
     return get(connection, message_id)
 
 
@@ -166,10 +188,14 @@ def message_from_row(row: Sequence[Any]) -> MessageRecord:
         values[name] = from_millis(values[name])
     for name in ("lease_until", "sent_at"):
         values[name] = optional_datetime(values[name])
+    for name in _JSON_LISTS:
+        values[name] = json.loads(values[name])
     return MessageRecord.model_validate(values)
 
 
-def _new_row(r: SendReservation) -> tuple[Any, ...]:
+def _new_row(
+    r: SendReservation, allowed: list[str], skipped: list[SkippedRecipient]
+) -> tuple[Any, ...]:
     created = _ms(r.created_at)
     return (
         r.message_id,
@@ -177,7 +203,7 @@ def _new_row(r: SendReservation) -> tuple[Any, ...]:
         r.idempotency_key,
         r.request_sha256,
         r.channel,
-        r.user_id,
+        allowed[0],
         r.template_id,
         r.payload,
         MessageStatus.PENDING.value,
@@ -193,22 +219,31 @@ def _new_row(r: SendReservation) -> tuple[Any, ...]:
         created,
         created,
         None,
+        _json(allowed),
+        _json([s.model_dump() for s in skipped]),
+        _json(list(r.warnings)),
+        r.consent_channel,
     )
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _ledger_event(
     source: SendReservation | MessageRecord,
+    user_id: str,
     action: ConsentAction,
-    occurred_at: datetime | None = None,
+    occurred_at: datetime,
 ) -> ConsentEvent:
     message_id = source.message_id if isinstance(source, SendReservation) else source.id
     return ConsentEvent(
         app_id=source.app_id,
-        user_id=source.user_id,
-        channel=source.channel,
+        user_id=user_id,
+        channel=source.consent_channel,
         template_id=source.template_id,
         action=action,
-        occurred_at=occurred_at or source.created_at,
+        occurred_at=occurred_at,
         source=ConsentSource.SEND,
         evidence=f"message:{message_id}",
     )

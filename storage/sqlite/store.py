@@ -18,6 +18,7 @@ import aiosqlite
 from storage.errors import StorageUnavailable
 from storage.models import (
     AttemptResult,
+    ConsentAction,
     ConsentEvent,
     ConsentState,
     MessageRecord,
@@ -250,6 +251,17 @@ class SQLiteStore:
     ) -> list[StoredConsentEvent]:
         rows = await self._read(consents.history_query(), (app_id, user_id, channel, template_id))
         return consents.stored_events_in_order(rows)
+
+    async def recent_actions(
+        self, app_id: str, channel: str, action: ConsentAction, since: datetime
+    ) -> int:
+        cutoff = to_millis(since)
+        rows = await self._read(
+            "SELECT count(*) FROM consent_events WHERE app_id = ? AND channel = ? AND action = ? "
+            "AND (occurred_at >= ? OR recorded_at >= ?)",
+            (app_id, channel, action.value, cutoff, cutoff),
+        )
+        return int(rows[0][0])
 
     async def reserve_send(self, reservation: SendReservation) -> ReserveOutcome:
         def job(connection: sqlite3.Connection) -> ReserveOutcome:

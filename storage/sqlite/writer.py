@@ -136,5 +136,7 @@ class SerialWriter:
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, _BatchFailed):  # already described where the job failed
+        return str(error)
     name = getattr(error, "sqlite_errorname", None) or type(error).__name__
     return f"{name}: {error}"

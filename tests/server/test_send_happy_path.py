@@ -159,6 +159,9 @@ async def test_get_message_shows_status_attempts_platform_codes_and_timestamps(
         "updated_at": "2026-11-23T08:00:00Z",
         "sent_at": "2026-11-23T08:00:00Z",
         "next_attempt_at": None,
+        "recipients": [USER],
+        "skipped": [],
+        "warnings": [],
     }
     assert answer.body == sent.body
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,16 +32,19 @@ class ThrottledChannel:
     """A channel whose platform always answers "call limit reached"."""
 
     name = Channel.JYM_PUSH.value
+    retry_transient = True
 
     def __init__(self) -> None:
         self.calls = 0
 
     def prepare(
-        self, app_id: str, body: Mapping[str, Any], templates: TemplateRegistry
+        self, app_id: str, body: Mapping[str, Any], templates: TemplateRegistry, message_id: str
     ) -> PreparedSend:
         return PreparedSend(user_id="u1", template_id="1", kind=TemplateKind.LONG_TERM, payload={})
 
-    async def deliver(self, app: AppCredentials, payload: Mapping[str, Any]) -> CallResult:
+    async def deliver(
+        self, app: AppCredentials, payload: Mapping[str, Any], recipients: Sequence[str]
+    ) -> CallResult:
         self.calls += 1
         return CallResult(CallOutcome.THROTTLED, code="7", msg="App Call Limited")
 

@@ -1,0 +1,78 @@
+"""The rules of a reservation that every backend applies alike: pure, no I/O.
+
+Each backend reads what the rules need inside its reservation transaction (the recipients'
+consent states, the creation times of the app's recent messages on the channel) and holds it
+until commit (SQLite: the single writer; PostgreSQL: row locks and an advisory lock), so the
+decisions below hold under concurrency and across restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from storage.errors import ConsentRequired, WeeklyLimitReached
+from storage.ledger import can_send, empty_state
+from storage.models import ConsentState, SendReservation, SkippedRecipient
+from storage.timecodec import from_millis
+
+CONSENT_REQUIRED = "consent_required"
+
+
+def split_by_consent(
+    r: SendReservation, states: Mapping[str, ConsentState]
+) -> tuple[list[str], list[SkippedRecipient]]:
+    """The recipients the ledger allows, in order, and those it does not (with the reason).
+
+    ``states`` holds the recipients' states on (``consent_channel``, ``template_id``); one
+    missing is a key without events. Raises ``ConsentRequired`` when ``single`` finds its one
+    recipient refused, or when no recipient at all is allowed.
+    """
+    allowed: list[str] = []
+    skipped: list[SkippedRecipient] = []
+    for user_id in r.candidates:
+        state = states.get(user_id) or empty_state(
+            r.app_id, user_id, r.consent_channel, r.template_id
+        )
+        if r.consent_mode == "none" or can_send(state, r.kind):
+            allowed.append(user_id)
+        else:
+            skipped.append(SkippedRecipient(user_id=user_id, reason=CONSENT_REQUIRED))
+    if r.consent_mode == "single" and skipped:
+        raise ConsentRequired("the ledger has no consent for this user and template")
+    if not allowed:
+        raise ConsentRequired("the ledger has no consent for any recipient of this send")
+    return allowed, skipped
+
+
+def window_start(r: SendReservation) -> datetime:
+    """Messages created strictly after this count against ``weekly_limit``."""
+    return r.created_at - timedelta(seconds=r.limit_window_seconds)
+
+
+def check_limit(r: SendReservation, created: Sequence[int]) -> None:
+    """Raise ``WeeklyLimitReached`` when ``weekly_limit`` messages were created in the window.
+
+    ``created``: epoch milliseconds of every message of the app and channel created after
+    ``window_start`` (whatever became of it: the platform counts calls). The next send is allowed
+    once enough of the oldest have left the window: ``retry_at`` is when that happens.
+    """
+    if r.weekly_limit is None or len(created) < r.weekly_limit:
+        return
+    ordered = sorted(created)
+    window = timedelta(seconds=r.limit_window_seconds)
+    retry_at = from_millis(ordered[len(ordered) - r.weekly_limit]) + window
+    raise WeeklyLimitReached(
+        f"at most {r.weekly_limit} {r.channel} sends per app in any "
+        f"{_describe(r.limit_window_seconds)}; the next one is allowed at "
+        f"{retry_at.isoformat()}",
+        retry_at,
+        r.created_at,
+    )
+
+
+def _describe(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    if rest == 0:
+        return f"{days} day{'' if days == 1 else 's'}"
+    return f"{seconds} seconds"
