@@ -94,17 +94,11 @@ def outbound_context(
 
 
 async def _reconcile_forever(app: web.Application, reconciler: Reconciler) -> None:
-    """Off by default: sync users with open consent, a bounded number per run."""
+    """Off by default: one ``sync_open_consents`` pass every ``interval_seconds``."""
     settings = app[SETTINGS].reconcile
     while True:
         await asyncio.sleep(settings.interval_seconds)
         try:
-            users = await app[STORE].users_with_open_consent(settings.users_per_run)
+            await reconciler.sync_open_consents(settings.users_per_run)
         except StorageError as error:
             logger.warning("reconciliation skipped: %s", error)
-            continue
-        for app_id, user_id in users:
-            try:
-                await reconciler.sync_user(app_id, user_id)
-            except Exception as error:  # one user's failure must not stop the others
-                logger.warning("reconciliation of %s/%s failed: %s", app_id, user_id, error)
