@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import aiohttp
 
 from server.credentials import AppCredentials
 from server.errors import AppNotReady
+from server.platform_calls import (
+    CallOutcome,
+    CallResult,
+    error_name,
+    log_call,
+    text_or_none,
+)
 from verify import SignType, VerificationError
 from verify.openapi import OpenApiResponse, RequestSigner, open_response, signed_request_params
 
@@ -30,25 +35,6 @@ logger = logging.getLogger(__name__)
 
 SUCCESS_CODE = "10000"
 TRANSIENT_CODES = frozenset({"20000", "20001"})
-
-
-class CallOutcome(StrEnum):
-    SUCCESS = "success"
-    REJECTED = "rejected"
-    TRANSIENT = "transient"
-    UNKNOWN = "unknown"
-    THROTTLED = "throttled"
-
-
-@dataclass(frozen=True, slots=True)
-class CallResult:
-    outcome: CallOutcome
-    code: str | None = None
-    msg: str | None = None
-    sub_code: str | None = None
-    sub_msg: str | None = None
-    error: str | None = None
-    node: Mapping[str, Any] = field(default_factory=dict)
 
 
 class AlipayClient:
@@ -65,7 +51,12 @@ class AlipayClient:
         try:
             signer = _signer(app)
         except AppNotReady as error:  # nothing was sent: a definite failure, not an unknown
-            return _logged(method, app, CallResult(CallOutcome.REJECTED, error=str(error)))
+            return log_call(
+                logger,
+                f"call {method}",
+                app.app_id,
+                CallResult(CallOutcome.REJECTED, error=str(error)),
+            )
         params = signed_request_params(signer, method, biz_content, self._clock())
         try:
             async with self._session.post(
@@ -74,12 +65,27 @@ class AlipayClient:
                 text = await response.text(encoding="utf-8", errors="replace")
                 status = response.status
         except TimeoutError:
-            return _logged(method, app, CallResult(CallOutcome.TRANSIENT, error="timeout"))
+            return log_call(
+                logger,
+                f"call {method}",
+                app.app_id,
+                CallResult(CallOutcome.TRANSIENT, error="timeout"),
+            )
         except aiohttp.ClientError as error:
-            return _logged(method, app, CallResult(CallOutcome.TRANSIENT, error=_name(error)))
+            return log_call(
+                logger,
+                f"call {method}",
+                app.app_id,
+                CallResult(CallOutcome.TRANSIENT, error=error_name(error)),
+            )
         if status >= 500:
-            return _logged(method, app, CallResult(CallOutcome.TRANSIENT, error=f"HTTP {status}"))
-        return _logged(method, app, classify(text, method, app))
+            return log_call(
+                logger,
+                f"call {method}",
+                app.app_id,
+                CallResult(CallOutcome.TRANSIENT, error=f"HTTP {status}"),
+            )
+        return log_call(logger, f"call {method}", app.app_id, classify(text, method, app))
 
 
 def classify(text: str, method: str, app: AppCredentials) -> CallResult:
@@ -92,7 +98,7 @@ def classify(text: str, method: str, app: AppCredentials) -> CallResult:
 
 def _classify_node(response: OpenApiResponse) -> CallResult:
     node = response.node
-    code, sub_code = _text(node.get("code")), _text(node.get("sub_code"))
+    code, sub_code = text_or_none(node.get("code")), text_or_none(node.get("sub_code"))
     if not response.signed:
         outcome, error = CallOutcome.UNKNOWN, "the answer is not signed"
     elif code == SUCCESS_CODE:
@@ -104,9 +110,9 @@ def _classify_node(response: OpenApiResponse) -> CallResult:
     return CallResult(
         outcome,
         code=code,
-        msg=_text(node.get("msg")),
+        msg=text_or_none(node.get("msg")),
         sub_code=sub_code,
-        sub_msg=_text(node.get("sub_msg")),
+        sub_msg=text_or_none(node.get("sub_msg")),
         error=error,
         node=node,
     )
@@ -124,24 +130,3 @@ def _signer(app: AppCredentials) -> RequestSigner:
         alipay_root_cert_sn=app.alipay_root_cert_sn,
         encrypt_key=app.policy.encrypt_key,
     )
-
-
-def _logged(method: str, app: AppCredentials, result: CallResult) -> CallResult:
-    logger.info(
-        "call %s app=%s outcome=%s code=%s sub_code=%s%s",
-        method,
-        app.app_id,
-        result.outcome.value,
-        result.code,
-        result.sub_code,
-        f" error={result.error}" if result.error else "",
-    )
-    return result
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _name(error: BaseException) -> str:
-    return type(error).__name__

@@ -32,9 +32,9 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from server.alipay_client import CallOutcome, CallResult
 from server.credentials import AppCredentials
 from server.errors import AppNotReady
+from server.platform_calls import CallOutcome, CallResult, log_call, text_or_none
 from verify.alipay_v3 import v3_authorization, verify_v3_response
 from verify.errors import SignatureMismatch
 
@@ -137,7 +137,7 @@ class AlipayV3Client:
         """The outcome of one answer: status, headers (lower-case names, or case-insensitive)
         and the raw body bytes, which the signature covers exactly."""
         node = _decode(raw)
-        code, message = _text(node.get("code")), _text(node.get("message"))
+        code, message = text_or_none(node.get("code")), text_or_none(node.get("message"))
         if status >= 500:
             return CallResult(
                 CallOutcome.TRANSIENT, code=code, msg=message, error=f"HTTP {status}", node=node
@@ -201,19 +201,7 @@ def _logged(
     trace_id: str | None,
     result: CallResult,
 ) -> CallResult:
-    logger.info(
-        "v3 call %s %s app=%s request_id=%s trace_id=%s outcome=%s code=%s%s",
-        method,
-        path.split("?", 1)[0],
-        app.app_id,
-        request_id,
-        trace_id,
-        result.outcome.value,
-        result.code,
-        f" error={result.error}" if result.error else "",
+    context = f" request_id={request_id} trace_id={trace_id}"
+    return log_call(
+        logger, f"v3 call {method} {path.split('?', 1)[0]}", app.app_id, result, context
     )
-    return result
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)

@@ -20,11 +20,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from server.alipay_client import AlipayClient, CallOutcome
+from server.alipay_client import AlipayClient
 from server.api_models import Subscription
 from server.consent import ConsentLedger
 from server.credentials import AppCredentials
 from server.errors import SUBGATE_ERRORS, PlatformUnavailable
+from server.platform_calls import CallOutcome
 from server.templates import TemplateRegistry
 from storage import Store
 from storage.models import (

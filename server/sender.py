@@ -22,11 +22,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.alipay_client import CallOutcome, CallResult
 from server.channels.base import Channel, PreparedSend, RecentActivityWarning
 from server.credentials import AppCredentials
 from server.errors import UnknownChannel
 from server.message_models import MessageView
+from server.platform_calls import CallOutcome, CallResult
 from server.settings import OutboxSettings
 from server.templates import TemplateRegistry
 from storage import Store

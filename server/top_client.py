@@ -35,8 +35,14 @@ from typing import Any
 
 import aiohttp
 
-from server.alipay_client import CallOutcome, CallResult
 from server.credentials import TopAppCredentials
+from server.platform_calls import (
+    CallOutcome,
+    CallResult,
+    error_name,
+    log_call,
+    text_or_none,
+)
 from verify.errors import MalformedPayload
 from verify.top import TopResponse, top_request_params, top_response_node
 
@@ -85,10 +91,20 @@ class TopClient:
                 text = await response.text(encoding="utf-8", errors="replace")
                 status = response.status
         except TimeoutError:
-            return _logged(method, app, CallResult(CallOutcome.TRANSIENT, error="timeout"))
+            return log_call(
+                logger,
+                f"top call {method}",
+                app.name,
+                CallResult(CallOutcome.TRANSIENT, error="timeout"),
+            )
         except aiohttp.ClientError as error:
-            return _logged(method, app, CallResult(CallOutcome.TRANSIENT, error=_name(error)))
-        return _logged(method, app, classify(status, text, method))
+            return log_call(
+                logger,
+                f"top call {method}",
+                app.name,
+                CallResult(CallOutcome.TRANSIENT, error=error_name(error)),
+            )
+        return log_call(logger, f"top call {method}", app.name, classify(status, text, method))
 
 
 def classify(status: int, text: str, method: str) -> CallResult:
@@ -118,7 +134,7 @@ def _unreadable(status: int, error: str) -> CallResult:
 
 def _classify_error(response: TopResponse) -> CallResult:
     node = response.node
-    code, sub_code = _text(node.get("code")), _text(node.get("sub_code"))
+    code, sub_code = text_or_none(node.get("code")), text_or_none(node.get("sub_code"))
     sub = sub_code or ""
     if code in THROTTLED_CODES or sub.startswith(THROTTLED_SUB_CODE_PREFIX):
         outcome = CallOutcome.THROTTLED
@@ -133,9 +149,9 @@ def _classify_error(response: TopResponse) -> CallResult:
     return CallResult(
         outcome,
         code=code,
-        msg=_text(node.get("msg")),
+        msg=text_or_none(node.get("msg")),
         sub_code=sub_code,
-        sub_msg=_text(node.get("sub_msg")),
+        sub_msg=text_or_none(node.get("sub_msg")),
         node=node,
     )
 
@@ -165,25 +181,6 @@ def _classify_business(response: TopResponse) -> CallResult:
 
 
 def _first(result: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
-    return next((_text(result[name]) for name in names if result.get(name) is not None), None)
-
-
-def _logged(method: str, app: TopAppCredentials, result: CallResult) -> CallResult:
-    logger.info(
-        "top call %s app=%s outcome=%s code=%s sub_code=%s%s",
-        method,
-        app.name,
-        result.outcome.value,
-        result.code,
-        result.sub_code,
-        f" error={result.error}" if result.error else "",
+    return next(
+        (text_or_none(result[name]) for name in names if result.get(name) is not None), None
     )
-    return result
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _name(error: BaseException) -> str:
-    return type(error).__name__

@@ -8,13 +8,24 @@ decisions below hold under concurrency and across restarts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from storage.errors import ConsentRequired, WeeklyLimitReached
 from storage.ledger import can_send, empty_state
-from storage.models import ConsentState, SendReservation, SkippedRecipient
-from storage.timecodec import from_millis
+from storage.models import (
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
+    ConsentState,
+    MessageRecord,
+    MessageStatus,
+    SendReservation,
+    SkippedRecipient,
+)
+from storage.timecodec import from_millis, to_millis
 
 CONSENT_REQUIRED = "consent_required"
 
@@ -76,3 +87,74 @@ def _describe(seconds: int) -> str:
     if rest == 0:
         return f"{days} day{'' if days == 1 else 's'}"
     return f"{seconds} seconds"
+
+
+def new_message_row(
+    r: SendReservation, allowed: list[str], skipped: list[SkippedRecipient]
+) -> tuple[Any, ...]:
+    created = to_millis(r.created_at)
+    return (
+        r.message_id,
+        r.app_id,
+        r.idempotency_key,
+        r.request_sha256,
+        r.channel,
+        allowed[0],
+        r.template_id,
+        r.payload,
+        MessageStatus.PENDING.value,
+        0,
+        created,
+        r.lease_owner,
+        to_millis(r.lease_until),
+        None,
+        None,
+        None,
+        None,
+        None,
+        created,
+        created,
+        None,
+        compact_json(allowed),
+        compact_json([s.model_dump() for s in skipped]),
+        compact_json(list(r.warnings)),
+        r.consent_channel,
+    )
+
+
+def compact_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def ledger_event(
+    source: SendReservation | MessageRecord,
+    user_id: str,
+    action: ConsentAction,
+    occurred_at: datetime,
+) -> ConsentEvent:
+    message_id = source.message_id if isinstance(source, SendReservation) else source.id
+    return ConsentEvent(
+        app_id=source.app_id,
+        user_id=user_id,
+        channel=source.consent_channel,
+        template_id=source.template_id,
+        action=action,
+        occurred_at=occurred_at,
+        source=ConsentSource.SEND,
+        evidence=f"message:{message_id}",
+    )
+
+
+def not_before(state: ConsentState, now: datetime, *, strictly: bool = False) -> datetime:
+    """When a send's event happened: now, but never before the key's latest event.
+
+    The fold orders by ``occurred_at`` (then refunds before spends), so an event stamped at or
+    before the state it was decided on would fold out of order: a spend before the refund whose
+    credit it took, a refund before its own spend (which then gives nothing back). That happens
+    whenever the clock has not moved since (same millisecond) or went back. A refund must sort
+    strictly after its spend, hence ``strictly``.
+    """
+    latest = state.updated_at
+    if latest is None:
+        return now
+    return max(now, latest + timedelta(milliseconds=1) if strictly else latest)

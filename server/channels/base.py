@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from server.alipay_client import CallResult
 from server.credentials import AppCredentials
+from server.platform_calls import CallResult
 from server.templates import TemplateRegistry
 from storage.models import WEEK_SECONDS, ConsentAction, ConsentMode, TemplateKind
 

@@ -15,11 +15,11 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.alipay_client import CallResult
 from server.channels.base import PreparedSend
 from server.channels.top_apps import TopAppName, TopNumber, require_top_app, top_app_or_refusal
 from server.credentials import AppCredentials, TopAppCredentials
 from server.jsonbody import parse_model
+from server.platform_calls import CallResult
 from server.templates import TemplateRegistry
 from server.top_client import JYM_APPPUSH_SEND, TopClient
 from storage.models import Channel, TemplateKind

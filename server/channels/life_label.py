@@ -28,12 +28,12 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.alipay_client import CallOutcome, CallResult
 from server.alipay_v3_client import LABEL_SEND_PATH, AlipayV3Client
 from server.channels.base import PreparedSend, RecentActivityWarning
 from server.credentials import AppCredentials
 from server.errors import AppNotFound, AppNotReady
 from server.jsonbody import parse_model
+from server.platform_calls import CallOutcome, CallResult
 from server.templates import TemplateRegistry
 from storage.models import WEEK_SECONDS, Channel, ConsentAction, TemplateKind
 

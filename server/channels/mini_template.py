@@ -8,11 +8,12 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.alipay_client import AlipayClient, CallResult
+from server.alipay_client import AlipayClient
 from server.channels.base import PreparedSend
 from server.credentials import AppCredentials
 from server.errors import KeywordTooLong, TemplateDataMismatch, TemplateNotRegistered
 from server.jsonbody import parse_model
+from server.platform_calls import CallResult
 from server.templates import TemplateRegistry
 from storage.models import Channel, TemplateKind
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from server.alipay_client import CallOutcome, CallResult
 from server.credentials import TopAppCredentials
 from server.errors import UnknownTopApp
+from server.platform_calls import CallOutcome, CallResult
 
 TopAppName = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 # A TOP Number (Java long): a JSON integer, never a string or a boolean.

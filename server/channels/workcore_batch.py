@@ -19,12 +19,12 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
-from server.alipay_client import CallResult
 from server.api_models import USER_ID_PATTERN
 from server.channels.base import PreparedSend
 from server.channels.top_apps import TopAppName, TopNumber, require_top_app, top_app_or_refusal
 from server.credentials import AppCredentials, TopAppCredentials
 from server.jsonbody import parse_model
+from server.platform_calls import CallResult
 from server.templates import TemplateRegistry
 from server.top_client import WORKCORE_BATCH_SEND, TopClient
 from storage.models import Channel, TemplateKind

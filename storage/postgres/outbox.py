@@ -15,8 +15,7 @@ and only a lease that has run out can be claimed again.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 import asyncpg
 
@@ -25,14 +24,10 @@ from storage.models import (
     AttemptOutcome,
     AttemptResult,
     ConsentAction,
-    ConsentEvent,
-    ConsentSource,
-    ConsentState,
     MessageRecord,
     MessageStatus,
     ReserveOutcome,
     SendReservation,
-    SkippedRecipient,
 )
 from storage.postgres.connection import Conn
 from storage.postgres.consents import (
@@ -41,7 +36,14 @@ from storage.postgres.consents import (
     lock_existing_states,
     lock_states,
 )
-from storage.sending import check_limit, split_by_consent, window_start
+from storage.sending import (
+    check_limit,
+    ledger_event,
+    new_message_row,
+    not_before,
+    split_by_consent,
+    window_start,
+)
 from storage.timecodec import from_millis, optional_datetime, to_millis
 
 COLUMNS = (
@@ -126,11 +128,11 @@ async def reserve(connection: Conn, reservation: SendReservation) -> ReserveOutc
         ]
         check_limit(r, created)
     spends = [  # an allowed recipient always has a state: a key without events allows nothing
-        _ledger_event(r, user_id, ConsentAction.SPEND, not_before(states[user_id], r.created_at))
+        ledger_event(r, user_id, ConsentAction.SPEND, not_before(states[user_id], r.created_at))
         for user_id in allowed
     ]
     await append_events(connection, spends, to_millis(r.created_at))
-    row = await connection.fetchrow(_INSERT, *_new_row(r, allowed, skipped))
+    row = await connection.fetchrow(_INSERT, *new_message_row(r, allowed, skipped))
     if row is None:  # the key was taken meanwhile by a send for another user or template
         raise KeyTaken
     return ReserveOutcome(message=message_from_row(row), replayed=False)
@@ -182,7 +184,7 @@ async def finish_attempt(
         }
         states = await lock_states(connection, idents.values())
         refunds = [
-            _ledger_event(
+            ledger_event(
                 message,
                 user_id,
                 ConsentAction.REFUND,
@@ -211,20 +213,6 @@ async def abandon_in_flight(connection: Conn, now: datetime) -> list[str]:
     return sorted(row["id"] for row in await connection.fetch(_ABANDON, to_millis(now)))
 
 
-def not_before(state: ConsentState, now: datetime, *, strictly: bool = False) -> datetime:
-    """When a send's event happened: now, but never before the key's latest event.
-
-    The fold orders by ``occurred_at`` (then refunds before spends), so a spend or refund
-    stamped at or before the state it was decided on (same millisecond, or a clock that went
-    back, perhaps on another host) would fold out of order. The state is locked, so its
-    ``updated_at`` is the latest event of the key. A refund sorts strictly after its spend.
-    """
-    latest = state.updated_at
-    if latest is None:
-        return now
-    return max(now, latest + timedelta(milliseconds=1) if strictly else latest)
-
-
 def message_from_row(row: asyncpg.Record) -> MessageRecord:
     values = dict(row.items())
     for name in ("next_attempt_at", "created_at", "updated_at"):
@@ -234,59 +222,3 @@ def message_from_row(row: asyncpg.Record) -> MessageRecord:
     for name in _JSON_LISTS:
         values[name] = json.loads(values[name])
     return MessageRecord.model_validate(values)
-
-
-def _new_row(
-    r: SendReservation, allowed: list[str], skipped: list[SkippedRecipient]
-) -> tuple[Any, ...]:
-    created = to_millis(r.created_at)
-    return (
-        r.message_id,
-        r.app_id,
-        r.idempotency_key,
-        r.request_sha256,
-        r.channel,
-        allowed[0],
-        r.template_id,
-        r.payload,
-        MessageStatus.PENDING.value,
-        0,
-        created,
-        r.lease_owner,
-        to_millis(r.lease_until),
-        None,
-        None,
-        None,
-        None,
-        None,
-        created,
-        created,
-        None,
-        _json(allowed),
-        _json([s.model_dump() for s in skipped]),
-        _json(list(r.warnings)),
-        r.consent_channel,
-    )
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _ledger_event(
-    source: SendReservation | MessageRecord,
-    user_id: str,
-    action: ConsentAction,
-    occurred_at: datetime,
-) -> ConsentEvent:
-    message_id = source.message_id if isinstance(source, SendReservation) else source.id
-    return ConsentEvent(
-        app_id=source.app_id,
-        user_id=user_id,
-        channel=source.consent_channel,
-        template_id=source.template_id,
-        action=action,
-        occurred_at=occurred_at,
-        source=ConsentSource.SEND,
-        evidence=f"message:{message_id}",
-    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from storage.errors import IdempotencyMismatch
@@ -18,16 +18,19 @@ from storage.models import (
     AttemptOutcome,
     AttemptResult,
     ConsentAction,
-    ConsentEvent,
-    ConsentSource,
-    ConsentState,
     MessageRecord,
     MessageStatus,
     ReserveOutcome,
     SendReservation,
-    SkippedRecipient,
 )
-from storage.sending import check_limit, split_by_consent, window_start
+from storage.sending import (
+    check_limit,
+    ledger_event,
+    new_message_row,
+    not_before,
+    split_by_consent,
+    window_start,
+)
 from storage.sqlite.consents import append_events, load_state
 from storage.timecodec import from_millis, optional_datetime, to_millis
 
@@ -61,13 +64,13 @@ def reserve(connection: sqlite3.Connection, reservation: SendReservation) -> Res
     if r.weekly_limit is not None:
         check_limit(r, _created_since(connection, r.app_id, r.channel, window_start(r)))
     spends = [
-        _ledger_event(r, user_id, ConsentAction.SPEND, _not_before(states[user_id], r.created_at))
+        ledger_event(r, user_id, ConsentAction.SPEND, not_before(states[user_id], r.created_at))
         for user_id in allowed
     ]
     append_events(connection, spends, _ms(r.created_at))
     connection.execute(
         f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * 25)})",  # noqa: S608
-        _new_row(r, allowed, skipped),
+        new_message_row(r, allowed, skipped),
     )
     return ReserveOutcome(message=get(connection, r.message_id), replayed=False)
 
@@ -133,8 +136,8 @@ def finish_attempt(
             state = load_state(
                 connection, message.app_id, user_id, message.consent_channel, message.template_id
             )
-            at = _not_before(state, now, strictly=True)  # after its spend, which is in the log
-            refunds.append(_ledger_event(message, user_id, ConsentAction.REFUND, at))
+            at = not_before(state, now, strictly=True)  # after its spend, which is in the log
+            refunds.append(ledger_event(message, user_id, ConsentAction.REFUND, at))
         append_events(connection, refunds, _ms(now))
     return get(connection, message_id)
 
@@ -191,77 +194,6 @@ def message_from_row(row: Sequence[Any]) -> MessageRecord:
     for name in _JSON_LISTS:
         values[name] = json.loads(values[name])
     return MessageRecord.model_validate(values)
-
-
-def _new_row(
-    r: SendReservation, allowed: list[str], skipped: list[SkippedRecipient]
-) -> tuple[Any, ...]:
-    created = _ms(r.created_at)
-    return (
-        r.message_id,
-        r.app_id,
-        r.idempotency_key,
-        r.request_sha256,
-        r.channel,
-        allowed[0],
-        r.template_id,
-        r.payload,
-        MessageStatus.PENDING.value,
-        0,
-        created,
-        r.lease_owner,
-        _ms(r.lease_until),
-        None,
-        None,
-        None,
-        None,
-        None,
-        created,
-        created,
-        None,
-        _json(allowed),
-        _json([s.model_dump() for s in skipped]),
-        _json(list(r.warnings)),
-        r.consent_channel,
-    )
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _ledger_event(
-    source: SendReservation | MessageRecord,
-    user_id: str,
-    action: ConsentAction,
-    occurred_at: datetime,
-) -> ConsentEvent:
-    message_id = source.message_id if isinstance(source, SendReservation) else source.id
-    return ConsentEvent(
-        app_id=source.app_id,
-        user_id=user_id,
-        channel=source.consent_channel,
-        template_id=source.template_id,
-        action=action,
-        occurred_at=occurred_at,
-        source=ConsentSource.SEND,
-        evidence=f"message:{message_id}",
-    )
-
-
-def _not_before(state: ConsentState, now: datetime, *, strictly: bool = False) -> datetime:
-    """When a send's event happened: now, but never before the key's latest event.
-
-    The fold orders by ``occurred_at`` (then refunds before spends), so an event stamped at or
-    before the state it was decided on would fold out of order: a spend before the refund whose
-    credit it took, a refund before its own spend (which then gives nothing back). That happens
-    whenever the clock has not moved since (same millisecond) or went back. A refund must sort
-    strictly after its spend, hence ``strictly``.
-    """
-    latest = state.updated_at
-    if latest is None:
-        return now
-    return max(now, latest + timedelta(milliseconds=1) if strictly else latest)
 
 
 def _ms(value: datetime) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from server.alipay_client import CallResult
 from server.outbox import OutboxWorker
+from server.platform_calls import CallResult
 from server.sender import MessageSender
 from storage.models import MessageRecord, SendReservation, TemplateKind
 from tests.server.conftest import APP_ID, NOW, StartGateway

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from server.alipay_client import CallOutcome, CallResult
 from server.channels.base import PreparedSend
 from server.credentials import AppCredentials
+from server.platform_calls import CallOutcome, CallResult
 from server.sender import MessageSender
 from server.settings import OutboxSettings
 from server.templates import TemplateRegistry

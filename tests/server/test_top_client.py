@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.alipay_client import CallOutcome
 from server.credentials import TopAppCredentials, load_top_credentials
+from server.platform_calls import CallOutcome
 from server.settings import Settings, SettingsError, settings_from_mapping
 from server.top_client import JYM_APPPUSH_SEND, WORKCORE_BATCH_SEND, TopClient
 from tests.pki import rsa_key, spki_base64

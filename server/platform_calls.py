@@ -1,0 +1,60 @@
+"""What every platform client answers, classified once and logged the same way.
+
+SUCCESS    the platform did it (a verified answer)
+REJECTED   a definite failure: the platform refused and will refuse again
+TRANSIENT  worth retrying: the platform was busy, or the call did not get an answer
+THROTTLED  a rate limit: nothing was done; retry after its window, never in a tight loop
+UNKNOWN    an answer that cannot be trusted: never success, never retried blindly
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class CallOutcome(StrEnum):
+    SUCCESS = "success"
+    REJECTED = "rejected"
+    TRANSIENT = "transient"
+    UNKNOWN = "unknown"
+    THROTTLED = "throttled"
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    outcome: CallOutcome
+    code: str | None = None
+    msg: str | None = None
+    sub_code: str | None = None
+    sub_msg: str | None = None
+    error: str | None = None
+    node: Mapping[str, Any] = field(default_factory=dict)
+
+
+def log_call(
+    logger: logging.Logger, call: str, app: str, result: CallResult, context: str = ""
+) -> CallResult:
+    """One INFO line per call: what, for which app, and how it ended (never a secret)."""
+    logger.info(
+        "%s app=%s%s outcome=%s code=%s sub_code=%s%s",
+        call,
+        app,
+        context,
+        result.outcome.value,
+        result.code,
+        result.sub_code,
+        f" error={result.error}" if result.error else "",
+    )
+    return result
+
+
+def text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def error_name(error: BaseException) -> str:
+    return type(error).__name__
