@@ -7,6 +7,7 @@ same across replicas sharing one database.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,6 +55,7 @@ class _Snapshot(Collector):
         self.accepted: dict[tuple[str, str, str], int] = {}
         self.refused: dict[tuple[str, str], int] = {}
         self.messages: dict[tuple[str, str], int] = {}
+        self.store_read_seconds: float | None = None
 
     def collect(self) -> Iterator[Any]:
         accepted = CounterMetricFamily(
@@ -80,6 +82,13 @@ class _Snapshot(Collector):
         depth = GaugeMetricFamily("subgate_outbox_depth", "Messages not yet settled.")
         depth.add_metric([], sum(n for (_, s), n in self.messages.items() if s in OUTBOX_STATUSES))
         yield from (accepted, refused, messages, depth)
+        if self.store_read_seconds is not None:
+            read = GaugeMetricFamily(
+                "subgate_store_read_seconds",
+                "Time the store took to answer a read at this scrape (any backend).",
+            )
+            read.add_metric([], self.store_read_seconds)
+            yield read
 
 
 METRICS = web.AppKey("metrics", Metrics)
@@ -91,8 +100,12 @@ async def serve_metrics(request: web.Request) -> web.Response:
     metrics.snapshot.accepted = dict(gateway.accepted)
     metrics.snapshot.refused = gateway.refusals.totals()
     try:
+        started = time.perf_counter()
+        await request.app[STORE].ping()
+        metrics.snapshot.store_read_seconds = time.perf_counter() - started
         metrics.snapshot.messages = await request.app[STORE].message_counts()
     except StorageError:
+        metrics.snapshot.store_read_seconds = None
         metrics.error_answers.labels(code="storage_unavailable").inc()
     body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -173,3 +173,10 @@ async def test_metrics_show_one_commit_latency_observation_per_write_batch(
     assert 0 < values(histogram, "_sum")[()] < count * 1.0
     buckets: dict[tuple[str, ...], Any] = values(histogram, "_bucket")
     assert buckets[("+Inf",)] == count
+
+
+async def test_metrics_show_how_long_the_store_took_to_answer_a_read(gateway: Gateway) -> None:
+    metrics = await scrape(gateway)
+
+    [sample] = metrics["subgate_store_read_seconds"]
+    assert 0 < sample.value < 5
