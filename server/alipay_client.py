@@ -24,8 +24,8 @@ from server.errors import AppNotReady
 from server.platform_calls import (
     CallOutcome,
     CallResult,
-    error_name,
     log_call,
+    post_form,
     text_or_none,
 )
 from verify import SignType, VerificationError
@@ -58,26 +58,10 @@ class AlipayClient:
                 CallResult(CallOutcome.REJECTED, error=str(error)),
             )
         params = signed_request_params(signer, method, biz_content, self._clock())
-        try:
-            async with self._session.post(
-                app.gateway_url, data=params, timeout=self._timeout
-            ) as response:
-                text = await response.text(encoding="utf-8", errors="replace")
-                status = response.status
-        except TimeoutError:
-            return log_call(
-                logger,
-                f"call {method}",
-                app.app_id,
-                CallResult(CallOutcome.TRANSIENT, error="timeout"),
-            )
-        except aiohttp.ClientError as error:
-            return log_call(
-                logger,
-                f"call {method}",
-                app.app_id,
-                CallResult(CallOutcome.TRANSIENT, error=error_name(error)),
-            )
+        answer = await post_form(self._session, app.gateway_url, params, self._timeout)
+        if isinstance(answer, CallResult):
+            return log_call(logger, f"call {method}", app.app_id, answer)
+        status, text = answer
         if status >= 500:
             return log_call(
                 logger,

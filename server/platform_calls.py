@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import aiohttp
+
 
 class CallOutcome(StrEnum):
     SUCCESS = "success"
@@ -58,3 +60,22 @@ def text_or_none(value: object) -> str | None:
 
 def error_name(error: BaseException) -> str:
     return type(error).__name__
+
+
+async def post_form(
+    session: aiohttp.ClientSession,
+    url: str,
+    form: Mapping[str, str],
+    limits: aiohttp.ClientTimeout,
+) -> tuple[int, str] | CallResult:
+    """POST a signed form: (status, text), or a TRANSIENT result when no answer came back.
+
+    Redirects are never followed: a signed request goes only where it was configured to go.
+    """
+    try:
+        async with session.post(url, data=form, timeout=limits, allow_redirects=False) as response:
+            return response.status, await response.text(encoding="utf-8", errors="replace")
+    except TimeoutError:
+        return CallResult(CallOutcome.TRANSIENT, error="timeout")
+    except aiohttp.ClientError as error:
+        return CallResult(CallOutcome.TRANSIENT, error=error_name(error))

@@ -39,8 +39,8 @@ from server.credentials import TopAppCredentials
 from server.platform_calls import (
     CallOutcome,
     CallResult,
-    error_name,
     log_call,
+    post_form,
     text_or_none,
 )
 from verify.errors import MalformedPayload
@@ -84,26 +84,10 @@ class TopClient:
             business_params=business_params,
             session=app.session,
         )
-        try:
-            async with self._session.post(
-                app.gateway_url, data=params, timeout=self._timeout, allow_redirects=False
-            ) as response:
-                text = await response.text(encoding="utf-8", errors="replace")
-                status = response.status
-        except TimeoutError:
-            return log_call(
-                logger,
-                f"top call {method}",
-                app.name,
-                CallResult(CallOutcome.TRANSIENT, error="timeout"),
-            )
-        except aiohttp.ClientError as error:
-            return log_call(
-                logger,
-                f"top call {method}",
-                app.name,
-                CallResult(CallOutcome.TRANSIENT, error=error_name(error)),
-            )
+        answer = await post_form(self._session, app.gateway_url, params, self._timeout)
+        if isinstance(answer, CallResult):
+            return log_call(logger, f"top call {method}", app.name, answer)
+        status, text = answer
         return log_call(logger, f"top call {method}", app.name, classify(status, text, method))
 
 
