@@ -13,17 +13,15 @@ Every answer is classified once, here:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
-
-import aiohttp
 
 from server.credentials import AppCredentials
 from server.errors import AppNotReady
 from server.platform_calls import (
     CallOutcome,
     CallResult,
+    PlatformClient,
     log_call,
     post_form,
     text_or_none,
@@ -37,14 +35,7 @@ SUCCESS_CODE = "10000"
 TRANSIENT_CODES = frozenset({"20000", "20001"})
 
 
-class AlipayClient:
-    def __init__(
-        self, session: aiohttp.ClientSession, clock: Callable[[], datetime], timeout: float
-    ) -> None:
-        self._session = session
-        self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-
+class AlipayClient(PlatformClient):
     async def call(
         self, app: AppCredentials, method: str, biz_content: Mapping[str, Any]
     ) -> CallResult:

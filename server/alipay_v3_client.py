@@ -34,7 +34,13 @@ from yarl import URL
 
 from server.credentials import AppCredentials
 from server.errors import AppNotReady
-from server.platform_calls import CallOutcome, CallResult, log_call, text_or_none
+from server.platform_calls import (
+    CallOutcome,
+    CallResult,
+    PlatformClient,
+    log_call,
+    text_or_none,
+)
 from verify.alipay_v3 import v3_authorization, verify_v3_response
 from verify.errors import SignatureMismatch
 
@@ -51,7 +57,7 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-class AlipayV3Client:
+class AlipayV3Client(PlatformClient):
     def __init__(
         self,
         session: aiohttp.ClientSession,
@@ -61,9 +67,7 @@ class AlipayV3Client:
         new_id: Callable[[], str] = _new_id,
         accept_unsigned_errors: bool = False,
     ) -> None:
-        self._session = session
-        self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        super().__init__(session, clock, timeout)
         self._new_id = new_id
         self._accept_unsigned_errors = accept_unsigned_errors
 

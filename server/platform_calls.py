@@ -10,8 +10,9 @@ UNKNOWN    an answer that cannot be trusted: never success, never retried blindl
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -35,6 +36,17 @@ class CallResult:
     sub_msg: str | None = None
     error: str | None = None
     node: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PlatformClient:
+    """What every platform client holds: the shared session, the clock, one timeout per call."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, clock: Callable[[], datetime], timeout: float
+    ) -> None:
+        self._session = session
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
 
 
 def log_call(

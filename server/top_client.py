@@ -29,16 +29,14 @@ logged: only the method, the app's name, the outcome and the codes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
-
-import aiohttp
 
 from server.credentials import TopAppCredentials
 from server.platform_calls import (
     CallOutcome,
     CallResult,
+    PlatformClient,
     log_call,
     post_form,
     text_or_none,
@@ -60,14 +58,7 @@ _BUSINESS_MESSAGES = ("extra_err_msg", "error_msg", "msg", "sub_msg")
 _SUCCESS_FLAGS = ("success", "is_success")
 
 
-class TopClient:
-    def __init__(
-        self, session: aiohttp.ClientSession, clock: Callable[[], datetime], timeout: float
-    ) -> None:
-        self._session = session
-        self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-
+class TopClient(PlatformClient):
     async def call(
         self, app: TopAppCredentials, method: str, business_params: Mapping[str, Any]
     ) -> CallResult:
