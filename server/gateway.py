@@ -119,7 +119,6 @@ def _record(
         dedupe_key=verified.dedupe_key,
         kind=kind,
         handler=handler,
-        fields=dict(verified.fields),
         raw_body=body,
         charset=verified.charset,
         sign_type=verified.sign_type.value,

@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from storage.timecodec import from_millis, to_millis
+from verify.form import parse_form
 
 
 def _stored_precision(value: datetime) -> datetime:
@@ -135,7 +136,6 @@ class NotificationRecord(Frozen):
     dedupe_key: str
     kind: str
     handler: str
-    fields: dict[str, str]
     raw_body: bytes
     charset: str
     sign_type: str
@@ -143,6 +143,11 @@ class NotificationRecord(Frozen):
     key_label: str
     occurred_at: Instant | None
     received_at: Instant
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The decoded fields, derived from the exact bytes received (never stored twice)."""
+        return dict(parse_form(self.raw_body, self.charset).fields)
 
 
 class StoredNotification(NotificationRecord):

@@ -44,12 +44,9 @@ def sign_content(fields: Mapping[str, str], rule: SignRule) -> str:
 def sign_content_bytes(form: FormBody, rule: SignRule) -> bytes:
     """Byte sign content from the raw wire bytes: exact in any charset, no re-encoding."""
     excluded = _EXCLUDED[rule]
-    fields, raw = form.fields, form.raw_fields
-    return b"&".join(
-        key.encode("ascii") + b"=" + raw[key]
-        for key in sorted(raw)
-        if key not in excluded and _kept(fields[key])
-    )
+    raw = form.raw_fields
+    keys = sorted(key for key, text in form.fields.items() if _kept(text) and key not in excluded)
+    return b"&".join([key.encode("ascii") + b"=" + raw[key] for key in keys])
 
 
 def _kept(value: str) -> bool:

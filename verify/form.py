@@ -8,10 +8,10 @@ the header alone silently turn GBK bodies into U+FFFD garbage.
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
 
 from verify.errors import MalformedPayload
 
@@ -32,9 +32,9 @@ _CHARSETS: Mapping[str, str] = {
 # A '%' not followed by two hex digits. unquote_to_bytes() would keep it literally; we refuse it.
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _VALID_KEY = re.compile(rb"[\x20-\x7e]{1,%d}" % MAX_KEY_LENGTH)
-# Keys joined by '&' that are printable ASCII and need no unquoting (no '%' or '+').
-_PLAIN_KEY = rb"[\x20-\x24\x27-\x2a\x2c-\x7e]{1,%d}" % MAX_KEY_LENGTH
-_PLAIN_KEYS = re.compile(rb"%s(?:&%s)*" % (_PLAIN_KEY, _PLAIN_KEY))
+# Bytes of a key that is printable ASCII and needs no unquoting (no '%' or '+'), plus the '&'
+# that joins keys: deleting them all from the joined keys leaves nothing when every key is plain.
+_PLAIN_KEY_BYTES = bytes(b for b in range(0x20, 0x7F) if b not in b"%+") + b"&"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,12 @@ def parse_form(body: bytes, header_charset: str | None = None) -> FormBody:
         raise MalformedPayload("malformed percent-escape in form body")
     raw = _split_pairs(body)
     charset = _choose_charset(raw.get("charset"), header_charset)
-    fields = {key: _decode_value(key, value, charset) for key, value in raw.items()}
+    try:
+        fields = {key: value.decode(charset) for key, value in raw.items()}
+    except UnicodeDecodeError:
+        raise MalformedPayload(
+            f"field {_undecodable(raw, charset)!r} is not valid {charset}"
+        ) from None
     return FormBody(charset=charset, fields=fields, raw_fields=raw)
 
 
@@ -79,31 +84,33 @@ def _split_pairs(body: bytes) -> dict[str, bytes]:
     """Split into ``{key: raw value bytes}``, with list comprehensions and C-level checks only.
 
     The hot path runs once per request, so per-field Python work is kept to a minimum: all keys
-    are validated by a single regex match over ``&``-joined keys, and values are unquoted only
-    when they contain ``%`` or ``+``.
+    are checked at once over the ``&``-joined keys, and values are percent-decoded only when
+    they contain ``%`` or ``+``.
     """
     pairs = [segment.partition(b"=") for segment in body.split(b"&") if segment]
     if len(pairs) > MAX_FIELDS:
         raise MalformedPayload(f"more than {MAX_FIELDS} fields")
-    keys = _decode_keys([pair[0] for pair in pairs])
-    values = [_unquote(v) if b"%" in v or b"+" in v else v for _, _, v in pairs]
+    if not pairs:
+        return {}
+    raw_keys, _, raw_values = zip(*pairs, strict=True)
+    keys = _decode_keys(raw_keys)
+    values = [percent_decode(v) if b"%" in v or b"+" in v else v for v in raw_values]
     raw = dict(zip(keys, values, strict=True))
     if len(raw) != len(keys):
         raise MalformedPayload(f"duplicate field {_first_duplicate(keys)!r}")
     return raw
 
 
-def _decode_keys(raw_keys: list[bytes]) -> list[str]:
-    if not raw_keys:
-        return []
+def _decode_keys(raw_keys: tuple[bytes, ...]) -> list[str]:
     joined = b"&".join(raw_keys)
-    if _PLAIN_KEYS.fullmatch(joined) is not None:
+    plain = not joined.translate(None, _PLAIN_KEY_BYTES)
+    if plain and min(map(len, raw_keys)) > 0 and max(map(len, raw_keys)) <= MAX_KEY_LENGTH:
         return joined.decode("ascii").split("&")
     return [_decode_key(raw_key) for raw_key in raw_keys]
 
 
 def _decode_key(raw_key: bytes) -> str:
-    raw_key = _unquote(raw_key)
+    raw_key = percent_decode(raw_key)
     if _VALID_KEY.fullmatch(raw_key) is None:
         raise MalformedPayload(
             f"field name must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"
@@ -111,8 +118,14 @@ def _decode_key(raw_key: bytes) -> str:
     return raw_key.decode("ascii")
 
 
-def _unquote(part: bytes) -> bytes:
-    return unquote_to_bytes(part.replace(b"+", b" "))
+def percent_decode(part: bytes) -> bytes:
+    """``unquote_to_bytes`` with ``+`` as space, in C: quoted-printable decoding does the work.
+
+    Only for input whose every ``%`` starts a valid two-hex-digit escape (``parse_form`` checks
+    the whole body first). Literal ``=`` become ``=3D`` and each ``%`` becomes ``=``, so every
+    ``=`` that ``a2b_qp`` sees starts an escape it decodes exactly; nothing else is touched.
+    """
+    return binascii.a2b_qp(part.replace(b"+", b" ").replace(b"=", b"=3D").replace(b"%", b"="))
 
 
 def _first_duplicate(keys: list[str]) -> str:
@@ -134,8 +147,10 @@ def _choose_charset(body_charset: bytes | None, header_charset: str | None) -> s
     return "utf-8"
 
 
-def _decode_value(key: str, value: bytes, charset: str) -> str:
-    try:
-        return value.decode(charset)
-    except UnicodeDecodeError:
-        raise MalformedPayload(f"field {key!r} is not valid {charset}") from None
+def _undecodable(raw: Mapping[str, bytes], charset: str) -> str:
+    for key, value in raw.items():
+        try:
+            value.decode(charset)
+        except UnicodeDecodeError:
+            return key
+    raise AssertionError("every field decodes")  # pragma: no cover - only called on a failure

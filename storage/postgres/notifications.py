@@ -7,7 +7,6 @@ nothing. Only the inserting transaction appends the consent events, so they are 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 
 import asyncpg
@@ -26,12 +25,12 @@ from storage.postgres.consents import append_events
 from storage.timecodec import from_millis, optional_datetime, optional_millis, to_millis
 
 COLUMNS = (
-    "id, app_id, dedupe_key, kind, handler, fields, raw_body, charset, sign_type, rule, "
+    "id, app_id, dedupe_key, kind, handler, raw_body, charset, sign_type, rule, "
     "key_label, occurred_at, received_at"
 )
 _INSERT_NOTIFICATION = (
     f"INSERT INTO notifications ({COLUMNS.removeprefix('id, ')}) "  # noqa: S608 (constant)
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
     "ON CONFLICT (app_id, dedupe_key) DO NOTHING RETURNING id"
 )
 _INSERT_REPORT = (
@@ -51,7 +50,6 @@ async def record(
         n.dedupe_key,
         n.kind,
         n.handler,
-        json.dumps(n.fields, ensure_ascii=False, separators=(",", ":")),
         n.raw_body,
         n.charset,
         n.sign_type,
@@ -114,7 +112,6 @@ def stored_notification(row: asyncpg.Record) -> StoredNotification:
         dedupe_key=row["dedupe_key"],
         kind=row["kind"],
         handler=row["handler"],
-        fields=json.loads(row["fields"]),
         raw_body=bytes(row["raw_body"]),
         charset=row["charset"],
         sign_type=row["sign_type"],

@@ -7,7 +7,6 @@ separate read-only aiosqlite connection, which WAL lets run beside the writer.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -39,9 +38,9 @@ from storage.sqlite.writer import SerialWriter, WriteJob
 from storage.timecodec import from_millis, optional_datetime, optional_millis, to_millis
 
 _INSERT_NOTIFICATION = """
-INSERT INTO notifications (app_id, dedupe_key, kind, handler, fields, raw_body, charset,
+INSERT INTO notifications (app_id, dedupe_key, kind, handler, raw_body, charset,
     sign_type, rule, key_label, occurred_at, received_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (app_id, dedupe_key) DO NOTHING
 RETURNING id
 """
@@ -57,7 +56,7 @@ ON CONFLICT (app_id, reason) DO UPDATE SET
     count = count + excluded.count, last_at = max(last_at, excluded.last_at)
 """
 _NOTIFICATION_COLUMNS = (
-    "id, app_id, dedupe_key, kind, handler, fields, raw_body, charset, sign_type, rule, "
+    "id, app_id, dedupe_key, kind, handler, raw_body, charset, sign_type, rule, "
     "key_label, occurred_at, received_at"
 )
 
@@ -103,9 +102,9 @@ class SQLiteStore:
         if self._closed:
             raise StorageUnavailable("the store is closed")
 
-    async def _write(self, job: WriteJob[Any]) -> Any:
+    async def _write(self, job: WriteJob[Any], *, isolated: bool = True) -> Any:
         self._check_open()
-        return await self._writer.run(job)
+        return await self._writer.run(job, isolated=isolated)
 
     async def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         self._check_open()
@@ -121,19 +120,20 @@ class SQLiteStore:
         row = _notification_row(record)
         recorded_at = to_millis(record.received_at)
 
-        def job(connection: sqlite3.Connection) -> RecordOutcome:
+        def job(connection: sqlite3.Connection) -> tuple[int, bool]:
             inserted = connection.execute(_INSERT_NOTIFICATION, row).fetchone()
             if inserted is None:
                 existing = connection.execute(
                     "SELECT id FROM notifications WHERE app_id = ? AND dedupe_key = ?",
                     (record.app_id, record.dedupe_key),
                 ).fetchone()
-                return RecordOutcome(notification_id=existing[0], duplicate=True)
+                return existing[0], True
             consents.append_events(connection, events, recorded_at)
-            return RecordOutcome(notification_id=inserted[0], duplicate=False)
+            return inserted[0], False
 
-        outcome: RecordOutcome = await self._write(job)
-        return outcome
+        # Without events the job writes one statement: no savepoint needed (the common case).
+        notification_id, duplicate = await self._write(job, isolated=bool(events))
+        return RecordOutcome(notification_id=notification_id, duplicate=duplicate)
 
     async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None:
         rows = await self._read(
@@ -360,7 +360,6 @@ def _notification_row(record: NotificationRecord) -> tuple[Any, ...]:
         record.dedupe_key,
         record.kind,
         record.handler,
-        json.dumps(record.fields, ensure_ascii=False, separators=(",", ":")),
         record.raw_body,
         record.charset,
         record.sign_type,
@@ -389,12 +388,11 @@ def _stored_notification(row: sqlite3.Row) -> StoredNotification:
         dedupe_key=row[2],
         kind=row[3],
         handler=row[4],
-        fields=json.loads(row[5]),
-        raw_body=bytes(row[6]),
-        charset=row[7],
-        sign_type=row[8],
-        rule=row[9],
-        key_label=row[10],
-        occurred_at=optional_datetime(row[11]),
-        received_at=from_millis(row[12]),
+        raw_body=bytes(row[5]),
+        charset=row[6],
+        sign_type=row[7],
+        rule=row[8],
+        key_label=row[9],
+        occurred_at=optional_datetime(row[10]),
+        received_at=from_millis(row[11]),
     )

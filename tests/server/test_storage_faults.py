@@ -84,15 +84,12 @@ class WriterPragma:
         self._saved: int | None = None
 
     async def _set(self, value: Callable[[sqlite3.Connection], int]) -> int:
-        connection = self._writer._connection
-
-        def change() -> int:
+        def change(connection: sqlite3.Connection) -> int:
             previous = int(connection.execute(f"PRAGMA {self._pragma}").fetchone()[0])
             connection.execute(f"PRAGMA {self._pragma} = {int(value(connection))}")
             return previous
 
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer._thread, change)
+        return await self._writer.maintain(change)
 
     async def on(self) -> None:
         self._saved = await self._set(self._on)

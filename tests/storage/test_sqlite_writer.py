@@ -77,3 +77,31 @@ async def test_a_storage_error_fails_the_whole_batch(writer: SerialWriter) -> No
 
     assert all(isinstance(r, StorageUnavailable) for r in results)
     assert await writer.run(count) == 0
+
+
+async def test_single_statement_jobs_without_a_savepoint_fail_alone(writer: SerialWriter) -> None:
+    """``isolated=False``: SQLite undoes the failed statement, the batch commits the rest."""
+    results: tuple[object, ...] = await asyncio.gather(
+        writer.run(insert(1), isolated=False),
+        writer.run(insert(1), isolated=False),  # constraint violation
+        writer.run(insert(2), isolated=False),
+        return_exceptions=True,
+    )
+
+    assert results[0] == 1 and results[2] == 2
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert await writer.run(count) == 2
+
+
+async def test_a_storage_error_in_a_bare_job_fails_the_whole_batch(writer: SerialWriter) -> None:
+    def broken(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO missing_table VALUES (1)")
+
+    results: tuple[object, ...] = await asyncio.gather(
+        writer.run(insert(1), isolated=False),
+        writer.run(broken, isolated=False),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(r, StorageUnavailable) for r in results)
+    assert await writer.run(count) == 0

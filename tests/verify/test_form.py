@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tests.oracle import form_body
 from verify.errors import MalformedPayload
-from verify.form import MAX_FIELDS, FormBody, parse_form
+from verify.form import MAX_FIELDS, FormBody, parse_form, percent_decode
 
 
 def test_parses_fields_in_wire_order_with_raw_bytes() -> None:
@@ -187,3 +187,18 @@ def test_fast_paths_agree_with_reference(parts: list[bytes]) -> None:
     except MalformedPayload:
         return
     assert dict(form.raw_fields) == _reference_raw_fields(body)
+
+
+_escape_parts = st.lists(
+    st.sampled_from([b"%41", b"%3D", b"%3d", b"%0A", b"%FF", b"%25", b"%2B", b"%26"])
+    | st.binary(max_size=4).filter(lambda part: b"%" not in part)
+)
+
+
+@settings(max_examples=500)
+@given(parts=_escape_parts)
+def test_percent_decode_equals_unquote_to_bytes(parts: list[bytes]) -> None:
+    """The C fast path (quoted-printable) against the stdlib, on any bytes with valid escapes:
+    literal '=', '_', CR/LF and non-ASCII bytes included."""
+    value = b"".join(parts)
+    assert percent_decode(value) == unquote_to_bytes(value.replace(b"+", b" "))
