@@ -22,6 +22,7 @@ from aiohttp import web
 from server import build_app
 from server.app import open_configured_store
 from server.devmode import DEV_APP_ID, dev_keys, dev_settings
+from server.eventloop import new_event_loop
 from server.settings import Settings, SettingsError, find_config, load_settings
 from server.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
 from storage import redacted_url
@@ -93,9 +94,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     app = build_app(settings)
+    loop, loop_name = new_event_loop(settings.server.event_loop)
+    logger.info("serving on %s:%d with the %s event loop", host, port, loop_name)
     if settings.dev_mode:
         _print_dev_banner(host, port)
-    web.run_app(app, host=host, port=port, print=None)
+    web.run_app(app, host=host, port=port, print=None, loop=loop)
     return 0
 
 

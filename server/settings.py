@@ -26,6 +26,7 @@ DEFAULT_V3_GATEWAY = "https://openapi.alipay.com"
 DEFAULT_TOP_GATEWAY = "https://eco.taobao.com/router/rest"
 
 SignTypeName = Literal["RSA2", "RSA"]
+EventLoopChoice = Literal["auto", "asyncio", "uvloop"]
 AppId = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,32}$")]
 
 
@@ -48,6 +49,7 @@ class ServerSettings(_Section):
     notify_max_age_seconds: int = Field(default=172800, ge=60)
     notify_max_future_seconds: int = Field(default=300, ge=0, le=3600)
     refusal_flush_seconds: float = Field(default=5.0, gt=0, le=3600)
+    event_loop: EventLoopChoice = "auto"
 
 
 class StorageSettings(_Section):

@@ -148,3 +148,23 @@ def test_migrate_creates_the_schema_and_exits(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "x.db") as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"notifications", "consent_events", "refusal_counts", "schema_migrations"} <= tables
+
+
+def test_the_service_names_its_event_loop_and_serves_on_it(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*RUN, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until_listening(port, process)
+        result = simulate(tmp_path, port, "trade")
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "with the uvloop event loop" in output

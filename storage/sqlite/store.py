@@ -31,34 +31,13 @@ from storage.models import (
     StoredNotification,
     SubscribeReport,
 )
-from storage.sqlite import consents, outbox
+from storage.sqlite import consents, notifications, outbox
 from storage.sqlite.connection import SQLiteOptions, connect
 from storage.sqlite.migrate import apply_migrations
 from storage.sqlite.writer import SerialWriter, WriteJob
-from storage.timecodec import from_millis, optional_datetime, optional_millis, to_millis
+from storage.timecodec import from_millis, to_millis
 
-_INSERT_NOTIFICATION = """
-INSERT INTO notifications (app_id, dedupe_key, kind, handler, raw_body, charset,
-    sign_type, rule, key_label, occurred_at, received_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (app_id, dedupe_key) DO NOTHING
-RETURNING id
-"""
-_INSERT_REPORT = """
-INSERT INTO subscribe_reports (app_id, user_id, idempotency_key, body_sha256, body, received_at,
-    outcome)
-VALUES (?, ?, ?, ?, ?, ?, '')
-"""
 _MAX_SQL_PARAMS = 500
-_ADD_REFUSALS = """
-INSERT INTO refusal_counts (app_id, reason, count, last_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (app_id, reason) DO UPDATE SET
-    count = count + excluded.count, last_at = max(last_at, excluded.last_at)
-"""
-_NOTIFICATION_COLUMNS = (
-    "id, app_id, dedupe_key, kind, handler, raw_body, charset, sign_type, rule, "
-    "key_label, occurred_at, received_at"
-)
 
 
 class SQLiteStore:
@@ -117,31 +96,30 @@ class SQLiteStore:
     async def record_notification(
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()
     ) -> RecordOutcome:
-        row = _notification_row(record)
-        recorded_at = to_millis(record.received_at)
+        row = notifications.notification_row(record)
+        if not events:  # the common case: written in bulk with the rest of its batch
+            self._check_open()
+            recorded = await self._writer.run_bulk(notifications.record_many, row)
+        else:
+            recorded_at = to_millis(record.received_at)
 
-        def job(connection: sqlite3.Connection) -> tuple[int, bool]:
-            inserted = connection.execute(_INSERT_NOTIFICATION, row).fetchone()
-            if inserted is None:
-                existing = connection.execute(
-                    "SELECT id FROM notifications WHERE app_id = ? AND dedupe_key = ?",
-                    (record.app_id, record.dedupe_key),
-                ).fetchone()
-                return existing[0], True
-            consents.append_events(connection, events, recorded_at)
-            return inserted[0], False
+            def job(connection: sqlite3.Connection) -> notifications.Recorded:
+                recorded = notifications.record_one(connection, row)
+                if not recorded[1]:
+                    consents.append_events(connection, events, recorded_at)
+                return recorded
 
-        # Without events the job writes one statement: no savepoint needed (the common case).
-        notification_id, duplicate = await self._write(job, isolated=bool(events))
+            recorded = await self._write(job)
+        notification_id, duplicate = recorded
         return RecordOutcome(notification_id=notification_id, duplicate=duplicate)
 
     async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None:
         rows = await self._read(
-            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications "  # noqa: S608 (constant)
+            f"SELECT {notifications.COLUMNS} FROM notifications "  # noqa: S608 (constant)
             "WHERE app_id = ? AND dedupe_key = ?",
             (app_id, dedupe_key),
         )
-        return _stored_notification(rows[0]) if rows else None
+        return notifications.stored_notification(rows[0]) if rows else None
 
     async def prune_notifications(self, signed_before: datetime) -> int:
         cutoff = to_millis(signed_before)
@@ -203,7 +181,9 @@ class SQLiteStore:
                 return ReportOutcome(
                     report_id=seen[0], replayed=True, conflict=conflict, outcome=seen[2]
                 )
-            cursor = connection.execute(_INSERT_REPORT, _report_row(report))
+            cursor = connection.execute(
+                notifications.INSERT_REPORT, notifications.report_row(report)
+            )
             assert cursor.lastrowid is not None
             states = consents.append_events(connection, events, to_millis(report.received_at))
             outcome = answer(cursor.lastrowid, states)
@@ -335,7 +315,7 @@ class SQLiteStore:
         rows = [(app, reason, n, to_millis(at)) for (app, reason), n in counts.items() if n]
 
         def job(connection: sqlite3.Connection) -> None:
-            connection.executemany(_ADD_REFUSALS, rows)
+            connection.executemany(notifications.ADD_REFUSALS, rows)
 
         await self._write(job)
 
@@ -352,47 +332,3 @@ class SQLiteStore:
 def connect_factory(options: SQLiteOptions) -> str:
     """The read-only URI aiosqlite opens (the writer created the file and WAL already)."""
     return f"{options.path.resolve().as_uri()}?mode=ro"
-
-
-def _notification_row(record: NotificationRecord) -> tuple[Any, ...]:
-    return (
-        record.app_id,
-        record.dedupe_key,
-        record.kind,
-        record.handler,
-        record.raw_body,
-        record.charset,
-        record.sign_type,
-        record.rule,
-        record.key_label,
-        optional_millis(record.occurred_at),
-        to_millis(record.received_at),
-    )
-
-
-def _report_row(report: SubscribeReport) -> tuple[Any, ...]:
-    return (
-        report.app_id,
-        report.user_id,
-        report.idempotency_key,
-        report.body_sha256,
-        report.body,
-        to_millis(report.received_at),
-    )
-
-
-def _stored_notification(row: sqlite3.Row) -> StoredNotification:
-    return StoredNotification(
-        id=row[0],
-        app_id=row[1],
-        dedupe_key=row[2],
-        kind=row[3],
-        handler=row[4],
-        raw_body=bytes(row[5]),
-        charset=row[6],
-        sign_type=row[7],
-        rule=row[8],
-        key_label=row[9],
-        occurred_at=optional_datetime(row[10]),
-        received_at=from_millis(row[11]),
-    )
