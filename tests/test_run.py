@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,23 +39,31 @@ def wait_until_listening(port: int, process: subprocess.Popen[str], deadline: fl
     pytest.fail("server did not start listening")
 
 
-@pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+@contextmanager
+def dev_process(cwd: Path) -> Iterator[tuple[int, list[str]]]:
+    """``run.py serve`` in dev mode; its whole output is in the list once it has stopped."""
     port = free_port()
     process = subprocess.Popen(
         [*RUN, "serve", "--port", str(port)],
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    output: list[str] = []
     try:
         wait_until_listening(port, process)
-        yield port, tmp_path
+        yield port, output
     finally:
         process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=30)[0]
-        assert "PRIVATE KEY" not in output
+        output.append(process.communicate(timeout=30)[0])
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    with dev_process(tmp_path) as (port, output):
+        yield port, tmp_path
+    assert "PRIVATE KEY" not in output[0]
 
 
 def simulate(cwd: Path, port: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -151,20 +160,8 @@ def test_migrate_creates_the_schema_and_exits(tmp_path: Path) -> None:
 
 
 def test_the_service_names_its_event_loop_and_serves_on_it(tmp_path: Path) -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [*RUN, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_until_listening(port, process)
+    with dev_process(tmp_path) as (port, output):
         result = simulate(tmp_path, port, "trade")
-    finally:
-        process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=30)[0]
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "with the uvloop event loop" in output
+    assert "with the uvloop event loop" in output[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -65,20 +65,6 @@ async def test_a_failing_job_is_rolled_back_alone(writer: SerialWriter) -> None:
     assert await writer.run(count) == 2
 
 
-async def test_a_storage_error_fails_the_whole_batch(writer: SerialWriter) -> None:
-    def broken(connection: sqlite3.Connection) -> None:
-        connection.execute("INSERT INTO missing_table VALUES (1)")
-
-    results: tuple[object, ...] = await asyncio.gather(
-        writer.run(insert(1)),
-        writer.run(broken),
-        return_exceptions=True,
-    )
-
-    assert all(isinstance(r, StorageUnavailable) for r in results)
-    assert await writer.run(count) == 0
-
-
 async def test_single_statement_jobs_without_a_savepoint_fail_alone(writer: SerialWriter) -> None:
     """``isolated=False``: SQLite undoes the failed statement, the batch commits the rest."""
     results: tuple[object, ...] = await asyncio.gather(
@@ -91,20 +77,6 @@ async def test_single_statement_jobs_without_a_savepoint_fail_alone(writer: Seri
     assert results[0] == 1 and results[2] == 2
     assert isinstance(results[1], sqlite3.IntegrityError)
     assert await writer.run(count) == 2
-
-
-async def test_a_storage_error_in_a_bare_job_fails_the_whole_batch(writer: SerialWriter) -> None:
-    def broken(connection: sqlite3.Connection) -> None:
-        connection.execute("INSERT INTO missing_table VALUES (1)")
-
-    results: tuple[object, ...] = await asyncio.gather(
-        writer.run(insert(1), isolated=False),
-        writer.run(broken, isolated=False),
-        return_exceptions=True,
-    )
-
-    assert all(isinstance(r, StorageUnavailable) for r in results)
-    assert await writer.run(count) == 0
 
 
 def insert_many(connection: sqlite3.Connection, values: list[int]) -> list[int]:
@@ -144,13 +116,27 @@ async def test_a_bad_bulk_item_fails_alone(writer: SerialWriter, bad: int) -> No
     assert await writer.run(count) == 3
 
 
-async def test_a_storage_error_in_a_bulk_write_fails_the_whole_batch(writer: SerialWriter) -> None:
-    def broken(connection: sqlite3.Connection, values: list[int]) -> list[int]:
-        connection.execute("INSERT INTO missing_table VALUES (1)")
-        return values
+def broken(connection: sqlite3.Connection) -> None:
+    connection.execute("INSERT INTO missing_table VALUES (1)")
+
+
+def broken_many(connection: sqlite3.Connection, values: list[int]) -> list[int]:
+    broken(connection)
+    return values
+
+
+@pytest.mark.parametrize("mode", ["savepoint", "bare", "bulk"])
+async def test_a_storage_error_fails_the_whole_batch(writer: SerialWriter, mode: str) -> None:
+    failing: Awaitable[object]
+    if mode == "savepoint":
+        failing = writer.run(broken)
+    elif mode == "bare":
+        failing = writer.run(broken, isolated=False)
+    else:
+        failing = writer.run_bulk(broken_many, 2)
 
     results: tuple[object, ...] = await asyncio.gather(
-        writer.run(insert(1)), writer.run_bulk(broken, 2), return_exceptions=True
+        writer.run(insert(1)), failing, return_exceptions=True
     )
 
     assert all(isinstance(r, StorageUnavailable) for r in results)
