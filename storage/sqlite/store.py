@@ -97,20 +97,16 @@ class SQLiteStore:
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()
     ) -> RecordOutcome:
         row = notifications.notification_row(record)
-        if not events:  # the common case: written in bulk with the rest of its batch
-            self._check_open()
-            recorded = await self._writer.run_bulk(notifications.record_many, row)
-        else:
-            recorded_at = to_millis(record.received_at)
+        recorded_at = to_millis(record.received_at)
 
-            def job(connection: sqlite3.Connection) -> notifications.Recorded:
-                recorded = notifications.record_one(connection, row)
-                if not recorded[1]:
-                    consents.append_events(connection, events, recorded_at)
-                return recorded
+        def job(connection: sqlite3.Connection) -> notifications.Recorded:
+            recorded = notifications.record_one(connection, row)
+            if events and not recorded[1]:
+                consents.append_events(connection, events, recorded_at)
+            return recorded
 
-            recorded = await self._write(job)
-        notification_id, duplicate = recorded
+        # Without events the job writes one statement: no savepoint needed (the common case).
+        notification_id, duplicate = await self._write(job, isolated=bool(events))
         return RecordOutcome(notification_id=notification_id, duplicate=duplicate)
 
     async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None:

@@ -12,10 +12,6 @@ Each job runs inside its own SAVEPOINT: a job that raises is rolled back alone a
 exception is returned to its caller, while the rest of the batch commits. A job that makes at
 most one write statement may skip the savepoint (``isolated=False``): SQLite already undoes a
 failed statement on its own, and two statements fewer per job matter on the intake hot path.
-Bulk writes (``run_bulk``) are single-row writes of one kind that commute with every other
-job; all those of a batch are handed to their ``apply_many`` at once, so that it can write them
-with a constant number of statements. If it raises anything but a storage error, each item is
-retried alone in its own savepoint, so one bad item fails alone here too.
 A failure of the transaction itself (busy, read-only, disk full, I/O error) fails every job of
 the batch with ``StorageUnavailable``: nothing of it was committed, so callers may safely retry.
 
@@ -31,7 +27,6 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from storage.errors import StorageUnavailable
@@ -40,18 +35,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteJob = Callable[[sqlite3.Connection], T]
-# Writes items in order, returning one result per item.
-ApplyMany = Callable[[sqlite3.Connection, list[Any]], list[Any]]
-Outcome = tuple[bool, Any]  # (ok, result or exception)
-
-
-@dataclass(frozen=True, slots=True)
-class BulkWrite:
-    apply_many: ApplyMany
-    item: Any
-
-
-_Pending = tuple["WriteJob[Any] | BulkWrite", "asyncio.Future[Any]", bool]
+_Pending = tuple[WriteJob[Any], "asyncio.Future[Any]", bool]
 
 
 class _BatchFailed(Exception):
@@ -92,15 +76,6 @@ class SerialWriter:
             self._flusher = asyncio.create_task(self._flush_while_pending())
         return await future
 
-    async def run_bulk(self, apply_many: ApplyMany, item: Any) -> Any:
-        """Write ``item`` with ``apply_many``, together with every item of the same batch that
-        was queued for the same function; return its result once the batch is durable."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((BulkWrite(apply_many, item), future, True))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_while_pending())
-        return await future
-
     async def maintain(self, job: WriteJob[T]) -> T:
         """Run ``job`` on the writer thread between batches, outside any transaction
         (pragmas such as ``query_only``, checkpoints)."""
@@ -128,11 +103,14 @@ class SerialWriter:
         finally:
             self._flusher = None
 
-    def _apply(self, batch: list[_Pending]) -> list[Outcome]:
+    def _apply(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
         connection = self._connection
         try:
             connection.execute("BEGIN IMMEDIATE")
-            outcomes = self._apply_jobs(connection, batch)
+            outcomes = [
+                self._apply_one(connection, job) if isolated else self._apply_bare(connection, job)
+                for job, _, isolated in batch
+            ]
             connection.execute("COMMIT")
         except (sqlite3.Error, _BatchFailed) as error:
             self._rollback()
@@ -140,40 +118,6 @@ class SerialWriter:
             message = f"store unavailable: {_describe(error)}"
             return [(False, StorageUnavailable(message)) for _ in batch]
         return outcomes
-
-    def _apply_jobs(self, connection: sqlite3.Connection, batch: list[_Pending]) -> list[Outcome]:
-        """Plain jobs in their order, then each bulk group (bulk writes commute with the rest)."""
-        outcomes: list[Outcome] = [(False, None)] * len(batch)
-        groups: dict[ApplyMany, list[int]] = {}
-        for index, (job, _, isolated) in enumerate(batch):
-            if isinstance(job, BulkWrite):
-                groups.setdefault(job.apply_many, []).append(index)
-            elif isolated:
-                outcomes[index] = self._apply_one(connection, job)
-            else:
-                outcomes[index] = self._apply_bare(connection, job)
-        for apply_many, indexes in groups.items():
-            items = [_bulk_item(batch[index][0]) for index in indexes]
-            grouped = self._apply_group(connection, apply_many, items)
-            for index, outcome in zip(indexes, grouped, strict=True):
-                outcomes[index] = outcome
-        return outcomes
-
-    def _apply_group(
-        self, connection: sqlite3.Connection, apply_many: ApplyMany, items: list[Any]
-    ) -> list[Outcome]:
-        connection.execute("SAVEPOINT bulk")
-        try:
-            values = apply_many(connection, items)
-        except Exception as error:
-            if isinstance(error, sqlite3.Error) and not isinstance(error, sqlite3.IntegrityError):
-                raise _BatchFailed(_describe(error)) from error
-            # One of the items is at fault: write each alone, so that only it fails.
-            connection.execute("ROLLBACK TO bulk")
-            connection.execute("RELEASE bulk")
-            return [self._apply_one(connection, _alone(apply_many, item)) for item in items]
-        connection.execute("RELEASE bulk")
-        return [(True, value) for value in values]
 
     @staticmethod
     def _apply_one(connection: sqlite3.Connection, job: WriteJob[Any]) -> tuple[bool, Any]:
@@ -218,18 +162,6 @@ class SerialWriter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._connection.close)
         self._thread.shutdown(wait=True)
-
-
-def _alone(apply_many: ApplyMany, item: Any) -> WriteJob[Any]:
-    def job(connection: sqlite3.Connection) -> Any:
-        return apply_many(connection, [item])[0]
-
-    return job
-
-
-def _bulk_item(job: WriteJob[Any] | BulkWrite) -> Any:
-    assert isinstance(job, BulkWrite)
-    return job.item
 
 
 def _describe(error: BaseException) -> str:
