@@ -174,7 +174,7 @@ def _reference_raw_fields(body: bytes) -> dict[str, bytes]:
 
 
 _body_bytes = st.lists(
-    st.sampled_from([b"a", b"B", b"=", b"&", b"%41", b"%2b", b"+", b"%E4", b" "])
+    st.sampled_from([b"a", b"B", b"=", b"&", b"%41", b"%2b", b"+", b"%E4", b" ", b"%26", b"%3D"])
 )
 
 
