@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
@@ -20,6 +20,10 @@ from storage import Store
 from storage.models import ConsentEvent
 from storage.sqlite.connection import path_from_url
 from tests.pki import private_pem_pkcs8, rsa_key, spki_base64
+
+if TYPE_CHECKING:
+    from tests.server.fake_alipay import FakeAlipay
+    from tests.server.send_fixtures import Sending
 
 APP_ID = "2021000000000001"
 OTHER_APP_ID = "2021000000000002"
@@ -135,3 +139,24 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[StartGateway]:
 @pytest.fixture
 async def gateway(start_gateway: StartGateway) -> Gateway:
     return await start_gateway()
+
+
+# Sending through a fake Alipay gateway, for the send test modules. (Imported when used:
+# send_fixtures builds on this module's fixtures.)
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAlipay]:
+    """The fake Alipay OpenAPI gateway, with the app's outbound calls pointed at it."""
+    from tests.server.send_fixtures import fake_alipay
+
+    async with fake_alipay(monkeypatch) as running:
+        yield running
+
+
+@pytest.fixture
+async def env(start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay) -> Sending:
+    """A gateway that sends through ``fake``, with no consent given yet."""
+    from tests.server.send_fixtures import start_sending
+
+    return await start_sending(start_gateway, tmp_path, fake)

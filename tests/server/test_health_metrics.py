@@ -3,7 +3,6 @@ own parser): each number is the count of what the test did, nothing more."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,9 @@ from storage.sqlite.store import SQLiteStore
 from tests.server.conftest import APP_ID, Gateway, StartGateway
 from tests.server.fake_alipay import FakeAlipay, rejected, transient
 from tests.server.notifications import post, signed, stranger_key, trade_fields
-from tests.server.send_fixtures import Sending, fake_alipay, start_sending
+from tests.server.send_fixtures import Sending, start_sending
 
 UNKNOWN_APP_ID = "2021000000009999"
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAlipay]:
-    async with fake_alipay(monkeypatch) as running:
-        yield running
 
 
 @pytest.fixture

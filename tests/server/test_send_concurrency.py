@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from tests.server.conftest import StartGateway
-from tests.server.fake_alipay import SEND_METHOD, FakeAlipay, transient
+from tests.server.fake_alipay import SEND_METHOD, transient
 from tests.server.send_fixtures import (
     LONG_TERM,
     Answer,
     Sending,
-    fake_alipay,
     long_term_body,
     new_key,
     one_time_body,
-    start_sending,
 )
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAlipay]:
-    async with fake_alipay(monkeypatch) as running:
-        yield running
-
-
-@pytest.fixture
-async def env(start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay) -> Sending:
-    return await start_sending(start_gateway, tmp_path, fake)
 
 
 def outcomes(answers: list[Answer]) -> Counter[tuple[int, str | None]]:

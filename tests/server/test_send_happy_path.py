@@ -4,15 +4,13 @@ an invalid or unconsented one is refused before anything is spent or called."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from storage.models import ConsentAction, ConsentSource
-from tests.server.conftest import APP_ID, StartGateway
-from tests.server.fake_alipay import SEND_METHOD, FakeAlipay
+from tests.server.conftest import APP_ID
+from tests.server.fake_alipay import SEND_METHOD
 from tests.server.send_fixtures import (
     LONG_TERM,
     ONE_TIME,
@@ -21,22 +19,9 @@ from tests.server.send_fixtures import (
     UNREGISTERED,
     USER,
     Sending,
-    fake_alipay,
     long_term_body,
     one_time_body,
-    start_sending,
 )
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAlipay]:
-    async with fake_alipay(monkeypatch) as running:
-        yield running
-
-
-@pytest.fixture
-async def env(start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay) -> Sending:
-    return await start_sending(start_gateway, tmp_path, fake)
 
 
 async def test_a_send_with_a_one_time_credit_is_sent_and_spends_the_credit(env: Sending) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -25,17 +24,10 @@ from tests.server.send_fixtures import (
     USER,
     Sending,
     aes_key_base64,
-    fake_alipay,
     one_time_body,
     send_settings,
     start_sending,
 )
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAlipay]:
-    async with fake_alipay(monkeypatch) as running:
-        yield running
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ queued and retried with backoff, or unknown (never retried, never success)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,6 @@ from tests.server.fake_alipay import (
 from tests.server.send_fixtures import (
     BACKOFF,
     Sending,
-    fake_alipay,
     one_time_body,
     send_settings,
     start_sending,
@@ -32,16 +30,10 @@ from tests.server.send_fixtures import (
 
 
 @pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAlipay]:
-    async with fake_alipay(monkeypatch) as running:
-        yield running
-
-
-@pytest.fixture
-async def env(start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay) -> Sending:
-    await_env = await start_sending(start_gateway, tmp_path, fake)
-    await await_env.give_credits(1)
-    return await_env
+async def env(env: Sending) -> Sending:
+    """The shared ``env`` with one one-time credit given."""
+    await env.give_credits(1)
+    return env
 
 
 @pytest.mark.parametrize(

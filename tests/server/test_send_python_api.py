@@ -3,37 +3,26 @@ shares its idempotency keys, and refuses with the same errors."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from server.appkeys import SENDER
 from server.errors import TemplateDataMismatch
 from server.message_models import MessageView
 from storage.errors import ConsentRequired, IdempotencyMismatch
-from tests.server.conftest import APP_ID, StartGateway
-from tests.server.fake_alipay import SEND_METHOD, FakeAlipay, rejected
+from tests.server.conftest import APP_ID
+from tests.server.fake_alipay import SEND_METHOD, rejected
 from tests.server.send_fixtures import (
     Sending,
-    fake_alipay,
     new_key,
     one_time_body,
-    start_sending,
 )
 
 
 @pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAlipay]:
-    async with fake_alipay(monkeypatch) as running:
-        yield running
-
-
-@pytest.fixture
-async def env(start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay) -> Sending:
-    started = await start_sending(start_gateway, tmp_path, fake)
-    await started.give_credits(1)
-    return started
+async def env(env: Sending) -> Sending:
+    """The shared ``env`` with one one-time credit given."""
+    await env.give_credits(1)
+    return env
 
 
 async def test_the_python_api_sends_and_answers_what_http_answers(env: Sending) -> None:

@@ -4,7 +4,6 @@ events are ``platform_query``; a failed query records nothing. And ``verify_with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,6 @@ from tests.server.send_fixtures import (
     THIRD_ONE_TIME,
     USER,
     Sending,
-    fake_alipay,
     long_term_body,
     new_key,
     one_time_body,
@@ -39,17 +37,6 @@ from tests.server.send_fixtures import (
 )
 
 REGISTERED = [ONE_TIME, LONG_TERM, THIRD_ONE_TIME, FOURTH_ONE_TIME]
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAlipay]:
-    async with fake_alipay(monkeypatch) as running:
-        yield running
-
-
-@pytest.fixture
-async def env(start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay) -> Sending:
-    return await start_sending(start_gateway, tmp_path, fake)
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from server.outbox import OutboxWorker
 from server.platform_calls import CallResult
 from server.sender import MessageSender
 from storage.models import MessageRecord, SendReservation, TemplateKind
-from tests.server.conftest import APP_ID, NOW, StartGateway
+from tests.server.conftest import APP_ID, NOW
 from tests.server.fake_alipay import SEND_METHOD, FakeAlipay, transient
 from tests.server.send_fixtures import (
     BACKOFF,
@@ -27,10 +26,8 @@ from tests.server.send_fixtures import (
     ONE_TIME,
     USER,
     Sending,
-    fake_alipay,
     new_key,
     one_time_body,
-    start_sending,
 )
 
 REAL_RUN_FOREVER = OutboxWorker.run_forever
@@ -59,16 +56,10 @@ def dying_after_the_call(sender: MessageSender) -> Callable[[MessageRecord], Awa
 
 
 @pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAlipay]:
-    async with fake_alipay(monkeypatch) as running:
-        yield running
-
-
-@pytest.fixture
-async def env(start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay) -> Sending:
-    started = await start_sending(start_gateway, tmp_path, fake)
-    await started.give_credits(1)
-    return started
+async def env(env: Sending) -> Sending:
+    """The shared ``env`` with one one-time credit given."""
+    await env.give_credits(1)
+    return env
 
 
 def body_for(tag: str) -> dict[str, Any]:
