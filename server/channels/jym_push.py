@@ -16,12 +16,10 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from server.channels.base import PreparedSend
-from server.channels.top_apps import TopAppName, TopNumber, require_top_app, top_app_or_refusal
-from server.credentials import AppCredentials, TopAppCredentials
+from server.channels.top_apps import TopAppName, TopChannel, TopNumber, require_top_app
 from server.jsonbody import parse_model
-from server.platform_calls import CallResult
 from server.templates import TemplateRegistry
-from server.top_client import JYM_APPPUSH_SEND, TopClient
+from server.top_client import JYM_APPPUSH_SEND
 from storage.models import Channel, TemplateKind
 
 
@@ -65,13 +63,10 @@ def push_content_dto(content: PushContent) -> dict[str, Any]:
     return dto
 
 
-class JymPushChannel:
+class JymPushChannel(TopChannel):
     name = Channel.JYM_PUSH.value
+    method = JYM_APPPUSH_SEND
     retry_transient = True  # always with the same message_id
-
-    def __init__(self, client: TopClient, top_apps: Mapping[str, TopAppCredentials]) -> None:
-        self._client = client
-        self._top_apps = top_apps
 
     def prepare(
         self, app_id: str, body: Mapping[str, Any], templates: TemplateRegistry, message_id: str
@@ -91,10 +86,5 @@ class JymPushChannel:
             payload={"top_app": send.top_app, "params": params},
         )
 
-    async def deliver(
-        self, app: AppCredentials, payload: Mapping[str, Any], recipients: Sequence[str]
-    ) -> CallResult:
-        top_app = top_app_or_refusal(self._top_apps, payload.get("top_app"))
-        if isinstance(top_app, CallResult):
-            return top_app
-        return await self._client.call(top_app, JYM_APPPUSH_SEND, payload["params"])
+    def call_params(self, payload: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, Any]:
+        return dict(payload["params"])

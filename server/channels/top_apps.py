@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from server.credentials import TopAppCredentials
+from server.credentials import AppCredentials, TopAppCredentials
 from server.errors import UnknownTopApp
 from server.platform_calls import CallOutcome, CallResult
+from server.top_client import TopClient
 
 TopAppName = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 # A TOP Number (Java long): a JSON integer, never a string or a boolean.
@@ -32,3 +33,26 @@ def top_app_or_refusal(
             CallOutcome.REJECTED, error="the top_app is no longer configured; nothing was sent"
         )
     return app
+
+
+class TopChannel:
+    """A channel that calls one TOP API with the credentials of the ``top_app`` a send names."""
+
+    method: ClassVar[str]
+    retry_transient = True
+
+    def __init__(self, client: TopClient, top_apps: Mapping[str, TopAppCredentials]) -> None:
+        self._client = client
+        self._top_apps = top_apps
+
+    def call_params(self, payload: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, Any]:
+        """The API parameters for a prepared ``payload`` and the recipients consent allowed."""
+        raise NotImplementedError
+
+    async def deliver(
+        self, app: AppCredentials, payload: Mapping[str, Any], recipients: Sequence[str]
+    ) -> CallResult:
+        top_app = top_app_or_refusal(self._top_apps, payload.get("top_app"))
+        if isinstance(top_app, CallResult):
+            return top_app
+        return await self._client.call(top_app, self.method, self.call_params(payload, recipients))

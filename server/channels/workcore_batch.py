@@ -21,12 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from server.api_models import USER_ID_PATTERN
 from server.channels.base import PreparedSend
-from server.channels.top_apps import TopAppName, TopNumber, require_top_app, top_app_or_refusal
-from server.credentials import AppCredentials, TopAppCredentials
+from server.channels.top_apps import TopAppName, TopChannel, TopNumber, require_top_app
 from server.jsonbody import parse_model
-from server.platform_calls import CallResult
 from server.templates import TemplateRegistry
-from server.top_client import WORKCORE_BATCH_SEND, TopClient
+from server.top_client import WORKCORE_BATCH_SEND
 from storage.models import Channel, TemplateKind
 
 NAME = "workcore_batch"
@@ -64,13 +62,9 @@ class WorkcoreBatchSend(BaseModel):
         return self
 
 
-class WorkcoreBatchChannel:
+class WorkcoreBatchChannel(TopChannel):
     name = NAME
-    retry_transient = True
-
-    def __init__(self, client: TopClient, top_apps: Mapping[str, TopAppCredentials]) -> None:
-        self._client = client
-        self._top_apps = top_apps
+    method = WORKCORE_BATCH_SEND
 
     def prepare(
         self, app_id: str, body: Mapping[str, Any], templates: TemplateRegistry, message_id: str
@@ -99,17 +93,8 @@ class WorkcoreBatchChannel:
             ledger_channel=Channel.WORKCORE.value,
         )
 
-    async def deliver(
-        self, app: AppCredentials, payload: Mapping[str, Any], recipients: Sequence[str]
-    ) -> CallResult:
-        top_app = top_app_or_refusal(self._top_apps, payload.get("top_app"))
-        if isinstance(top_app, CallResult):
-            return top_app
-        return await self._client.call(
-            top_app,
-            WORKCORE_BATCH_SEND,
-            {"batch_message_d_t_o": batch_message(payload, recipients)},
-        )
+    def call_params(self, payload: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, Any]:
+        return {"batch_message_d_t_o": batch_message(payload, recipients)}
 
 
 def batch_message(payload: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, Any]:
