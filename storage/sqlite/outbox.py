@@ -40,6 +40,7 @@ COLUMNS = (
     "sub_code, sub_msg, last_error, created_at, updated_at, sent_at, recipients, skipped, "
     "warnings, ledger_channel"
 )
+_NAMES = tuple(name.strip() for name in COLUMNS.split(","))
 _SELECT = f"SELECT {COLUMNS} FROM messages"  # noqa: S608 (constant)
 _RETRYABLE = (MessageStatus.PENDING.value, MessageStatus.QUEUED.value)
 _JSON_LISTS = ("recipients", "skipped", "warnings")
@@ -68,11 +69,12 @@ def reserve(connection: sqlite3.Connection, reservation: SendReservation) -> Res
         for user_id in allowed
     ]
     append_events(connection, spends, _ms(r.created_at))
+    row = new_message_row(r, allowed, skipped)
     connection.execute(
-        f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * 25)})",  # noqa: S608
-        new_message_row(r, allowed, skipped),
+        f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * len(_NAMES))})",  # noqa: S608
+        row,
     )
-    return ReserveOutcome(message=get(connection, r.message_id), replayed=False)
+    return ReserveOutcome(message=message_from_row(row), replayed=False)  # as it now reads
 
 
 def _created_since(
@@ -93,18 +95,18 @@ def begin_attempt(
     lease_until: datetime,
 ) -> MessageRecord | None:
     """Mark an attempt as in flight (committed before the call), if this owner holds the row."""
-    cursor = connection.execute(
-        "UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_until = ?, "
-        "updated_at = ? WHERE id = ? AND lease_owner = ? AND status IN (?, ?)",
+    started = connection.execute(
+        "UPDATE messages SET status = 'sending', attempts = attempts + 1, lease_until = ?, "  # noqa: S608
+        "updated_at = ? WHERE id = ? AND lease_owner = ? AND status IN (?, ?) "
+        f"RETURNING {COLUMNS}",
         (_ms(lease_until), _ms(now), message_id, owner, *_RETRYABLE),
-    )
-    return get(connection, message_id) if cursor.rowcount == 1 else None
+    ).fetchone()
+    return message_from_row(started) if started is not None else None
 
 
 def finish_attempt(
     connection: sqlite3.Connection, message_id: str, result: AttemptResult, now: datetime
 ) -> MessageRecord:
-    message = get(connection, message_id)
     status = {
         AttemptOutcome.SENT: MessageStatus.SENT,
         AttemptOutcome.REJECTED: MessageStatus.FAILED,
@@ -113,10 +115,11 @@ def finish_attempt(
         AttemptOutcome.UNKNOWN: MessageStatus.UNKNOWN,
     }[result.outcome]
     next_at = result.next_attempt_at if result.outcome is AttemptOutcome.RETRY else now
-    connection.execute(
-        "UPDATE messages SET status = ?, next_attempt_at = ?, lease_owner = NULL, "
+    finished = connection.execute(
+        "UPDATE messages SET status = ?, next_attempt_at = ?, lease_owner = NULL, "  # noqa: S608
         "lease_until = NULL, platform_code = ?, platform_msg = ?, sub_code = ?, sub_msg = ?, "
-        "last_error = ?, updated_at = ?, sent_at = ? WHERE id = ? AND status = 'sending'",
+        "last_error = ?, updated_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' "
+        f"RETURNING {COLUMNS}",
         (
             status.value,
             _ms(next_at or now),
@@ -129,8 +132,11 @@ def finish_attempt(
             _ms(now) if status is MessageStatus.SENT else None,
             message_id,
         ),
-    )
-    if status is MessageStatus.FAILED and message.status is MessageStatus.SENDING:
+    ).fetchone()
+    if finished is None:  # not in flight (finished already): nothing changes
+        return get(connection, message_id)
+    message = message_from_row(finished)
+    if status is MessageStatus.FAILED:  # it was in flight, so its spends stand: give them back
         refunds = []
         for user_id in message.allowed:  # each recipient's spend is given back
             state = load_state(
@@ -139,7 +145,7 @@ def finish_attempt(
             at = not_before(state, now, strictly=True)  # after its spend, which is in the log
             refunds.append(ledger_event(message, user_id, ConsentAction.REFUND, at))
         append_events(connection, refunds, _ms(now))
-    return get(connection, message_id)
+    return message
 
 
 def claim_due(
@@ -185,8 +191,7 @@ def get(connection: sqlite3.Connection, message_id: str) -> MessageRecord:
 
 
 def message_from_row(row: Sequence[Any]) -> MessageRecord:
-    names = [name.strip() for name in COLUMNS.split(",")]
-    values = dict(zip(names, row, strict=True))
+    values = dict(zip(_NAMES, row, strict=True))
     for name in ("next_attempt_at", "created_at", "updated_at"):
         values[name] = from_millis(values[name])
     for name in ("lease_until", "sent_at"):
