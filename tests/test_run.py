@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import sqlite3
@@ -13,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+import run
 from tests.pki import public_pem, rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,3 +168,14 @@ def test_the_service_names_its_event_loop_and_serves_on_it(tmp_path: Path) -> No
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "with the uvloop event loop" in output[0]
+
+
+async def test_start_up_freezes_what_it_made_and_collects_less_often() -> None:
+    saved = gc.get_threshold()
+    try:
+        await run._settle_garbage_collector(web.Application())
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == run.GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)

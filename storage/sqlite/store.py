@@ -87,9 +87,8 @@ class SQLiteStore:
 
     async def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         self._check_open()
-        try:
-            async with self._reader.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+        try:  # one hop to the reader thread (execute, fetch and close there), not three
+            return list(await self._reader.execute_fetchall(sql, params))
         except sqlite3.Error as error:
             raise StorageUnavailable(f"read failed: {error}") from error
 
