@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from storage.ledger import EventKey, apply, empty_state, event_key, fold
@@ -33,18 +33,44 @@ _KEY_WHERE = "app_id = ? AND user_id = ? AND channel = ? AND template_id = ?"
 
 
 def append_events(
-    connection: sqlite3.Connection, events: Sequence[ConsentEvent], recorded_at: int
+    connection: sqlite3.Connection,
+    events: Sequence[ConsentEvent],
+    recorded_at: int,
+    known: Mapping[str, ConsentState] | None = None,
 ) -> list[ConsentState]:
-    """Append each event and bring its key's projection up to date; return the new states."""
-    return [_append(connection, event, recorded_at) for event in events]
+    """Append each event and bring its key's projection up to date; return the new states.
+
+    ``known``: states by user id that the caller has just read in this transaction (a
+    reservation's), so they are not read again; each is used once, for the first event of its
+    key, and only if it is the state of that event's key.
+    """
+    unused = dict(known or {})
+    return [
+        _append(connection, event, recorded_at, unused.pop(event.user_id, None)) for event in events
+    ]
 
 
-def _append(connection: sqlite3.Connection, event: ConsentEvent, recorded_at: int) -> ConsentState:
+def _append(
+    connection: sqlite3.Connection,
+    event: ConsentEvent,
+    recorded_at: int,
+    current: ConsentState | None = None,
+) -> ConsentState:
     cursor = connection.execute(_INSERT_EVENT, (*_event_values(event), recorded_at))
     assert cursor.lastrowid is not None
     key = event_key(event, cursor.lastrowid)
     ident = (event.app_id, event.user_id, event.channel, event.template_id)
-    current = load_state(connection, *ident)
+    if (
+        current is None
+        or (
+            current.app_id,
+            current.user_id,
+            current.channel,
+            current.template_id,
+        )
+        != ident
+    ):
+        current = load_state(connection, *ident)
     if current.last_key is None or key > tuple(current.last_key):
         state = apply(current, event, key)
     else:  # arrived late: refold the whole log of this key

@@ -68,7 +68,7 @@ def reserve(connection: sqlite3.Connection, reservation: SendReservation) -> Res
         ledger_event(r, user_id, ConsentAction.SPEND, not_before(states[user_id], r.created_at))
         for user_id in allowed
     ]
-    append_events(connection, spends, _ms(r.created_at))
+    append_events(connection, spends, _ms(r.created_at), known=states)
     row = new_message_row(r, allowed, skipped)
     connection.execute(
         f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * len(_NAMES))})",  # noqa: S608
