@@ -1,66 +1,211 @@
-"""python -m bench [--quick] [--seconds S] [--runs N] [--only ceiling,naive,subgate]
+"""python -m bench [--quick] [--seconds S] [--runs N] [--only intake,lookup,sends,scaling]
 
-Writes bench/results/intake-<time>.json and prints the ratios last. Loopback only; bounded.
+Runs every benchmark (bench/README.md), writes bench/results/<name>-<time>.json for each, and
+prints the numbers with their ratios and targets last. ``--only`` also takes intake's targets
+(``ceiling``, ``naive``, ``subgate``, ...; ``intake`` is all of them). Loopback only; bounded.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 from typing import Any
 
-from bench.intake import Plan, ratios, run
+from bench import intake, lookup, scaling, sends
+from bench.quiet import least_disturbed
+from bench.report import speed_probe, write_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# Whatever intake measures by default (ceiling, naive, subgate, and any variants it adds).
+INTAKE_TARGETS = intake.Plan(seconds=0, runs=0, connections=(), bodies=0).targets
+BENCHMARKS = ("intake", "lookup", "sends", "scaling")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--quick", action="store_true", help="3 s runs, 1 repetition")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", default="ceiling,naive,subgate")
-    args = parser.parse_args()
-    seconds, runs = (3.0, 1) if args.quick else (args.seconds, args.runs)
-    plan = Plan(
-        seconds=seconds,
-        runs=runs,
-        connections=(64, 8),
-        bodies=150_000 if not args.quick else 60_000,
-        targets=tuple(args.only.split(",")),
+    parser.add_argument("--quick", action="store_true", help="small and short: a harness check")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measured run")
+    parser.add_argument("--runs", type=int, default=3, help="intake repetitions")
+    parser.add_argument(
+        "--only",
+        default=",".join(BENCHMARKS),
+        help=f"any of {', '.join(BENCHMARKS)}; or intake's targets: {', '.join(INTAKE_TARGETS)}",
     )
-    with tempfile.TemporaryDirectory(prefix="subgate-bench-") as workdir:
-        results = run(plan, Path(workdir))
-    report: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+    args = parser.parse_args()
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(chosen) - set(BENCHMARKS) - set(INTAKE_TARGETS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    targets = tuple(t for t in INTAKE_TARGETS if "intake" in chosen or t in chosen)
+    seconds = 3.0 if args.quick else args.seconds
+    summaries: list[tuple[str, Any, Path]] = []
+    with tempfile.TemporaryDirectory(prefix="subgate-bench-") as tmp:
+        workdir = Path(tmp)
+        if targets:
+            before = speed_probe()
+            body = run_intake(targets, args.quick, seconds, args.runs, workdir / "intake")
+            body["rsa2048_signs_per_second"] = {"before": before, "after": speed_probe()}
+            summaries.append(("intake", body, write_results("intake", body)))
+        for name in ("lookup", "sends", "scaling"):
+            if name in chosen:
+                print(f"{name} ...", flush=True)
+                (workdir / name).mkdir()
+                before = speed_probe()
+                body = RUNNERS[name](args.quick, seconds, workdir / name)
+                body["rsa2048_signs_per_second"] = {"before": before, "after": speed_probe()}
+                summaries.append((name, body, write_results(name, body)))
+    print()
+    for name, body, path in summaries:
+        speed = body["rsa2048_signs_per_second"]
+        print(f"{name}: {path}  (machine speed: {speed['before']}/{speed['after']} RSA signs/s)")
+        PRINTERS[name](body)
+
+
+def run_intake(
+    targets: tuple[str, ...], quick: bool, seconds: float, runs: int, workdir: Path
+) -> dict[str, Any]:
+    plan = intake.Plan(
+        seconds=seconds,
+        runs=1 if quick else runs,
+        connections=(64, 8),
+        bodies=60_000 if quick else 150_000,
+        targets=targets,
+    )
+    results = intake.run(plan, workdir)
+    return {
         "plan": {"seconds": plan.seconds, "runs": plan.runs, "connections": plan.connections},
         "intake": {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in results.items()},
         "runs": {k: v["runs"] for k, v in results.items()},
-        "ratios": ratios(results),
+        "ratios": intake.ratios(results),
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"intake-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nresults: {out}")
+
+
+def run_lookup(quick: bool, seconds: float, workdir: Path) -> dict[str, Any]:
+    plan = lookup.LookupPlan(
+        users=100_000 if quick else 1_000_000,
+        seconds=seconds,
+        loads=(
+            lookup.Load(1),
+            lookup.Load(8),
+            lookup.Load(64),
+            lookup.Load(16, pace_ms=8),  # about 1,900 req/s: a moderate, not saturating, load
+        ),
+        api_calls=2_000 if quick else 20_000,
+        bulk_requests=30 if quick else 200,
+        check_users=200 if quick else 2_000,
+    )
+    return lookup.run(plan, workdir)
+
+
+def run_sends(quick: bool, seconds: float, workdir: Path) -> dict[str, Any]:
+    """Two loads: every attempt holds a credit (clean), and the spend-once stress (contended)."""
+    users = 20_000 if quick else 100_000
+    plans = {
+        "clean": sends.SendsPlan(
+            "clean", users, 3, extra=0, duplicates=0, seconds=seconds, connections=64
+        ),
+        "contended": sends.SendsPlan(
+            "contended", users, 3, extra=1, duplicates=2, seconds=seconds, connections=64
+        ),
+    }
+    report: dict[str, Any] = {"targets": {}}
+    for name, plan in plans.items():
+
+        def measure(name: str = name, plan: sends.SendsPlan = plan) -> dict[str, Any]:
+            run_dir = workdir / f"{name}-{time.monotonic_ns()}"
+            run_dir.mkdir()
+            return sends.run(plan, run_dir)
+
+        report[name] = least_disturbed(measure)
+        report["targets"] |= {f"{name}: {k}": v for k, v in report[name]["targets"].items()}
+    return report
+
+
+def run_scaling(quick: bool, seconds: float, workdir: Path) -> dict[str, Any]:
+    plan = scaling.ScalingPlan(
+        sizes=(0, 100_000) if quick else (0, 10_000, 100_000, 1_000_000),
+        seconds=seconds,
+        connections=64,
+        bodies=60_000 if quick else 150_000,
+    )
+    return scaling.run(plan, workdir)
+
+
+RUNNERS = {"lookup": run_lookup, "sends": run_sends, "scaling": run_scaling}
+
+
+def print_intake(report: dict[str, Any]) -> None:
     for name, entry in report["intake"].items():
         print(
-            f"  {name:14} {entry['rps']:>9.0f} req/s  p50 {entry['p50_ms']:6.2f} ms  "
+            f"  {name:20} {entry['rps']:>9.0f} req/s  p50 {entry['p50_ms']:6.2f} ms  "
             f"p99 {entry['p99_ms']:6.2f} ms  cpu {entry['cpu_us_per_request']:6.0f} us/req  "
             f"errors {entry['errors']}"
         )
-    print("ratios:")
+    print("  ratios:")
     for name, value in report["ratios"].items():
-        print(f"  {name:24} {value:.3f}")
+        print(f"    {name:30} {value:.3f}")
+
+
+def print_lookup(report: dict[str, Any]) -> None:
+    users = report["ledger"]["users"]
+    print(f"  ledger: {users:,} users, {report['ledger']['keys']:,} keys")
+    for name, entry in report["http_single"].items():
+        print(
+            f"  HTTP single {name:13} {entry['rps']:>8.0f} req/s  p50 {entry['p50_ms']:.2f} ms  "
+            f"p99 {entry['p99_ms']:.2f} ms  errors {entry['errors']}"
+        )
+    for label, key in (
+        ("Python API single", "python_api_single"),
+        ("HTTP bulk 1,000", "http_bulk_1000"),
+        ("Python API bulk 1,000", "python_api_bulk_1000"),
+    ):
+        entry = report[key]
+        print(f"  {label:22} p50 {entry['p50_ms']:.3f} ms  p99 {entry['p99_ms']:.3f} ms")
+    _targets(report)
+
+
+def print_sends(report: dict[str, Any]) -> None:
+    for name in ("clean", "contended"):
+        run, books = report[name], report[name]["books"]
+        attempts, server = run["attempts"], run["server_reserve_to_sent"]
+        print(
+            f"  {name:9} {run['sends_per_second']:>6.0f} sent/s; attempts {attempts['rps']:.0f}/s "
+            f"p50 {attempts['p50_ms']:.1f} ms p99 {attempts['p99_ms']:.1f} ms; "
+            f"server reserve->sent p50 {server['p50_ms']:.0f} ms p99 {server['p99_ms']:.0f} ms"
+        )
+        print(
+            f"  {'':9} platform calls {books['platform_calls']} = credits spent "
+            f"{books['credits_spent']} = sent {books['messages'].get('sent', 0)}; double spends "
+            f"{books['double_spent_messages']}; users over credit {books['users_over_credit']}; "
+            f"balanced {books['balanced']}"
+        )
+    _targets(report)
+
+
+def print_scaling(report: dict[str, Any]) -> None:
+    for size, entry in report["points"].items():
+        prefill = entry["bytes_per_notification_prefill"]
+        print(
+            f"  {int(size):>9,} rows  {entry['rps']:>7.0f} req/s  p99 {entry['p99_ms']:6.1f} ms  "
+            f"intake {entry['bytes_per_notification_intake']:.0f} B/notification"
+            + (f"  pre-fill {prefill:.0f} B/notification" if prefill else "")
+        )
+    print(f"  rps largest / empty: {report['rps_largest_vs_first']:.3f}")
+    _targets(report)
+
+
+def _targets(report: dict[str, Any]) -> None:
+    for name, outcome in report["targets"].items():
+        print(f"  target {name}: {outcome}")
+
+
+PRINTERS = {
+    "intake": print_intake,
+    "lookup": print_lookup,
+    "sends": print_sends,
+    "scaling": print_scaling,
+}
 
 
 if __name__ == "__main__":

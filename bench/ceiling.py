@@ -1,15 +1,20 @@
 """The ceiling: a bare aiohttp handler that parses the form and verifies RSA2, storing nothing.
 
-python -m bench.ceiling PORT ALIPAY_PUBLIC_KEY_PEM_FILE
+python -m bench.ceiling PORT ALIPAY_PUBLIC_KEY_PEM_FILE [uvloop|asyncio]
+
+It runs on the same event loop as the Subgate it is compared with, so that the ratio measures
+what Subgate adds, not which loop each side happens to use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sys
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+import uvloop
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,9 +42,11 @@ def build(public_key: rsa.RSAPublicKey) -> web.Application:
 
 def main() -> None:
     port, key_file = int(sys.argv[1]), Path(sys.argv[2])
+    loop_name = sys.argv[3] if len(sys.argv) > 3 else "asyncio"
     key = serialization.load_pem_public_key(key_file.read_bytes())
     assert isinstance(key, rsa.RSAPublicKey)
-    web.run_app(build(key), host="127.0.0.1", port=port, print=None, access_log=None)
+    loop = uvloop.new_event_loop() if loop_name == "uvloop" else asyncio.new_event_loop()
+    web.run_app(build(key), host="127.0.0.1", port=port, print=None, access_log=None, loop=loop)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ distinct signed notifications. Ratios, measured in the same run, are what the ta
 
 from __future__ import annotations
 
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -29,13 +30,19 @@ APP_ID = "2021000000000001"
 NAIVE_VENV = ROOT / "bench" / ".venv-naive"
 
 
+# Each Subgate variant is paired with the ceiling on the same event loop. ``subgate`` runs with
+# default settings (uvloop, since it is installed); the naive peer is plain aiohttp, as its
+# user would write it.
+TARGETS = ("ceiling", "ceiling-asyncio", "naive", "subgate", "subgate-asyncio")
+
+
 @dataclass(frozen=True)
 class Plan:
     seconds: float
     runs: int
     connections: tuple[int, ...]
     bodies: int
-    targets: tuple[str, ...] = ("ceiling", "naive", "subgate")
+    targets: tuple[str, ...] = TARGETS
 
 
 @dataclass
@@ -46,29 +53,30 @@ class Workspace:
 
     @classmethod
     def create(cls, root: Path) -> Workspace:
+        """Keys cached in bench/.cache (made once), their PEM files written under ``root``."""
         root.mkdir(parents=True, exist_ok=True)
         space = cls(root, _key(CACHE / "alipay_key.pem"), _key(CACHE / "app_key.pem"))
-        _write(root / "alipay_public.pem", _public_pem(space.alipay_key))
-        _write(root / "app_private.pem", _private_pem(space.app_key))
+        _write(root / "alipay_public.pem", public_pem(space.alipay_key))
+        _write(root / "app_private.pem", private_pem(space.app_key))
         return space
 
 
 def _key(path: Path) -> rsa.RSAPrivateKey:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_private_pem(rsa.generate_private_key(65537, 2048)))
+        path.write_bytes(private_pem(rsa.generate_private_key(65537, 2048)))
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
     return key
 
 
-def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
+def private_pem(key: rsa.RSAPrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
 
 
-def _public_pem(key: rsa.RSAPrivateKey) -> bytes:
+def public_pem(key: rsa.RSAPrivateKey) -> bytes:
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -92,13 +100,14 @@ def naive_python() -> Path:
 
 
 def command(target: str, space: Workspace, port: int, run_dir: Path) -> list[str]:
-    if target == "ceiling":
+    if target.startswith("ceiling"):
         return [
             sys.executable,
             "-m",
             "bench.ceiling",
             str(port),
             str(space.root / "alipay_public.pem"),
+            "asyncio" if target.endswith("-asyncio") else "uvloop",
         ]
     if target == "naive":
         return [
@@ -110,8 +119,10 @@ def command(target: str, space: Workspace, port: int, run_dir: Path) -> list[str
             str(space.root / "alipay_public.pem"),
         ]
     config = run_dir / "subgate.toml"
+    loop = "asyncio" if target.endswith("-asyncio") else "auto"
     config.write_text(
-        f'[server]\nnotify_max_age_seconds = 2592000\n[storage]\nurl = "sqlite:///{run_dir}/subgate.db"\n'
+        f'[server]\nnotify_max_age_seconds = 2592000\nevent_loop = "{loop}"\n'
+        f'[storage]\nurl = "sqlite:///{run_dir}/subgate.db"\n'
         f'synchronous = "FULL"\n[[apps]]\napp_id = "{APP_ID}"\n'
         f'alipay_public_key = "{space.root / "alipay_public.pem"}"\n'
     )
@@ -129,7 +140,9 @@ def command(target: str, space: Workspace, port: int, run_dir: Path) -> list[str
 
 
 def stored_rows(target: str, run_dir: Path) -> int | None:
-    database = {"naive": "naive.db", "subgate": "subgate.db"}.get(target)
+    database = {"naive": "naive.db", "subgate": "subgate.db", "subgate-asyncio": "subgate.db"}.get(
+        target
+    )
     if database is None:
         return None
     with sqlite3.connect(run_dir / database) as db:
@@ -145,34 +158,44 @@ def measure(
     url = f"http://127.0.0.1:{port}/alipay/notify"
     with serving(command(target, space, port, run_dir), port, ROOT, run_dir / "server.log") as proc:
         run_wrk(url, bodies, connections, 2, offset=plan.bodies // 2)  # warm-up on other ids
-        before = cpu_seconds(proc.pid)
+        before, load_before = cpu_seconds(proc.pid), _children_cpu()
         result = run_wrk(url, bodies, connections, plan.seconds, offset=0)
-        cpu = cpu_seconds(proc.pid) - before
+        cpu, load_cpu = cpu_seconds(proc.pid) - before, _children_cpu() - load_before
     rows = stored_rows(target, run_dir)
     return {
         **result.as_dict(),
         "cpu_us_per_request": round(cpu / max(result.requests, 1) * 1e6, 1),
+        # How much of the 2 cores the server and wrk used: near 2.0 means the box is saturated.
+        "server_cores": round(cpu / result.seconds, 2),
+        "wrk_cores": round(load_cpu / result.seconds, 2),
         "stored_rows": rows,
     }
 
 
+def _children_cpu() -> float:
+    """CPU seconds of waited-for children: wrk runs to completion, the server is still alive."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_request")
+    keys = ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_request", "server_cores", "wrk_cores")
     summary = {k: round(statistics.median(r[k] for r in results), 2) for k in keys}
     summary["errors"] = sum(r["errors"] for r in results)
     summary["runs"] = results
     return summary
 
 
+def signed_bodies(space: Workspace, count: int) -> Path:
+    """``count`` signed notifications, one per line, cached in bench/.cache."""
+    return make_bodies(
+        CACHE / f"bodies-{count}.txt", count, space.alipay_key, APP_ID, datetime.now(UTC)
+    )
+
+
 def run(plan: Plan, workdir: Path) -> dict[str, Any]:
     space = Workspace.create(workdir)
-    bodies = make_bodies(
-        CACHE / f"bodies-{plan.bodies}.txt",
-        plan.bodies,
-        space.alipay_key,
-        APP_ID,
-        datetime.now(UTC),
-    )
+    bodies = signed_bodies(space, plan.bodies)
     results: dict[str, Any] = {}
     for connections in plan.connections:
         for target in plan.targets:
@@ -201,6 +224,9 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         ("p99_vs_ceiling_c64", "subgate@c64", "ceiling@c64", "p99_ms"),
         ("intake_vs_ceiling_c8", "subgate@c8", "ceiling@c8", "rps"),
         ("p99_vs_ceiling_c8", "subgate@c8", "ceiling@c8", "p99_ms"),
+        ("asyncio_intake_vs_ceiling_c64", "subgate-asyncio@c64", "ceiling-asyncio@c64", "rps"),
+        ("asyncio_p99_vs_ceiling_c64", "subgate-asyncio@c64", "ceiling-asyncio@c64", "p99_ms"),
+        ("asyncio_intake_vs_ceiling_c8", "subgate-asyncio@c8", "ceiling-asyncio@c8", "rps"),
     ]
     for name, top, bottom, key in pairs:
         a, b = get(top, key), get(bottom, key)

@@ -1,0 +1,272 @@
+"""Lookups on a large ledger: single lookups over HTTP and through ConsentLedger, and bulk lookups.
+
+The ledger (``bench.ledger_fill``, family ``mixed``: every user has 3 templates in realistic
+states) is checked on a sample first. Then Subgate runs as a real process on it and:
+
+- wrk (another process, 2 threads) asks ``GET /v1/apps/{app}/users/{user}/subscriptions/{t}``
+  for a random user and template per request, at each fixed concurrency (closed loop);
+- this process posts ``POST /v1/apps/{app}/subscriptions:lookup`` with 1,000 random users, one
+  request at a time, and checks every answer against the scenarios;
+- with the server stopped, the same lookups go through ``ConsentLedger`` in this process,
+  one call at a time, on a store opened with the same settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.intake import APP_ID, ROOT
+from bench.ledger_fill import MIXED, Ledger, cached_ledger, check_sample, scenario_of, user_id
+from bench.processes import cpu_seconds, free_port, serving
+from bench.quiet import Foreign, least_disturbed
+from bench.report import latency_summary, verdict
+from bench.service import KINDS, TEMPLATES, command, new_token, write_config, write_keys
+from bench.wrk import run_script
+from server.api_models import LookupRequest
+from server.app import open_configured_store
+from server.consent import ConsentLedger
+from server.settings import load_settings
+from server.templates import TemplateRegistry
+from storage.models import ConsentStatus
+
+HTTP_P99_TARGET_MS = 2.0
+BULK_P99_TARGET_MS = 50.0
+BULK_USERS = 1000
+
+LUA = r"""
+local app, users, templates, headers, pace
+function init(args)
+  app = args[1]; users = tonumber(args[3]); templates = {args[4], args[5], args[6]}
+  headers = {["Authorization"] = "Bearer " .. args[2]}
+  pace = tonumber(args[7])
+  math.randomseed(1000 + tonumber(tid) * 7919)
+end
+-- A random think time (mean: pace) keeps the connections from moving in lock-step bursts.
+function delay() if pace > 0 then return math.random(0, 2 * pace) end return 0 end
+function request()
+  local user = math.random(0, users - 1)
+  local template = templates[math.random(1, #templates)]
+  local path = string.format("/v1/apps/%s/users/2088%012d/subscriptions/%s", app, user, template)
+  return wrk.format("GET", path, headers)
+end
+"""
+
+
+@dataclass(frozen=True)
+class Load:
+    """wrk connections, each waiting 0..2 x ``pace_ms`` (at random) after every answer; 0: none,
+    as fast as it can (a closed loop that saturates the server)."""
+
+    connections: int
+    pace_ms: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"c{self.connections}" + (f"_paced{self.pace_ms}ms" if self.pace_ms else "")
+
+
+@dataclass(frozen=True)
+class LookupPlan:
+    users: int
+    seconds: float
+    loads: tuple[Load, ...]
+    api_calls: int
+    bulk_requests: int
+    check_users: int
+
+
+def run(plan: LookupPlan, workdir: Path) -> dict[str, Any]:
+    ledger = cached_ledger(MIXED, plan.users)
+    check = asyncio.run(check_sample(ledger, plan.check_users))
+    print(f"  sample check: {check['keys_checked']} keys read back as built")
+    keys, token = write_keys(workdir), new_token()
+    config = write_config(workdir / "subgate.toml", ledger.path, keys, token)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    http: dict[str, Any] = {}
+    with serving(command(config, port), port, ROOT, workdir / "server.log") as server:
+        asyncio.run(_spot_check(base, token, ledger))
+        args = [APP_ID, token, str(plan.users), *(t for t, _, _ in TEMPLATES)]
+        run_script(base, LUA, [*args, "0"], connections=8, seconds=2, workdir=workdir, name="lu")
+        for load in plan.loads:
+            http[load.name] = least_disturbed(
+                partial(_single_http, base, args, load, plan, workdir, server.pid)
+            )
+            entry = http[load.name]
+            print(
+                f"  lookup HTTP {load.name:<13} {entry['rps']:>8.0f} req/s  "
+                f"p50 {entry['p50_ms']:.2f} ms  p99 {entry['p99_ms']:.2f} ms  "
+                f"errors {entry['errors']}",
+                flush=True,
+            )
+        bulk_http = least_disturbed(
+            lambda: asyncio.run(_bulk_http(base, token, ledger, plan.bulk_requests, server.pid))
+        )
+    print(f"  bulk HTTP (1,000 users): p50 {bulk_http['p50_ms']} ms  p99 {bulk_http['p99_ms']} ms")
+    api = least_disturbed(lambda: asyncio.run(_python_api(config, ledger, plan)))
+    print(
+        f"  Python API: single p50 {api['single']['p50_ms']} ms p99 {api['single']['p99_ms']} ms; "
+        f"bulk p50 {api['bulk']['p50_ms']} ms p99 {api['bulk']['p99_ms']} ms"
+    )
+    return {
+        "ledger": ledger.meta,
+        "sample_check": check,
+        "http_single": http,
+        "http_bulk_1000": bulk_http,
+        "python_api_single": api["single"],
+        "python_api_bulk_1000": api["bulk"],
+        "python_api_foreign_core_share": api["foreign_core_share"],
+        "targets": _targets(http, bulk_http),
+    }
+
+
+def _single_http(
+    base: str, args: list[str], load: Load, plan: LookupPlan, workdir: Path, server: int
+) -> dict[str, Any]:
+    watch = Foreign(server)
+    before = cpu_seconds(server)
+    result = run_script(
+        base,
+        LUA,
+        [*args, str(load.pace_ms)],
+        connections=load.connections,
+        seconds=plan.seconds,
+        workdir=workdir,
+        name="lookup",
+    )
+    cpu = cpu_seconds(server) - before
+    return {
+        **result.load.as_dict(),
+        "connections": load.connections,
+        "pace_ms": load.pace_ms,
+        "cpu_us_per_request": round(cpu / max(result.load.requests, 1) * 1e6, 1),
+        **watch.stop(),
+    }
+
+
+def _targets(http: dict[str, Any], bulk: dict[str, Any]) -> dict[str, str]:
+    out = {
+        f"http_single_p99_{name}_under_{HTTP_P99_TARGET_MS}ms": verdict(
+            entry["p99_ms"], HTTP_P99_TARGET_MS, below=True
+        )
+        for name, entry in http.items()
+    }
+    out[f"http_bulk_p99_under_{BULK_P99_TARGET_MS}ms"] = verdict(
+        bulk["p99_ms"], BULK_P99_TARGET_MS, below=True
+    )
+    return out
+
+
+def _expected(ledger: Ledger, user: int, template: str) -> tuple[bool, int, str]:
+    slot = [t for t, _ in ledger.family.templates].index(template)
+    scenario = scenario_of(ledger.family, user, slot)
+    if KINDS[template] == "one_time":
+        return scenario.credits > 0, scenario.credits, scenario.status.value
+    return scenario.status is ConsentStatus.SUBSCRIBED, 0, scenario.status.value
+
+
+async def _spot_check(base: str, token: str, ledger: Ledger) -> None:
+    """A few single lookups over HTTP answer what the scenarios say."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for user in random.Random(7).sample(range(ledger.users), 20):
+            for template, _, _ in TEMPLATES:
+                url = f"{base}/v1/apps/{APP_ID}/users/{user_id(user)}/subscriptions/{template}"
+                async with session.get(url) as answer:
+                    body = await answer.json()
+                got = (body["can_send"], body["credits"], body["status"])
+                if got != _expected(ledger, user, template):
+                    raise AssertionError(f"HTTP lookup of {user}/{template} answered {body}")
+
+
+def _bulk_bodies(ledger: Ledger, count: int, seed: int) -> list[tuple[str, list[int]]]:
+    rng = random.Random(seed)
+    templates = [t for t, _, _ in TEMPLATES]
+    return [
+        (rng.choice(templates), rng.sample(range(ledger.users), BULK_USERS)) for _ in range(count)
+    ]
+
+
+async def _bulk_http(
+    base: str, token: str, ledger: Ledger, count: int, server: int
+) -> dict[str, Any]:
+    """1,000-user lookups, one at a time; every answer is checked (outside the timing)."""
+    watch = Foreign(server)
+    url = f"{base}/v1/apps/{APP_ID}/subscriptions:lookup"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    times: list[float] = []
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for index, (template, users) in enumerate(_bulk_bodies(ledger, count + 5, seed=11)):
+            data = json.dumps({"template_id": template, "user_ids": [user_id(u) for u in users]})
+            started = time.perf_counter()
+            async with session.post(url, data=data) as answer:
+                body = await answer.json()
+            elapsed = time.perf_counter() - started
+            if answer.status != 200:
+                raise AssertionError(f"bulk lookup answered {answer.status}: {body}")
+            _check_bulk(ledger, template, users, body["results"])
+            if index >= 5:  # the first few warm up the connection
+                times.append(elapsed)
+    return {**latency_summary(times), **watch.stop()}
+
+
+def _check_bulk(
+    ledger: Ledger, template: str, users: list[int], results: list[dict[str, Any]]
+) -> None:
+    if len(results) != len(users):
+        raise AssertionError(f"bulk lookup gave {len(results)} results for {len(users)} users")
+    for user, item in zip(users, results, strict=True):
+        if item["user_id"] != user_id(user):
+            raise AssertionError("bulk lookup results are not in request order")
+        expected = _expected(ledger, user, template)
+        if (item["can_send"], item["credits"], item["status"]) != expected:
+            raise AssertionError(f"bulk lookup of {user}/{template} answered {item}")
+
+
+async def _python_api(config: Path, ledger: Ledger, plan: LookupPlan) -> dict[str, Any]:
+    """``ConsentLedger`` in this process, on a store opened exactly as ``serve`` opens it."""
+    watch = Foreign()
+    settings = load_settings(config)
+    store = await open_configured_store(settings.storage)
+    api = ConsentLedger(store, TemplateRegistry(settings.apps), lambda: datetime.now(UTC))
+    rng = random.Random(5)
+    templates = [t for t, _, _ in TEMPLATES]
+    warmup = 200
+    singles = [
+        (user_id(rng.randrange(ledger.users)), rng.choice(templates))
+        for _ in range(warmup + plan.api_calls)
+    ]
+    bulks = [
+        LookupRequest(template_id=template, user_ids=[user_id(u) for u in users])
+        for template, users in _bulk_bodies(ledger, plan.bulk_requests + 5, seed=13)
+    ]
+    single_times: list[float] = []
+    bulk_times: list[float] = []
+    try:
+        for user, template in singles:
+            started = time.perf_counter()
+            await api.subscription(APP_ID, user, template)
+            single_times.append(time.perf_counter() - started)
+        for request in bulks:
+            started = time.perf_counter()
+            answer = await api.lookup(APP_ID, request)
+            bulk_times.append(time.perf_counter() - started)
+            if len(answer.results) != BULK_USERS:
+                raise AssertionError("a bulk lookup through ConsentLedger lost users")
+    finally:
+        await store.close()
+    return {
+        "single": latency_summary(single_times[warmup:]),
+        "bulk": latency_summary(bulk_times[5:]),
+        **watch.stop(),
+    }
