@@ -126,6 +126,11 @@ def command(target: str, space: Workspace, port: int, run_dir: Path) -> list[str
         f'synchronous = "FULL"\n[[apps]]\napp_id = "{APP_ID}"\n'
         f'alipay_public_key = "{space.root / "alipay_public.pem"}"\n'
     )
+    return serve_command(config, port)
+
+
+def serve_command(config: Path, port: int) -> list[str]:
+    """``run.py serve`` as production runs it (log level WARNING: no per-request lines)."""
     return [
         sys.executable,
         str(ROOT / "run.py"),

@@ -8,11 +8,10 @@ stand-in Alipay key and app key the intake benchmark uses).
 from __future__ import annotations
 
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.intake import APP_ID, ROOT, Workspace, private_pem, public_pem
+from bench.intake import APP_ID, Workspace, private_pem, public_pem, serve_command
 
 ONE_TIME = "ac768fca1ce245ccae9404bb5243c49b"  # keywords 1-3
 LONG_TERM = "9aa357acb7c6434aba294aded1cdfb7c"  # keywords 1-2
@@ -89,14 +88,4 @@ def write_config(
 
 
 def command(config: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "run.py"),
-        "--config",
-        str(config),
-        "--log-level",
-        "WARNING",
-        "serve",
-        "--port",
-        str(port),
-    ]
+    return serve_command(config, port)
