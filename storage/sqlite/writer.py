@@ -107,10 +107,7 @@ class SerialWriter:
         connection = self._connection
         try:
             connection.execute("BEGIN IMMEDIATE")
-            outcomes = [
-                self._apply_one(connection, job) if isolated else self._apply_bare(connection, job)
-                for job, _, isolated in batch
-            ]
+            outcomes = [self._apply_one(connection, job, isolated) for job, _, isolated in batch]
             connection.execute("COMMIT")
         except (sqlite3.Error, _BatchFailed) as error:
             self._rollback()
@@ -120,34 +117,29 @@ class SerialWriter:
         return outcomes
 
     @staticmethod
-    def _apply_one(connection: sqlite3.Connection, job: WriteJob[Any]) -> tuple[bool, Any]:
-        connection.execute("SAVEPOINT job")
+    def _apply_one(
+        connection: sqlite3.Connection, job: WriteJob[Any], isolated: bool
+    ) -> tuple[bool, Any]:
+        """Run one job; a job that fails is undone alone (by its savepoint, or by SQLite itself
+        for a single-statement job), a storage error fails the whole batch."""
+        if isolated:
+            connection.execute("SAVEPOINT job")
         try:
             value = job(connection)
-        except sqlite3.IntegrityError as error:
+        except sqlite3.Error as error:
+            if not isinstance(error, sqlite3.IntegrityError):
+                raise _BatchFailed(_describe(error)) from error
+            failure: Exception = error
+        except Exception as error:  # a domain refusal raised by the job itself
+            failure = error
+        else:
+            if isolated:
+                connection.execute("RELEASE job")
+            return True, value
+        if isolated:
             connection.execute("ROLLBACK TO job")
             connection.execute("RELEASE job")
-            return False, error
-        except sqlite3.Error as error:
-            raise _BatchFailed(_describe(error)) from error
-        except Exception as error:  # a domain refusal raised by the job itself
-            connection.execute("ROLLBACK TO job")
-            connection.execute("RELEASE job")
-            return False, error
-        connection.execute("RELEASE job")
-        return True, value
-
-    @staticmethod
-    def _apply_bare(connection: sqlite3.Connection, job: WriteJob[Any]) -> tuple[bool, Any]:
-        """A single-statement job: a failed statement was already undone by SQLite."""
-        try:
-            return True, job(connection)
-        except sqlite3.IntegrityError as error:
-            return False, error
-        except sqlite3.Error as error:
-            raise _BatchFailed(_describe(error)) from error
-        except Exception as error:  # a domain refusal raised by the job itself
-            return False, error
+        return False, failure
 
     def _rollback(self) -> None:
         try:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import pytest
 import uvloop
 
 from server.eventloop import new_event_loop
-from server.settings import SettingsError
+from server.settings import SettingsError, settings_from_mapping
 
 
 @pytest.mark.parametrize(
@@ -49,3 +50,11 @@ def test_insisting_on_uvloop_without_it_is_a_settings_error(
 
     with pytest.raises(SettingsError, match="uvloop is not installed"):
         new_event_loop("uvloop")
+
+
+def test_an_unknown_event_loop_is_refused_at_start_up(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="event_loop"):
+        settings_from_mapping(
+            {"server": {"event_loop": "trio"}, "apps": [{"app_id": "2021000000000001"}]},
+            base_dir=tmp_path,
+        )
