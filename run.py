@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import sys
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from aiohttp import web
 
 from server import build_app
 from server.app import open_configured_store
+from server.collector import settle_garbage_collector
 from server.devmode import DEV_APP_ID, dev_keys, dev_settings
 from server.eventloop import new_event_loop
 from server.settings import Settings, SettingsError, find_config, load_settings
@@ -31,9 +31,6 @@ from verify import KeyMaterialError, SignType, load_private_key
 from verify.form import normalize_charset
 
 DATA_DIR = Path("data")
-# Allocations between young collections, then how many of each generation before the next one
-# (CPython's default is 700, 10, 10).
-GC_THRESHOLDS = (20_000, 20, 20)
 logger = logging.getLogger("subgate")
 
 
@@ -108,13 +105,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _settle_garbage_collector(app: web.Application) -> None:
-    """What start-up made (keys, settings, modules, the app) lives as long as the process: freeze
-    it out of the collector's way, and collect the youngest generation less often. Measured on
-    the benchmarks (bench/README.md), collector pauses were most of the lookup tail and of a
-    bulk lookup's time."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    settle_garbage_collector()
 
 
 def _print_dev_banner(host: str, port: int) -> None:

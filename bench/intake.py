@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.bodies import make_bodies
 from bench.load import run_wrk
-from bench.processes import cpu_seconds, free_port, serving
+from bench.processes import free_port, serving, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"
@@ -32,8 +32,17 @@ NAIVE_VENV = ROOT / "bench" / ".venv-naive"
 
 # Each Subgate variant is paired with the ceiling on the same event loop. ``subgate`` runs with
 # default settings (uvloop, since it is installed); the naive peer is plain aiohttp, as its
-# user would write it.
-TARGETS = ("ceiling", "ceiling-asyncio", "naive", "subgate", "subgate-asyncio")
+# user would write it. ``subgate-wN`` adds ``[server] intake_workers = N``: N worker processes
+# parse and verify on the intake port and relay to the one process that writes the store.
+TARGETS = (
+    "ceiling",
+    "ceiling-asyncio",
+    "naive",
+    "subgate",
+    "subgate-asyncio",
+    "subgate-w1",
+    "subgate-w2",
+)
 
 
 @dataclass(frozen=True)
@@ -120,13 +129,22 @@ def command(target: str, space: Workspace, port: int, run_dir: Path) -> list[str
         ]
     config = run_dir / "subgate.toml"
     loop = "asyncio" if target.endswith("-asyncio") else "auto"
+    workers = intake_workers(target)
+    # With workers the load goes to the intake port they share; the primary keeps its own port.
+    server = f"intake_workers = {workers}\nintake_port = {port}\n" if workers else ""
     config.write_text(
-        f'[server]\nnotify_max_age_seconds = 2592000\nevent_loop = "{loop}"\n'
+        f'[server]\nnotify_max_age_seconds = 2592000\nevent_loop = "{loop}"\n{server}'
         f'[storage]\nurl = "sqlite:///{run_dir}/subgate.db"\n'
         f'synchronous = "FULL"\n[[apps]]\napp_id = "{APP_ID}"\n'
         f'alipay_public_key = "{space.root / "alipay_public.pem"}"\n'
     )
-    return serve_command(config, port)
+    return serve_command(config, free_port() if workers else port)
+
+
+def intake_workers(target: str) -> int:
+    """``subgate-w2`` -> 2; any other target -> 0."""
+    prefix = "subgate-w"
+    return int(target.removeprefix(prefix)) if target.startswith(prefix) else 0
 
 
 def serve_command(config: Path, port: int) -> list[str]:
@@ -145,11 +163,9 @@ def serve_command(config: Path, port: int) -> list[str]:
 
 
 def stored_rows(target: str, run_dir: Path) -> int | None:
-    database = {"naive": "naive.db", "subgate": "subgate.db", "subgate-asyncio": "subgate.db"}.get(
-        target
-    )
-    if database is None:
+    if target.startswith("ceiling"):
         return None
+    database = "naive.db" if target == "naive" else "subgate.db"
     with sqlite3.connect(run_dir / database) as db:
         return int(db.execute("SELECT count(*) FROM notifications").fetchone()[0])
 
@@ -163,9 +179,9 @@ def measure(
     url = f"http://127.0.0.1:{port}/alipay/notify"
     with serving(command(target, space, port, run_dir), port, ROOT, run_dir / "server.log") as proc:
         run_wrk(url, bodies, connections, 2, offset=plan.bodies // 2)  # warm-up on other ids
-        before, load_before = cpu_seconds(proc.pid), _children_cpu()
+        before, load_before = tree_cpu_seconds(proc.pid), _children_cpu()
         result = run_wrk(url, bodies, connections, plan.seconds, offset=0)
-        cpu, load_cpu = cpu_seconds(proc.pid) - before, _children_cpu() - load_before
+        cpu, load_cpu = tree_cpu_seconds(proc.pid) - before, _children_cpu() - load_before
     rows = stored_rows(target, run_dir)
     return {
         **result.as_dict(),
@@ -232,6 +248,14 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         ("asyncio_intake_vs_ceiling_c64", "subgate-asyncio@c64", "ceiling-asyncio@c64", "rps"),
         ("asyncio_p99_vs_ceiling_c64", "subgate-asyncio@c64", "ceiling-asyncio@c64", "p99_ms"),
         ("asyncio_intake_vs_ceiling_c8", "subgate-asyncio@c8", "ceiling-asyncio@c8", "rps"),
+        ("w1_intake_vs_single_c64", "subgate-w1@c64", "subgate@c64", "rps"),
+        ("w2_intake_vs_single_c64", "subgate-w2@c64", "subgate@c64", "rps"),
+        ("w1_intake_vs_ceiling_c64", "subgate-w1@c64", "ceiling@c64", "rps"),
+        ("w2_intake_vs_ceiling_c64", "subgate-w2@c64", "ceiling@c64", "rps"),
+        ("w1_intake_vs_naive_c64", "subgate-w1@c64", "naive@c64", "rps"),
+        ("w2_intake_vs_naive_c64", "subgate-w2@c64", "naive@c64", "rps"),
+        ("w1_p99_vs_ceiling_c64", "subgate-w1@c64", "ceiling@c64", "p99_ms"),
+        ("w2_p99_vs_ceiling_c64", "subgate-w2@c64", "ceiling@c64", "p99_ms"),
     ]
     for name, top, bottom, key in pairs:
         a, b = get(top, key), get(bottom, key)

@@ -11,13 +11,23 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from server.api import setup_api_routes
-from server.appkeys import CREDENTIALS, GATEWAY, LEDGER, REFUSALS, SETTINGS, STORE, TOKENS
+from server.appkeys import (
+    CREDENTIALS,
+    GATEWAY,
+    LEDGER,
+    REFUSALS,
+    SETTINGS,
+    STORE,
+    STORE_SINK,
+    TOKENS,
+)
 from server.auth import TokenRing
 from server.consent import ConsentLedger
 from server.credentials import AppCredentials, load_credentials
 from server.dispatch import HandlerRegistry, default_registry
-from server.gateway import Clock, NotificationGateway
+from server.gateway import Clock, NotificationGateway, StoreSink
 from server.health import setup_health_routes
+from server.intake_workers import INTAKE_WORKERS, IntakeWorkers
 from server.logredact import redact_parser_errors
 from server.metrics import METRICS, Metrics, serve_metrics
 from server.middleware import error_middleware
@@ -66,6 +76,8 @@ def build_app(
     app[TOKENS] = TokenRing(settings.tokens)
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_store_context(registry or default_registry(), clock))
+    if settings.server.intake_workers:
+        app.cleanup_ctx.append(_intake_workers_context)
     app.cleanup_ctx.append(outbound_context(clock))
     setup_notify_routes(app)
     setup_api_routes(app)
@@ -85,7 +97,10 @@ def _store_context(
         if writer is not None:
             writer.observe = app[METRICS].observe_commit
         credentials: dict[str, AppCredentials] = app[CREDENTIALS]
-        app[GATEWAY] = NotificationGateway(credentials, store, registry, app[REFUSALS], clock)
+        app[STORE_SINK] = StoreSink(store)
+        app[GATEWAY] = NotificationGateway(
+            credentials, app[STORE_SINK], registry, app[REFUSALS], clock
+        )
         app[LEDGER] = ConsentLedger(store, TemplateRegistry(app[SETTINGS].apps), clock)
         tasks = [asyncio.create_task(_flush_refusals_forever(app, clock))]
         if app[SETTINGS].retention.notifications_days > 0:
@@ -99,6 +114,15 @@ def _store_context(
         await store.close()
 
     return store_context
+
+
+async def _intake_workers_context(app: web.Application) -> AsyncIterator[None]:
+    """Started once the store is open, stopped before it closes (their last requests land)."""
+    workers = IntakeWorkers(app[SETTINGS], logging.getLogger().getEffectiveLevel())
+    await workers.start(app[STORE_SINK], app[REFUSALS], app[METRICS])
+    app[INTAKE_WORKERS] = workers
+    yield
+    await workers.stop()
 
 
 async def prune_once(app: web.Application, clock: Clock) -> int:

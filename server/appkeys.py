@@ -7,7 +7,7 @@ from aiohttp import web
 from server.auth import TokenRing
 from server.consent import ConsentLedger
 from server.credentials import AppCredentials
-from server.gateway import NotificationGateway
+from server.gateway import NotificationGateway, StoreSink
 from server.reconcile import Reconciler
 from server.refusals import RefusalCounter
 from server.sender import MessageSender
@@ -19,6 +19,7 @@ CREDENTIALS = web.AppKey("credentials", dict[str, AppCredentials])
 STORE = web.AppKey("store", Store)
 REFUSALS = web.AppKey("refusals", RefusalCounter)
 GATEWAY = web.AppKey("gateway", NotificationGateway)
+STORE_SINK = web.AppKey("store_sink", StoreSink)
 LEDGER = web.AppKey("ledger", ConsentLedger)
 TOKENS = web.AppKey("tokens", TokenRing)
 SENDER = web.AppKey("sender", MessageSender)

@@ -1,17 +1,21 @@
 """The notification gateway: raw body in, reply out, nothing acknowledged before it is stored.
 
     body -> parse_form -> resolve the app (configured apps only) -> verify_notification
-         -> handler (events + reply) -> store.record_notification (one transaction) -> reply
+         -> handler (events + reply) -> sink.keep (one transaction) -> reply
 
-This module knows nothing of HTTP; ``server/notify.py`` is the aiohttp shell around it.
+The sink is where a verified notification is kept: ``StoreSink`` writes it to this process's
+store; an intake worker's sink relays it to the process that owns the store
+(``server/relay.py``). This module knows nothing of HTTP; ``server/notify.py`` is the aiohttp
+shell around it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from server.credentials import AppCredentials
 from server.dispatch import HandlerRegistry, Reply, notification_kind
@@ -19,7 +23,7 @@ from server.errors import SUBGATE_ERRORS, AppMismatch, UnknownApp
 from server.lifeaccount import claimed_app_id
 from server.refusals import UNKNOWN_APP_KEY, RefusalCounter
 from storage import Store
-from storage.models import NotificationRecord
+from storage.models import ConsentEvent, NotificationRecord, RecordOutcome
 from verify import FormBody, MalformedPayload, VerifiedNotification, parse_form, verify_notification
 
 logger = logging.getLogger(__name__)
@@ -27,22 +31,55 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
+class NotificationSink(Protocol):
+    async def keep(
+        self, record: NotificationRecord, events: Sequence[ConsentEvent]
+    ) -> RecordOutcome:
+        """Store the notification and its events atomically and durably (idempotent on its
+        key); raise ``StorageUnavailable`` when nothing was stored."""
+
+
+class StoreSink:
+    """Keeps verified notifications in the store, counting and logging each one: whichever
+    process verified it, the one that owns the store counts it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        # (app, kind, "stored" | "duplicate") -> count; keys are configured apps only.
+        self.accepted: Counter[tuple[str, str, str]] = Counter()
+
+    async def keep(
+        self, record: NotificationRecord, events: Sequence[ConsentEvent]
+    ) -> RecordOutcome:
+        outcome = await self._store.record_notification(record, events)
+        result = "duplicate" if outcome.duplicate else "stored"
+        self.accepted[(record.app_id, record.kind, result)] += 1
+        logger.info(
+            "notification %s app=%s kind=%s id=%s rule=%s key=%s",
+            result,
+            record.app_id,
+            record.kind,
+            record.dedupe_key,
+            record.rule,
+            record.key_label,
+        )
+        return outcome
+
+
 class NotificationGateway:
     def __init__(
         self,
         credentials: Mapping[str, AppCredentials],
-        store: Store,
+        sink: NotificationSink,
         registry: HandlerRegistry,
         refusals: RefusalCounter,
         clock: Clock,
     ) -> None:
         self._credentials = credentials
-        self._store = store
+        self._sink = sink
         self._registry = registry
         self.refusals = refusals
         self._clock = clock
-        # (app, kind, "stored" | "duplicate") -> count; keys are configured apps only.
-        self.accepted: Counter[tuple[str, str, str]] = Counter()
 
     def app_key(self, app_id: str | None) -> str:
         """The counter key for an app id: itself when configured, else "-" (bounded keys)."""
@@ -69,17 +106,7 @@ class NotificationGateway:
         handler = self._registry.handler_for(kind)
         handled = handler.handle(verified, app, now)
         record = _record(verified, body, app.app_id, kind, handler.name, now)
-        outcome = await self._store.record_notification(record, handled.events)
-        self.accepted[(app.app_id, kind, "duplicate" if outcome.duplicate else "stored")] += 1
-        logger.info(
-            "notification %s app=%s kind=%s id=%s rule=%s key=%s",
-            "duplicate" if outcome.duplicate else "stored",
-            app.app_id,
-            kind,
-            verified.dedupe_key,
-            verified.rule.value,
-            verified.key_label,
-        )
+        await self._sink.keep(record, handled.events)
         return handled.reply
 
     def _resolve_app(self, form: FormBody, url_app_id: str | None) -> AppCredentials:

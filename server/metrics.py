@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from server.appkeys import GATEWAY, STORE
+from server.appkeys import GATEWAY, STORE, STORE_SINK
 from storage.errors import StorageError
 from storage.models import MessageStatus
 
@@ -97,7 +97,7 @@ METRICS = web.AppKey("metrics", Metrics)
 async def serve_metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     gateway = request.app[GATEWAY]
-    metrics.snapshot.accepted = dict(gateway.accepted)
+    metrics.snapshot.accepted = dict(request.app[STORE_SINK].accepted)
     metrics.snapshot.refused = gateway.refusals.totals()
     try:
         started = time.perf_counter()

@@ -11,15 +11,22 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Protocol
 
-from storage import Store
 from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
 UNKNOWN_APP_KEY = "-"
 LOG_INTERVAL_SECONDS = 10.0
+
+
+class RefusalSink(Protocol):
+    """Where counts are flushed: the store, or (from an intake worker) the relay."""
+
+    async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None: ...
 
 
 class RefusalCounter:
@@ -52,7 +59,12 @@ class RefusalCounter:
     def totals(self) -> dict[tuple[str, str], int]:
         return dict(self._totals)
 
-    async def flush(self, store: Store, at: datetime) -> None:
+    def add(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Take counts made (and logged) by another process, to show and flush as our own."""
+        self._totals.update(counts)
+        self._unflushed.update(counts)
+
+    async def flush(self, store: RefusalSink, at: datetime) -> None:
         """Add the counts not yet stored; on failure keep them for the next flush.
 
         Waits for a flush already in progress, so that on return every count made before the

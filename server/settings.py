@@ -50,6 +50,20 @@ class ServerSettings(_Section):
     notify_max_future_seconds: int = Field(default=300, ge=0, le=3600)
     refusal_flush_seconds: float = Field(default=5.0, gt=0, le=3600)
     event_loop: EventLoopChoice = "auto"
+    # Notification intake on more cores: this many worker processes serve /alipay/notify on
+    # intake_port and hand verified notifications to this process, which alone writes the store.
+    intake_workers: int = Field(default=0, ge=0, le=64)
+    intake_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _intake_port_with_workers(self) -> Self:
+        if self.intake_workers and self.intake_port is None:
+            raise ValueError("intake_workers needs intake_port (the port the workers share)")
+        if self.intake_port is not None and not self.intake_workers:
+            raise ValueError("intake_port is only served by intake_workers; set both or neither")
+        if self.intake_port is not None and self.intake_port == self.port:
+            raise ValueError("intake_port must differ from port")
+        return self
 
 
 class StorageSettings(_Section):

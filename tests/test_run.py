@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 import run
+from server.collector import GC_THRESHOLDS
 from tests.pki import public_pem, rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +176,7 @@ async def test_start_up_freezes_what_it_made_and_collects_less_often() -> None:
     try:
         await run._settle_garbage_collector(web.Application())
         assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == run.GC_THRESHOLDS
+        assert gc.get_threshold() == GC_THRESHOLDS
     finally:
         gc.unfreeze()
         gc.set_threshold(*saved)

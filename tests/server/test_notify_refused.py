@@ -497,7 +497,7 @@ async def test_a_flush_called_while_a_failing_flush_is_in_progress_still_stores_
     await send(table_gateway, tampered_value())
     await send(table_gateway, garbage_bytes())
     counter, busy = table_gateway.app[REFUSALS], BusyStore()
-    periodic = asyncio.create_task(counter.flush(busy, NOW))  # type: ignore[arg-type]
+    periodic = asyncio.create_task(counter.flush(busy, NOW))
     await busy.writing.wait()
 
     final = asyncio.create_task(counter.flush(table_gateway.store, NOW))

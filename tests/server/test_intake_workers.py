@@ -1,0 +1,260 @@
+"""``[server] intake_workers``: worker processes verify on the intake port, the primary stores.
+
+Every test runs the real thing: the primary is Subgate on a real port, its workers are real
+``python -m server.intake_worker`` processes sharing ``intake_port`` with SO_REUSEPORT, and
+notifications are signed by the official SDK. Workers verify against the wall clock (they are
+other processes), so what is posted to them is dated now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from server.gateway import StoreSink
+from server.intake_workers import INTAKE_WORKERS, IntakeWorkers, WorkerStartFailed
+from server.metrics import Metrics
+from server.refusals import RefusalCounter
+from server.settings import Settings, SettingsError
+from storage import open_store
+from storage.models import ConsentAction
+from tests.oracle import form_body
+from tests.server.conftest import APP_ID, Gateway, StartGateway, make_settings
+from tests.server.notifications import (
+    ALIPAY_CONTENT_TYPE,
+    life_account_fields,
+    signed,
+    stranger_key,
+    trade_fields,
+)
+
+USER_ID = "2088000000000001"
+DEADLINE_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_settings(tmp_path: Path, workers: int = 2) -> Settings:
+    return make_settings(
+        tmp_path, intake_workers=workers, intake_port=free_port(), refusal_flush_seconds=0.05
+    )
+
+
+class Intake:
+    """Posts to the workers' port, as Alipay would."""
+
+    def __init__(self, gateway: Gateway, session: aiohttp.ClientSession) -> None:
+        self.gateway = gateway
+        self.url = f"http://127.0.0.1:{gateway.settings.server.intake_port}/alipay/notify"
+        self._session = session
+
+    @property
+    def workers(self) -> IntakeWorkers:
+        return self.gateway.app[INTAKE_WORKERS]
+
+    async def post(self, fields: dict[str, str], charset: str = "utf-8") -> tuple[int, str, bytes]:
+        # A new connection each time, so the kernel spreads them over the workers.
+        headers = {
+            "Content-Type": ALIPAY_CONTENT_TYPE.format(charset=charset),
+            "Connection": "close",
+        }
+        async with self._session.post(
+            self.url, data=form_body(fields, charset), headers=headers
+        ) as response:
+            return (
+                response.status,
+                response.headers.get("X-Subgate-Error", ""),
+                await response.read(),
+            )
+
+    async def metrics(self) -> str:
+        async with self._session.get(self.gateway.client.make_url("/metrics")) as response:
+            return await response.text()
+
+
+@pytest.fixture
+async def intake(start_gateway: StartGateway, tmp_path: Path) -> Any:
+    gateway = await start_gateway(worker_settings(tmp_path))
+    async with aiohttp.ClientSession() as session:
+        yield Intake(gateway, session)
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll a condition that another process makes true (bounded; never a fixed sleep)."""
+    end = time.monotonic() + DEADLINE_SECONDS
+    while not await condition():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
+def now_trade(**extra: str) -> dict[str, str]:
+    return signed(trade_fields(when=datetime.now(UTC), **extra))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_the_primary_starts_every_worker_before_it_serves(intake: Intake) -> None:
+    pids = intake.workers.pids
+
+    assert len(pids) == 2 and len(set(pids)) == 2
+    assert all(alive(pid) and pid != os.getpid() for pid in pids)
+
+
+async def test_each_notification_posted_to_the_workers_is_stored_once_whatever_the_retries(
+    intake: Intake,
+) -> None:
+    notifications = [now_trade() for _ in range(30)]
+
+    answers = await asyncio.gather(*(intake.post(n) for n in notifications * 3))
+
+    assert answers == [(200, "", b"success")] * 90
+    assert await intake.gateway.store.count_notifications(APP_ID) == 30
+    for fields in notifications:
+        stored = await intake.gateway.store.get_notification(APP_ID, fields["notify_id"])
+        assert stored is not None and stored.fields == fields
+    metrics = await intake.metrics()
+    accepted = 'subgate_notifications_accepted_total{app="%s",kind="trade_status_sync",result="%s"}'
+    assert f"{accepted % (APP_ID, 'stored')} 30.0" in metrics
+    assert f"{accepted % (APP_ID, 'duplicate')} 60.0" in metrics
+
+
+async def test_a_forged_notification_is_refused_by_a_worker_and_counted_by_the_primary(
+    intake: Intake,
+) -> None:
+    forged = signed(trade_fields(when=datetime.now(UTC)), key=stranger_key())
+
+    answers = [await intake.post(forged) for _ in range(3)]
+
+    assert answers == [(403, "bad_signature", b"fail")] * 3
+    assert await intake.gateway.store.count_notifications() == 0
+    refused = f'subgate_notifications_refused_total{{app="{APP_ID}",reason="bad_signature"}} 3.0'
+    errors = 'subgate_error_answers_total{code="bad_signature"} 3.0'
+
+    async def counted() -> bool:
+        metrics = await intake.metrics()
+        return refused in metrics and errors in metrics
+
+    await until(counted, "the workers' counts reach the primary's /metrics")
+
+    async def flushed() -> bool:
+        counts = await intake.gateway.store.refusal_counts()
+        return [(c.app_id, c.reason, c.count) for c in counts] == [(APP_ID, "bad_signature", 3)]
+
+    await until(flushed, "the primary flushes the workers' counts to the store")
+
+
+async def test_a_follow_through_a_worker_appends_its_consent_event_with_the_notification(
+    intake: Intake,
+) -> None:
+    follow = signed(
+        life_account_fields("follow", USER_ID, when=datetime.now(UTC)), rule="V2", charset="gbk"
+    )
+
+    status, code, body = await intake.post(follow, charset="gbk")
+
+    assert (status, code) == (200, "")
+    assert b"<sign>" in body  # the signed ack, built by the worker with the app key
+    events = await intake.gateway.store.consent_events(APP_ID, USER_ID)
+    assert [(e.channel, e.action) for e in events] == [("life_account", ConsentAction.FOLLOW)]
+    assert await intake.gateway.store.count_notifications(APP_ID) == 1
+
+
+async def test_a_store_that_cannot_commit_makes_the_worker_answer_503_and_store_nothing(
+    intake: Intake,
+) -> None:
+    writer = intake.gateway.store.writer  # type: ignore[attr-defined]
+    await writer.maintain(lambda connection: connection.execute("PRAGMA query_only = 1"))
+    notification = now_trade()
+
+    refused = await intake.post(notification)
+    await writer.maintain(lambda connection: connection.execute("PRAGMA query_only = 0"))
+    resent = await intake.post(notification)
+
+    assert refused == (503, "storage_unavailable", b"fail")
+    assert resent == (200, "", b"success")
+    assert await intake.gateway.store.count_notifications(APP_ID) == 1
+
+
+async def test_a_worker_that_dies_is_replaced_while_the_other_keeps_serving(
+    intake: Intake,
+) -> None:
+    victim, survivor = intake.workers.pids
+
+    os.kill(victim, signal.SIGKILL)
+    served_meanwhile = await intake.post(now_trade())
+
+    async def replaced() -> bool:
+        pids = intake.workers.pids
+        return len(pids) == 2 and victim not in pids
+
+    await until(replaced, "the primary starts a new worker")
+    assert served_meanwhile == (200, "", b"success")
+    assert survivor in intake.workers.pids and intake.workers.restarts == 1
+    assert [await intake.post(now_trade()) for _ in range(4)] == [(200, "", b"success")] * 4
+
+
+async def test_stopping_the_primary_stops_every_worker(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    gateway = await start_gateway(worker_settings(tmp_path, workers=1))
+    pids = gateway.app[INTAKE_WORKERS].pids
+
+    await gateway.client.close()
+
+    assert pids and not any(alive(pid) for pid in pids)
+    assert not gateway.app[INTAKE_WORKERS].relay_path.parent.exists()
+
+
+async def test_start_up_fails_with_a_clear_error_when_the_intake_port_is_taken(
+    tmp_path: Path,
+) -> None:
+    settings = worker_settings(tmp_path, workers=1)
+    workers = IntakeWorkers(settings, log_level=30)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", settings.server.intake_port or 0))
+        taken.listen()
+        store = await open_store(settings.storage.url)
+        try:
+            with pytest.raises(WorkerStartFailed, match="did not start"):
+                await workers.start(StoreSink(store), RefusalCounter(), Metrics())
+        finally:
+            await store.close()
+
+    assert workers.pids == []
+    assert not workers.relay_path.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("server", "problem"),
+    [
+        ({"intake_workers": 2}, "intake_workers needs intake_port"),
+        ({"intake_port": 9000}, "intake_port is only served by intake_workers"),
+        ({"intake_workers": 1, "intake_port": 8080, "port": 8080}, "must differ from port"),
+    ],
+)
+def test_intake_settings_that_cannot_work_are_refused_at_load(
+    tmp_path: Path, server: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        make_settings(tmp_path, **server)
