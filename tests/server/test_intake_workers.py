@@ -37,6 +37,7 @@ from tests.server.notifications import (
     stranger_key,
     trade_fields,
 )
+from tests.server.subgate_process import SubgateProcess
 
 USER_ID = "2088000000000001"
 DEADLINE_SECONDS = 30.0
@@ -258,3 +259,99 @@ def test_intake_settings_that_cannot_work_are_refused_at_load(
 ) -> None:
     with pytest.raises(SettingsError, match=problem):
         make_settings(tmp_path, **server)
+
+
+async def test_every_notification_a_worker_acknowledged_during_shutdown_is_stored(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    gateway = await start_gateway(worker_settings(tmp_path))
+    notifications = [now_trade() for _ in range(40)]
+    async with aiohttp.ClientSession() as session:
+        intake = Intake(gateway, session)
+
+        async def post(fields: dict[str, str]) -> bool:
+            try:
+                return await intake.post(fields) == (200, "", b"success")
+            except aiohttp.ClientError:
+                return False  # not answered: Alipay sends it again
+
+        posts = [asyncio.create_task(post(fields)) for fields in notifications]
+        await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
+        await gateway.client.close()  # while the other posts are in flight
+        acknowledged = await asyncio.gather(*posts)
+
+    assert any(acknowledged)
+    store = await open_store(gateway.settings.storage.url)
+    try:
+        for fields, ok in zip(notifications, acknowledged, strict=True):
+            if ok:
+                assert await store.get_notification(APP_ID, fields["notify_id"]) is not None
+    finally:
+        await store.close()
+
+
+def process_state(pid: int) -> str | None:
+    """The process's state letter, or None once it is gone (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+    return None if state in ("Z", "X") else state
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture
+async def worker_process(tmp_path: Path) -> Any:
+    """``run.py serve`` with one intake worker, as a real process tree."""
+    subgate = SubgateProcess(tmp_path, "http://127.0.0.1:9/gateway.do")
+    intake_port = free_port()
+    subgate.config.write_text(
+        subgate.config.read_text().replace(
+            "refusal_flush_seconds = 0.5",
+            f"refusal_flush_seconds = 0.5\nintake_workers = 1\nintake_port = {intake_port}",
+        )
+    )
+    async with aiohttp.ClientSession() as http:
+        await subgate.start(http)
+        yield subgate, intake_port, http
+        await subgate.close()
+
+
+async def test_a_killed_primary_takes_its_workers_down_with_it(worker_process: Any) -> None:
+    subgate, intake_port, http = worker_process
+    workers = children_of(subgate.pid)
+    assert len(workers) == 1
+
+    await subgate.kill()
+
+    async def gone() -> bool:
+        return process_state(workers[0]) is None
+
+    await until(gone, "the orphaned worker notices the relay closed and exits")
+    with pytest.raises(aiohttp.ClientError):
+        await http.get(f"http://127.0.0.1:{intake_port}/healthz")
+
+
+async def test_a_stopped_service_stops_its_workers_first_and_exits_cleanly(
+    worker_process: Any,
+) -> None:
+    subgate, intake_port, http = worker_process
+    workers = children_of(subgate.pid)
+    async with http.get(f"http://127.0.0.1:{intake_port}/healthz") as answer:
+        assert answer.status == 200
+
+    code = await subgate.stop()
+
+    assert code == 0
+    assert workers and all(process_state(pid) is None for pid in workers)
