@@ -8,8 +8,8 @@ that commit. It reads its settings from standard input (a pickle the primary wri
 settings hold secrets, so never argv or the environment).
 
 It stops on SIGTERM from the primary, or by itself when the relay closes (the primary is gone):
-it finishes the requests in flight, relays its last counts and exits. SIGINT is ignored: a
-Ctrl-C reaches the whole process group, and the primary stops its workers in order.
+it finishes the requests it is handling, relays its last counts and exits. It runs in a session
+of its own and ignores SIGINT: a Ctrl-C is for the primary, which stops its workers in order.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from server.notify import setup_notify_routes
 from server.refusals import RefusalCounter
 from server.relay import RelayClient, WorkerOrders
 from server.settings import Settings
-from storage.errors import StorageError
+from storage.errors import StorageError, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ async def serve(orders: WorkerOrders) -> None:
         logger.error("intake worker %d: the relay to the primary closed; stopping", os.getpid())
     for task in (flusher, lost, stopped):
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     await runner.cleanup()  # stop listening, finish the requests in flight
     await counts.flush()
@@ -145,6 +145,9 @@ def main() -> int:
     loop, _ = new_event_loop(orders.settings.server.event_loop)
     try:
         loop.run_until_complete(serve(orders))
+    except (StorageUnavailable, OSError) as error:  # refused by the primary, or port taken
+        logger.error("intake worker %d cannot serve: %s", os.getpid(), error)
+        return 2
     finally:
         loop.close()
     return 0

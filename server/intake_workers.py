@@ -2,11 +2,13 @@
 them in order.
 
 The primary opens the relay (``server/relay.py``) on a Unix socket in a fresh 0700 directory,
-starts each worker (``python -m server.intake_worker``, its orders on standard input) and waits
-until every one listens on ``intake_port`` and has said so over the relay: start-up fails if one
-cannot. A worker that dies later is started again after a back-off (1 s, doubling to 30 s) while
-the others go on serving. On shutdown the workers get SIGTERM and finish their requests in
-flight, which the primary still stores, before the relay and then the store close.
+starts each worker (``python -m server.intake_worker`` in a session of its own, its orders on
+standard input) and waits until every one listens on ``intake_port`` and has said so over the
+relay: start-up fails if one cannot. A worker that dies later is started again, at once if it
+had run a while, else after a back-off (1 s doubling to 30 s) so that one failing on start or on
+every request cannot spin; the others serve meanwhile. On shutdown the workers get SIGTERM and
+finish the requests they are handling, which the primary still stores, before the relay and
+then the store close.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -27,17 +30,32 @@ from server.gateway import StoreSink
 from server.metrics import Metrics
 from server.refusals import RefusalCounter
 from server.relay import RelayServer, WorkerOrders
-from server.settings import Settings
+from server.settings import Settings, StorageSettings
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
-RESTART_BACKOFF_SECONDS = (1.0, 30.0)
+RESTART_BACKOFF_SECONDS = (1.0, 30.0)  # first, longest; a worker that ran this long is stable
 
 
 class WorkerStartFailed(RuntimeError):
     """A worker exited, or did not report ready, before it served."""
+
+
+def next_restart_delay(ran_seconds: float, previous: float) -> float:
+    """How long to wait before starting a dead worker again: 0 after one that ran a while, else
+    the first back-off, doubling up to the longest."""
+    first, longest = RESTART_BACKOFF_SECONDS
+    if ran_seconds >= longest:
+        return 0.0
+    return first if previous <= 0 else min(previous * 2, longest)
+
+
+def worker_settings(settings: Settings) -> Settings:
+    """What a worker needs: the server and app sections (keys to verify with, the app key for
+    life-account replies). Never the API tokens, the TOP secrets or the database URL."""
+    return settings.model_copy(update={"tokens": [], "top_apps": [], "storage": StorageSettings()})
 
 
 class IntakeWorkers:
@@ -49,7 +67,8 @@ class IntakeWorkers:
         self.relay_path = self._folder / "relay.sock"
         self._relay: RelayServer | None = None
         self._ready: dict[int, asyncio.Future[None]] = {}
-        self._processes: list[asyncio.subprocess.Process | None] = [None] * self._count
+        self._started: set[asyncio.subprocess.Process] = set()  # every process not yet reaped
+        self._serving: list[asyncio.subprocess.Process | None] = [None] * self._count
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
         self.restarts = 0
@@ -57,17 +76,36 @@ class IntakeWorkers:
     @property
     def pids(self) -> list[int]:
         """The workers serving now (a restarting slot is left out)."""
-        return [p.pid for p in self._processes if p is not None and p.returncode is None]
+        return [p.pid for p in self._serving if p is not None and p.returncode is None]
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def in_flight(self) -> int:
+        """Notifications relayed by the workers that the primary has not answered yet."""
+        return 0 if self._relay is None else self._relay.in_flight
 
     async def start(self, sink: StoreSink, refusals: RefusalCounter, metrics: Metrics) -> None:
-        self._relay = RelayServer(sink, refusals, metrics, self._note_ready)
-        await self._relay.start(self.relay_path)
+        self._relay = RelayServer(
+            sink,
+            refusals,
+            metrics,
+            max_body_bytes=self._settings.server.max_body_bytes,
+            is_worker=lambda pid: any(p.pid == pid for p in self._started),
+            on_ready=self._note_ready,
+        )
         try:
-            started = await asyncio.gather(*(self._spawn() for _ in range(self._count)))
-        except BaseException:
+            await self._relay.start(self.relay_path)
+            async with asyncio.TaskGroup() as group:
+                spawning = [group.create_task(self._spawn()) for _ in range(self._count)]
+        except BaseException as error:
             await self.stop()
+            if isinstance(error, BaseExceptionGroup):
+                raise error.exceptions[0] from None
             raise
-        self._processes = list(started)
+        self._serving = [task.result() for task in spawning]
         self._watchers = [asyncio.create_task(self._watch(slot)) for slot in range(self._count)]
         logger.info(
             "%d intake worker(s) serving notifications on %s:%d",
@@ -83,14 +121,20 @@ class IntakeWorkers:
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server.intake_worker", stdin=asyncio.subprocess.PIPE
+            sys.executable,
+            "-m",
+            "server.intake_worker",
+            stdin=asyncio.subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C reaches the primary, which stops its workers
         )
+        self._started.add(process)
         ready = self._ready[process.pid] = asyncio.get_running_loop().create_future()
         try:
             assert process.stdin is not None
-            orders = WorkerOrders(self._settings, self.relay_path, self._log_level)
+            orders = WorkerOrders(worker_settings(self._settings), self.relay_path, self._log_level)
             process.stdin.write(pickle.dumps(orders))
-            await process.stdin.drain()
+            with contextlib.suppress(ConnectionError):  # it died at once: reported below
+                await process.stdin.drain()
             process.stdin.close()
             exited = asyncio.ensure_future(process.wait())
             done, _ = await asyncio.wait(
@@ -98,37 +142,46 @@ class IntakeWorkers:
             )
             exited.cancel()
             if ready not in done:
-                await _end(process)
+                await self._end(process)
                 raise WorkerStartFailed(
                     f"intake worker {process.pid} did not start (exit code {process.returncode}); "
                     f"is {self._settings.server.host}:{self._settings.server.intake_port} free?"
                 )
             return process
         except BaseException:
-            await _end(process)
+            await self._end(process)
             raise
         finally:
             self._ready.pop(process.pid, None)
 
     async def _watch(self, slot: int) -> None:
         """Start a worker again whenever it dies, backing off while it keeps failing."""
-        backoff = RESTART_BACKOFF_SECONDS[0]
+        delay = 0.0
+        started = time.monotonic()
         while True:
-            process = self._processes[slot]
+            process = self._serving[slot]
             if process is not None:
                 code = await process.wait()
+                self._started.discard(process)
                 if self._stopping:
                     return
-                logger.error("intake worker %d exited with %s; starting another", process.pid, code)
-                self._processes[slot] = None
+                delay = next_restart_delay(time.monotonic() - started, delay)
+                logger.error(
+                    "intake worker %d exited with %s; starting another in %.0f s",
+                    process.pid,
+                    code,
+                    delay,
+                )
+                self._serving[slot] = None
+            await asyncio.sleep(delay)
             try:
-                self._processes[slot] = await self._spawn()
-                self.restarts += 1
-                backoff = RESTART_BACKOFF_SECONDS[0]
-            except WorkerStartFailed as error:
-                logger.error("%s; trying again in %.0f s", error, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RESTART_BACKOFF_SECONDS[1])
+                self._serving[slot] = await self._spawn()
+            except Exception as error:  # WorkerStartFailed, or the OS refused a process
+                delay = next_restart_delay(0.0, delay)
+                logger.error("intake worker not started (%s); trying again in %.0f s", error, delay)
+                continue
+            started = time.monotonic()
+            self.restarts += 1
 
     async def stop(self) -> None:
         """SIGTERM every worker and wait for it (killing it after a grace period), then close
@@ -136,27 +189,24 @@ class IntakeWorkers:
         self._stopping = True
         for task in self._watchers:
             task.cancel()
-        for task in self._watchers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await asyncio.gather(*(_end(p) for p in self._processes if p is not None))
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await asyncio.gather(*(self._end(p) for p in list(self._started)))
         if self._relay is not None:
             await self._relay.close()
         shutil.rmtree(self._folder, ignore_errors=True)
 
-
-async def _end(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
-    except TimeoutError:
-        logger.error("intake worker %d did not stop in time; killing it", process.pid)
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
+    async def _end(self, process: asyncio.subprocess.Process) -> None:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                logger.error("intake worker %d did not stop in time; killing it", process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        self._started.discard(process)
 
 
 INTAKE_WORKERS = web.AppKey("intake_workers", IntakeWorkers)

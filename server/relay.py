@@ -9,11 +9,16 @@ and error-answer counts, which the primary shows on /metrics and flushes with it
 Wire format, over a Unix stream socket in a directory only the service's user can enter: each
 frame is a 4-byte big-endian length and a pickle of plain values (str, bytes, numbers, None,
 tuples, lists, dicts; times as integer microseconds since the epoch). Loading refuses every
-global, so a frame can construct no object and run no code even if something else reached the
-socket. Frames written in one turn of the event loop go out in one write.
+global, so a frame can construct no object and run no code. On Linux the primary also accepts
+connections only from the worker processes it started (``SO_PEERCRED``). Frames written in one
+turn of the event loop go out in one write.
 
-    worker -> primary   (seq, op, payload)   op: "keep" | "refusals" | "errors" | "ready"
+    worker -> primary   (seq, op, payload)   op: "hello" | "keep" | "refusals" | "errors" | "ready"
     primary -> worker   (seq, ok, value)     value: the answer, or the error message
+
+A worker says "hello" with the protocol version and the record's field names before it serves,
+so a worker started from other code than the primary's (a deploy while it runs) is refused
+rather than storing fields in the wrong columns.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import asyncio
 import io
 import logging
 import pickle
+import socket
 import struct
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,10 +45,19 @@ from storage.models import ConsentEvent, NotificationRecord, RecordOutcome
 
 logger = logging.getLogger(__name__)
 
+PROTOCOL_VERSION = 1
+# A relayed frame carries one notification body (at most max_body_bytes) and its small
+# metadata; anything larger than this is not the protocol.
+FRAME_OVERHEAD_BYTES = 1024 * 1024
+# A worker answers 503 for a notification the primary has not answered in this long (the
+# notification may still be stored; Alipay's re-send is then a duplicate, answered success).
+CALL_TIMEOUT_SECONDS = 30.0
+
 _LENGTH = struct.Struct(">I")
-MAX_FRAME_BYTES = 64 * 1024 * 1024
 _RECORD_FIELDS = tuple(NotificationRecord.model_fields)
 _TIME_FIELDS = frozenset({"occurred_at", "received_at"})
+_OPTIONAL_FIELDS = frozenset({"occurred_at"})
+_BYTES_FIELDS = frozenset({"raw_body"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -55,12 +71,15 @@ class WorkerOrders:
 
 
 class RelayError(Exception):
-    """A frame that is not the relay protocol: the connection is dropped."""
+    """A frame or payload that is not the relay protocol."""
 
 
 class _PlainUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"the relay carries plain values only, not {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("the relay carries no persistent ids")
 
 
 def encode_frame(message: tuple[Any, ...]) -> bytes:
@@ -71,18 +90,19 @@ def encode_frame(message: tuple[Any, ...]) -> bytes:
 def decode_message(payload: bytes) -> tuple[Any, ...]:
     try:
         message = _PlainUnpickler(io.BytesIO(payload)).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
-        raise RelayError(f"undecodable frame: {error}") from None
+    except Exception as error:  # any malformed pickle, whatever the opcode made of it
+        raise RelayError(f"undecodable frame: {type(error).__name__}: {error}") from None
     if not isinstance(message, tuple) or len(message) != 3:
         raise RelayError("a frame is a (seq, op or ok, payload) triple")
     return message
 
 
 class FrameReader:
-    """Splits a byte stream into frames."""
+    """Splits a byte stream into frames, refusing one longer than ``limit`` before buffering it."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         self._buffer = bytearray()
+        self._limit = limit
 
     def feed(self, data: bytes) -> list[bytes]:
         buffer = self._buffer
@@ -91,8 +111,8 @@ class FrameReader:
         start = 0
         while len(buffer) - start >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(buffer, start)
-            if length > MAX_FRAME_BYTES:
-                raise RelayError(f"frame of {length} bytes is over the limit")
+            if length > self._limit:
+                raise RelayError(f"frame of {length} bytes is over the limit of {self._limit}")
             end = start + _LENGTH.size + length
             if len(buffer) < end:
                 break
@@ -106,12 +126,13 @@ def _micros(value: datetime | None) -> int | None:
     return None if value is None else (value - _EPOCH) // timedelta(microseconds=1)
 
 
-def _instant(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, int):
+def _instant(value: object) -> datetime:
+    if not isinstance(value, int) or isinstance(value, bool):
         raise RelayError("a time is an integer number of microseconds")
-    return _EPOCH + timedelta(microseconds=value)
+    try:
+        return _EPOCH + timedelta(microseconds=value)
+    except OverflowError:
+        raise RelayError("a time is out of range") from None
 
 
 def record_values(record: NotificationRecord) -> tuple[Any, ...]:
@@ -121,18 +142,21 @@ def record_values(record: NotificationRecord) -> tuple[Any, ...]:
     )
 
 
-def record_from_values(values: Sequence[Any]) -> NotificationRecord:
-    if len(values) != len(_RECORD_FIELDS):
+def record_from_values(values: object) -> NotificationRecord:
+    """The record a worker built from verify/'s typed output; every field's type is checked,
+    so that a bad one is refused alone and never fails the group commit it would join."""
+    if not isinstance(values, tuple) or len(values) != len(_RECORD_FIELDS):
         raise RelayError("a notification record has the wrong number of fields")
-    fields: dict[str, Any] = {
-        name: _instant(value) if name in _TIME_FIELDS else value
-        for name, value in zip(_RECORD_FIELDS, values, strict=True)
-    }
-    # The worker built it from verify/'s typed output; check the types that matter to storage.
-    record = NotificationRecord.model_construct(**fields)
-    if not isinstance(record.raw_body, bytes) or record.received_at is None:
-        raise RelayError("a notification record has fields of the wrong type")
-    return record
+    fields: dict[str, Any] = {}
+    for name, value in zip(_RECORD_FIELDS, values, strict=True):
+        if name in _TIME_FIELDS:
+            optional = name in _OPTIONAL_FIELDS
+            fields[name] = None if value is None and optional else _instant(value)
+        elif not isinstance(value, bytes if name in _BYTES_FIELDS else str):
+            raise RelayError(f"a notification record's {name} has the wrong type")
+        else:
+            fields[name] = value
+    return NotificationRecord.model_construct(**fields)
 
 
 class _CoalescedWriter:
@@ -154,6 +178,16 @@ class _CoalescedWriter:
             self._transport.write(b"".join(frames))
 
 
+def peer_pid(transport: asyncio.BaseTransport) -> int | None:
+    """The process at the other end of a Unix socket (Linux), else None."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None
+    pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, 12))
+    return int(pid)
+
+
 class RelayServer:
     """The primary's end: keeps what workers relay, takes their counts, notes who is ready."""
 
@@ -162,14 +196,20 @@ class RelayServer:
         sink: StoreSink,
         refusals: RefusalCounter,
         metrics: Metrics,
+        *,
+        max_body_bytes: int,
+        is_worker: Callable[[int], bool],
         on_ready: Callable[[int], None],
     ) -> None:
         self._sink = sink
         self._refusals = refusals
         self._metrics = metrics
+        self.frame_limit = max_body_bytes + FRAME_OVERHEAD_BYTES
+        self.is_worker = is_worker
         self._on_ready = on_ready
         self._server: asyncio.AbstractServer | None = None
-        self._connections: set[_WorkerConnection] = set()
+        self.connections: set[_WorkerConnection] = set()
+        self.in_flight = 0  # notifications relayed and not yet answered
 
     async def start(self, path: Path) -> None:
         loop = asyncio.get_running_loop()
@@ -178,7 +218,7 @@ class RelayServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            for connection in list(self._connections):
+            for connection in list(self.connections):
                 connection.close()
             await self._server.wait_closed()
 
@@ -187,14 +227,23 @@ class RelayServer:
             values, events = payload
             record = record_from_values(values)
             consent = [ConsentEvent.model_validate(event) for event in events]
-            outcome = await self._sink.keep(record, consent)
+            self.in_flight += 1
+            try:
+                outcome = await self._sink.keep(record, consent)
+            finally:
+                self.in_flight -= 1
             return (outcome.notification_id, outcome.duplicate)
         if op == "refusals":
-            self._refusals.add({(app, reason): int(n) for app, reason, n in payload})
+            self._refusals.add({(str(app), str(reason)): int(n) for app, reason, n in payload})
             return None
         if op == "errors":
             for code, n in payload:
                 self._metrics.error_answers.labels(code=str(code)).inc(float(n))
+            return None
+        if op == "hello":
+            version, fields = payload
+            if version != PROTOCOL_VERSION or tuple(fields) != _RECORD_FIELDS:
+                raise RelayError("the worker runs another version of Subgate; restart the service")
             return None
         if op == "ready":
             self._on_ready(int(payload))
@@ -205,18 +254,23 @@ class RelayServer:
 class _WorkerConnection(asyncio.Protocol):
     def __init__(self, server: RelayServer) -> None:
         self._server = server
-        self._frames = FrameReader()
+        self._frames = FrameReader(server.frame_limit)
         self._transport: asyncio.Transport | None = None
         self._out: _CoalescedWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        pid = peer_pid(transport)
+        if pid is not None and not self._server.is_worker(pid):
+            logger.error("intake relay: refused a connection from pid %d (not a worker)", pid)
+            transport.close()
+            return
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self._out = _CoalescedWriter(self._transport)
-        self._server._connections.add(self)
+        self._server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server._connections.discard(self)
+        self._server.connections.discard(self)
         self._transport = None
 
     def close(self) -> None:
@@ -224,6 +278,8 @@ class _WorkerConnection(asyncio.Protocol):
             self._transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._transport is None:
+            return
         try:
             for frame in self._frames.feed(data):
                 seq, op, payload = decode_message(frame)
@@ -234,14 +290,17 @@ class _WorkerConnection(asyncio.Protocol):
             logger.error("intake relay: dropping a worker connection: %s", error)
             self.close()
 
-    async def _reply(self, seq: int, op: str, payload: Any) -> None:
+    async def _reply(self, seq: Any, op: Any, payload: Any) -> None:
         try:
             answer: tuple[Any, ...] = (seq, True, await self._server.answer(op, payload))
         except StorageError as error:
             answer = (seq, False, str(error))
         except (RelayError, ValueError, TypeError) as error:  # a malformed payload
             logger.error("intake relay: refused a %r frame: %s", op, error)
-            answer = (seq, False, "the relay refused the frame")
+            answer = (seq, False, f"the relay refused the frame: {error}")
+        except Exception:  # never leave a worker waiting: it answers 503, Alipay re-sends
+            logger.exception("intake relay: a %r frame failed", op)
+            answer = (seq, False, "the primary failed to keep it; see its log")
         if self._out is not None:
             self._out.send(encode_frame(answer))
 
@@ -249,23 +308,27 @@ class _WorkerConnection(asyncio.Protocol):
 class RelayClient(asyncio.Protocol):
     """A worker's end: one connection to the primary, requests answered out of order by seq.
 
-    It is the worker's ``NotificationSink`` and ``RefusalSink``: once the connection is lost
-    every waiting and later call raises ``StorageUnavailable`` (the notification is answered
-    503 and Alipay sends it again), and ``lost`` is set so the worker can stop.
+    It is the worker's ``NotificationSink`` and ``RefusalSink``: a call the primary does not
+    answer within ``CALL_TIMEOUT_SECONDS`` raises ``StorageUnavailable``, and once the
+    connection is lost every waiting and later call does too (the notification is answered 503
+    and Alipay sends it again), and ``lost`` is set so the worker can stop.
     """
 
     def __init__(self) -> None:
-        self._frames = FrameReader()
+        self._frames = FrameReader(2**31)  # the primary is trusted; its answers are small
         self._transport: asyncio.Transport | None = None
         self._out: _CoalescedWriter | None = None
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._waiting: dict[int, tuple[asyncio.Future[Any], float]] = {}
         self._seq = 0
+        self._expiry: asyncio.TimerHandle | None = None
         self.lost = asyncio.Event()
 
     @classmethod
     async def connect(cls, path: Path) -> RelayClient:
+        """Connect and say hello: raises ``StorageUnavailable`` if the primary refuses us."""
         loop = asyncio.get_running_loop()
         _, client = await loop.create_unix_connection(cls, str(path))
+        await client.call("hello", (PROTOCOL_VERSION, _RECORD_FIELDS))
         return client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -275,23 +338,22 @@ class RelayClient(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._out = None
-        waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
-            if not future.done():
-                future.set_exception(StorageUnavailable("the intake relay to the store is closed"))
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._fail(lambda _: True, "the intake relay to the store is closed")
         self.lost.set()
 
     def data_received(self, data: bytes) -> None:
         try:
             for frame in self._frames.feed(data):
                 seq, ok, value = decode_message(frame)
-                future = self._waiting.pop(seq, None)
-                if future is None or future.done():
+                waiting = self._waiting.pop(seq, None)
+                if waiting is None or waiting[0].done():
                     continue
                 if ok:
-                    future.set_result(value)
+                    waiting[0].set_result(value)
                 else:
-                    future.set_exception(StorageUnavailable(str(value)))
+                    waiting[0].set_exception(StorageUnavailable(str(value)))
         except RelayError as error:
             logger.error("intake relay: dropping the connection: %s", error)
             self.close()
@@ -300,10 +362,26 @@ class RelayClient(asyncio.Protocol):
         if self._out is None:
             raise StorageUnavailable("the intake relay to the store is closed")
         self._seq += 1
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[self._seq] = future
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._waiting[self._seq] = (future, time.monotonic() + CALL_TIMEOUT_SECONDS)
+        if self._expiry is None:
+            self._expiry = loop.call_later(1.0, self._expire)
         self._out.send(encode_frame((self._seq, op, payload)))
         return await future
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        self._fail(lambda deadline: deadline <= now, "the primary did not answer in time")
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(1.0, self._expire) if self._waiting else None
+
+    def _fail(self, expired: Callable[[float], bool], message: str) -> None:
+        for seq, (future, deadline) in list(self._waiting.items()):
+            if expired(deadline):
+                del self._waiting[seq]
+                if not future.done():
+                    future.set_exception(StorageUnavailable(message))
 
     def close(self) -> None:
         if self._transport is not None:

@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from server.gateway import StoreSink
 from server.intake_workers import INTAKE_WORKERS, IntakeWorkers, WorkerStartFailed
 from server.metrics import Metrics
 from server.refusals import RefusalCounter
-from server.settings import Settings, SettingsError
+from server.settings import Settings, SettingsError, StorageSettings
 from storage import open_store
 from storage.models import ConsentAction
 from tests.oracle import form_body
@@ -38,6 +39,7 @@ from tests.server.notifications import (
     trade_fields,
 )
 from tests.server.subgate_process import SubgateProcess
+from tests.storage.postgres_env import fresh_schema, server_url
 
 USER_ID = "2088000000000001"
 DEADLINE_SECONDS = 30.0
@@ -115,7 +117,7 @@ def alive(pid: int) -> bool:
     return True
 
 
-async def test_the_primary_starts_every_worker_before_it_serves(intake: Intake) -> None:
+async def test_the_primary_starts_each_worker_as_a_process_of_its_own(intake: Intake) -> None:
     pids = intake.workers.pids
 
     assert len(pids) == 2 and len(set(pids)) == 2
@@ -203,14 +205,12 @@ async def test_a_worker_that_dies_is_replaced_while_the_other_keeps_serving(
     victim, survivor = intake.workers.pids
 
     os.kill(victim, signal.SIGKILL)
-    served_meanwhile = await intake.post(now_trade())
 
     async def replaced() -> bool:
         pids = intake.workers.pids
         return len(pids) == 2 and victim not in pids
 
     await until(replaced, "the primary starts a new worker")
-    assert served_meanwhile == (200, "", b"success")
     assert survivor in intake.workers.pids and intake.workers.restarts == 1
     assert [await intake.post(now_trade()) for _ in range(4)] == [(200, "", b"success")] * 4
 
@@ -261,31 +261,37 @@ def test_intake_settings_that_cannot_work_are_refused_at_load(
         make_settings(tmp_path, **server)
 
 
-async def test_every_notification_a_worker_acknowledged_during_shutdown_is_stored(
+async def test_notifications_waiting_on_the_store_at_shutdown_are_stored_and_acknowledged(
     start_gateway: StartGateway, tmp_path: Path
 ) -> None:
     gateway = await start_gateway(worker_settings(tmp_path))
-    notifications = [now_trade() for _ in range(40)]
+    workers = gateway.app[INTAKE_WORKERS]
+    release = threading.Event()
+    writer = gateway.store.writer  # type: ignore[attr-defined]
+    held = asyncio.create_task(writer.maintain(lambda _: release.wait(DEADLINE_SECONDS)))
+    notifications = [now_trade() for _ in range(10)]
     async with aiohttp.ClientSession() as session:
         intake = Intake(gateway, session)
+        posts = [asyncio.create_task(intake.post(fields)) for fields in notifications]
 
-        async def post(fields: dict[str, str]) -> bool:
-            try:
-                return await intake.post(fields) == (200, "", b"success")
-            except aiohttp.ClientError:
-                return False  # not answered: Alipay sends it again
+        async def all_waiting() -> bool:
+            return workers.in_flight == len(notifications)
 
-        posts = [asyncio.create_task(post(fields)) for fields in notifications]
-        await asyncio.wait(posts, return_when=asyncio.FIRST_COMPLETED)
-        await gateway.client.close()  # while the other posts are in flight
-        acknowledged = await asyncio.gather(*posts)
+        await until(all_waiting, "every notification waits on the held writer")
+        closing = asyncio.create_task(gateway.client.close())
 
-    assert any(acknowledged)
+        async def stopping() -> bool:
+            return workers.stopping
+
+        await until(stopping, "the primary has begun to stop its workers")
+        release.set()  # the held commits go through while the workers are being stopped
+        answers = await asyncio.gather(*posts)
+        await asyncio.gather(closing, held)
+
+    assert answers == [(200, "", b"success")] * len(notifications)
     store = await open_store(gateway.settings.storage.url)
     try:
-        for fields, ok in zip(notifications, acknowledged, strict=True):
-            if ok:
-                assert await store.get_notification(APP_ID, fields["notify_id"]) is not None
+        assert await store.count_notifications(APP_ID) == len(notifications)
     finally:
         await store.close()
 
@@ -355,3 +361,22 @@ async def test_a_stopped_service_stops_its_workers_first_and_exits_cleanly(
 
     assert code == 0
     assert workers and all(process_state(pid) is None for pid in workers)
+
+
+async def test_workers_in_front_of_a_postgresql_primary_store_each_notification_once(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    async with fresh_schema(server_url()) as url:
+        settings = worker_settings(tmp_path).model_copy(
+            update={"storage": StorageSettings(url=url)}
+        )
+        gateway = await start_gateway(settings)
+        notifications = [now_trade() for _ in range(10)]
+        async with aiohttp.ClientSession() as session:
+            intake = Intake(gateway, session)
+            answers = await asyncio.gather(*(intake.post(n) for n in notifications * 2))
+        stored = await gateway.store.count_notifications(APP_ID)
+        await gateway.client.close()  # before the schema is dropped
+
+    assert answers == [(200, "", b"success")] * 20
+    assert stored == 10

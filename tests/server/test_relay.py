@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import pickle
@@ -16,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.gateway import StoreSink
+from server.intake_workers import RESTART_BACKOFF_SECONDS, next_restart_delay, worker_settings
 from server.metrics import Metrics
 from server.refusals import RefusalCounter
 from server.relay import (
-    MAX_FRAME_BYTES,
     FrameReader,
     RelayClient,
     RelayError,
@@ -31,9 +32,17 @@ from server.relay import (
 )
 from storage import Store, open_store
 from storage.errors import StorageUnavailable
-from storage.models import ConsentAction, ConsentEvent, ConsentSource, NotificationRecord
+from storage.models import (
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
+    NotificationRecord,
+    RecordOutcome,
+)
+from tests.server.conftest import make_settings
 
 BEIJING = timezone(timedelta(hours=8))
+LIMIT = 1024 * 1024
 
 
 def record(dedupe_key: str = "n-1", occurred_at: datetime | None = None) -> NotificationRecord:
@@ -61,23 +70,44 @@ def test_a_record_crosses_the_relay_unchanged_as_instants(occurred_at: datetime 
     sent = record(occurred_at=occurred_at)
 
     frame = encode_frame((1, "keep", (record_values(sent), [])))
-    _, _, (values, _) = decode_message(FrameReader().feed(frame)[0])
+    _, _, (values, _) = decode_message(FrameReader(LIMIT).feed(frame)[0])
     received = record_from_values(values)
 
     assert received == sent
 
 
+@dataclass
 class Exploit:
+    marker: Path
+
     def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (os.system, ("touch /tmp/subgate-relay-pwned",))
+        return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_frame_that_would_construct_an_object_is_refused_and_runs_nothing() -> None:
-    payload = pickle.dumps((1, "keep", Exploit()))
+def test_a_frame_that_would_construct_an_object_is_refused_and_runs_nothing(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps((1, "keep", Exploit(marker)))
 
     with pytest.raises(RelayError, match="plain values only"):
         decode_message(payload)
-    assert not Path("/tmp/subgate-relay-pwned").exists()
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x80\x05K\x01a.",  # APPEND onto an int
+        b"\x80\x05\x8e\xff\xff\xff\xff\xff\xff\xff\x3f.",  # BINBYTES8 of 2**62 bytes
+        b"\x80\x02\x82\x01.",  # EXT1: a global by extension code
+        b"\x80\x02P0\n.",  # PERSID
+        b"",
+    ],
+)
+def test_a_malformed_pickle_of_any_kind_is_a_relay_error(payload: bytes) -> None:
+    with pytest.raises(RelayError, match="undecodable"):
+        decode_message(payload)
 
 
 @pytest.mark.parametrize("message", [(1, "keep"), [1, "keep", None], "keep", 7])
@@ -88,7 +118,7 @@ def test_a_frame_that_is_not_a_triple_is_refused(message: object) -> None:
 
 def test_a_frame_longer_than_the_limit_is_refused_before_it_is_buffered() -> None:
     with pytest.raises(RelayError, match="over the limit"):
-        FrameReader().feed(struct.pack(">I", MAX_FRAME_BYTES + 1))
+        FrameReader(LIMIT).feed(struct.pack(">I", LIMIT + 1))
 
 
 @given(
@@ -104,7 +134,7 @@ def test_frames_come_out_whole_however_the_stream_is_cut(
 ) -> None:
     stream = b"".join(encode_frame(message) for message in messages)
     points = sorted({0, len(stream), *(cut % (len(stream) + 1) for cut in cuts)})
-    reader = FrameReader()
+    reader = FrameReader(LIMIT)
 
     frames = [
         frame
@@ -129,7 +159,14 @@ class Ends:
 async def ends(tmp_path: Path) -> AsyncIterator[Ends]:
     store = await open_store(f"sqlite:///{tmp_path / 'relay.db'}")
     refusals, metrics, ready = RefusalCounter(), Metrics(), list[int]()
-    server = RelayServer(StoreSink(store), refusals, metrics, ready.append)
+    server = RelayServer(
+        StoreSink(store),
+        refusals,
+        metrics,
+        max_body_bytes=65536,
+        is_worker=lambda pid: pid == os.getpid(),  # the test plays the worker
+        on_ready=ready.append,
+    )
     await server.start(tmp_path / "relay.sock")
     client = await RelayClient.connect(tmp_path / "relay.sock")
     yield Ends(store, server, client, refusals, metrics, ready)
@@ -189,13 +226,115 @@ async def test_a_store_failure_reaches_the_worker_as_storage_unavailable(ends: E
     assert await ends.store.count_notifications() == 0
 
 
-async def test_a_malformed_request_is_refused_and_the_connection_goes_on(ends: Ends) -> None:
+@pytest.mark.parametrize(
+    ("op", "payload"),
+    [
+        ("keep", ("not", "a record")),
+        ("keep", ((1,) * 11, [])),
+        ("unknown-op", None),
+        ("hello", (99, ())),
+    ],
+)
+async def test_a_malformed_request_is_refused_and_the_connection_goes_on(
+    ends: Ends, op: str, payload: object
+) -> None:
     with pytest.raises(StorageUnavailable, match="refused the frame"):
-        await ends.client.call("keep", ("not", "a record"))
-    with pytest.raises(StorageUnavailable, match="refused the frame"):
-        await ends.client.call("unknown-op", None)
+        await ends.client.call(op, payload)
 
     assert (await ends.client.keep(record(), [])).duplicate is False
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("app_id", {"not": "text"}),
+        ("dedupe_key", None),
+        ("raw_body", "text, not bytes"),
+        ("received_at", None),
+        ("occurred_at", 10**30),
+        ("occurred_at", 1.5),
+    ],
+)
+async def test_a_badly_typed_record_is_refused_alone_and_never_fails_its_group_commit(
+    ends: Ends, field: str, value: object
+) -> None:
+    names = list(NotificationRecord.model_fields)
+    bad = list(record_values(record("bad")))
+    bad[names.index(field)] = value
+
+    answers: list[object] = await asyncio.gather(
+        ends.client.call("keep", (tuple(bad), [])),
+        ends.client.keep(record("good"), []),
+        return_exceptions=True,
+    )
+    refused, good = answers
+
+    assert isinstance(refused, StorageUnavailable) and "refused the frame" in str(refused)
+    assert isinstance(good, RecordOutcome) and good.duplicate is False
+    assert await ends.store.count_notifications() == 1
+
+
+async def test_an_unexpected_failure_on_the_primary_is_answered_not_left_waiting(
+    ends: Ends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object) -> RecordOutcome:
+        raise AssertionError("a bug in the primary")
+
+    monkeypatch.setattr(ends.store, "record_notification", broken)
+
+    with pytest.raises(StorageUnavailable, match="failed to keep it"):
+        await ends.client.keep(record(), [])
+
+
+async def test_a_process_that_is_not_a_worker_is_refused_at_connect(
+    ends: Ends, tmp_path: Path
+) -> None:
+    ends.server.is_worker = lambda pid: False
+
+    with pytest.raises(StorageUnavailable, match="closed"):
+        await RelayClient.connect(tmp_path / "relay.sock")
+
+
+async def test_a_call_the_primary_never_answers_is_given_up_as_unavailable(
+    ends: Ends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("server.relay.CALL_TIMEOUT_SECONDS", 0.0)
+    answered = asyncio.Event()
+
+    async def stuck(*args: object) -> RecordOutcome:
+        await answered.wait()
+        raise AssertionError("never reached")
+
+    monkeypatch.setattr(ends.store, "record_notification", stuck)
+
+    with pytest.raises(StorageUnavailable, match="did not answer in time"):
+        await ends.client.keep(record(), [])
+
+
+def test_a_worker_that_ran_a_while_is_restarted_at_once_one_that_keeps_dying_backs_off() -> None:
+    first, longest = RESTART_BACKOFF_SECONDS
+    delays, delay = [], 0.0
+    for _ in range(8):
+        delay = next_restart_delay(0.5, delay)
+        delays.append(delay)
+
+    assert delays[0] == first and delays == sorted(delays) and delays[-1] == longest
+    assert next_restart_delay(longest, longest) == 0.0
+
+
+def test_workers_are_handed_no_api_token_top_secret_or_database_url(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path,
+        tokens=[{"token": "t" * 32, "apps": ["*"], "scopes": ["read"]}],
+        intake_workers=1,
+        intake_port=9999,
+    )
+
+    handed = worker_settings(settings)
+
+    assert handed.tokens == [] and handed.top_apps == []
+    assert handed.storage.url != settings.storage.url
+    assert handed.apps == settings.apps and handed.server == settings.server
 
 
 async def test_when_the_primary_goes_away_the_worker_is_told_and_keeps_nothing(
