@@ -219,17 +219,21 @@ def run(plan: Plan, workdir: Path) -> dict[str, Any]:
     bodies = signed_bodies(space, plan.bodies)
     results: dict[str, Any] = {}
     for connections in plan.connections:
-        for target in plan.targets:
-            runs = []
-            for index in range(plan.runs):
+        # Round-robin: each round runs every target once, so a drift in the machine's speed
+        # (bench/README.md) shifts all targets alike instead of whichever happened to run later.
+        runs: dict[str, list[dict[str, Any]]] = {target: [] for target in plan.targets}
+        for index in range(plan.runs):
+            for target in plan.targets:
                 started = time.monotonic()
-                runs.append(measure(target, connections, space, plan, bodies, index))
+                result = measure(target, connections, space, plan, bodies, index)
+                runs[target].append(result)
                 print(
-                    f"  {target:8} c{connections:<3} #{index + 1}: {runs[-1]['rps']:>8.0f} req/s "
-                    f"p99 {runs[-1]['p99_ms']:6.1f} ms ({time.monotonic() - started:.0f} s)",
+                    f"  {target:8} c{connections:<3} #{index + 1}: {result['rps']:>8.0f} req/s "
+                    f"p99 {result['p99_ms']:6.1f} ms ({time.monotonic() - started:.0f} s)",
                     flush=True,
                 )
-            results[f"{target}@c{connections}"] = median_of(runs)
+        for target in plan.targets:
+            results[f"{target}@c{connections}"] = median_of(runs[target])
     return results
 
 

@@ -38,17 +38,11 @@ from tests.server.notifications import (
     stranger_key,
     trade_fields,
 )
-from tests.server.subgate_process import SubgateProcess
+from tests.server.subgate_process import SubgateProcess, free_port
 from tests.storage.postgres_env import fresh_schema, server_url
 
 USER_ID = "2088000000000001"
 DEADLINE_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def worker_settings(tmp_path: Path, workers: int = 2) -> Settings:
