@@ -47,11 +47,16 @@ class StoreSink:
         self._store = store
         # (app, kind, "stored" | "duplicate") -> count; keys are configured apps only.
         self.accepted: Counter[tuple[str, str, str]] = Counter()
+        self.in_flight = 0  # notifications being written now
 
     async def keep(
         self, record: NotificationRecord, events: Sequence[ConsentEvent]
     ) -> RecordOutcome:
-        outcome = await self._store.record_notification(record, events)
+        self.in_flight += 1
+        try:
+            outcome = await self._store.record_notification(record, events)
+        finally:
+            self.in_flight -= 1
         result = "duplicate" if outcome.duplicate else "stored"
         self.accepted[(record.app_id, record.kind, result)] += 1
         logger.info(

@@ -25,17 +25,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from server.appkeys import CREDENTIALS, GATEWAY, REFUSALS, SETTINGS
+from server.appkeys import REFUSALS
 from server.collector import settle_garbage_collector
 from server.credentials import load_credentials
 from server.dispatch import default_registry
 from server.eventloop import new_event_loop
 from server.gateway import NotificationGateway
-from server.health import healthz
-from server.logredact import redact_parser_errors
+from server.intake_app import intake_app, start_intake_site
 from server.metrics import METRICS, Metrics
-from server.middleware import error_middleware
-from server.notify import setup_notify_routes
 from server.refusals import RefusalCounter
 from server.relay import RelayClient, WorkerOrders
 from server.settings import Settings
@@ -49,21 +46,12 @@ def utc_now() -> datetime:
 
 
 def build_intake_app(settings: Settings, relay: RelayClient) -> web.Application:
-    """The notification routes only, keeping what they verify through the relay."""
-    redact_parser_errors()
-    app = web.Application(
-        client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
-    )
-    app[SETTINGS] = settings
+    """The intake routes, keeping what they verify through the relay."""
+    refusals = RefusalCounter()
     credentials = load_credentials(settings, utc_now())
-    app[CREDENTIALS] = credentials
-    app[REFUSALS] = RefusalCounter()
-    app[METRICS] = Metrics()
-    app[GATEWAY] = NotificationGateway(
-        credentials, relay, default_registry(), app[REFUSALS], utc_now
-    )
-    setup_notify_routes(app)
-    app.router.add_get("/healthz", healthz)
+    gateway = NotificationGateway(credentials, relay, default_registry(), refusals, utc_now)
+    app = intake_app(settings, gateway, Metrics())
+    app[REFUSALS] = refusals
     return app
 
 
@@ -112,10 +100,7 @@ async def serve(orders: WorkerOrders) -> None:
     relay = await RelayClient.connect(orders.relay_path)
     app = build_intake_app(settings, relay)
     counts = CountRelay(app, relay)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.intake_port, reuse_port=True)
-    await site.start()
+    runner = await start_intake_site(app, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

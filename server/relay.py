@@ -209,7 +209,6 @@ class RelayServer:
         self._on_ready = on_ready
         self._server: asyncio.AbstractServer | None = None
         self.connections: set[_WorkerConnection] = set()
-        self.in_flight = 0  # notifications relayed and not yet answered
 
     async def start(self, path: Path) -> None:
         loop = asyncio.get_running_loop()
@@ -227,11 +226,7 @@ class RelayServer:
             values, events = payload
             record = record_from_values(values)
             consent = [ConsentEvent.model_validate(event) for event in events]
-            self.in_flight += 1
-            try:
-                outcome = await self._sink.keep(record, consent)
-            finally:
-                self.in_flight -= 1
+            outcome = await self._sink.keep(record, consent)
             return (outcome.notification_id, outcome.duplicate)
         if op == "refusals":
             self._refusals.add({(str(app), str(reason)): int(n) for app, reason, n in payload})

@@ -1,4 +1,5 @@
-"""``[server] intake_workers``: worker processes verify on the intake port, the primary stores.
+"""``[server] intake_workers``: worker processes (and the primary) verify on the intake port; the
+primary stores.
 
 Every test runs the real thing: the primary is Subgate on a real port, its workers are real
 ``python -m server.intake_worker`` processes sharing ``intake_port`` with SO_REUSEPORT, and
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from server.appkeys import STORE_SINK
 from server.gateway import StoreSink
 from server.intake_workers import INTAKE_WORKERS, IntakeWorkers, WorkerStartFailed
 from server.metrics import Metrics
@@ -30,7 +32,7 @@ from server.settings import Settings, SettingsError, StorageSettings
 from storage import open_store
 from storage.models import ConsentAction
 from tests.oracle import form_body
-from tests.server.conftest import APP_ID, Gateway, StartGateway, make_settings
+from tests.server.conftest import APP_ID, Clock, Gateway, StartGateway, make_settings
 from tests.server.notifications import (
     ALIPAY_CONTENT_TYPE,
     life_account_fields,
@@ -85,7 +87,7 @@ class Intake:
 
 @pytest.fixture
 async def intake(start_gateway: StartGateway, tmp_path: Path) -> Any:
-    gateway = await start_gateway(worker_settings(tmp_path))
+    gateway = await start_gateway(worker_settings(tmp_path), wall_clock())
     async with aiohttp.ClientSession() as session:
         yield Intake(gateway, session)
 
@@ -97,6 +99,11 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
         if time.monotonic() > end:
             pytest.fail(f"timed out waiting until {what}")
         await asyncio.sleep(0.02)
+
+
+def wall_clock() -> Clock:
+    """The primary serves the intake port too: its clock must agree with the workers'."""
+    return Clock(datetime.now(UTC))
 
 
 def now_trade(**extra: str) -> dict[str, str]:
@@ -212,7 +219,7 @@ async def test_a_worker_that_dies_is_replaced_while_the_other_keeps_serving(
 async def test_stopping_the_primary_stops_every_worker(
     start_gateway: StartGateway, tmp_path: Path
 ) -> None:
-    gateway = await start_gateway(worker_settings(tmp_path, workers=1))
+    gateway = await start_gateway(worker_settings(tmp_path, workers=1), wall_clock())
     pids = gateway.app[INTAKE_WORKERS].pids
 
     await gateway.client.close()
@@ -258,7 +265,7 @@ def test_intake_settings_that_cannot_work_are_refused_at_load(
 async def test_notifications_waiting_on_the_store_at_shutdown_are_stored_and_acknowledged(
     start_gateway: StartGateway, tmp_path: Path
 ) -> None:
-    gateway = await start_gateway(worker_settings(tmp_path))
+    gateway = await start_gateway(worker_settings(tmp_path), wall_clock())
     workers = gateway.app[INTAKE_WORKERS]
     release = threading.Event()
     writer = gateway.store.writer  # type: ignore[attr-defined]
@@ -269,7 +276,7 @@ async def test_notifications_waiting_on_the_store_at_shutdown_are_stored_and_ack
         posts = [asyncio.create_task(intake.post(fields)) for fields in notifications]
 
         async def all_waiting() -> bool:
-            return workers.in_flight == len(notifications)
+            return gateway.app[STORE_SINK].in_flight == len(notifications)
 
         await until(all_waiting, "every notification waits on the held writer")
         closing = asyncio.create_task(gateway.client.close())
@@ -364,7 +371,7 @@ async def test_workers_in_front_of_a_postgresql_primary_store_each_notification_
         settings = worker_settings(tmp_path).model_copy(
             update={"storage": StorageSettings(url=url)}
         )
-        gateway = await start_gateway(settings)
+        gateway = await start_gateway(settings, wall_clock())
         notifications = [now_trade() for _ in range(10)]
         async with aiohttp.ClientSession() as session:
             intake = Intake(gateway, session)
