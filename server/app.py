@@ -27,7 +27,6 @@ from server.credentials import AppCredentials, load_credentials
 from server.dispatch import HandlerRegistry, default_registry
 from server.gateway import Clock, NotificationGateway, StoreSink
 from server.health import setup_health_routes
-from server.intake_app import intake_app
 from server.intake_workers import INTAKE_WORKERS, IntakeWorkers
 from server.logredact import redact_parser_errors
 from server.metrics import METRICS, Metrics, serve_metrics
@@ -119,10 +118,8 @@ def _store_context(
 
 async def _intake_workers_context(app: web.Application) -> AsyncIterator[None]:
     """Started once the store is open, stopped before it closes (their last requests land)."""
-    settings = app[SETTINGS]
-    workers = IntakeWorkers(settings, logging.getLogger().getEffectiveLevel())
-    own = intake_app(settings, app[GATEWAY], app[METRICS])
-    await workers.start(app[STORE_SINK], app[REFUSALS], app[METRICS], own)
+    workers = IntakeWorkers(app[SETTINGS], logging.getLogger().getEffectiveLevel())
+    await workers.start(app[STORE_SINK], app[REFUSALS], app[METRICS])
     app[INTAKE_WORKERS] = workers
     yield
     await workers.stop()

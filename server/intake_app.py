@@ -1,8 +1,6 @@
-"""The application that serves ``[server] intake_port``: the notification routes and /healthz.
-
-Every intake worker serves it, and so does the primary itself (all bind the port with
-SO_REUSEPORT and the kernel spreads connections across them): the primary's share is verified
-and stored in-process, the workers' shares are relayed to it (``server/relay.py``).
+"""The application each intake worker serves on ``[server] intake_port``: the notification
+routes and /healthz, its gateway keeping what it verifies through the relay (``server/relay.py``).
+Every worker binds the port with SO_REUSEPORT and the kernel spreads connections across them.
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@ them in order.
 The primary opens the relay (``server/relay.py``) on a Unix socket in a fresh 0700 directory,
 starts each worker (``python -m server.intake_worker`` in a session of its own, its orders on
 standard input) and waits until every one listens on ``intake_port`` and has said so over the
-relay: start-up fails if one cannot. The primary then serves the intake port beside them,
-storing its own share in-process (bench/README.md measures what that adds). A worker that dies
-later is started again, at once if it had run a while, else after a back-off (1 s doubling to 30 s) so that one failing on start or on
-every request cannot spin; the others serve meanwhile. On shutdown the primary's intake site
-closes and the workers get SIGTERM; all finish the requests they are handling, which the primary
-still stores, before the relay and then the store close.
+relay: start-up fails if one cannot. A worker that dies later is started again, at once if it
+had run a while, else after a back-off (1 s doubling to 30 s) so that one failing on start or on
+every request cannot spin; the others serve meanwhile. On shutdown the workers get SIGTERM and
+finish the requests they are handling, which the primary still stores, before the relay and
+then the store close.
+
+The primary does not serve the intake port itself: it writes every worker's notifications, and
+taking a share of the HTTP work as well made it the bottleneck (bench/README.md).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from pathlib import Path
 from aiohttp import web
 
 from server.gateway import StoreSink
-from server.intake_app import start_intake_site
 from server.metrics import Metrics
 from server.refusals import RefusalCounter
 from server.relay import RelayServer, WorkerOrders
@@ -72,7 +73,6 @@ class IntakeWorkers:
         self._started: set[asyncio.subprocess.Process] = set()  # every process not yet reaped
         self._serving: list[asyncio.subprocess.Process | None] = [None] * self._count
         self._watchers: list[asyncio.Task[None]] = []
-        self._own: web.AppRunner | None = None
         self._stopping = False
         self.restarts = 0
 
@@ -85,15 +85,8 @@ class IntakeWorkers:
     def stopping(self) -> bool:
         return self._stopping
 
-    async def start(
-        self,
-        sink: StoreSink,
-        refusals: RefusalCounter,
-        metrics: Metrics,
-        own: web.Application | None = None,
-    ) -> None:
-        """Start the relay and every worker, then serve ``own`` (the primary's intake app) on
-        the intake port too; raise (with nothing left running) if any of it cannot start."""
+    async def start(self, sink: StoreSink, refusals: RefusalCounter, metrics: Metrics) -> None:
+        """Start the relay and every worker; raise (leaving nothing running) if one cannot."""
         self._relay = RelayServer(
             sink,
             refusals,
@@ -107,8 +100,6 @@ class IntakeWorkers:
             async with asyncio.TaskGroup() as group:
                 spawning = [group.create_task(self._spawn()) for _ in range(self._count)]
             self._serving = [task.result() for task in spawning]
-            if own is not None:
-                self._own = await start_intake_site(own, self._settings)
         except BaseException as error:
             await self.stop()
             if isinstance(error, BaseExceptionGroup):
@@ -198,8 +189,7 @@ class IntakeWorkers:
         for task in self._watchers:
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
-        own = self._own.cleanup() if self._own is not None else asyncio.sleep(0)
-        await asyncio.gather(own, *(self._end(p) for p in list(self._started)))
+        await asyncio.gather(*(self._end(p) for p in list(self._started)))
         if self._relay is not None:
             await self._relay.close()
         shutil.rmtree(self._folder, ignore_errors=True)

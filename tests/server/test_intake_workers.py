@@ -1,5 +1,4 @@
-"""``[server] intake_workers``: worker processes (and the primary) verify on the intake port; the
-primary stores.
+"""``[server] intake_workers``: worker processes verify on the intake port, the primary stores.
 
 Every test runs the real thing: the primary is Subgate on a real port, its workers are real
 ``python -m server.intake_worker`` processes sharing ``intake_port`` with SO_REUSEPORT, and
@@ -102,7 +101,7 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 def wall_clock() -> Clock:
-    """The primary serves the intake port too: its clock must agree with the workers'."""
+    """The primary's clock agreeing with the workers' (it dates the refusal counts it flushes)."""
     return Clock(datetime.now(UTC))
 
 
