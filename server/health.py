@@ -1,4 +1,5 @@
-"""GET /healthz (the process answers) and GET /readyz (the store answers and keys are loaded)."""
+"""GET /healthz (the process answers) and GET /readyz (the store answers, keys are loaded and,
+with ``[server] intake_workers``, at least one worker serves the intake port)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from aiohttp import web
 
 from server.appkeys import CREDENTIALS, STORE
+from server.intake_workers import INTAKE_WORKERS
 from storage.errors import StorageError
 
 
@@ -25,6 +27,10 @@ async def readyz(request: web.Request) -> web.Response:
     except StorageError as error:
         checks["store"] = error.code
         ready = False
+    workers = request.app.get(INTAKE_WORKERS)
+    if workers is not None:
+        checks["intake_workers"] = len(workers.pids)
+        ready = ready and bool(workers.pids)
     status = "ready" if ready else "unready"
     return web.json_response({"status": status, "checks": checks}, status=200 if ready else 503)
 

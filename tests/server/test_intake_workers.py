@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,18 @@ async def test_the_primary_starts_each_worker_as_a_process_of_its_own(intake: In
 
     assert len(pids) == 2 and len(set(pids)) == 2
     assert all(alive(pid) and pid != os.getpid() for pid in pids)
+
+
+async def test_readyz_counts_the_serving_workers_and_is_unready_with_none(intake: Intake) -> None:
+    async with intake.gateway.client.get("/readyz") as response:
+        serving = (response.status, (await response.json())["checks"]["intake_workers"])
+
+    await intake.workers.stop()
+    async with intake.gateway.client.get("/readyz") as response:
+        stopped = (response.status, (await response.json())["checks"]["intake_workers"])
+
+    assert serving == (200, 2)
+    assert stopped == (503, 0)
 
 
 async def test_each_notification_posted_to_the_workers_is_stored_once_whatever_the_retries(
@@ -380,3 +393,36 @@ async def test_workers_in_front_of_a_postgresql_primary_store_each_notification_
 
     assert answers == [(200, "", b"success")] * 20
     assert stored == 10
+
+
+async def test_no_notification_a_worker_acknowledged_is_lost_when_the_primary_is_killed(
+    worker_process: Any,
+) -> None:
+    subgate, intake_port, http = worker_process
+    url = f"http://127.0.0.1:{intake_port}/alipay/notify"
+    headers = {"Content-Type": ALIPAY_CONTENT_TYPE.format(charset="utf-8")}
+    notifications = [now_trade() for _ in range(400)]
+    acknowledged: list[str] = []
+
+    async def poster(share: list[dict[str, str]]) -> None:
+        for fields in share:
+            try:
+                async with http.post(url, data=form_body(fields, "utf-8"), headers=headers) as r:
+                    if (r.status, await r.read()) == (200, b"success"):
+                        acknowledged.append(fields["notify_id"])
+            except aiohttp.ClientError:
+                pass  # cut off by the kill: not acknowledged, Alipay would send it again
+
+    posters = [asyncio.create_task(poster(notifications[i::16])) for i in range(16)]
+
+    async def enough_acknowledged() -> bool:
+        return len(acknowledged) >= 50
+
+    await until(enough_acknowledged, "the load is under way")
+    await subgate.kill()  # SIGKILL while notifications are in flight at the worker
+    await asyncio.gather(*posters)
+
+    with sqlite3.connect(subgate.db) as db:
+        stored = {row[0] for row in db.execute("SELECT dedupe_key FROM notifications")}
+    assert len(acknowledged) < len(notifications)  # the kill did cut the load short
+    assert set(acknowledged) <= stored
