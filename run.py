@@ -24,6 +24,7 @@ from server.app import open_configured_store
 from server.collector import settle_garbage_collector
 from server.devmode import DEV_APP_ID, dev_keys, dev_settings
 from server.eventloop import new_event_loop
+from server.intake_workers import WorkerStartFailed
 from server.settings import Settings, SettingsError, find_config, load_settings
 from server.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
 from storage import redacted_url
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         return _serve(settings, args)
-    except (SettingsError, KeyMaterialError) as error:
+    except (SettingsError, KeyMaterialError, WorkerStartFailed) as error:
         print(f"subgate: {error}", file=sys.stderr)
         return 2
 

@@ -75,16 +75,34 @@ def build_app(
     app[REFUSALS] = RefusalCounter()
     app[TOKENS] = TokenRing(settings.tokens)
     app[METRICS] = Metrics()
-    app.cleanup_ctx.append(_store_context(registry or default_registry(), clock))
+    contexts = [_store_context(registry or default_registry(), clock)]
     if settings.server.intake_workers:
-        app.cleanup_ctx.append(_intake_workers_context)
-    app.cleanup_ctx.append(outbound_context(clock))
+        contexts.append(_intake_workers_context)
+    contexts.append(outbound_context(clock))
+    app.cleanup_ctx.append(_in_order(contexts))
     setup_notify_routes(app)
     setup_api_routes(app)
     app.router.add_get("/openapi.json", serve_openapi)
     app.router.add_get("/metrics", serve_metrics)
     setup_health_routes(app)
     return app
+
+
+AppContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _in_order(contexts: list[AppContext]) -> AppContext:
+    """Open the contexts in order and close them in reverse, as one: when one fails to open,
+    those already open are closed before the error propagates. (aiohttp runs no cleanup at all
+    when start-up fails, so an open store would keep the process from exiting.)"""
+
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for context in contexts:
+                await stack.enter_async_context(contextlib.asynccontextmanager(context)(app))
+            yield
+
+    return lifespan
 
 
 def _store_context(
@@ -105,13 +123,15 @@ def _store_context(
         tasks = [asyncio.create_task(_flush_refusals_forever(app, clock))]
         if app[SETTINGS].retention.notifications_days > 0:
             tasks.append(asyncio.create_task(_prune_forever(app, clock)))
-        yield
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await app[REFUSALS].flush(store, clock())
-        await store.close()
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await app[REFUSALS].flush(store, clock())
+            await store.close()
 
     return store_context
 
@@ -121,8 +141,10 @@ async def _intake_workers_context(app: web.Application) -> AsyncIterator[None]:
     workers = IntakeWorkers(app[SETTINGS], logging.getLogger().getEffectiveLevel())
     await workers.start(app[STORE_SINK], app[REFUSALS], app[METRICS])
     app[INTAKE_WORKERS] = workers
-    yield
-    await workers.stop()
+    try:
+        yield
+    finally:
+        await workers.stop()
 
 
 async def prune_once(app: web.Application, clock: Clock) -> int:

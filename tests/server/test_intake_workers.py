@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +42,7 @@ from tests.server.notifications import (
     stranger_key,
     trade_fields,
 )
-from tests.server.subgate_process import SubgateProcess, free_port
+from tests.server.subgate_process import ROOT, SubgateProcess, free_port
 from tests.storage.postgres_env import fresh_schema, server_url
 
 USER_ID = "2088000000000001"
@@ -426,3 +428,31 @@ async def test_no_notification_a_worker_acknowledged_is_lost_when_the_primary_is
         stored = {row[0] for row in db.execute("SELECT dedupe_key FROM notifications")}
     assert len(acknowledged) < len(notifications)  # the kill did cut the load short
     assert set(acknowledged) <= stored
+
+
+def test_the_service_exits_with_a_clear_error_when_the_intake_port_is_taken(
+    tmp_path: Path,
+) -> None:
+    """Start-up fails cleanly: the store opened before the workers is closed again, so the
+    process exits instead of hanging on its threads."""
+    subgate = SubgateProcess(tmp_path, "http://127.0.0.1:9/gateway.do")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        subgate.config.write_text(
+            subgate.config.read_text().replace(
+                "refusal_flush_seconds = 0.5",
+                "refusal_flush_seconds = 0.5\nintake_workers = 1\n"
+                f"intake_port = {taken.getsockname()[1]}",
+            )
+        )
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), "--config", str(subgate.config), "serve"],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_SECONDS * 2,
+            check=False,
+        )
+
+    assert result.returncode == 2, result.stderr
+    assert "subgate: intake worker" in result.stderr and "did not start" in result.stderr
