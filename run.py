@@ -95,6 +95,11 @@ def _settings(explicit: str | None) -> Settings:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
+    if port == settings.server.intake_port:
+        raise SettingsError(f"--port {port} is the intake_port of the intake workers")
+    # Intake workers listen on the same host as the primary, --host included.
+    server = settings.server.model_copy(update={"host": host, "port": port})
+    settings = settings.model_copy(update={"server": server})
     app = build_app(settings)
     app.on_startup.append(_settle_garbage_collector)
     loop, loop_name = new_event_loop(settings.server.event_loop)

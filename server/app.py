@@ -110,20 +110,21 @@ def _store_context(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def store_context(app: web.Application) -> AsyncIterator[None]:
         store = await open_configured_store(app[SETTINGS].storage)
-        app[STORE] = store
-        writer = getattr(store, "writer", None)
-        if writer is not None:
-            writer.observe = app[METRICS].observe_commit
-        credentials: dict[str, AppCredentials] = app[CREDENTIALS]
-        app[STORE_SINK] = StoreSink(store)
-        app[GATEWAY] = NotificationGateway(
-            credentials, app[STORE_SINK], registry, app[REFUSALS], clock
-        )
-        app[LEDGER] = ConsentLedger(store, TemplateRegistry(app[SETTINGS].apps), clock)
-        tasks = [asyncio.create_task(_flush_refusals_forever(app, clock))]
-        if app[SETTINGS].retention.notifications_days > 0:
-            tasks.append(asyncio.create_task(_prune_forever(app, clock)))
+        tasks: list[asyncio.Task[None]] = []
         try:
+            app[STORE] = store
+            writer = getattr(store, "writer", None)
+            if writer is not None:
+                writer.observe = app[METRICS].observe_commit
+            credentials: dict[str, AppCredentials] = app[CREDENTIALS]
+            app[STORE_SINK] = StoreSink(store)
+            app[GATEWAY] = NotificationGateway(
+                credentials, app[STORE_SINK], registry, app[REFUSALS], clock
+            )
+            app[LEDGER] = ConsentLedger(store, TemplateRegistry(app[SETTINGS].apps), clock)
+            tasks.append(asyncio.create_task(_flush_refusals_forever(app, clock)))
+            if app[SETTINGS].retention.notifications_days > 0:
+                tasks.append(asyncio.create_task(_prune_forever(app, clock)))
             yield
         finally:
             for task in tasks:
@@ -141,10 +142,17 @@ async def _intake_workers_context(app: web.Application) -> AsyncIterator[None]:
     workers = IntakeWorkers(app[SETTINGS], logging.getLogger().getEffectiveLevel())
     await workers.start(app[STORE_SINK], app[REFUSALS], app[METRICS])
     app[INTAKE_WORKERS] = workers
+    app.on_shutdown.append(_hold_restarts)
     try:
         yield
     finally:
         await workers.stop()
+
+
+async def _hold_restarts(app: web.Application) -> None:
+    """From the start of shutdown a worker that exits (a service manager may signal the whole
+    group) is not started again."""
+    app[INTAKE_WORKERS].hold_restarts()
 
 
 async def prune_once(app: web.Application, clock: Clock) -> int:

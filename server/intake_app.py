@@ -14,6 +14,7 @@ from server.logredact import redact_parser_errors
 from server.metrics import METRICS, Metrics
 from server.middleware import error_middleware
 from server.notify import setup_notify_routes
+from server.relay import CALL_TIMEOUT_SECONDS
 from server.settings import Settings
 
 
@@ -34,7 +35,8 @@ def intake_app(
 
 async def start_intake_site(app: web.Application, settings: Settings) -> web.AppRunner:
     """Serve ``app`` on the intake port, shared with the other intake processes."""
-    runner = web.AppRunner(app, handle_signals=False)
+    # Requests in flight at shutdown may wait for the primary's answer up to the relay's timeout.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=CALL_TIMEOUT_SECONDS + 5)
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.intake_port, reuse_port=True)
     try:

@@ -32,13 +32,14 @@ from aiohttp import web
 from server.gateway import StoreSink
 from server.metrics import Metrics
 from server.refusals import RefusalCounter
-from server.relay import RelayServer, WorkerOrders
+from server.relay import CALL_TIMEOUT_SECONDS, RelayServer, WorkerOrders
 from server.settings import Settings, StorageSettings
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 30.0
+# A stopping worker may wait up to CALL_TIMEOUT_SECONDS for its last answers: kill it only later.
+STOP_TIMEOUT_SECONDS = CALL_TIMEOUT_SECONDS + 15.0
 RESTART_BACKOFF_SECONDS = (1.0, 30.0)  # first, longest; a worker that ran this long is stable
 
 
@@ -84,6 +85,10 @@ class IntakeWorkers:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    def hold_restarts(self) -> None:
+        """Start no worker again from now on (shutdown has begun)."""
+        self._stopping = True
 
     async def start(self, sink: StoreSink, refusals: RefusalCounter, metrics: Metrics) -> None:
         """Start the relay and every worker; raise (leaving nothing running) if one cannot."""

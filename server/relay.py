@@ -235,11 +235,6 @@ class RelayServer:
             for code, n in payload:
                 self._metrics.error_answers.labels(code=str(code)).inc(float(n))
             return None
-        if op == "hello":
-            version, fields = payload
-            if version != PROTOCOL_VERSION or tuple(fields) != _RECORD_FIELDS:
-                raise RelayError("the worker runs another version of Subgate; restart the service")
-            return None
         if op == "ready":
             self._on_ready(int(payload))
             return None
@@ -253,6 +248,7 @@ class _WorkerConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._out: _CoalescedWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._greeted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         pid = peer_pid(transport)
@@ -278,12 +274,26 @@ class _WorkerConnection(asyncio.Protocol):
         try:
             for frame in self._frames.feed(data):
                 seq, op, payload = decode_message(frame)
+                if not self._greeted:
+                    self._greet(seq, op, payload)
+                    continue
                 task = asyncio.ensure_future(self._reply(seq, op, payload))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         except RelayError as error:
             logger.error("intake relay: dropping a worker connection: %s", error)
             self.close()
+
+    def _greet(self, seq: Any, op: Any, payload: Any) -> None:
+        """The first frame must be a hello naming this protocol and record; else goodbye."""
+        if op != "hello":
+            raise RelayError("the first frame must be a hello")
+        assert self._transport is not None
+        if payload != (PROTOCOL_VERSION, _RECORD_FIELDS):
+            self._transport.write(encode_frame((seq, False, "another version of Subgate")))
+            raise RelayError("a worker of another version of Subgate said hello; restart it")
+        self._greeted = True
+        self._transport.write(encode_frame((seq, True, None)))
 
     async def _reply(self, seq: Any, op: Any, payload: Any) -> None:
         try:

@@ -15,21 +15,25 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from server.gateway import StoreSink
 from server.intake_workers import RESTART_BACKOFF_SECONDS, next_restart_delay, worker_settings
 from server.metrics import Metrics
 from server.refusals import RefusalCounter
 from server.relay import (
+    PROTOCOL_VERSION,
     FrameReader,
     RelayClient,
     RelayError,
     RelayServer,
+    WorkerOrders,
     decode_message,
     encode_frame,
     record_from_values,
     record_values,
 )
+from server.settings import StorageSettings, TopAppSettings
 from storage import Store, open_store
 from storage.errors import StorageUnavailable
 from storage.models import (
@@ -232,7 +236,7 @@ async def test_a_store_failure_reaches_the_worker_as_storage_unavailable(ends: E
         ("keep", ("not", "a record")),
         ("keep", ((1,) * 11, [])),
         ("unknown-op", None),
-        ("hello", (99, ())),
+        ("hello", None),  # a second hello is just an unknown op
     ],
 )
 async def test_a_malformed_request_is_refused_and_the_connection_goes_on(
@@ -323,18 +327,58 @@ def test_a_worker_that_ran_a_while_is_restarted_at_once_one_that_keeps_dying_bac
 
 
 def test_workers_are_handed_no_api_token_top_secret_or_database_url(tmp_path: Path) -> None:
+    token, top_secret, password = "t" * 32, "top-secret-0123456789", "db-password-0123456789"
     settings = make_settings(
         tmp_path,
-        tokens=[{"token": "t" * 32, "apps": ["*"], "scopes": ["read"]}],
+        tokens=[{"token": token, "apps": ["*"], "scopes": ["read"]}],
         intake_workers=1,
         intake_port=9999,
+    ).model_copy(
+        update={
+            "storage": StorageSettings(url=f"postgresql://subgate:{password}@db:5432/subgate"),
+            "top_apps": [
+                TopAppSettings(name="jym", app_key="12345678", app_secret=SecretStr(top_secret))
+            ],
+        }
     )
 
-    handed = worker_settings(settings)
+    orders = pickle.dumps(WorkerOrders(worker_settings(settings), tmp_path / "relay.sock", 20))
 
-    assert handed.tokens == [] and handed.top_apps == []
-    assert handed.storage.url != settings.storage.url
+    for secret in (token, top_secret, password):
+        assert secret.encode() not in orders
+    assert settings.apps[0].app_private_key is not None  # what a worker does need: app keys
+    handed = pickle.loads(orders).settings  # noqa: S301 (our own bytes)
     assert handed.apps == settings.apps and handed.server == settings.server
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [
+        (PROTOCOL_VERSION + 1, tuple(NotificationRecord.model_fields)),
+        (PROTOCOL_VERSION, tuple(reversed(NotificationRecord.model_fields))),
+    ],
+)
+async def test_a_worker_of_another_version_is_refused_and_disconnected(
+    ends: Ends, tmp_path: Path, hello: tuple[int, tuple[str, ...]]
+) -> None:
+    loop = asyncio.get_running_loop()
+    _, other = await loop.create_unix_connection(RelayClient, str(tmp_path / "relay.sock"))
+
+    with pytest.raises(StorageUnavailable, match="another version"):
+        await other.call("hello", hello)
+    await other.lost.wait()
+
+
+async def test_nothing_is_kept_for_a_connection_that_did_not_say_hello(
+    ends: Ends, tmp_path: Path
+) -> None:
+    loop = asyncio.get_running_loop()
+    _, rude = await loop.create_unix_connection(RelayClient, str(tmp_path / "relay.sock"))
+
+    with pytest.raises(StorageUnavailable):
+        await rude.keep(record(), [])
+    await rude.lost.wait()
+    assert await ends.store.count_notifications() == 0
 
 
 async def test_when_the_primary_goes_away_the_worker_is_told_and_keeps_nothing(
