@@ -78,6 +78,7 @@ def build_app(
     contexts = [_store_context(registry or default_registry(), clock)]
     if settings.server.intake_workers:
         contexts.append(_intake_workers_context)
+        app.on_shutdown.append(_hold_restarts)
     contexts.append(outbound_context(clock))
     app.cleanup_ctx.append(_in_order(contexts))
     setup_notify_routes(app)
@@ -142,7 +143,6 @@ async def _intake_workers_context(app: web.Application) -> AsyncIterator[None]:
     workers = IntakeWorkers(app[SETTINGS], logging.getLogger().getEffectiveLevel())
     await workers.start(app[STORE_SINK], app[REFUSALS], app[METRICS])
     app[INTAKE_WORKERS] = workers
-    app.on_shutdown.append(_hold_restarts)
     try:
         yield
     finally:
@@ -152,7 +152,9 @@ async def _intake_workers_context(app: web.Application) -> AsyncIterator[None]:
 async def _hold_restarts(app: web.Application) -> None:
     """From the start of shutdown a worker that exits (a service manager may signal the whole
     group) is not started again."""
-    app[INTAKE_WORKERS].hold_restarts()
+    workers = app.get(INTAKE_WORKERS)
+    if workers is not None:
+        workers.hold_restarts()
 
 
 async def prune_once(app: web.Application, clock: Clock) -> int:

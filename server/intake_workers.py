@@ -82,10 +82,6 @@ class IntakeWorkers:
         """The workers serving now (a restarting slot is left out)."""
         return [p.pid for p in self._serving if p is not None and p.returncode is None]
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
     def hold_restarts(self) -> None:
         """Start no worker again from now on (shutdown has begun)."""
         self._stopping = True
