@@ -21,38 +21,58 @@ import os
 import pickle
 import signal
 import sys
-from datetime import UTC, datetime
 
 from aiohttp import web
 
-from server.appkeys import REFUSALS
+from server.app import utc_now
+from server.appkeys import GATEWAY, REFUSALS, SETTINGS
 from server.collector import settle_garbage_collector
 from server.credentials import load_credentials
 from server.dispatch import default_registry
 from server.eventloop import new_event_loop
 from server.gateway import NotificationGateway
-from server.intake_app import intake_app, start_intake_site
+from server.health import healthz
+from server.logredact import redact_parser_errors
 from server.metrics import METRICS, Metrics
+from server.middleware import error_middleware
+from server.notify import setup_notify_routes
 from server.refusals import RefusalCounter
-from server.relay import RelayClient, WorkerOrders
+from server.relay import CALL_TIMEOUT_SECONDS, RelayClient, WorkerOrders
 from server.settings import Settings
 from storage.errors import StorageError, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def build_intake_app(settings: Settings, relay: RelayClient) -> web.Application:
-    """The intake routes, keeping what they verify through the relay."""
+    """The notification routes and /healthz, keeping what they verify through the relay."""
+    redact_parser_errors()
     refusals = RefusalCounter()
     credentials = load_credentials(settings, utc_now())
-    gateway = NotificationGateway(credentials, relay, default_registry(), refusals, utc_now)
-    app = intake_app(settings, gateway, Metrics())
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware]
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app[REFUSALS] = refusals
+    app[GATEWAY] = NotificationGateway(credentials, relay, default_registry(), refusals, utc_now)
+    setup_notify_routes(app)
+    app.router.add_get("/healthz", healthz)
     return app
+
+
+async def start_intake_site(app: web.Application, settings: Settings) -> web.AppRunner:
+    """Serve ``app`` on the intake port, shared with the other workers (SO_REUSEPORT)."""
+    # Requests in flight at shutdown may wait for the primary's answer up to the relay's timeout.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=CALL_TIMEOUT_SECONDS + 5)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.intake_port, reuse_port=True)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 class CountRelay:
