@@ -99,15 +99,23 @@ def run_lookup(quick: bool, seconds: float, workdir: Path) -> dict[str, Any]:
 
 
 def run_sends(quick: bool, seconds: float, workdir: Path) -> dict[str, Any]:
-    """Two loads: every attempt holds a credit (clean), and the spend-once stress (contended)."""
+    """Two loads: every attempt holds a credit (clean), and the spend-once stress (contended);
+    each with every call made in the server process, then with one call worker process."""
     users = 20_000 if quick else 100_000
+    loads = {"clean": (0, 0), "contended": (1, 2)}  # (extra keys, duplicates) per user
     plans = {
-        "clean": sends.SendsPlan(
-            "clean", users, 3, extra=0, duplicates=0, seconds=seconds, connections=64
-        ),
-        "contended": sends.SendsPlan(
-            "contended", users, 3, extra=1, duplicates=2, seconds=seconds, connections=64
-        ),
+        f"{load}{suffix}": sends.SendsPlan(
+            f"{load}{suffix}",
+            users,
+            3,
+            extra=extra,
+            duplicates=duplicates,
+            seconds=seconds,
+            connections=64,
+            call_processes=callers,
+        )
+        for load, (extra, duplicates) in loads.items()
+        for callers, suffix in ((0, ""), (1, "-callers1"))  # side by side: the machine drifts
     }
     report: dict[str, Any] = {"targets": {}}
     for name, plan in plans.items():

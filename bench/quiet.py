@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.processes import cpu_seconds
+from bench.processes import tree_cpu_seconds
 
 DISTURBED_SHARE = 0.10
 
@@ -42,13 +42,13 @@ class Foreign:
         self._started = time.monotonic()
         self._busy = busy_seconds()
         self._own = _own_seconds()
-        self._theirs = [cpu_seconds(pid) for pid in pids]
+        self._theirs = [tree_cpu_seconds(pid) for pid in pids]
 
     def stop(self) -> dict[str, float | bool]:
         """Foreign CPU seconds, and its share of one core over the measurement."""
         elapsed = time.monotonic() - self._started
         ours = _own_seconds() - self._own
-        ours += sum(cpu_seconds(p) - s for p, s in zip(self._pids, self._theirs, strict=True))
+        ours += sum(tree_cpu_seconds(p) - s for p, s in zip(self._pids, self._theirs, strict=True))
         foreign = max(0.0, busy_seconds() - self._busy - ours)
         share = foreign / elapsed if elapsed else 0.0
         return {

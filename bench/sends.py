@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.intake import APP_ID, ROOT
 from bench.ledger_fill import CHANNEL, cached_ledger, copy_to, credits_family
-from bench.processes import cpu_seconds, free_port, serving
+from bench.processes import cpu_seconds, free_port, serving, tree_cpu_seconds
 from bench.quiet import Foreign
 from bench.report import latency_summary, verdict
 from bench.service import ONE_TIME, command, new_token, write_config, write_keys
@@ -86,6 +86,7 @@ class SendsPlan:
     duplicates: int  # repeats of the user's keys: replays, never a second send
     seconds: float
     connections: int
+    call_processes: int = 0  # [outbox] call_processes: 0 makes every call in the server process
 
     @property
     def attempts_per_user(self) -> int:
@@ -98,7 +99,9 @@ def run(plan: SendsPlan, workdir: Path) -> dict[str, Any]:
     keys, token = write_keys(workdir), new_token()
     fake_port, port = free_port(), free_port()
     gateway = f"http://127.0.0.1:{fake_port}/gateway.do"
-    config = write_config(workdir / "subgate.toml", database, keys, token, gateway)
+    config = write_config(
+        workdir / "subgate.toml", database, keys, token, gateway, plan.call_processes
+    )
     fake_cmd = [
         sys.executable,
         "-m",
@@ -115,13 +118,13 @@ def run(plan: SendsPlan, workdir: Path) -> dict[str, Any]:
         warm_from = (plan.users // 2) * plan.attempts_per_user  # users the main run reaches last
         _wrk(base, token, plan, workdir, warm_from, seconds=2)
         watch = Foreign(server.pid, fake.pid)
-        before = cpu_seconds(server.pid), cpu_seconds(fake.pid)
+        before = tree_cpu_seconds(server.pid), cpu_seconds(fake.pid)
         commits_before = commit_metrics(port)
         started_ms = int(time.time() * 1000)
         load = _wrk(base, token, plan, workdir, 0, plan.seconds)
         ended_ms = int(time.time() * 1000)
         foreign = watch.stop()
-        cpu = cpu_seconds(server.pid) - before[0], cpu_seconds(fake.pid) - before[1]
+        cpu = tree_cpu_seconds(server.pid) - before[0], cpu_seconds(fake.pid) - before[1]
         commits = _commit_delta(commits_before, commit_metrics(port), load.load.seconds)
         drained = _drain(database)
         with urllib.request.urlopen(f"http://127.0.0.1:{fake_port}/stats") as answer:

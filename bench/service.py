@@ -53,13 +53,20 @@ def new_token() -> str:
 
 
 def write_config(
-    path: Path, database: Path, keys: Keys, token: str, gateway_url: str | None = None
+    path: Path,
+    database: Path,
+    keys: Keys,
+    token: str,
+    gateway_url: str | None = None,
+    call_processes: int = 0,
 ) -> Path:
     """One app with the three templates and a token with every scope; calls go to the fake."""
     lines = [
         "[storage]",
         f'url = "sqlite:///{database.resolve()}"',
         'synchronous = "FULL"',
+        "[outbox]",
+        f"call_processes = {call_processes}",
         "[[apps]]",
         f'app_id = "{APP_ID}"',
         f'alipay_public_key = "{keys.alipay_public}"',

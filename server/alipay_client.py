@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from server.credentials import AppCredentials
 from server.errors import AppNotReady
@@ -33,6 +33,14 @@ logger = logging.getLogger(__name__)
 
 SUCCESS_CODE = "10000"
 TRANSIENT_CODES = frozenset({"20000", "20001"})
+
+
+class OpenApiCaller(Protocol):
+    """Makes one classic-gateway call: ``AlipayClient`` in this process, or ``CallWorkers``."""
+
+    async def call(
+        self, app: AppCredentials, method: str, biz_content: Mapping[str, Any]
+    ) -> CallResult: ...
 
 
 class AlipayClient(PlatformClient):

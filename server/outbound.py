@@ -17,9 +17,10 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
-from server.alipay_client import AlipayClient
+from server.alipay_client import AlipayClient, OpenApiCaller
 from server.alipay_v3_client import AlipayV3Client
 from server.appkeys import CREDENTIALS, LEDGER, RECONCILER, SENDER, SETTINGS, STORE
+from server.call_workers import CALL_WORKERS, CallWorkers
 from server.channels.base import Channel, PreparedSend
 from server.channels.jym_push import JymPushChannel
 from server.channels.life_label import LifeLabelChannel
@@ -46,7 +47,14 @@ def outbound_context(
         settings = app[SETTINGS]
         async with aiohttp.ClientSession() as session:
             timeout = settings.outbox.call_timeout_seconds
-            client = AlipayClient(session, clock, timeout)
+            local = AlipayClient(session, clock, timeout)
+            client: OpenApiCaller = local
+            workers: CallWorkers | None = None
+            if settings.outbox.call_processes:
+                level = logging.getLogger().getEffectiveLevel()
+                workers = CallWorkers(settings, local, clock, level)
+                await workers.start()
+                client = app[CALL_WORKERS] = workers
             v3_client = AlipayV3Client(session, clock, timeout)
             top_client = TopClient(session, clock, timeout)
             top_apps = load_top_credentials(settings)
@@ -90,6 +98,8 @@ def outbound_context(
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                if workers is not None:
+                    await workers.stop()
 
     return context
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from server.alipay_client import AlipayClient
+from server.alipay_client import OpenApiCaller
 from server.api_models import Subscription
 from server.consent import ConsentLedger
 from server.credentials import AppCredentials
@@ -57,7 +57,7 @@ class Reconciler:
     def __init__(
         self,
         store: Store,
-        client: AlipayClient,
+        client: OpenApiCaller,
         credentials: Mapping[str, AppCredentials],
         templates: TemplateRegistry,
         ledger: ConsentLedger,

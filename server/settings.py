@@ -90,6 +90,8 @@ class OutboxSettings(_Section):
     lease_seconds: float = Field(default=60.0, gt=0, le=3600)
     batch_size: int = Field(default=50, ge=1, le=1000)
     throttle_delay_seconds: float = Field(default=600.0, ge=0, le=86400)
+    # Worker processes making the classic gateway's calls (sign, POST, verify); 0: in the primary.
+    call_processes: int = Field(default=0, ge=0, le=16)
 
 
 class RetentionSettings(_Section):

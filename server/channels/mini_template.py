@@ -8,7 +8,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.alipay_client import AlipayClient
+from server.alipay_client import OpenApiCaller
 from server.channels.base import PreparedSend
 from server.credentials import AppCredentials
 from server.errors import KeywordTooLong, TemplateDataMismatch, TemplateNotRegistered
@@ -48,7 +48,7 @@ class MiniTemplateChannel:
     name = Channel.MINI_TEMPLATE.value
     retry_transient = True  # Alipay refuses a one-time send beyond the user's acceptances
 
-    def __init__(self, client: AlipayClient) -> None:
+    def __init__(self, client: OpenApiCaller) -> None:
         self._client = client
 
     def prepare(

@@ -1,0 +1,138 @@
+"""A call worker (``[outbox] call_processes``): makes the gateway calls the primary hands it.
+
+Started by the primary (``server/call_workers.py``) with its orders on standard input and one end
+of a socket pair. Each frame from the primary is one call: app id, method, biz_content and the
+primary's clock reading; the worker signs, POSTs and verifies exactly as ``AlipayClient`` does in
+the primary, and answers the classified result. It stops on SIGTERM after finishing the calls it
+is making, or at once when the primary's end of the socket closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from typing import Any, cast
+
+import aiohttp
+
+from server.alipay_client import AlipayClient
+from server.app import utc_now
+from server.call_workers import (
+    FRAME_LIMIT_BYTES,
+    CallWorkerOrders,
+    instant,
+    result_values,
+)
+from server.collector import settle_garbage_collector
+from server.credentials import AppCredentials, load_credentials
+from server.eventloop import new_event_loop
+from server.platform_calls import CallOutcome, CallResult
+from server.relay import FrameReader, RelayError, decode_message, encode_frame
+
+logger = logging.getLogger(__name__)
+
+
+class _PrimaryConnection(asyncio.Protocol):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        credentials: Mapping[str, AppCredentials],
+        timeout: float,
+    ) -> None:
+        self._session = session
+        self._credentials = credentials
+        self._timeout = timeout
+        self._reader = FrameReader(FRAME_LIMIT_BYTES)
+        self._transport: asyncio.Transport | None = None
+        self.calls: set[asyncio.Task[None]] = set()
+        self.closed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self._transport.write(encode_frame((0, "ready", os.getpid())))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for frame in self._reader.feed(data):
+                number, kind, request = decode_message(frame)
+                if kind != "call" or not isinstance(request, tuple) or len(request) != 4:
+                    raise RelayError(f"unexpected frame {kind!r}")
+                task = asyncio.create_task(self._call(number, *request))
+                self.calls.add(task)
+                task.add_done_callback(self.calls.discard)
+        except RelayError as error:
+            logger.error("call worker %d: %s; closing", os.getpid(), error)
+            self.close()
+
+    async def _call(self, number: Any, app_id: Any, method: Any, biz: Any, micros: Any) -> None:
+        app = self._credentials.get(app_id) if isinstance(app_id, str) else None
+        if app is None or not isinstance(method, str) or not isinstance(biz, dict):
+            result = CallResult(CallOutcome.REJECTED, error=f"app {app_id!r} is not configured")
+        else:
+            when = instant(micros)
+            client = AlipayClient(self._session, lambda: when, self._timeout)
+            result = await client.call(app, method, biz)
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(encode_frame((number, "answer", result_values(result))))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+async def serve(orders: CallWorkerOrders) -> None:
+    settings = orders.settings
+    credentials = load_credentials(settings, utc_now())
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    sock = socket.socket(fileno=orders.socket_fd)
+    async with aiohttp.ClientSession() as session:
+        timeout = settings.outbox.call_timeout_seconds
+        _, primary = await loop.create_connection(
+            lambda: _PrimaryConnection(session, credentials, timeout), sock=sock
+        )
+        settle_garbage_collector()
+        stopped = asyncio.create_task(stop.wait())
+        closed = asyncio.create_task(primary.closed.wait())
+        await asyncio.wait({stopped, closed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopped, closed):
+            task.cancel()
+        if primary.closed.is_set():  # the primary is gone: nobody would get the answers
+            for call in list(primary.calls):
+                call.cancel()
+        if primary.calls:
+            await asyncio.gather(*primary.calls, return_exceptions=True)
+        primary.close()
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    orders: CallWorkerOrders = pickle.load(sys.stdin.buffer)  # noqa: S301  (from our parent)
+    logging.basicConfig(
+        level=orders.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    loop, _ = new_event_loop(orders.settings.server.event_loop)
+    try:
+        loop.run_until_complete(serve(orders))
+    except Exception as error:  # keys that no longer load, a socket that is gone
+        logger.error("call worker %d cannot serve: %s", os.getpid(), error)
+        return 2
+    finally:
+        with contextlib.suppress(Exception):
+            loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""``[outbox] call_processes``: Alipay gateway calls made by worker processes.
+
+A gateway call is the most expensive thing Subgate does per message: an RSA-2048 signature
+(about 0.25 ms, during which the event loop waits), the form encoding, aiohttp's client request
+and the answer's verification. In one process all of it shares one GIL with the HTTP API and the
+SQLite writer. With ``call_processes = N`` the primary hands each call of the classic gateway
+(``alipay.open.app.mini.templatemessage.send``, the subscription queries) to one of N worker
+processes (``python -m server.call_worker``) as plain values over a private socket pair, and gets
+the classified ``CallResult`` back. Consent checks, reservations and outcomes stay in the primary;
+a worker holds the app keys it signs with and nothing else (no API tokens, no TOP secrets, no
+database URL).
+
+What can go wrong, and what it means for a message:
+
+- no worker is serving (still starting again after a crash): the call is made in the primary,
+  exactly as without workers;
+- a worker dies, or does not answer within the call timeout plus a margin, while calls are in
+  flight: each of those calls ends ``UNKNOWN`` (the platform may have acted on it), so its message
+  is never retried automatically and can never be delivered twice;
+- a worker that died is started again, at once if it had run a while, else after a back-off.
+
+The request's timestamp comes from the primary's clock, so a worker signs what the primary
+would have signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import pickle
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from aiohttp import web
+
+from server.alipay_client import AlipayClient
+from server.credentials import AppCredentials
+from server.intake_workers import WorkerStartFailed, next_restart_delay
+from server.platform_calls import CallOutcome, CallResult
+from server.relay import FrameReader, RelayError, decode_message, encode_frame
+from server.settings import Settings, StorageSettings
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_SECONDS = 60.0
+# A worker's own timeout ends each call; this margin covers the hop back to the primary.
+ANSWER_MARGIN_SECONDS = 5.0
+FRAME_LIMIT_BYTES = 16 * 1024 * 1024
+LOST = "the call process was lost before it answered; the platform may have acted on the call"
+NO_ANSWER = "the call process did not answer in time; the platform may have acted on the call"
+
+
+@dataclass(frozen=True)
+class CallWorkerOrders:
+    """What the primary hands a call worker on its standard input."""
+
+    settings: Settings
+    socket_fd: int
+    log_level: int
+
+
+def call_worker_settings(settings: Settings) -> Settings:
+    """The apps (keys, gateway URLs) and the outbox timeouts; never the API tokens, the TOP
+    secrets or the database URL."""
+    return settings.model_copy(update={"tokens": [], "top_apps": [], "storage": StorageSettings()})
+
+
+def call_request(
+    app_id: str, method: str, biz_content: Mapping[str, Any], now: datetime
+) -> tuple[Any, ...]:
+    return (app_id, method, dict(biz_content), round(now.timestamp() * 1_000_000))
+
+
+def instant(micros: int) -> datetime:
+    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
+
+
+def result_values(result: CallResult) -> tuple[Any, ...]:
+    return (
+        result.outcome.value,
+        result.code,
+        result.msg,
+        result.sub_code,
+        result.sub_msg,
+        result.error,
+        dict(result.node),
+    )
+
+
+def result_from_values(values: object) -> CallResult:
+    """A worker's answer, checked field by field: anything else is not the protocol."""
+    if not isinstance(values, tuple) or len(values) != 7:
+        raise RelayError("a call answer is a 7-tuple")
+    outcome, code, msg, sub_code, sub_msg, error, node = values
+    texts = (code, msg, sub_code, sub_msg, error)
+    if not all(value is None or isinstance(value, str) for value in texts):
+        raise RelayError("a call answer's texts are str or None")
+    if not isinstance(node, dict):
+        raise RelayError("a call answer's node is a dict")
+    try:
+        kind = CallOutcome(outcome)
+    except ValueError:
+        raise RelayError(f"unknown call outcome {outcome!r}") from None
+    return CallResult(kind, code, msg, sub_code, sub_msg, error, node)
+
+
+class _Connection(asyncio.Protocol):
+    """The primary's end of one worker's socket: numbered calls, answers matched by number."""
+
+    def __init__(self, answer_within: float) -> None:
+        self._answer_within = answer_within
+        self._transport: asyncio.Transport | None = None
+        self._reader = FrameReader(FRAME_LIMIT_BYTES)
+        self._pending: dict[int, asyncio.Future[CallResult]] = {}
+        self._numbers = itertools.count(1)
+        self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.lost = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("the call worker closed its socket"))
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(CallResult(CallOutcome.UNKNOWN, error=LOST))
+        self._pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for frame in self._reader.feed(data):
+                self._answer(*decode_message(frame))
+        except RelayError as error:
+            logger.error("call worker broke the protocol (%s); dropping it", error)
+            self.close()
+
+    def _answer(self, number: Any, kind: Any, payload: Any) -> None:
+        if kind == "ready" and isinstance(payload, int) and not self.ready.done():
+            self.ready.set_result(payload)
+            return
+        if kind != "answer" or not isinstance(number, int) or number not in self._pending:
+            raise RelayError(f"unexpected frame {kind!r} for call {number!r}")
+        result = result_from_values(payload)  # if it raises, connection_lost ends the call
+        future = self._pending.pop(number)
+        if not future.done():
+            future.set_result(result)
+
+    @property
+    def serving(self) -> bool:
+        return self.ready.done() and not self.ready.exception() and not self.lost.is_set()
+
+    async def call(self, request: tuple[Any, ...]) -> CallResult:
+        assert self._transport is not None
+        number = next(self._numbers)
+        frame = encode_frame((number, "call", request))
+        future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+        self._pending[number] = future
+        self._transport.write(frame)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._answer_within)
+        except TimeoutError:
+            return CallResult(CallOutcome.UNKNOWN, error=NO_ANSWER)
+        finally:
+            self._pending.pop(number, None)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+@dataclass
+class _Worker:
+    process: asyncio.subprocess.Process
+    connection: _Connection
+
+
+class CallWorkers:
+    """Makes gateway calls in worker processes; an ``OpenApiCaller`` like ``AlipayClient``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        local: AlipayClient,
+        clock: Callable[[], datetime],
+        log_level: int,
+    ) -> None:
+        self._settings = settings
+        self._local = local
+        self._clock = clock
+        self._log_level = log_level
+        self._count = settings.outbox.call_processes
+        self._timeout = settings.outbox.call_timeout_seconds + ANSWER_MARGIN_SECONDS
+        self._slots: list[_Worker | None] = [None] * self._count
+        self._started: set[asyncio.subprocess.Process] = set()
+        self._watchers: list[asyncio.Task[None]] = []
+        self._turn = itertools.count()
+        self._stopping = False
+        self.restarts = 0
+        self.calls = 0  # answered by a worker
+        self.made_here = 0  # made in the primary: no worker was serving
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._slots if w is not None and w.connection.serving]
+
+    async def start(self) -> None:
+        """Start every worker; raise ``WorkerStartFailed`` (leaving none running) if one cannot."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                spawning = [group.create_task(self._spawn()) for _ in range(self._count)]
+        except BaseException as error:
+            await self.stop()
+            if isinstance(error, BaseExceptionGroup):
+                raise error.exceptions[0] from None
+            raise
+        self._slots = [task.result() for task in spawning]
+        self._watchers = [asyncio.create_task(self._watch(slot)) for slot in range(self._count)]
+        logger.info("%d call worker(s) make the gateway calls", self._count)
+
+    async def call(
+        self, app: AppCredentials, method: str, biz_content: Mapping[str, Any]
+    ) -> CallResult:
+        worker = self._next_serving()
+        if worker is None:
+            self.made_here += 1
+            return await self._local.call(app, method, biz_content)
+        result = await worker.connection.call(
+            call_request(app.app_id, method, biz_content, self._clock())
+        )
+        self.calls += 1
+        return result
+
+    def _next_serving(self) -> _Worker | None:
+        for _ in range(self._count):
+            worker = self._slots[next(self._turn) % self._count]
+            if worker is not None and worker.connection.serving:
+                return worker
+        return None
+
+    async def _spawn(self) -> _Worker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        their_fd = theirs.fileno()  # the same number in the worker (pass_fds)
+        loop = asyncio.get_running_loop()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "server.call_worker",
+                stdin=asyncio.subprocess.PIPE,
+                pass_fds=(their_fd,),
+                start_new_session=True,  # a Ctrl-C reaches the primary, which stops its workers
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._started.add(process)
+        connection: _Connection | None = None
+        try:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(self._timeout), sock=ours
+            )
+            assert process.stdin is not None
+            settings = call_worker_settings(self._settings)
+            orders = CallWorkerOrders(settings, their_fd, self._log_level)
+            process.stdin.write(pickle.dumps(orders))
+            with contextlib.suppress(ConnectionError):  # it died at once: reported below
+                await process.stdin.drain()
+            process.stdin.close()
+            try:
+                await asyncio.wait_for(connection.ready, START_TIMEOUT_SECONDS)
+            except (TimeoutError, ConnectionError):
+                raise WorkerStartFailed(
+                    f"call worker {process.pid} did not start (exit code {process.returncode})"
+                ) from None
+            return _Worker(process, connection)
+        except BaseException:
+            if connection is None:
+                ours.close()
+            else:
+                connection.close()
+            await self._end(process)
+            raise
+
+    async def _watch(self, slot: int) -> None:
+        """Start a worker again whenever it dies, backing off while it keeps failing."""
+        delay = 0.0
+        started = time.monotonic()
+        while True:
+            worker = self._slots[slot]
+            if worker is not None:
+                code = await worker.process.wait()
+                worker.connection.close()  # its calls in flight end UNKNOWN
+                self._started.discard(worker.process)
+                self._slots[slot] = None
+                if self._stopping:
+                    return
+                delay = next_restart_delay(time.monotonic() - started, delay)
+                logger.error(
+                    "call worker %d exited with %s; starting another in %.0f s",
+                    worker.process.pid,
+                    code,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            try:
+                self._slots[slot] = await self._spawn()
+            except Exception as error:  # WorkerStartFailed, or the OS refused a process
+                delay = next_restart_delay(0.0, delay)
+                logger.error("call worker not started (%s); trying again in %.0f s", error, delay)
+                continue
+            started = time.monotonic()
+            self.restarts += 1
+
+    async def stop(self) -> None:
+        """Stop every worker: each finishes the calls it is making (bounded by their timeout)."""
+        self._stopping = True
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await asyncio.gather(*(self._end(p) for p in list(self._started)))
+        for worker in self._slots:
+            if worker is not None:
+                worker.connection.close()
+
+    async def _end(self, process: asyncio.subprocess.Process) -> None:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), self._timeout + ANSWER_MARGIN_SECONDS)
+            except TimeoutError:
+                logger.error("call worker %d did not stop in time; killing it", process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        self._started.discard(process)
+
+
+CALL_WORKERS = web.AppKey("call_workers", CallWorkers)

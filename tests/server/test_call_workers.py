@@ -1,0 +1,276 @@
+"""``[outbox] call_processes``: gateway calls made by real worker processes.
+
+Each test runs Subgate in this process with one call worker (``python -m server.call_worker``, a
+real child process) and the fake Alipay gateway, whose oracle verifies every request the worker
+signs. Killing the worker is a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.alipay_client import AlipayClient
+from server.call_workers import (
+    CALL_WORKERS,
+    CallWorkerOrders,
+    CallWorkers,
+    call_worker_settings,
+    result_from_values,
+)
+from server.intake_workers import WorkerStartFailed
+from server.relay import RelayError
+from server.settings import SettingsError, settings_from_mapping
+from tests.server.conftest import APP_ID, NOW, StartGateway, app_config
+from tests.server.fake_alipay import SEND_METHOD, FakeAlipay, hang, rejected, transient
+from tests.server.send_fixtures import (
+    ONE_TIME,
+    TEMPLATES,
+    TOKENS,
+    USER,
+    Sending,
+    new_key,
+    one_time_body,
+    send_settings,
+    start_sending,
+)
+
+DEADLINE_SECONDS = 30.0
+
+
+def with_call_workers(tmp_path: Path, fake: FakeAlipay, count: int = 1) -> Any:
+    settings = send_settings(tmp_path, fake)
+    outbox = settings.outbox.model_copy(update={"call_processes": count})
+    return settings.model_copy(update={"outbox": outbox})
+
+
+@pytest.fixture
+async def env(start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay) -> Sending:
+    return await start_sending(start_gateway, tmp_path, fake, with_call_workers(tmp_path, fake))
+
+
+def workers_of(env: Sending) -> CallWorkers:
+    return env.gateway.app[CALL_WORKERS]
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for something another process makes true (bounded; never a fixed sleep)."""
+    end = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting until {what}")
+        await asyncio.sleep(0.01)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_send_is_signed_by_the_worker_with_the_primarys_clock(env: Sending) -> None:
+    workers = workers_of(env)
+    [pid] = workers.pids
+    assert pid != os.getpid()
+    await env.give_credits(1)
+
+    answer = await env.send(one_time_body())
+
+    assert (answer.status, answer.body["status"]) == (200, "sent")
+    assert (workers.calls, workers.made_here) == (1, 0)
+    [call] = env.fake.sends  # verified by the oracle with the app's public key
+    assert call.params["timestamp"] == "2026-11-23 16:00:00"  # the test clock, not the worker's
+    assert call.biz["to_user_id"] == USER
+    row = await env.row(answer.body["message_id"])
+    assert (row.status, row.attempts, row.platform_code) == ("sent", 1, "10000")
+    assert await env.credits() == 0
+    await env.assert_projection_is_the_fold()
+
+
+async def test_answers_are_classified_as_in_the_primary(env: Sending) -> None:
+    env.fake.script(SEND_METHOD, rejected("USER_TEMPLATE_ILLEGAL"), transient())
+    await env.give_credits(2)
+
+    failed = await env.send(one_time_body())
+    queued = await env.send(one_time_body())
+
+    assert (failed.body["status"], failed.body["platform"]["sub_code"]) == (
+        "failed",
+        "USER_TEMPLATE_ILLEGAL",
+    )
+    assert queued.body["status"] == "queued"
+    assert await env.actions() == ["accept", "accept", "spend", "refund", "spend"]
+    env.later(1)
+    assert await env.run_outbox() == 1  # the retry goes through the worker too
+    assert (workers_of(env).calls, workers_of(env).made_here) == (3, 0)
+    assert (await env.row(queued.body["message_id"])).status == "sent"
+
+
+async def test_subscription_queries_go_through_the_worker(env: Sending) -> None:
+    await env.give_credits(2)
+    env.fake.subscribed(USER, ONE_TIME, "0")  # the user cancelled it on the platform
+
+    answer = await env.sync()
+
+    assert answer.status == 200, answer.body
+    assert answer.body["changes"] == [{"template_id": ONE_TIME, "action": "cancel"}]
+    workers = workers_of(env)
+    assert (workers.calls, workers.made_here) == (len(env.fake.queries), 0)
+    assert workers.calls == 2  # four registered templates, at most three per query
+    state = await env.state(ONE_TIME)
+    assert (state.status, state.credits, state.last_source) == ("cancelled", 0, "platform_query")
+
+
+async def test_concurrent_sends_against_one_credit_still_make_exactly_one_call(
+    env: Sending,
+) -> None:
+    await env.give_credits(1)
+
+    answers = await asyncio.gather(*(env.send(one_time_body()) for _ in range(20)))
+
+    assert sorted(a.status for a in answers) == [200] + [403] * 19
+    assert len(env.fake.sends) == 1
+    assert await env.credits() == 0
+
+
+async def test_a_worker_killed_during_a_call_leaves_the_message_unknown_and_is_replaced(
+    env: Sending,
+) -> None:
+    workers = workers_of(env)
+    [pid] = workers.pids
+    env.fake.script(SEND_METHOD, hang())
+    await env.give_credits(2)
+    key = new_key()
+    sending = asyncio.create_task(env.send(one_time_body(), key=key))
+    await until(lambda: bool(env.fake.sends), "the worker's request reached the platform")
+
+    os.kill(pid, signal.SIGKILL)
+    answer = await sending
+
+    assert (answer.status, answer.body["status"]) == (202, "unknown")
+    row = await env.row(answer.body["message_id"])
+    assert row.status == "unknown" and row.last_error is not None
+    assert "lost" in row.last_error
+    assert await env.credits() == 1  # spent: the platform may have delivered it
+    env.later(3600)
+    assert await env.run_outbox() == 0  # never retried
+    await until(lambda: workers.restarts == 1 and bool(workers.pids), "a worker replaced it")
+    [replacement] = workers.pids
+    assert replacement != pid and not alive(pid)
+    after = await env.send(one_time_body())
+    assert after.body["status"] == "sent"
+    assert len(env.fake.sends) == 2
+    replay = await env.send(one_time_body(), key=key)
+    assert replay.body["status"] == "unknown"
+    assert len(env.fake.sends) == 2
+    await env.assert_projection_is_the_fold()
+
+
+async def test_with_no_worker_serving_the_call_is_made_in_the_primary(env: Sending) -> None:
+    workers = workers_of(env)
+    workers._stopping = True
+    [pid] = workers.pids
+    os.kill(pid, signal.SIGKILL)
+    await until(lambda: not workers.pids, "the primary saw the worker die")
+    await env.give_credits(1)
+
+    answer = await env.send(one_time_body())
+
+    assert answer.body["status"] == "sent"
+    assert (workers.calls, workers.made_here) == (0, 1)
+    assert len(env.fake.sends) == 1
+
+
+async def test_workers_stop_with_the_app(
+    start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay
+) -> None:
+    env = await start_sending(start_gateway, tmp_path, fake, with_call_workers(tmp_path, fake, 2))
+    pids = workers_of(env).pids
+    assert len(pids) == 2
+
+    await env.gateway.client.close()
+
+    assert not any(alive(pid) for pid in pids)
+
+
+async def test_a_worker_that_cannot_load_its_keys_fails_start_up_and_leaves_nothing_running(
+    tmp_path: Path, fake: FakeAlipay
+) -> None:
+    key_file = tmp_path / "app_private_key.pem"
+    key_file.write_text(app_config()["app_private_key"])
+    config = app_config(APP_ID, templates=TEMPLATES, gateway_url=fake.url)
+    settings = send_settings(tmp_path, fake, apps=[{**config, "app_private_key": str(key_file)}])
+    settings = settings.model_copy(
+        update={"outbox": settings.outbox.model_copy(update={"call_processes": 2})}
+    )
+    key_file.unlink()  # gone after the primary loaded it: the workers cannot
+    workers = CallWorkers(settings, _unused_client(), lambda: NOW, 30)
+
+    with pytest.raises(WorkerStartFailed, match="did not start"):
+        await workers.start()
+
+    assert workers.pids == []
+    assert workers._started == set()
+
+
+def _unused_client() -> AlipayClient:
+    return AlipayClient(None, lambda: NOW, 1.0)  # type: ignore[arg-type]
+
+
+def test_the_orders_carry_the_app_keys_but_no_token_top_secret_or_database_url(
+    tmp_path: Path,
+) -> None:
+    top_secret = "top-secret-0123456789abcdef"
+    settings = settings_from_mapping(
+        {
+            "storage": {"url": f"sqlite:///{tmp_path / 'private-name.db'}"},
+            "apps": [app_config()],
+            "tokens": TOKENS,
+            "top_apps": [{"name": "jym", "app_key": "12345678", "app_secret": top_secret}],
+        },
+        base_dir=tmp_path,
+    )
+    orders = CallWorkerOrders(call_worker_settings(settings), 5, 20)
+
+    text = pickle.dumps(orders)
+
+    assert TOKENS[0]["token"].encode() not in text
+    assert top_secret.encode() not in text
+    assert b"private-name.db" not in text
+    assert orders.settings.apps[0].app_private_key is not None  # it signs with it
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("success", None, None, None, None, None, []),  # node is not a dict
+        ("delivered", None, None, None, None, None, {}),  # not an outcome
+        ("success", 10000, None, None, None, None, {}),  # code is not text
+        ("success", None, None),  # too short
+        ["success", None, None, None, None, None, {}],  # not a tuple
+    ],
+)
+def test_an_answer_that_is_not_the_protocol_is_refused(values: Any) -> None:
+    with pytest.raises(RelayError):
+        result_from_values(values)
+
+
+def test_settings_bound_the_number_of_workers(tmp_path: Path) -> None:
+    data: dict[str, Any] = {"apps": [app_config()], "tokens": TOKENS}
+    for bad in (-1, 17, "two"):
+        with pytest.raises(SettingsError, match="call_processes"):
+            settings_from_mapping({**data, "outbox": {"call_processes": bad}}, base_dir=tmp_path)
+    ok = settings_from_mapping({**data, "outbox": {"call_processes": 2}}, base_dir=tmp_path)
+    assert ok.outbox.call_processes == 2
+    assert json.loads(ok.outbox.model_dump_json())["call_processes"] == 2
