@@ -43,10 +43,10 @@ from aiohttp import web
 
 from server.alipay_client import AlipayClient
 from server.credentials import AppCredentials
-from server.intake_workers import WorkerStartFailed, next_restart_delay
+from server.intake_workers import WorkerStartFailed, next_restart_delay, worker_settings
 from server.platform_calls import CallOutcome, CallResult
 from server.relay import FrameReader, RelayError, decode_message, encode_frame
-from server.settings import Settings, StorageSettings
+from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +65,6 @@ class CallWorkerOrders:
     settings: Settings
     socket_fd: int
     log_level: int
-
-
-def call_worker_settings(settings: Settings) -> Settings:
-    """The apps (keys, gateway URLs) and the outbox timeouts; never the API tokens, the TOP
-    secrets or the database URL."""
-    return settings.model_copy(update={"tokens": [], "top_apps": [], "storage": StorageSettings()})
 
 
 def call_request(
@@ -272,7 +266,7 @@ class CallWorkers:
                 lambda: _Connection(self._timeout), sock=ours
             )
             assert process.stdin is not None
-            settings = call_worker_settings(self._settings)
+            settings = worker_settings(self._settings)  # no token, TOP secret or database URL
             orders = CallWorkerOrders(settings, their_fd, self._log_level)
             process.stdin.write(pickle.dumps(orders))
             with contextlib.suppress(ConnectionError):  # it died at once: reported below

@@ -57,8 +57,8 @@ def next_restart_delay(ran_seconds: float, previous: float) -> float:
 
 
 def worker_settings(settings: Settings) -> Settings:
-    """What a worker needs: the server and app sections (keys to verify with, the app key for
-    life-account replies). Never the API tokens, the TOP secrets or the database URL."""
+    """What a worker (intake or call) needs: the server, outbox and app sections (keys to verify
+    and sign with). Never the API tokens, the TOP secrets or the database URL."""
     return settings.model_copy(update={"tokens": [], "top_apps": [], "storage": StorageSettings()})
 
 

@@ -24,10 +24,9 @@ from server.call_workers import (
     CALL_WORKERS,
     CallWorkerOrders,
     CallWorkers,
-    call_worker_settings,
     result_from_values,
 )
-from server.intake_workers import WorkerStartFailed
+from server.intake_workers import WorkerStartFailed, worker_settings
 from server.relay import RelayError
 from server.settings import SettingsError, settings_from_mapping
 from tests.server.conftest import APP_ID, NOW, StartGateway, app_config
@@ -241,7 +240,7 @@ def test_the_orders_carry_the_app_keys_but_no_token_top_secret_or_database_url(
         },
         base_dir=tmp_path,
     )
-    orders = CallWorkerOrders(call_worker_settings(settings), 5, 20)
+    orders = CallWorkerOrders(worker_settings(settings), 5, 20)
 
     text = pickle.dumps(orders)
 
