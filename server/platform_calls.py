@@ -18,6 +18,10 @@ from typing import Any
 
 import aiohttp
 
+from verify.form import encode_form
+
+_FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}  # UTF-8, as aiohttp's
+
 
 class CallOutcome(StrEnum):
     SUCCESS = "success"
@@ -85,7 +89,13 @@ async def post_form(
     Redirects are never followed: a signed request goes only where it was configured to go.
     """
     try:
-        async with session.post(url, data=form, timeout=limits, allow_redirects=False) as response:
+        async with session.post(
+            url,
+            data=encode_form(form),
+            headers=_FORM_HEADERS,
+            timeout=limits,
+            allow_redirects=False,
+        ) as response:
             return response.status, await response.text(encoding="utf-8", errors="replace")
     except TimeoutError:
         return CallResult(CallOutcome.TRANSIENT, error="timeout")

@@ -1,4 +1,4 @@
-"""Parse an ``application/x-www-form-urlencoded`` notification body.
+"""Parse an ``application/x-www-form-urlencoded`` notification body; encode a request's form.
 
 Alipay signs the *decoded bytes* of each value in the notification's own charset, so the parser
 keeps both the exact percent-decoded bytes (for the signature) and the decoded text (for the
@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from verify.errors import MalformedPayload
 
-__all__ = ["MAX_FIELDS", "MAX_KEY_LENGTH", "FormBody", "normalize_charset", "parse_form"]
+__all__ = [
+    "MAX_FIELDS",
+    "MAX_KEY_LENGTH",
+    "FormBody",
+    "encode_form",
+    "normalize_charset",
+    "parse_form",
+]
 
 MAX_FIELDS = 256
 MAX_KEY_LENGTH = 64
@@ -35,6 +42,11 @@ _VALID_KEY = re.compile(rb"[\x20-\x7e]{1,%d}" % MAX_KEY_LENGTH)
 # Bytes of a key that is printable ASCII and needs no unquoting (no '%' or '+'), plus the '&'
 # that joins keys: deleting them all from the joined keys leaves nothing when every key is plain.
 _PLAIN_KEY_BYTES = bytes(b for b in range(0x20, 0x7F) if b not in b"%+") + b"&"
+# quote_plus as a translation table: byte value -> itself, "+" for a space, else its %XX escape.
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+_QUOTE_PLUS = [
+    "+" if b == 0x20 else chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256)
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +178,17 @@ def _undecodable(raw: Mapping[str, bytes], charset: str) -> str:
         except UnicodeDecodeError:
             return key
     raise AssertionError("every field decodes")  # pragma: no cover - only called on a failure
+
+
+def encode_form(fields: Mapping[str, str], charset: str = "utf-8") -> bytes:
+    """``urllib.parse.urlencode(fields, encoding=charset)``, byte for byte, in C: each value's
+    encoded bytes, read as latin-1, go through one ``str.translate``. (urlencode escapes a
+    signed request's base64 signature and JSON ``biz_content`` one byte at a time in Python.)"""
+    return "&".join(
+        f"{_quote_plus(key, charset)}={_quote_plus(value, charset)}"
+        for key, value in fields.items()
+    ).encode("ascii")
+
+
+def _quote_plus(text: str, charset: str) -> str:
+    return text.encode(charset).decode("latin-1").translate(_QUOTE_PLUS)

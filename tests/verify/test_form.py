@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlencode
 
 import pytest
 from hypothesis import given, settings
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tests.oracle import form_body
 from verify.errors import MalformedPayload
-from verify.form import MAX_FIELDS, FormBody, parse_form, percent_decode
+from verify.form import MAX_FIELDS, FormBody, encode_form, parse_form, percent_decode
 
 
 def test_parses_fields_in_wire_order_with_raw_bytes() -> None:
@@ -202,3 +202,30 @@ def test_percent_decode_equals_unquote_to_bytes(parts: list[bytes]) -> None:
     literal '=', '_', CR/LF and non-ASCII bytes included."""
     value = b"".join(parts)
     assert percent_decode(value) == unquote_to_bytes(value.replace(b"+", b" "))
+
+
+_any_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=80)  # no surrogates
+
+
+@settings(max_examples=300)
+@given(fields=st.dictionaries(_any_text, _any_text, max_size=12))
+def test_encode_form_is_urlencode_byte_for_byte(fields: dict[str, str]) -> None:
+    assert encode_form(fields) == urlencode(fields).encode("ascii")
+    assert encode_form(fields, "gb18030") == urlencode(fields, encoding="gb18030").encode("ascii")
+
+
+def test_encode_form_escapes_what_a_signed_request_carries() -> None:
+    fields = {
+        "biz_content": '{"data":{"keyword1":{"value":"订单 已发货"}},"page":"a?b=1&c=2"}',
+        "sign": "ab+/cd==",
+        "timestamp": "2026-12-05 12:00:00",
+        "key~._-": "AZaz09~._-",
+    }
+
+    encoded = encode_form(fields)
+
+    assert encoded == urlencode(fields).encode("ascii")
+    assert b"sign=ab%2B%2Fcd%3D%3D" in encoded
+    assert b"timestamp=2026-12-05+12%3A00%3A00" in encoded
+    assert b"key~._-=AZaz09~._-" in encoded
+    assert parse_form(encoded).fields == fields
