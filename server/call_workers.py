@@ -34,12 +34,14 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from server.alipay_client import AlipayClient
 from server.credentials import AppCredentials
@@ -200,8 +202,9 @@ class CallWorkers:
         self._turn = itertools.count()
         self._stopping = False
         self.restarts = 0
-        self.calls = 0  # answered by a worker
+        self.calls = 0  # handed to a worker
         self.made_here = 0  # made in the primary: no worker was serving
+        self.lost = 0  # ended unknown: the worker died or did not answer in time
 
     @property
     def pids(self) -> list[int]:
@@ -228,10 +231,12 @@ class CallWorkers:
         if worker is None:
             self.made_here += 1
             return await self._local.call(app, method, biz_content)
+        self.calls += 1
         result = await worker.connection.call(
             call_request(app.app_id, method, biz_content, self._clock())
         )
-        self.calls += 1
+        if result.error in (LOST, NO_ANSWER):
+            self.lost += 1
         return result
 
     def _next_serving(self) -> _Worker | None:
@@ -343,3 +348,32 @@ class CallWorkers:
 
 
 CALL_WORKERS = web.AppKey("call_workers", CallWorkers)
+
+
+class CallWorkerMetrics(Collector):
+    """What ``/metrics`` shows of the call workers (registered when they start)."""
+
+    def __init__(self, workers: CallWorkers) -> None:
+        self._workers = workers
+
+    def collect(self) -> Iterator[Metric]:
+        workers = self._workers
+        serving = GaugeMetricFamily("subgate_call_workers", "Call worker processes serving now.")
+        serving.add_metric([], len(workers.pids))
+        calls = CounterMetricFamily(
+            "subgate_gateway_calls",
+            "Classic-gateway calls by where they were made ([outbox] call_processes).",
+            labels=["made_in"],
+        )
+        calls.add_metric(["worker"], workers.calls)
+        calls.add_metric(["service"], workers.made_here)
+        lost = CounterMetricFamily(
+            "subgate_gateway_calls_lost",
+            "Calls that ended unknown because their call worker died or did not answer in time.",
+        )
+        lost.add_metric([], workers.lost)
+        restarts = CounterMetricFamily(
+            "subgate_call_worker_restarts", "Call workers started again after one died."
+        )
+        restarts.add_metric([], workers.restarts)
+        yield from (serving, calls, lost, restarts)

@@ -8,6 +8,7 @@ import time
 from aiohttp import web
 
 from server.appkeys import CREDENTIALS, STORE
+from server.call_workers import CALL_WORKERS
 from server.intake_workers import INTAKE_WORKERS
 from storage.errors import StorageError
 
@@ -31,6 +32,9 @@ async def readyz(request: web.Request) -> web.Response:
     if workers is not None:
         checks["intake_workers"] = len(workers.pids)
         ready = ready and bool(workers.pids)
+    callers = request.app.get(CALL_WORKERS)
+    if callers is not None:  # informative only: with none serving, calls are made here
+        checks["call_workers"] = len(callers.pids)
     status = "ready" if ready else "unready"
     return web.json_response({"status": status, "checks": checks}, status=200 if ready else 503)
 

@@ -20,13 +20,14 @@ from aiohttp import web
 from server.alipay_client import AlipayClient, OpenApiCaller
 from server.alipay_v3_client import AlipayV3Client
 from server.appkeys import CREDENTIALS, LEDGER, RECONCILER, SENDER, SETTINGS, STORE
-from server.call_workers import CALL_WORKERS, CallWorkers
+from server.call_workers import CALL_WORKERS, CallWorkerMetrics, CallWorkers
 from server.channels.base import Channel, PreparedSend
 from server.channels.jym_push import JymPushChannel
 from server.channels.life_label import LifeLabelChannel
 from server.channels.mini_template import MiniTemplateChannel
 from server.channels.workcore_batch import WorkcoreBatchChannel
 from server.credentials import load_top_credentials
+from server.metrics import METRICS
 from server.outbox import OutboxWorker
 from server.reconcile import Reconciler
 from server.sender import MessageSender
@@ -55,6 +56,7 @@ def outbound_context(
                 workers = CallWorkers(settings, local, clock, level)
                 await workers.start()
                 client = app[CALL_WORKERS] = workers
+                app[METRICS].registry.register(CallWorkerMetrics(workers))
             v3_client = AlipayV3Client(session, clock, timeout)
             top_client = TopClient(session, clock, timeout)
             top_apps = load_top_credentials(settings)

@@ -97,6 +97,23 @@ async def test_a_send_is_signed_by_the_worker_with_the_primarys_clock(env: Sendi
     await env.assert_projection_is_the_fold()
 
 
+async def test_metrics_and_readiness_show_the_call_workers(env: Sending) -> None:
+    await env.give_credits(1)
+    await env.send(one_time_body())
+
+    metrics = await env.gateway.client.get("/metrics")
+    text = await metrics.text()
+    ready = await env.gateway.client.get("/readyz")
+
+    assert 'subgate_gateway_calls_total{made_in="worker"} 1.0' in text
+    assert 'subgate_gateway_calls_total{made_in="service"} 0.0' in text
+    assert "subgate_call_workers 1.0" in text
+    assert "subgate_gateway_calls_lost_total 0.0" in text
+    assert "subgate_call_worker_restarts_total 0.0" in text
+    assert ready.status == 200
+    assert (await ready.json())["checks"]["call_workers"] == 1
+
+
 async def test_answers_are_classified_as_in_the_primary(env: Sending) -> None:
     env.fake.script(SEND_METHOD, rejected("USER_TEMPLATE_ILLEGAL"), transient())
     await env.give_credits(2)
@@ -173,6 +190,9 @@ async def test_a_worker_killed_during_a_call_leaves_the_message_unknown_and_is_r
     replay = await env.send(one_time_body(), key=key)
     assert replay.body["status"] == "unknown"
     assert len(env.fake.sends) == 2
+    text = await (await env.gateway.client.get("/metrics")).text()
+    assert "subgate_gateway_calls_lost_total 1.0" in text
+    assert "subgate_call_worker_restarts_total 1.0" in text
     await env.assert_projection_is_the_fold()
 
 
