@@ -22,6 +22,7 @@ from server.appkeys import (
     TOKENS,
 )
 from server.auth import TokenRing
+from server.call_workers import CALL_WORKERS
 from server.consent import ConsentLedger
 from server.credentials import AppCredentials, load_credentials
 from server.dispatch import HandlerRegistry, default_registry
@@ -78,6 +79,7 @@ def build_app(
     contexts = [_store_context(registry or default_registry(), clock)]
     if settings.server.intake_workers:
         contexts.append(_intake_workers_context)
+    if settings.server.intake_workers or settings.outbox.call_processes:
         app.on_shutdown.append(_hold_restarts)
     contexts.append(outbound_context(clock))
     app.cleanup_ctx.append(_in_order(contexts))
@@ -152,9 +154,9 @@ async def _intake_workers_context(app: web.Application) -> AsyncIterator[None]:
 async def _hold_restarts(app: web.Application) -> None:
     """From the start of shutdown a worker that exits (a service manager may signal the whole
     group) is not started again."""
-    workers = app.get(INTAKE_WORKERS)
-    if workers is not None:
-        workers.hold_restarts()
+    for workers in (app.get(INTAKE_WORKERS), app.get(CALL_WORKERS)):
+        if workers is not None:
+            workers.hold_restarts()
 
 
 async def prune_once(app: web.Application, clock: Clock) -> int:

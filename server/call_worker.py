@@ -3,8 +3,9 @@
 Started by the primary (``server/call_workers.py``) with its orders on standard input and one end
 of a socket pair. Each frame from the primary is one call: app id, method, biz_content and the
 primary's clock reading; the worker signs, POSTs and verifies exactly as ``AlipayClient`` does in
-the primary, and answers the classified result. It stops on SIGTERM after finishing the calls it
-is making, or at once when the primary's end of the socket closes.
+the primary, and answers the classified result. On SIGTERM it finishes the calls it is making
+and answers any new one "refused" (not made: the primary makes it itself), then exits; it exits
+at once when the primary's end of the socket closes.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class _PrimaryConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.calls: set[asyncio.Task[None]] = set()
         self.closed = asyncio.Event()
+        self.stopping = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
@@ -67,6 +69,9 @@ class _PrimaryConnection(asyncio.Protocol):
                 number, kind, request = decode_message(frame)
                 if kind != "call" or not isinstance(request, tuple) or len(request) != 4:
                     raise RelayError(f"unexpected frame {kind!r}")
+                if self.stopping:
+                    self._send((number, "refused", None))
+                    continue
                 task = asyncio.create_task(self._call(number, *request))
                 self.calls.add(task)
                 task.add_done_callback(self.calls.discard)
@@ -79,11 +84,18 @@ class _PrimaryConnection(asyncio.Protocol):
         if app is None or not isinstance(method, str) or not isinstance(biz, dict):
             result = CallResult(CallOutcome.REJECTED, error=f"app {app_id!r} is not configured")
         else:
-            when = instant(micros)
-            client = AlipayClient(self._session, lambda: when, self._timeout)
-            result = await client.call(app, method, biz)
+            try:
+                when = instant(micros)
+                client = AlipayClient(self._session, lambda: when, self._timeout)
+                result = await client.call(app, method, biz)
+            except Exception as error:  # a bug, after which the platform may have had the call
+                logger.exception("call worker %d: call %r failed", os.getpid(), method)
+                result = CallResult(CallOutcome.UNKNOWN, error=f"call worker failed: {error!r}")
+        self._send((number, "answer", result_values(result)))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(encode_frame((number, "answer", result_values(result))))
+            self._transport.write(encode_frame(message))
 
     def close(self) -> None:
         if self._transport is not None:
@@ -108,11 +120,12 @@ async def serve(orders: CallWorkerOrders) -> None:
         await asyncio.wait({stopped, closed}, return_when=asyncio.FIRST_COMPLETED)
         for task in (stopped, closed):
             task.cancel()
+        primary.stopping = True  # from now on a new call is answered "refused"
         if primary.closed.is_set():  # the primary is gone: nobody would get the answers
             for call in list(primary.calls):
                 call.cancel()
-        if primary.calls:
-            await asyncio.gather(*primary.calls, return_exceptions=True)
+        while primary.calls:
+            await asyncio.gather(*list(primary.calls), return_exceptions=True)
         primary.close()
 
 

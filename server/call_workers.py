@@ -12,12 +12,18 @@ database URL).
 
 What can go wrong, and what it means for a message:
 
-- no worker is serving (still starting again after a crash): the call is made in the primary,
-  exactly as without workers;
-- a worker dies, or does not answer within the call timeout plus a margin, while calls are in
-  flight: each of those calls ends ``UNKNOWN`` (the platform may have acted on it), so its message
-  is never retried automatically and can never be delivered twice;
-- a worker that died is started again, at once if it had run a while, else after a back-off.
+- no worker is serving (still starting again after a crash, or stopping): the call is made in
+  the primary, exactly as without workers; a stopping worker answers a call it will not make
+  "refused", and the primary makes it instead;
+- a worker dies, breaks the protocol, or does not answer within the call timeout plus a margin,
+  while calls are in flight: each of those calls ends ``UNKNOWN`` (the platform may have acted on
+  it), so its message is never retried automatically and can never be delivered twice; a worker
+  that broke the protocol or left a call unanswered is killed;
+- a worker that died (or was killed) is started again, at once if it had run a while, else after
+  a back-off; from the start of a shutdown none is.
+
+A worker loads the app keys from the settings when it starts, as the primary did: after rotating
+key files, restart the service rather than let a restarted worker load keys the primary has not.
 
 The request's timestamp comes from the primary's clock, so a worker signs what the primary
 would have signed.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import pickle
 import signal
@@ -72,7 +79,10 @@ class CallWorkerOrders:
 def call_request(
     app_id: str, method: str, biz_content: Mapping[str, Any], now: datetime
 ) -> tuple[Any, ...]:
-    return (app_id, method, dict(biz_content), round(now.timestamp() * 1_000_000))
+    """Plain values only: ``biz_content`` as the JSON it is signed as (a str enum becomes its
+    value), so the worker's restricted unpickler never refuses a frame."""
+    plain = json.loads(json.dumps(biz_content, ensure_ascii=False))
+    return (app_id, method, plain, round(now.timestamp() * 1_000_000))
 
 
 def instant(micros: int) -> datetime:
@@ -109,14 +119,20 @@ def result_from_values(values: object) -> CallResult:
 
 
 class _Connection(asyncio.Protocol):
-    """The primary's end of one worker's socket: numbered calls, answers matched by number."""
+    """The primary's end of one worker's socket: numbered calls, answers matched by number.
 
-    def __init__(self, answer_within: float) -> None:
+    A worker that breaks the protocol or leaves a call unanswered past its deadline is broken
+    (``on_broken`` kills it, so that it is replaced); its calls in flight end ``UNKNOWN``."""
+
+    def __init__(self, answer_within: float, on_broken: Callable[[], None]) -> None:
         self._answer_within = answer_within
+        self._on_broken = on_broken
         self._transport: asyncio.Transport | None = None
         self._reader = FrameReader(FRAME_LIMIT_BYTES)
-        self._pending: dict[int, asyncio.Future[CallResult]] = {}
+        self._pending: dict[int, asyncio.Future[CallResult | None]] = {}
+        self._abandoned: set[int] = set()  # calls nobody waits for any more (a cancelled caller)
         self._numbers = itertools.count(1)
+        self._draining = False
         self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.lost = asyncio.Event()
 
@@ -137,37 +153,61 @@ class _Connection(asyncio.Protocol):
             for frame in self._reader.feed(data):
                 self._answer(*decode_message(frame))
         except RelayError as error:
-            logger.error("call worker broke the protocol (%s); dropping it", error)
-            self.close()
+            logger.error("call worker broke the protocol (%s); replacing it", error)
+            self._break()
 
     def _answer(self, number: Any, kind: Any, payload: Any) -> None:
         if kind == "ready" and isinstance(payload, int) and not self.ready.done():
             self.ready.set_result(payload)
             return
-        if kind != "answer" or not isinstance(number, int) or number not in self._pending:
+        if isinstance(number, int) and number in self._abandoned:
+            self._abandoned.discard(number)  # its caller stopped waiting (shutdown): drop it
+            return
+        if kind not in ("answer", "refused") or number not in self._pending:
             raise RelayError(f"unexpected frame {kind!r} for call {number!r}")
-        result = result_from_values(payload)  # if it raises, connection_lost ends the call
+        # "refused": a stopping worker did not make the call; None tells the caller so.
+        result = result_from_values(payload) if kind == "answer" else None
         future = self._pending.pop(number)
         if not future.done():
             future.set_result(result)
 
     @property
     def serving(self) -> bool:
-        return self.ready.done() and not self.ready.exception() and not self.lost.is_set()
+        return (
+            self.ready.done()
+            and not self.ready.exception()
+            and not self.lost.is_set()
+            and not self._draining
+            and self._transport is not None
+            and not self._transport.is_closing()
+        )
 
-    async def call(self, request: tuple[Any, ...]) -> CallResult:
+    def drain(self) -> None:
+        """Give this worker no new call (it is being stopped)."""
+        self._draining = True
+
+    async def call(self, request: tuple[Any, ...]) -> CallResult | None:
+        """The worker's result; None if it did not make the call (it was stopping)."""
         assert self._transport is not None
         number = next(self._numbers)
         frame = encode_frame((number, "call", request))
-        future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[CallResult | None] = asyncio.get_running_loop().create_future()
         self._pending[number] = future
         self._transport.write(frame)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._answer_within)
+            async with asyncio.timeout(self._answer_within):
+                return await future
         except TimeoutError:
+            logger.error("call worker left call %d unanswered; replacing it", number)
+            self._break()
             return CallResult(CallOutcome.UNKNOWN, error=NO_ANSWER)
         finally:
-            self._pending.pop(number, None)
+            if self._pending.pop(number, None) is not None:
+                self._abandoned.add(number)
+
+    def _break(self) -> None:
+        self.close()
+        self._on_broken()
 
     def close(self) -> None:
         if self._transport is not None:
@@ -210,6 +250,10 @@ class CallWorkers:
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._slots if w is not None and w.connection.serving]
 
+    def hold_restarts(self) -> None:
+        """Start no worker again from now on (shutdown has begun)."""
+        self._stopping = True
+
     async def start(self) -> None:
         """Start every worker; raise ``WorkerStartFailed`` (leaving none running) if one cannot."""
         try:
@@ -228,16 +272,16 @@ class CallWorkers:
         self, app: AppCredentials, method: str, biz_content: Mapping[str, Any]
     ) -> CallResult:
         worker = self._next_serving()
-        if worker is None:
-            self.made_here += 1
-            return await self._local.call(app, method, biz_content)
-        self.calls += 1
-        result = await worker.connection.call(
-            call_request(app.app_id, method, biz_content, self._clock())
-        )
-        if result.error in (LOST, NO_ANSWER):
-            self.lost += 1
-        return result
+        if worker is not None:
+            request = call_request(app.app_id, method, biz_content, self._clock())
+            result = await worker.connection.call(request)
+            if result is not None:
+                self.calls += 1
+                if result.error in (LOST, NO_ANSWER):
+                    self.lost += 1
+                return result
+        self.made_here += 1  # no worker serving, or it was stopping and did not make the call
+        return await self._local.call(app, method, biz_content)
 
     def _next_serving(self) -> _Worker | None:
         for _ in range(self._count):
@@ -268,7 +312,7 @@ class CallWorkers:
         connection: _Connection | None = None
         try:
             _, connection = await loop.create_connection(
-                lambda: _Connection(self._timeout), sock=ours
+                lambda: _Connection(self._timeout, on_broken=lambda: _kill(process)), sock=ours
             )
             assert process.stdin is not None
             settings = worker_settings(self._settings)  # no token, TOP secret or database URL
@@ -278,10 +322,14 @@ class CallWorkers:
                 await process.stdin.drain()
             process.stdin.close()
             try:
-                await asyncio.wait_for(connection.ready, START_TIMEOUT_SECONDS)
+                async with asyncio.timeout(START_TIMEOUT_SECONDS):
+                    await connection.ready
             except (TimeoutError, ConnectionError):
+                connection.close()
+                await self._end(process)
                 raise WorkerStartFailed(
-                    f"call worker {process.pid} did not start (exit code {process.returncode})"
+                    f"call worker {process.pid} did not start (exit code {process.returncode}; "
+                    "its reason is logged above)"
                 ) from None
             return _Worker(process, connection)
         except BaseException:
@@ -323,8 +371,12 @@ class CallWorkers:
             self.restarts += 1
 
     async def stop(self) -> None:
-        """Stop every worker: each finishes the calls it is making (bounded by their timeout)."""
+        """Stop every worker: each finishes the calls it is making (bounded by their timeout);
+        calls from now on are made in the primary."""
         self._stopping = True
+        for worker in self._slots:
+            if worker is not None:
+                worker.connection.drain()
         for task in self._watchers:
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
@@ -348,6 +400,12 @@ class CallWorkers:
 
 
 CALL_WORKERS = web.AppKey("call_workers", CallWorkers)
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
 
 
 class CallWorkerMetrics(Collector):

@@ -51,12 +51,9 @@ def outbound_context(
             local = AlipayClient(session, clock, timeout)
             client: OpenApiCaller = local
             workers: CallWorkers | None = None
-            if settings.outbox.call_processes:
+            if settings.outbox.call_processes:  # started last, below: nothing after can leak them
                 level = logging.getLogger().getEffectiveLevel()
-                workers = CallWorkers(settings, local, clock, level)
-                await workers.start()
-                client = app[CALL_WORKERS] = workers
-                app[METRICS].registry.register(CallWorkerMetrics(workers))
+                client = workers = CallWorkers(settings, local, clock, level)
             v3_client = AlipayV3Client(session, clock, timeout)
             top_client = TopClient(session, clock, timeout)
             top_apps = load_top_credentials(settings)
@@ -89,10 +86,16 @@ def outbound_context(
             )
             app[SENDER], app[RECONCILER] = sender, reconciler
             worker = OutboxWorker(app[STORE], sender, settings.outbox, clock)
-            tasks = [asyncio.create_task(worker.run_forever())]
-            if settings.reconcile.interval_seconds > 0:
-                tasks.append(asyncio.create_task(_reconcile_forever(app, reconciler)))
+            if workers is not None:
+                await workers.start()  # raises, leaving none running, if one cannot start
+            tasks: list[asyncio.Task[None]] = []
             try:
+                if workers is not None:
+                    app[CALL_WORKERS] = workers
+                    app[METRICS].registry.register(CallWorkerMetrics(workers))
+                tasks.append(asyncio.create_task(worker.run_forever()))
+                if settings.reconcile.interval_seconds > 0:
+                    tasks.append(asyncio.create_task(_reconcile_forever(app, reconciler)))
                 yield
             finally:
                 for task in tasks:

@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,14 +21,18 @@ from typing import Any
 import pytest
 
 from server.alipay_client import AlipayClient
+from server.appkeys import CREDENTIALS
 from server.call_workers import (
     CALL_WORKERS,
+    LOST,
     CallWorkerOrders,
     CallWorkers,
+    _Connection,
     result_from_values,
 )
 from server.intake_workers import WorkerStartFailed, worker_settings
-from server.relay import RelayError
+from server.platform_calls import CallOutcome
+from server.relay import RelayError, encode_frame
 from server.settings import SettingsError, settings_from_mapping
 from tests.server.conftest import APP_ID, NOW, StartGateway, app_config
 from tests.server.fake_alipay import SEND_METHOD, FakeAlipay, hang, rejected, transient
@@ -198,7 +203,7 @@ async def test_a_worker_killed_during_a_call_leaves_the_message_unknown_and_is_r
 
 async def test_with_no_worker_serving_the_call_is_made_in_the_primary(env: Sending) -> None:
     workers = workers_of(env)
-    workers._stopping = True
+    workers.hold_restarts()  # as at shutdown: the dead worker is not replaced
     [pid] = workers.pids
     os.kill(pid, signal.SIGKILL)
     await until(lambda: not workers.pids, "the primary saw the worker die")
@@ -209,6 +214,90 @@ async def test_with_no_worker_serving_the_call_is_made_in_the_primary(env: Sendi
     assert answer.body["status"] == "sent"
     assert (workers.calls, workers.made_here) == (0, 1)
     assert len(env.fake.sends) == 1
+
+
+async def test_a_worker_that_leaves_a_call_unanswered_is_killed_and_replaced(
+    env: Sending,
+) -> None:
+    workers = workers_of(env)
+    [pid] = workers.pids
+    await env.give_credits(2)
+    os.kill(pid, signal.SIGSTOP)  # alive, connected, and silent
+
+    stuck = await env.send(one_time_body())
+
+    assert (stuck.status, stuck.body["status"]) == (202, "unknown")
+    row = await env.row(stuck.body["message_id"])
+    assert row.last_error is not None and "did not answer" in row.last_error
+    assert env.fake.calls == []  # it never got as far as the platform, but nobody can know that
+    await until(lambda: workers.restarts == 1 and bool(workers.pids), "a worker replaced it")
+    assert not alive(pid)
+    assert (await env.send(one_time_body())).body["status"] == "sent"
+    assert (workers.calls, workers.lost) == (2, 1)
+
+
+async def test_stopping_finishes_the_calls_in_flight_and_makes_new_ones_in_the_primary(
+    env: Sending,
+) -> None:
+    workers = workers_of(env)
+    [pid] = workers.pids
+    env.fake.script(SEND_METHOD, hang())  # the worker's own timeout (0.5 s) ends this call
+    await env.give_credits(2)
+    in_flight = asyncio.create_task(env.send(one_time_body()))
+    await until(lambda: bool(env.fake.sends), "the worker's call reached the platform")
+
+    stopping = asyncio.create_task(workers.stop())
+    await until(lambda: not workers.pids, "the primary stopped routing calls to the worker")
+    during = await env.send(one_time_body())
+    first = await in_flight
+    await stopping
+
+    assert during.body["status"] == "sent"  # made in the primary meanwhile
+    assert (first.status, first.body["status"]) == (202, "queued")  # the worker's own answer
+    row = await env.row(first.body["message_id"])
+    assert row.last_error == "timeout"  # not lost: the worker finished it before exiting
+    assert (workers.calls, workers.made_here, workers.lost, workers.restarts) == (1, 1, 0, 0)
+    assert not alive(pid)
+
+
+async def test_an_answer_for_a_call_nobody_waits_for_is_dropped_quietly(env: Sending) -> None:
+    workers = workers_of(env)
+    [pid] = workers.pids
+    env.fake.script(SEND_METHOD, hang())
+    app = env.gateway.app[CREDENTIALS][APP_ID]
+    body = {"to_user_id": USER, "user_template_id": ONE_TIME, "data": "{}"}
+    waiting = asyncio.create_task(workers.call(app, SEND_METHOD, body))
+    await until(lambda: bool(env.fake.sends), "the worker's call reached the platform")
+    waiting.cancel()  # as at shutdown: the caller goes away, the worker answers later
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    connection = workers._slots[0].connection  # type: ignore[union-attr]
+    await until(lambda: not connection._abandoned, "the late answer arrived")
+
+    assert workers.pids == [pid] and workers.restarts == 0  # the worker is still trusted
+    await env.give_credits(1)
+    assert (await env.send(one_time_body())).body["status"] == "sent"
+
+
+async def test_a_worker_that_breaks_the_protocol_is_dropped_and_its_calls_end_unknown() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    broken = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    _, connection = await loop.create_connection(
+        lambda: _Connection(30.0, on_broken=broken.set), sock=ours
+    )
+    with theirs:
+        theirs.sendall(encode_frame((0, "ready", 1)))
+        await until(lambda: connection.serving, "the worker said it is ready")
+        call = asyncio.create_task(connection.call(("app", "m", {}, 0)))
+        await until(lambda: bool(connection._pending), "the call was sent")
+        theirs.sendall(encode_frame((1, "answer", ("delivered", None, None, None, None, None, {}))))
+
+        result = await call
+
+    assert broken.is_set() and not connection.serving
+    assert result is not None
+    assert (result.outcome, result.error) == (CallOutcome.UNKNOWN, LOST)
 
 
 async def test_workers_stop_with_the_app(
