@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -42,4 +42,12 @@ def connect(options: SQLiteOptions, *, readonly: bool = False) -> sqlite3.Connec
     connection.execute(f"PRAGMA synchronous={options.synchronous}")
     connection.execute(f"PRAGMA busy_timeout={int(options.busy_timeout_ms)}")
     connection.execute("PRAGMA foreign_keys=ON")
+    return connection
+
+
+def connect_point_reader(options: SQLiteOptions) -> sqlite3.Connection:
+    """Read-only and never waiting on a lock (``busy_timeout`` 0): the connection the event
+    loop's own thread reads single rows with, falling back to the reader thread when busy."""
+    connection = connect(replace(options, busy_timeout_ms=0), readonly=True)
+    connection.execute("PRAGMA query_only=ON")
     return connection

@@ -3,6 +3,16 @@
 Writes go through one ``SerialWriter`` (one connection, one thread, group commit), so every
 write transaction is serialised: spend-once and idempotency need no retry loops. Reads use a
 separate read-only aiosqlite connection, which WAL lets run beside the writer.
+
+One read does not hop to that thread: the single consent state of one (app, user, channel,
+template) key, the question every "may I message this user?" asks. It runs on the event loop's
+own thread through a third, read-only connection: a primary-key lookup of a few cached pages
+costs less than the hop itself, whose thread must then win the GIL back from a busy loop
+(measured over HTTP: 1.2 to 1.5 times the lookups per second at 8 connections and 1.4 to 1.6
+times at 64, median latency about a quarter lower, p99 unchanged; bench/README.md). That
+connection never waits on a lock (``busy_timeout`` 0): when SQLite answers busy, the read goes
+to the reader thread as every other read does. A cold page still costs the loop one disk read;
+reads of many rows never run there.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from storage.models import (
     SubscribeReport,
 )
 from storage.sqlite import consents, notifications, outbox
-from storage.sqlite.connection import SQLiteOptions, connect
+from storage.sqlite.connection import SQLiteOptions, connect, connect_point_reader
 from storage.sqlite.migrate import apply_migrations
 from storage.sqlite.writer import SerialWriter, WriteJob
 from storage.timecodec import from_millis, to_millis
@@ -41,9 +51,15 @@ _MAX_SQL_PARAMS = 500
 
 
 class SQLiteStore:
-    def __init__(self, writer: SerialWriter, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        writer: SerialWriter,
+        reader: aiosqlite.Connection,
+        point_reader: sqlite3.Connection,
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self._point_reader = point_reader  # used on the event loop's thread only
         self._closed = False
 
     @classmethod
@@ -58,7 +74,7 @@ class SQLiteStore:
         except sqlite3.Error as error:
             raise StorageUnavailable(f"cannot open {options.path}: {error}") from error
         reader = await aiosqlite.connect(connect_factory(options))
-        return cls(writer, reader)
+        return cls(writer, reader, connect_point_reader(options))
 
     @property
     def writer(self) -> SerialWriter:
@@ -71,6 +87,7 @@ class SQLiteStore:
         self._closed = True
         await self._writer.close()
         await self._reader.close()
+        self._point_reader.close()
 
     async def ping(self) -> None:
         await self._read("SELECT 1", ())
@@ -89,6 +106,17 @@ class SQLiteStore:
         self._check_open()
         try:  # one hop to the reader thread (execute, fetch and close there), not three
             return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as error:
+            raise StorageUnavailable(f"read failed: {error}") from error
+
+    async def _point_read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A read of one key's row on this thread; busy (a lock it would wait for): the reader
+        thread's turn, which waits up to ``busy_timeout_ms`` as every read does."""
+        self._check_open()
+        try:
+            return self._point_reader.execute(sql, params).fetchall()
+        except sqlite3.OperationalError:
+            return await self._read(sql, params)
         except sqlite3.Error as error:
             raise StorageUnavailable(f"read failed: {error}") from error
 
@@ -203,7 +231,11 @@ class SQLiteStore:
         if template_id is not None:
             sql += " AND template_id = ?"
             params += (template_id,)
-        rows = await self._read(sql + " ORDER BY channel, template_id", params)
+        sql += " ORDER BY channel, template_id"
+        if channel is not None and template_id is not None:  # one key: at most one row
+            rows = await self._point_read(sql, params)
+        else:
+            rows = await self._read(sql, params)
         return [consents.state_from_row(row) for row in rows]
 
     async def consent_states_for_users(

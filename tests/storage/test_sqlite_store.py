@@ -1,4 +1,5 @@
-"""SQLite-only behaviour of the store: another process holding the database's write lock."""
+"""SQLite-only behaviour of the store: another process holding the database's write lock; the
+single-key read made on the event loop's thread."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from storage import StorageUnavailable, Store, open_store
-from tests.storage.records import notification
+from storage.sqlite.connection import SQLiteOptions, connect_point_reader
+from storage.sqlite.store import SQLiteStore
+from tests.storage.records import APP, NOW, TEMPLATE, USER, accept, notification
 
 
 @pytest.fixture
@@ -33,3 +36,40 @@ async def test_locked_database_refuses_then_recovers(sqlite_store: Store, tmp_pa
 
     assert not outcome.duplicate
     assert await sqlite_store.count_notifications() == 1
+
+
+async def test_a_single_key_read_is_answered_on_the_loop_thread_and_matches_the_reader(
+    sqlite_store: Store,
+) -> None:
+    await sqlite_store.append_consent_events([accept(1), accept(2)], NOW)
+
+    [state] = await sqlite_store.consent_states(APP, USER, "mini_template", TEMPLATE)  # loop
+    everything = await sqlite_store.consent_states(APP, USER)  # reader thread
+
+    assert everything == [state]
+    assert state.credits == 2
+
+
+async def test_a_single_key_read_that_finds_a_lock_goes_to_the_reader_thread(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    await sqlite_store.append_consent_events([accept(1)], NOW)
+    assert isinstance(sqlite_store, SQLiteStore)
+    # The loop thread's connection now reads a file another connection holds exclusively: it
+    # is refused at once (busy_timeout 0), where the reader thread would wait.
+    locked = tmp_path / "locked.db"
+    sqlite3.connect(locked).close()
+    point_reader = connect_point_reader(SQLiteOptions(locked))
+    holder = sqlite3.connect(locked, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        point_reader.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    sqlite_store._point_reader.close()
+    sqlite_store._point_reader = point_reader
+    try:
+        [state] = await sqlite_store.consent_states(APP, USER, "mini_template", TEMPLATE)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert (state.user_id, state.credits) == (USER, 1)  # read by the reader thread instead
