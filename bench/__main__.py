@@ -188,6 +188,12 @@ def print_lookup(report: dict[str, Any]) -> None:
             f"  HTTP single {name:13} {entry['rps']:>8.0f} req/s  p50 {entry['p50_ms']:.2f} ms  "
             f"p99 {entry['p99_ms']:.2f} ms  errors {entry['errors']}"
         )
+    for name, entry in report["http_single_ceiling"].items():
+        print(
+            f"  ceiling     {name:13} {entry['rps']:>8.0f} req/s  p50 {entry['p50_ms']:.2f} ms  "
+            f"p99 {entry['p99_ms']:.2f} ms  (Subgate's p99 / ceiling's: "
+            f"{report['p99_vs_ceiling'][name]:.2f})"
+        )
     for label, key in (
         ("Python API single", "python_api_single"),
         ("HTTP bulk 1,000", "http_bulk_1000"),

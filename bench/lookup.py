@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -94,9 +95,10 @@ def run(plan: LookupPlan, workdir: Path) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     http: dict[str, Any] = {}
+    answer_file = workdir / "lookup-answer.json"
+    args = [APP_ID, token, str(plan.users), *(t for t, _, _ in TEMPLATES)]
     with serving(command(config, port), port, ROOT, workdir / "server.log") as server:
-        asyncio.run(_spot_check(base, token, ledger))
-        args = [APP_ID, token, str(plan.users), *(t for t, _, _ in TEMPLATES)]
+        answer_file.write_bytes(asyncio.run(_spot_check(base, token, ledger)))
         run_script(base, LUA, [*args, "0"], connections=8, seconds=2, workdir=workdir, name="lu")
         for load in plan.loads:
             http[load.name] = least_disturbed(
@@ -113,6 +115,7 @@ def run(plan: LookupPlan, workdir: Path) -> dict[str, Any]:
             lambda: asyncio.run(_bulk_http(base, token, ledger, plan.bulk_requests, server.pid))
         )
     print(f"  bulk HTTP (1,000 users): p50 {bulk_http['p50_ms']} ms  p99 {bulk_http['p99_ms']} ms")
+    ceiling = _ceiling(args, plan, workdir, answer_file)
     api = least_disturbed(lambda: asyncio.run(_python_api(config, ledger, plan)))
     print(
         f"  Python API: single p50 {api['single']['p50_ms']} ms p99 {api['single']['p99_ms']} ms; "
@@ -122,6 +125,11 @@ def run(plan: LookupPlan, workdir: Path) -> dict[str, Any]:
         "ledger": ledger.meta,
         "sample_check": check,
         "http_single": http,
+        "http_single_ceiling": ceiling,
+        "p99_vs_ceiling": {
+            name: round(http[name]["p99_ms"] / max(entry["p99_ms"], 0.001), 2)
+            for name, entry in ceiling.items()
+        },
         "http_bulk_1000": bulk_http,
         "python_api_single": api["single"],
         "python_api_bulk_1000": api["bulk"],
@@ -154,6 +162,30 @@ def _single_http(
     }
 
 
+def _ceiling(
+    args: list[str], plan: LookupPlan, workdir: Path, answer: Path
+) -> dict[str, dict[str, Any]]:
+    """The same loads against ``bench.lookup_ceiling``: what this machine allows with no store."""
+    port = free_port()
+    token = args[1]
+    ceiling_cmd = [sys.executable, "-m", "bench.lookup_ceiling", str(port), token, str(answer)]
+    results: dict[str, dict[str, Any]] = {}
+    with serving(ceiling_cmd, port, ROOT, workdir / "ceiling.log") as server:
+        base = f"http://127.0.0.1:{port}"
+        for load in plan.loads:
+            results[load.name] = least_disturbed(
+                partial(_single_http, base, args, load, plan, workdir, server.pid)
+            )
+            entry = results[load.name]
+            print(
+                f"  ceiling HTTP {load.name:<12} {entry['rps']:>8.0f} req/s  "
+                f"p50 {entry['p50_ms']:.2f} ms  p99 {entry['p99_ms']:.2f} ms  "
+                f"errors {entry['errors']}",
+                flush=True,
+            )
+    return results
+
+
 def _targets(http: dict[str, Any], bulk: dict[str, Any]) -> dict[str, str]:
     out = {
         f"http_single_p99_{name}_under_{HTTP_P99_TARGET_MS}ms": verdict(
@@ -175,18 +207,22 @@ def _expected(ledger: Ledger, user: int, template: str) -> tuple[bool, int, str]
     return scenario.status is ConsentStatus.SUBSCRIBED, 0, scenario.status.value
 
 
-async def _spot_check(base: str, token: str, ledger: Ledger) -> None:
-    """A few single lookups over HTTP answer what the scenarios say."""
+async def _spot_check(base: str, token: str, ledger: Ledger) -> bytes:
+    """A few single lookups over HTTP answer what the scenarios say; returns the last answer
+    (the lookup ceiling serves it)."""
     headers = {"Authorization": f"Bearer {token}"}
+    raw = b""
     async with aiohttp.ClientSession(headers=headers) as session:
         for user in random.Random(7).sample(range(ledger.users), 20):
             for template, _, _ in TEMPLATES:
                 url = f"{base}/v1/apps/{APP_ID}/users/{user_id(user)}/subscriptions/{template}"
                 async with session.get(url) as answer:
-                    body = await answer.json()
+                    raw = await answer.read()
+                body = json.loads(raw)
                 got = (body["can_send"], body["credits"], body["status"])
                 if got != _expected(ledger, user, template):
                     raise AssertionError(f"HTTP lookup of {user}/{template} answered {body}")
+    return raw
 
 
 def _bulk_bodies(ledger: Ledger, count: int, seed: int) -> list[tuple[str, list[int]]]:
