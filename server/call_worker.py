@@ -3,9 +3,10 @@
 Started by the primary (``server/call_workers.py``) with its orders on standard input and one end
 of a socket pair. Each frame from the primary is one call: app id, method, biz_content and the
 primary's clock reading; the worker signs, POSTs and verifies exactly as ``AlipayClient`` does in
-the primary, and answers the classified result. On SIGTERM it finishes the calls it is making
-and answers any new one "refused" (not made: the primary makes it itself), then exits; it exits
-at once when the primary's end of the socket closes.
+the primary, and answers the classified result. On SIGTERM it tells the primary it is stopping,
+finishes the calls it is making and answers any new one "refused" (not made: the primary makes
+it itself), then exits once the primary has closed its end; it exits at once when the primary's
+end closes first.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from server.platform_calls import CallOutcome, CallResult
 from server.relay import FrameReader, RelayError, decode_message, encode_frame
 
 logger = logging.getLogger(__name__)
+
+CLOSE_WAIT_SECONDS = 5.0  # after its last answer, how long a stopping worker waits for the primary
 
 
 class _PrimaryConnection(asyncio.Protocol):
@@ -93,6 +96,9 @@ class _PrimaryConnection(asyncio.Protocol):
                 result = CallResult(CallOutcome.UNKNOWN, error=f"call worker failed: {error!r}")
         self._send((number, "answer", result_values(result)))
 
+    def send_stopping(self) -> None:
+        self._send((0, "stopping", None))
+
     def _send(self, message: tuple[Any, ...]) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(encode_frame(message))
@@ -124,8 +130,13 @@ async def serve(orders: CallWorkerOrders) -> None:
         if primary.closed.is_set():  # the primary is gone: nobody would get the answers
             for call in list(primary.calls):
                 call.cancel()
+        else:  # the primary routes nothing more here and closes its end once answered
+            primary.send_stopping()
         while primary.calls:
             await asyncio.gather(*list(primary.calls), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):  # a call already on its way is still refused
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                await primary.closed.wait()
         primary.close()
 
 

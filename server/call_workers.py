@@ -121,8 +121,11 @@ def result_from_values(values: object) -> CallResult:
 class _Connection(asyncio.Protocol):
     """The primary's end of one worker's socket: numbered calls, answers matched by number.
 
-    A worker that breaks the protocol or leaves a call unanswered past its deadline is broken
-    (``on_broken`` kills it, so that it is replaced); its calls in flight end ``UNKNOWN``."""
+    A worker that breaks the protocol is broken at once (``on_broken`` kills it, so that it is
+    replaced) and its calls in flight end ``UNKNOWN``. One that leaves a call unanswered past its
+    deadline gets no new call and is broken once its other calls have had their own deadlines.
+    A worker that got SIGTERM says "stopping": it gets no new call, and its socket closes once
+    its calls are answered."""
 
     def __init__(self, answer_within: float, on_broken: Callable[[], None]) -> None:
         self._answer_within = answer_within
@@ -133,6 +136,7 @@ class _Connection(asyncio.Protocol):
         self._abandoned: set[int] = set()  # calls nobody waits for any more (a cancelled caller)
         self._numbers = itertools.count(1)
         self._draining = False
+        self._timed_out = False
         self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.lost = asyncio.Event()
 
@@ -163,11 +167,15 @@ class _Connection(asyncio.Protocol):
         if isinstance(number, int) and number in self._abandoned:
             self._abandoned.discard(number)  # its caller stopped waiting (shutdown): drop it
             return
+        if kind == "stopping":  # the worker got SIGTERM: route nothing more to it
+            self.drain()
+            self._close_when_idle()
+            return
         if kind not in ("answer", "refused") or number not in self._pending:
             raise RelayError(f"unexpected frame {kind!r} for call {number!r}")
         # "refused": a stopping worker did not make the call; None tells the caller so.
         result = result_from_values(payload) if kind == "answer" else None
-        future = self._pending.pop(number)
+        future = self._pending[number]
         if not future.done():
             future.set_result(result)
 
@@ -175,6 +183,7 @@ class _Connection(asyncio.Protocol):
     def serving(self) -> bool:
         return (
             self.ready.done()
+            and not self.ready.cancelled()
             and not self.ready.exception()
             and not self.lost.is_set()
             and not self._draining
@@ -186,6 +195,11 @@ class _Connection(asyncio.Protocol):
         """Give this worker no new call (it is being stopped)."""
         self._draining = True
 
+    def _close_when_idle(self) -> None:
+        """A draining worker's socket closes once no call waits on it (the worker exits then)."""
+        if self._draining and not self._pending:
+            self.close()
+
     async def call(self, request: tuple[Any, ...]) -> CallResult | None:
         """The worker's result; None if it did not make the call (it was stopping)."""
         assert self._transport is not None
@@ -196,14 +210,24 @@ class _Connection(asyncio.Protocol):
         self._transport.write(frame)
         try:
             async with asyncio.timeout(self._answer_within):
-                return await future
+                return await asyncio.shield(future)
         except TimeoutError:
+            if future.done():  # the answer came in the same turn as the deadline
+                return future.result()
+            # Stuck, or this loop stalled: give it nothing more, and replace it once its other
+            # calls have had their own deadlines (so an answer already on its way still counts).
             logger.error("call worker left call %d unanswered; replacing it", number)
-            self._break()
+            self._timed_out = True
+            self.drain()
             return CallResult(CallOutcome.UNKNOWN, error=NO_ANSWER)
         finally:
-            if self._pending.pop(number, None) is not None:
+            self._pending.pop(number, None)
+            if not future.done():  # timed out, or its caller was cancelled: drop a late answer
                 self._abandoned.add(number)
+            if self._timed_out and not self._pending:
+                self._break()
+            else:
+                self._close_when_idle()
 
     def _break(self) -> None:
         self.close()
@@ -243,7 +267,7 @@ class CallWorkers:
         self._stopping = False
         self.restarts = 0
         self.calls = 0  # handed to a worker
-        self.made_here = 0  # made in the primary: no worker was serving
+        self.made_here = 0  # made in the primary: no worker serving, or one refused it
         self.lost = 0  # ended unknown: the worker died or did not answer in time
 
     @property

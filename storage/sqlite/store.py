@@ -48,6 +48,7 @@ from storage.sqlite.writer import SerialWriter, WriteJob
 from storage.timecodec import from_millis, to_millis
 
 _MAX_SQL_PARAMS = 500
+_WAIT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})  # worth the reader's wait
 
 
 class SQLiteStore:
@@ -73,21 +74,33 @@ class SQLiteStore:
             writer = await SerialWriter.open(connect_and_migrate)
         except sqlite3.Error as error:
             raise StorageUnavailable(f"cannot open {options.path}: {error}") from error
-        reader = await aiosqlite.connect(connect_factory(options))
-        return cls(writer, reader, connect_point_reader(options))
+        try:
+            reader = await aiosqlite.connect(connect_factory(options))
+            try:
+                point_reader = connect_point_reader(options)
+            except BaseException:
+                await reader.close()
+                raise
+        except BaseException as error:
+            await writer.close()
+            if isinstance(error, sqlite3.Error):
+                raise StorageUnavailable(f"cannot open {options.path}: {error}") from error
+            raise
+        return cls(writer, reader, point_reader)
 
     @property
     def writer(self) -> SerialWriter:
         return self._writer
 
     async def close(self) -> None:
-        """Finish pending writes, then close both connections. Safe to call twice."""
+        """Finish pending writes, then close every connection, the writer last (the last
+        connection to close checkpoints the WAL and removes it). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        await self._writer.close()
-        await self._reader.close()
         self._point_reader.close()
+        await self._reader.close()
+        await self._writer.close()
 
     async def ping(self) -> None:
         await self._read("SELECT 1", ())
@@ -115,9 +128,9 @@ class SQLiteStore:
         self._check_open()
         try:
             return self._point_reader.execute(sql, params).fetchall()
-        except sqlite3.OperationalError:
-            return await self._read(sql, params)
         except sqlite3.Error as error:
+            if getattr(error, "sqlite_errorcode", 0) & 0xFF in _WAIT_CODES:
+                return await self._read(sql, params)
             raise StorageUnavailable(f"read failed: {error}") from error
 
     async def record_notification(

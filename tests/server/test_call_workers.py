@@ -280,15 +280,8 @@ async def test_an_answer_for_a_call_nobody_waits_for_is_dropped_quietly(env: Sen
 
 
 async def test_a_worker_that_breaks_the_protocol_is_dropped_and_its_calls_end_unknown() -> None:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    broken = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    _, connection = await loop.create_connection(
-        lambda: _Connection(30.0, on_broken=broken.set), sock=ours
-    )
+    connection, theirs, broken = await socket_worker()
     with theirs:
-        theirs.sendall(encode_frame((0, "ready", 1)))
-        await until(lambda: connection.serving, "the worker said it is ready")
         call = asyncio.create_task(connection.call(("app", "m", {}, 0)))
         await until(lambda: bool(connection._pending), "the call was sent")
         theirs.sendall(encode_frame((1, "answer", ("delivered", None, None, None, None, None, {}))))
@@ -298,6 +291,58 @@ async def test_a_worker_that_breaks_the_protocol_is_dropped_and_its_calls_end_un
     assert broken.is_set() and not connection.serving
     assert result is not None
     assert (result.outcome, result.error) == (CallOutcome.UNKNOWN, LOST)
+
+
+async def test_a_worker_signalled_to_stop_says_so_and_new_calls_are_made_in_the_primary(
+    env: Sending,
+) -> None:
+    workers = workers_of(env)
+    [pid] = workers.pids
+    await env.give_credits(1)
+
+    os.kill(pid, signal.SIGTERM)  # from outside, as a service manager stopping the group
+    await until(lambda: not workers.pids, "the worker said it is stopping")
+    answer = await env.send(one_time_body())
+
+    assert answer.body["status"] == "sent"
+    assert (workers.calls, workers.made_here, workers.lost) == (0, 1, 0)
+    await until(lambda: workers.restarts == 1 and bool(workers.pids), "a worker replaced it")
+    assert not alive(pid)
+
+
+async def socket_worker() -> tuple[_Connection, socket.socket, asyncio.Event]:
+    """A _Connection over a real socket pair whose other end the test speaks for the worker."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    broken = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    _, connection = await loop.create_connection(
+        lambda: _Connection(30.0, on_broken=broken.set), sock=ours
+    )
+    theirs.sendall(encode_frame((0, "ready", 1)))
+    await until(lambda: connection.serving, "the worker said it is ready")
+    return connection, theirs, broken
+
+
+async def test_a_call_refused_by_a_stopping_worker_is_reported_as_not_made() -> None:
+    connection, theirs, broken = await socket_worker()
+    with theirs:
+        call = asyncio.create_task(connection.call(("app", "m", {}, 0)))
+        await until(lambda: bool(connection._pending), "the call was sent")
+        theirs.sendall(encode_frame((1, "refused", None)))
+
+        assert await call is None  # CallWorkers then makes it in the primary
+        assert connection.serving and not broken.is_set()
+
+
+async def test_a_stopping_worker_gets_nothing_more_and_its_socket_closes_once_idle() -> None:
+    connection, theirs, broken = await socket_worker()
+    with theirs:
+        theirs.sendall(encode_frame((0, "stopping", None)))
+        await until(lambda: not connection.serving, "the primary drained the worker")
+
+        await until(lambda: connection.lost.is_set(), "the primary closed its end")
+        assert theirs.recv(1) == b""  # the worker sees the end of the stream and exits
+        assert not broken.is_set()  # nothing was killed
 
 
 async def test_workers_stop_with_the_app(

@@ -42,28 +42,48 @@ async def test_a_single_key_read_is_answered_on_the_loop_thread_and_matches_the_
     sqlite_store: Store,
 ) -> None:
     await sqlite_store.append_consent_events([accept(1), accept(2)], NOW)
+    assert isinstance(sqlite_store, SQLiteStore)
+    on_the_loop: list[str] = []
+    sqlite_store._point_reader.set_trace_callback(on_the_loop.append)
 
-    [state] = await sqlite_store.consent_states(APP, USER, "mini_template", TEMPLATE)  # loop
-    everything = await sqlite_store.consent_states(APP, USER)  # reader thread
+    [state] = await sqlite_store.consent_states(APP, USER, "mini_template", TEMPLATE)
+    everything = await sqlite_store.consent_states(APP, USER)  # all of a user's: reader thread
 
     assert everything == [state]
     assert state.credits == 2
+    assert len(on_the_loop) == 1 and "AND template_id = 'T-one-time'" in on_the_loop[0]
+
+
+async def test_a_single_key_read_that_fails_otherwise_than_busy_is_an_error_not_a_retry(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    assert isinstance(sqlite_store, SQLiteStore)
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    sqlite_store._point_reader.close()
+    sqlite_store._point_reader = connect_point_reader(SQLiteOptions(empty))
+
+    with pytest.raises(StorageUnavailable, match="no such table"):
+        await sqlite_store.consent_states(APP, USER, "mini_template", TEMPLATE)
 
 
 async def test_a_single_key_read_that_finds_a_lock_goes_to_the_reader_thread(
     sqlite_store: Store, tmp_path: Path
 ) -> None:
-    await sqlite_store.append_consent_events([accept(1)], NOW)
     assert isinstance(sqlite_store, SQLiteStore)
-    # The loop thread's connection now reads a file another connection holds exclusively: it
-    # is refused at once (busy_timeout 0), where the reader thread would wait.
+    # The loop thread's connection now reads a copy of the database (taken before the credit
+    # below, in rollback-journal mode) that another connection holds exclusively: it is
+    # refused at once (busy_timeout 0), where the reader thread would wait.
     locked = tmp_path / "locked.db"
-    sqlite3.connect(locked).close()
+    with sqlite3.connect(tmp_path / "subgate.db") as source, sqlite3.connect(locked) as copy:
+        source.backup(copy)
+        copy.execute("PRAGMA journal_mode=DELETE")
+    await sqlite_store.append_consent_events([accept(1)], NOW)
     point_reader = connect_point_reader(SQLiteOptions(locked))
     holder = sqlite3.connect(locked, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     with pytest.raises(sqlite3.OperationalError, match="locked"):
-        point_reader.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        point_reader.execute("SELECT count(*) FROM consents").fetchall()
     sqlite_store._point_reader.close()
     sqlite_store._point_reader = point_reader
     try:
@@ -72,4 +92,4 @@ async def test_a_single_key_read_that_finds_a_lock_goes_to_the_reader_thread(
         holder.execute("ROLLBACK")
         holder.close()
 
-    assert (state.user_id, state.credits) == (USER, 1)  # read by the reader thread instead
+    assert (state.user_id, state.credits) == (USER, 1)  # the copy has no credit: the reader's
