@@ -94,23 +94,12 @@ def run(plan: LookupPlan, workdir: Path) -> dict[str, Any]:
     config = write_config(workdir / "subgate.toml", ledger.path, keys, token)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    http: dict[str, Any] = {}
     answer_file = workdir / "lookup-answer.json"
     args = [APP_ID, token, str(plan.users), *(t for t, _, _ in TEMPLATES)]
     with serving(command(config, port), port, ROOT, workdir / "server.log") as server:
         answer_file.write_bytes(asyncio.run(_spot_check(base, token, ledger)))
         run_script(base, LUA, [*args, "0"], connections=8, seconds=2, workdir=workdir, name="lu")
-        for load in plan.loads:
-            http[load.name] = least_disturbed(
-                partial(_single_http, base, args, load, plan, workdir, server.pid)
-            )
-            entry = http[load.name]
-            print(
-                f"  lookup HTTP {load.name:<13} {entry['rps']:>8.0f} req/s  "
-                f"p50 {entry['p50_ms']:.2f} ms  p99 {entry['p99_ms']:.2f} ms  "
-                f"errors {entry['errors']}",
-                flush=True,
-            )
+        http = _every_load("lookup", base, args, plan, workdir, server.pid)
         bulk_http = least_disturbed(
             lambda: asyncio.run(_bulk_http(base, token, ledger, plan.bulk_requests, server.pid))
         )
@@ -169,20 +158,25 @@ def _ceiling(
     port = free_port()
     token = args[1]
     ceiling_cmd = [sys.executable, "-m", "bench.lookup_ceiling", str(port), token, str(answer)]
-    results: dict[str, dict[str, Any]] = {}
     with serving(ceiling_cmd, port, ROOT, workdir / "ceiling.log") as server:
-        base = f"http://127.0.0.1:{port}"
-        for load in plan.loads:
-            results[load.name] = least_disturbed(
-                partial(_single_http, base, args, load, plan, workdir, server.pid)
-            )
-            entry = results[load.name]
-            print(
-                f"  ceiling HTTP {load.name:<12} {entry['rps']:>8.0f} req/s  "
-                f"p50 {entry['p50_ms']:.2f} ms  p99 {entry['p99_ms']:.2f} ms  "
-                f"errors {entry['errors']}",
-                flush=True,
-            )
+        return _every_load("ceiling", f"http://127.0.0.1:{port}", args, plan, workdir, server.pid)
+
+
+def _every_load(
+    label: str, base: str, args: list[str], plan: LookupPlan, workdir: Path, server: int
+) -> dict[str, dict[str, Any]]:
+    """Each of the plan's loads once (again while disturbed), printed as it ends."""
+    results: dict[str, dict[str, Any]] = {}
+    for load in plan.loads:
+        entry = results[load.name] = least_disturbed(
+            partial(_single_http, base, args, load, plan, workdir, server)
+        )
+        print(
+            f"  {label} HTTP {load.name:<13} {entry['rps']:>8.0f} req/s  "
+            f"p50 {entry['p50_ms']:.2f} ms  p99 {entry['p99_ms']:.2f} ms  "
+            f"errors {entry['errors']}",
+            flush=True,
+        )
     return results
 
 

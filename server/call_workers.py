@@ -37,7 +37,6 @@ import itertools
 import json
 import logging
 import pickle
-import signal
 import socket
 import sys
 import time
@@ -52,7 +51,12 @@ from prometheus_client.registry import Collector
 
 from server.alipay_client import AlipayClient
 from server.credentials import AppCredentials
-from server.intake_workers import WorkerStartFailed, next_restart_delay, worker_settings
+from server.intake_workers import (
+    WorkerStartFailed,
+    next_restart_delay,
+    terminate,
+    worker_settings,
+)
 from server.platform_calls import CallOutcome, CallResult
 from server.relay import FrameReader, RelayError, decode_message, encode_frame
 from server.settings import Settings
@@ -410,16 +414,7 @@ class CallWorkers:
                 worker.connection.close()
 
     async def _end(self, process: asyncio.subprocess.Process) -> None:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), self._timeout + ANSWER_MARGIN_SECONDS)
-            except TimeoutError:
-                logger.error("call worker %d did not stop in time; killing it", process.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        await terminate(process, self._timeout + ANSWER_MARGIN_SECONDS, "call worker")
         self._started.discard(process)
 
 

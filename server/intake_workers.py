@@ -56,6 +56,21 @@ def next_restart_delay(ran_seconds: float, previous: float) -> float:
     return first if previous <= 0 else min(previous * 2, longest)
 
 
+async def terminate(process: asyncio.subprocess.Process, grace: float, what: str) -> None:
+    """SIGTERM a worker and wait for it; kill it if it has not exited after ``grace`` seconds."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        logger.error("%s %d did not stop in time; killing it", what, process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
 def worker_settings(settings: Settings) -> Settings:
     """What a worker (intake or call) needs: the server, outbox and app sections (keys to verify
     and sign with). Never the API tokens, the TOP secrets or the database URL."""
@@ -196,16 +211,7 @@ class IntakeWorkers:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     async def _end(self, process: asyncio.subprocess.Process) -> None:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
-            except TimeoutError:
-                logger.error("intake worker %d did not stop in time; killing it", process.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        await terminate(process, STOP_TIMEOUT_SECONDS, "intake worker")
         self._started.discard(process)
 
 
