@@ -8,6 +8,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+# Prepared statements kept per connection (Python's default is 128): the writer's bulk inserts
+# have one statement text per batch size, up to 64 of them for each kind.
+STATEMENT_CACHE = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +35,14 @@ def connect(options: SQLiteOptions, *, readonly: bool = False) -> sqlite3.Connec
     """A connection in WAL mode with explicit transactions (``isolation_level=None``)."""
     if readonly:
         uri = f"{options.path.resolve().as_uri()}?mode=ro"
-        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+        connection = sqlite3.connect(
+            uri, uri=True, isolation_level=None, cached_statements=STATEMENT_CACHE
+        )
     else:
         options.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(options.path, isolation_level=None)
+        connection = sqlite3.connect(
+            options.path, isolation_level=None, cached_statements=STATEMENT_CACHE
+        )
         connection.execute("PRAGMA journal_mode=WAL")
     if options.synchronous not in SYNCHRONOUS_LEVELS:
         raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}")

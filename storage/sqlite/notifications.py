@@ -1,18 +1,24 @@
 """Notification, subscribe-report and refusal SQL for the SQLite store (run on the writer thread).
 
-Each notification is one ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` job without a
-savepoint. Writing a batch's notifications with one multi-row INSERT instead was measured
-(bench/README.md): it cut the writer thread's own time per row by half in isolation, yet lowered
-end-to-end intake by about 15 %, because binding hundreds of parameters and decoding the id
-lookups holds the GIL in long stretches that the event loop thread then waits out.
+Notifications without consent events are written in bulk (``RECORD_NOTIFICATIONS``): one read
+finds which of a batch's keys are stored already, one multi-row ``INSERT ... ON CONFLICT DO
+NOTHING`` writes the rest, and their ids follow from the rowids SQLite hands out in order. Two
+statements per batch, however many notifications it holds: each statement step releases the
+GIL, which the writer thread must then win back from the busy event loop, and that wait, not
+SQLite, was most of the writer's time (``storage/sqlite/writer.py``). An earlier multi-row
+INSERT with ``RETURNING id`` still took one step per row and lost 15 % end to end.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from storage.models import NotificationRecord, StoredNotification, SubscribeReport
+from storage.sqlite.writer import BulkWrite
 from storage.timecodec import from_millis, optional_datetime, optional_millis, to_millis
 
 NotificationRow = tuple[Any, ...]
@@ -66,6 +72,77 @@ def record_one(connection: sqlite3.Connection, row: NotificationRow) -> Recorded
         "SELECT id FROM notifications WHERE app_id = ? AND dedupe_key = ?", (row[0], row[1])
     ).fetchone()
     return existing[0], True
+
+
+def record_many(connection: sqlite3.Connection, rows: Sequence[NotificationRow]) -> list[Recorded]:
+    """Insert every notification whose (app, dedupe key) is not stored, with one write statement;
+    a key repeated within ``rows`` is a duplicate after its first row."""
+    keys = [(row[0], row[1]) for row in rows]
+    last_id, stored = connection.execute(_stored_sql(len(rows)), _flat(keys)).fetchone()
+    ids: dict[tuple[str, str], int] = _ids(stored)
+    new_keys = list(dict.fromkeys(key for key in keys if key not in ids))
+    cursor = connection.execute(_insert_sql(len(rows)), _flat(rows))
+    if new_keys:
+        if cursor.rowcount == len(new_keys) and cursor.lastrowid == last_id + len(new_keys):
+            # One statement in a write transaction: rowids max + 1, max + 2, ... in row order.
+            ids.update(zip(new_keys, range(last_id + 1, last_id + len(new_keys) + 1), strict=True))
+        else:  # SQLite chose rowids otherwise (the largest rowid is taken): read them back
+            ids = _ids(connection.execute(_ids_sql(len(rows)), _flat(keys)).fetchone()[0])
+    recorded: list[Recorded] = []
+    first_rows = set(new_keys)
+    for key in keys:
+        recorded.append((ids[key], key not in first_rows))
+        first_rows.discard(key)
+    return recorded
+
+
+RECORD_NOTIFICATIONS: BulkWrite[NotificationRow, Recorded] = BulkWrite(
+    "record notifications", record_many, max_items=64
+)
+
+# The ids of those keys that are stored, as one JSON text: one row, so one step.
+_IDS_OF_KEYS = (
+    "SELECT json_group_array(json_array(n.app_id, n.dedupe_key, n.id)) "
+    "FROM (VALUES {pairs}) AS k JOIN notifications AS n "
+    "ON n.app_id = k.column1 AND n.dedupe_key = k.column2"
+)
+
+
+@cache
+def _stored_sql(count: int) -> str:
+    """The largest id and the ids of those keys that are stored already."""
+    return (
+        "SELECT (SELECT coalesce(max(id), 0) FROM notifications), ("  # noqa: S608 (placeholders)
+        + _ids_sql(count)
+        + ")"
+    )
+
+
+@cache
+def _ids_sql(count: int) -> str:
+    return _IDS_OF_KEYS.format(pairs=_placeholders(count, 2))
+
+
+@cache
+def _insert_sql(count: int) -> str:
+    return (
+        f"INSERT INTO notifications ({_INSERT_COLUMNS}) "  # noqa: S608 (constant)
+        f"VALUES {_placeholders(count, _INSERT_COLUMNS.count(',') + 1)} "
+        "ON CONFLICT (app_id, dedupe_key) DO NOTHING"
+    )
+
+
+def _placeholders(rows: int, columns: int) -> str:
+    one = "(" + ", ".join("?" * columns) + ")"
+    return ", ".join([one] * rows)
+
+
+def _flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
+    return [value for row in rows for value in row]
+
+
+def _ids(found: str) -> dict[tuple[str, str], int]:
+    return {(app_id, dedupe_key): row_id for app_id, dedupe_key, row_id in json.loads(found)}
 
 
 def stored_notification(row: sqlite3.Row) -> StoredNotification:

@@ -137,16 +137,21 @@ class SQLiteStore:
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()
     ) -> RecordOutcome:
         row = notifications.notification_row(record)
+        if not events:  # the common case: written with the rest of its batch, in bulk
+            self._check_open()
+            notification_id, duplicate = await self._writer.run_bulk(
+                notifications.RECORD_NOTIFICATIONS, row
+            )
+            return RecordOutcome(notification_id=notification_id, duplicate=duplicate)
         recorded_at = to_millis(record.received_at)
 
         def job(connection: sqlite3.Connection) -> notifications.Recorded:
             recorded = notifications.record_one(connection, row)
-            if events and not recorded[1]:
+            if not recorded[1]:
                 consents.append_events(connection, events, recorded_at)
             return recorded
 
-        # Without events the job writes one statement: no savepoint needed (the common case).
-        notification_id, duplicate = await self._write(job, isolated=bool(events))
+        notification_id, duplicate = await self._write(job)
         return RecordOutcome(notification_id=notification_id, duplicate=duplicate)
 
     async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None:

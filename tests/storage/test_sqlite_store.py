@@ -1,8 +1,9 @@
 """SQLite-only behaviour of the store: another process holding the database's write lock; the
-single-key read made on the event loop's thread."""
+single-key read made on the event loop's thread; notifications written in bulk."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -93,3 +94,53 @@ async def test_a_single_key_read_that_finds_a_lock_goes_to_the_reader_thread(
         holder.close()
 
     assert (state.user_id, state.credits) == (USER, 1)  # the copy has no credit: the reader's
+
+
+async def test_a_batch_of_notifications_takes_the_same_few_statements_however_large(
+    sqlite_store: Store,
+) -> None:
+    """Every statement step releases the GIL and the writer must win it back from the event
+    loop: a batch's notifications share one read and one insert, not one insert each."""
+    assert isinstance(sqlite_store, SQLiteStore)
+    writer = sqlite_store.writer
+    statements: list[str] = []
+    await writer.maintain(lambda connection: connection.set_trace_callback(statements.append))
+    batches_before = writer.batches
+
+    outcomes = await asyncio.gather(
+        *(sqlite_store.record_notification(notification(f"n-{i}")) for i in range(200))
+    )
+    await writer.maintain(lambda connection: connection.set_trace_callback(None))
+
+    batches = writer.batches - batches_before
+    inserts = [sql for sql in statements if sql.startswith("INSERT INTO notifications")]
+    assert batches < 20
+    assert len(inserts) <= batches + 200 // 64  # one per chunk of at most 64
+    # BEGIN and COMMIT per batch, the stored ids and the insert per chunk: nothing per row.
+    assert len(statements) == 2 * batches + 2 * len(inserts)
+    assert sorted(o.notification_id for o in outcomes) == list(range(1, 201))
+    assert not any(o.duplicate for o in outcomes)
+
+
+async def test_ids_are_read_back_when_sqlite_does_not_number_rows_in_order(
+    sqlite_store: Store,
+) -> None:
+    """With the largest rowid taken, SQLite picks new rowids at random: the ids that a batch's
+    notifications get are then read back instead of counted on."""
+    assert isinstance(sqlite_store, SQLiteStore)
+    await sqlite_store.record_notification(notification("first"))
+    await sqlite_store.writer.run(
+        lambda connection: connection.execute(
+            "UPDATE notifications SET id = 9223372036854775807 WHERE dedupe_key = 'first'"
+        )
+    )
+
+    keys = [f"n-{i}" for i in range(10)] + ["first", "n-3"]
+    outcomes = await asyncio.gather(
+        *(sqlite_store.record_notification(notification(key)) for key in keys)
+    )
+
+    for key, outcome in zip(keys, outcomes, strict=True):
+        stored = await sqlite_store.get_notification(APP, key)
+        assert stored is not None and outcome.notification_id == stored.id
+    assert [o.duplicate for o in outcomes] == [False] * 10 + [True, True]

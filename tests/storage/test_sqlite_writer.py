@@ -1,17 +1,17 @@
-"""The group-commit writer: batching, per-job isolation, batch-wide failure."""
+"""The group-commit writer: batching, per-job isolation, batch-wide failure, bulk writes."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from storage import StorageUnavailable
 from storage.sqlite.connection import SQLiteOptions, connect
-from storage.sqlite.writer import SerialWriter
+from storage.sqlite.writer import BulkWrite, SerialWriter
 
 
 @pytest.fixture
@@ -89,6 +89,83 @@ async def test_a_storage_error_fails_the_whole_batch(writer: SerialWriter, mode:
 
     results: tuple[object, ...] = await asyncio.gather(
         writer.run(insert(1)), failing, return_exceptions=True
+    )
+
+    assert all(isinstance(r, StorageUnavailable) for r in results)
+    assert await writer.run(count) == 0
+
+
+class InsertMany:
+    """A bulk write into ``t``: one multi-row INSERT per call, each call's items recorded."""
+
+    def __init__(self, max_items: int = 64, answer_short: bool = False) -> None:
+        self.calls: list[list[int]] = []
+        self._answer_short = answer_short
+        self.bulk: BulkWrite[int, int] = BulkWrite("insert many", self.apply, max_items)
+
+    def apply(self, connection: sqlite3.Connection, values: Sequence[int]) -> list[int]:
+        self.calls.append(list(values))
+        rows = ", ".join("(?)" for _ in values)
+        connection.execute(f"INSERT INTO t (v) VALUES {rows}", list(values))  # noqa: S608
+        return list(values)[1:] if self._answer_short else [v * 10 for v in values]
+
+
+async def test_bulk_items_share_one_call_per_chunk(writer: SerialWriter) -> None:
+    many = InsertMany(max_items=8)
+
+    results = await asyncio.gather(*(writer.run_bulk(many.bulk, i) for i in range(100)))
+
+    assert results == [i * 10 for i in range(100)]
+    assert sorted(v for call in many.calls for v in call) == list(range(100))
+    assert max(len(call) for call in many.calls) == 8
+    assert len(many.calls) < 100 // 4
+    assert await writer.run(count) == 100
+
+
+async def test_a_refused_bulk_item_fails_alone_and_the_rest_commit(writer: SerialWriter) -> None:
+    many = InsertMany()
+
+    results: list[object] = list(
+        await asyncio.gather(
+            *(writer.run_bulk(many.bulk, v) for v in (1, 2, 1, 3)), return_exceptions=True
+        )
+    )
+
+    assert [results[0], results[1], results[3]] == [10, 20, 30]
+    assert isinstance(results[2], sqlite3.IntegrityError)
+    assert many.calls[0] == [1, 2, 1, 3]  # together first, then one by one
+    assert await writer.run(count) == 3
+
+
+async def test_bulk_items_and_jobs_commit_in_one_batch(writer: SerialWriter) -> None:
+    many = InsertMany()
+
+    results = await asyncio.gather(
+        writer.run(insert(1)), writer.run_bulk(many.bulk, 2), writer.run(insert(3))
+    )
+
+    assert list(results) == [1, 20, 3]
+    assert writer.batches == 1
+    assert await writer.run(count) == 3
+
+
+@pytest.mark.parametrize("fault", ["storage error", "wrong number of results"])
+async def test_a_broken_bulk_write_fails_the_whole_batch(writer: SerialWriter, fault: str) -> None:
+    def apply(connection: sqlite3.Connection, values: Sequence[int]) -> list[int]:
+        broken(connection)
+        return list(values)
+
+    bulk = (
+        BulkWrite("broken", apply)
+        if fault == "storage error"
+        else InsertMany(answer_short=True).bulk
+    )
+
+    results: tuple[object, ...] = await asyncio.gather(
+        writer.run(insert(1)),
+        writer.run_bulk(bulk, 2),
+        writer.run_bulk(bulk, 3),
+        return_exceptions=True,
     )
 
     assert all(isinstance(r, StorageUnavailable) for r in results)

@@ -39,6 +39,27 @@ async def test_fifty_concurrent_copies_are_stored_once(store: Store) -> None:
     assert len(await store.consent_events("2021000000000001")) == 1
 
 
+async def test_a_crowd_of_new_stored_and_repeated_notifications_gets_each_its_id(
+    store: Store,
+) -> None:
+    stored = [await store.record_notification(notification(f"old-{i}")) for i in range(3)]
+    keys = [f"new-{i}" for i in range(30)] + [f"old-{i}" for i in range(3)] + ["new-7"] * 3
+
+    outcomes = await asyncio.gather(*(store.record_notification(notification(k)) for k in keys))
+
+    by_key: dict[str, list[tuple[int, bool]]] = {}
+    for key, outcome in zip(keys, outcomes, strict=True):
+        by_key.setdefault(key, []).append((outcome.notification_id, outcome.duplicate))
+    for key, seen in by_key.items():
+        row = await store.get_notification("2021000000000001", key)
+        assert row is not None
+        assert {notification_id for notification_id, _ in seen} == {row.id}
+        new = [duplicate for _, duplicate in seen].count(False)
+        assert new == (0 if key.startswith("old-") else 1), key
+    assert [o.notification_id for o in stored] == [by_key[f"old-{i}"][0][0] for i in range(3)]
+    assert await store.count_notifications() == 33
+
+
 async def test_stored_notification_reads_back_exactly(store: Store) -> None:
     record = notification("n-exact")
     await store.record_notification(record)
