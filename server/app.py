@@ -52,6 +52,7 @@ async def open_configured_store(storage: StorageSettings) -> Store:
         busy_timeout_ms=storage.busy_timeout_ms,
         pool_min=storage.pool_min,
         pool_max=storage.pool_max,
+        read_mmap_mb=storage.read_mmap_mb,
     )
 
 

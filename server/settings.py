@@ -17,6 +17,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from storage import DEFAULT_READ_MMAP_MB
+
 logger = logging.getLogger(__name__)
 
 CONFIG_ENV = "SUBGATE_CONFIG"
@@ -70,6 +72,8 @@ class StorageSettings(_Section):
     url: str = "sqlite:///./data/subgate.db"
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    # SQLite only: how much of the file the read-only connections map into memory; 0: none.
+    read_mmap_mb: int = Field(default=DEFAULT_READ_MMAP_MB, ge=0, le=1_048_576)
     # PostgreSQL only: the connection pool of each process.
     pool_min: int = Field(default=1, ge=0, le=1000)
     pool_max: int = Field(default=10, ge=1, le=1000)

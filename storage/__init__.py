@@ -7,7 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 from storage.base import Store
 from storage.errors import StorageError, StorageUnavailable
 from storage.sqlite import SQLiteOptions, SQLiteStore
-from storage.sqlite.connection import path_from_url
+from storage.sqlite.connection import DEFAULT_READ_MMAP_MB, path_from_url
 
 POSTGRES_SCHEMES = ("postgresql:", "postgres:")
 
@@ -28,16 +28,21 @@ async def open_store(
     busy_timeout_ms: int = 5000,
     pool_min: int = 1,
     pool_max: int = 10,
+    read_mmap_mb: int = DEFAULT_READ_MMAP_MB,
 ) -> Store:
     """Open (and migrate) the store a URL names.
 
-    ``sqlite:///path``: the embedded default; ``synchronous`` and ``busy_timeout_ms`` apply.
+    ``sqlite:///path``: the embedded default; ``synchronous``, ``busy_timeout_ms`` and
+    ``read_mmap_mb`` (memory-mapped reads, 0 for none) apply.
     ``postgresql://user@host:5432/db``: shared by several processes; a pool of ``pool_min`` to
     ``pool_max`` connections, and ``busy_timeout_ms`` is how long a row lock is waited for.
     """
     if url.startswith("sqlite:"):
         options = SQLiteOptions(
-            path=path_from_url(url), synchronous=synchronous, busy_timeout_ms=busy_timeout_ms
+            path=path_from_url(url),
+            synchronous=synchronous,
+            busy_timeout_ms=busy_timeout_ms,
+            read_mmap_mb=read_mmap_mb,
         )
         return await SQLiteStore.open(options)
     if url.startswith(POSTGRES_SCHEMES):
@@ -54,6 +59,7 @@ async def open_store(
 
 
 __all__ = [
+    "DEFAULT_READ_MMAP_MB",
     "SQLiteOptions",
     "SQLiteStore",
     "StorageError",

@@ -42,7 +42,12 @@ from storage.models import (
     SubscribeReport,
 )
 from storage.sqlite import consents, notifications, outbox
-from storage.sqlite.connection import SQLiteOptions, connect, connect_point_reader
+from storage.sqlite.connection import (
+    SQLiteOptions,
+    connect,
+    connect_point_reader,
+    read_mmap_pragma,
+)
 from storage.sqlite.migrate import apply_migrations
 from storage.sqlite.writer import SerialWriter, WriteJob
 from storage.timecodec import from_millis, to_millis
@@ -75,7 +80,14 @@ class SQLiteStore:
         except sqlite3.Error as error:
             raise StorageUnavailable(f"cannot open {options.path}: {error}") from error
         try:
-            reader = await aiosqlite.connect(connect_factory(options))
+            reader = await aiosqlite.connect(
+                connect_factory(options), uri=True, timeout=options.busy_timeout_ms / 1000
+            )
+            try:
+                await reader.execute(read_mmap_pragma(options))
+            except BaseException:
+                await reader.close()
+                raise
             try:
                 point_reader = connect_point_reader(options)
             except BaseException:

@@ -31,6 +31,7 @@ def test_defaults_are_the_documented_ones(tmp_path: Path) -> None:
     assert settings.server.notify_max_age_seconds == 172800
     assert settings.storage.url == "sqlite:///./data/subgate.db"
     assert settings.storage.synchronous == "FULL"
+    assert settings.storage.read_mmap_mb == 2048
     app = settings.apps[0]
     assert app.gateway_url == "https://openapi.alipay.com/gateway.do"
     assert app.sign_types == ["RSA2"]

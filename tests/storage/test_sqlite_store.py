@@ -1,5 +1,6 @@
 """SQLite-only behaviour of the store: another process holding the database's write lock; the
-single-key read made on the event loop's thread; notifications written in bulk."""
+single-key read made on the event loop's thread; notifications written in bulk; memory-mapped
+reads."""
 
 from __future__ import annotations
 
@@ -144,3 +145,21 @@ async def test_ids_are_read_back_when_sqlite_does_not_number_rows_in_order(
         stored = await sqlite_store.get_notification(APP, key)
         assert stored is not None and outcome.notification_id == stored.id
     assert [o.duplicate for o in outcomes] == [False] * 10 + [True, True]
+
+
+@pytest.mark.parametrize(("read_mmap_mb", "mapped"), [(0, 0), (64, 64 * 1024 * 1024)])
+async def test_only_the_read_connections_map_the_file(
+    tmp_path: Path, read_mmap_mb: int, mapped: int
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'mapped.db'}", read_mmap_mb=read_mmap_mb)
+    assert isinstance(store, SQLiteStore)
+    try:
+        on_the_loop = store._point_reader.execute("PRAGMA mmap_size").fetchone()[0]
+        [[reader]] = await store._reader.execute_fetchall("PRAGMA mmap_size", ())
+        writer = await store.writer.maintain(
+            lambda connection: connection.execute("PRAGMA mmap_size").fetchone()[0]
+        )
+    finally:
+        await store.close()
+
+    assert (on_the_loop, reader, writer) == (mapped, mapped, 0)
