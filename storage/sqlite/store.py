@@ -12,7 +12,8 @@ costs less than the hop itself, whose thread must then win the GIL back from a b
 times at 64, median latency about a quarter lower, p99 unchanged; bench/README.md). That
 connection never waits on a lock (``busy_timeout`` 0): when SQLite answers busy, the read goes
 to the reader thread as every other read does. A cold page still costs the loop one disk read;
-reads of many rows never run there.
+reads of many rows never run there. Both read-only connections read through a memory map
+(``SQLiteOptions.read_mmap_mb``), so a page the OS holds costs no system call.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ the batch with ``StorageUnavailable``: nothing of it was committed, so callers m
 Jobs of one kind can also be written together: ``run_bulk`` hands the items of every pending
 ``BulkWrite`` of the same kind to one call that writes them with one statement. What that
 saves is not SQLite's work but the GIL: every statement step releases it, and this thread then
-waits to take it back from a busy event loop. Inserting a batch of notifications one statement
-(two steps) each made the writer's time per batch under load five to seven times its time
-alone; a fixed number of steps per batch does not grow with it (bench/README.md).
+waits to take it back from a busy event loop. Inserting a batch of notifications with one
+statement (two steps) each made the writer's time per batch under load six to seven times its
+time alone; with two statements per chunk it no longer grows with the batch (bench/README.md).
 
 Why not aiosqlite for writes: it hops to its thread once per call; a batch needs BEGIN,
 N jobs and COMMIT in one hop, which aiosqlite offers no public way to do.
