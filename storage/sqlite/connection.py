@@ -8,8 +8,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
-# Prepared statements kept per connection (Python's default is 128): the writer's bulk inserts
-# have one statement text per batch size, up to 64 of them for each kind.
+# Prepared statements kept per connection (Python's default is 128): the writer's bulk writes
+# have one statement text per chunk size, up to 64 each for the read, the insert and the read-back.
 STATEMENT_CACHE = 512
 
 

@@ -3,7 +3,7 @@
 Notifications without consent events are written in bulk (``RECORD_NOTIFICATIONS``): one read
 finds which of a batch's keys are stored already, one multi-row ``INSERT ... ON CONFLICT DO
 NOTHING`` writes the rest, and their ids follow from the rowids SQLite hands out in order. Two
-statements per batch, however many notifications it holds: each statement step releases the
+statements per chunk of 64, however many notifications it holds: each statement step releases the
 GIL, which the writer thread must then win back from the busy event loop, and that wait, not
 SQLite, was most of the writer's time (``storage/sqlite/writer.py``). An earlier multi-row
 INSERT with ``RETURNING id`` still took one step per row and lost 15 % end to end.

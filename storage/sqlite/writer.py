@@ -15,8 +15,9 @@ failed statement on its own, and two statements fewer per job matter on the inta
 A failure of the transaction itself (busy, read-only, disk full, I/O error) fails every job of
 the batch with ``StorageUnavailable``: nothing of it was committed, so callers may safely retry.
 
-Jobs of one kind can also be written together: ``run_bulk`` hands the items of every pending
-``BulkWrite`` of the same kind to one call that writes them with one statement. What that
+Jobs of one kind can also be written together: ``run_bulk`` hands the pending items of one
+``BulkWrite`` to one call per chunk of ``max_items``, in a savepoint, which writes them with
+one statement. What that
 saves is not SQLite's work but the GIL: every statement step releases it, and this thread then
 waits to take it back from a busy event loop. Inserting a batch of notifications with one
 statement (two steps) each made the writer's time per batch under load six to seven times its
@@ -49,7 +50,7 @@ WriteJob = Callable[[sqlite3.Connection], T]
 @dataclass(frozen=True, slots=True)
 class BulkWrite(Generic[Item, T]):
     """A kind of write that many items share: ``apply`` writes up to ``max_items`` of them
-    with one write statement (all or nothing) and returns one result per item, in order."""
+    (with one write statement: the point) and returns one result per item, in order."""
 
     name: str
     apply: Callable[[sqlite3.Connection, Sequence[Item]], list[T]]
@@ -151,6 +152,10 @@ class SerialWriter:
             logger.warning("write batch of %d failed: %s", len(batch), _describe(error))
             message = f"store unavailable: {_describe(error)}"
             return [(False, StorageUnavailable(message)) for _ in batch]
+        except Exception:  # a bug outside any job: fail the batch, never leave it hanging
+            self._rollback()
+            logger.exception("write batch of %d failed", len(batch))
+            return [(False, StorageUnavailable("store unavailable: internal error")) for _ in batch]
         return outcomes
 
     def _apply_all(
@@ -178,17 +183,14 @@ class SerialWriter:
     def _apply_chunk(
         self, connection: sqlite3.Connection, bulk: BulkWrite[Any, Any], items: list[Any]
     ) -> list[tuple[bool, Any]]:
-        """All items with one statement; if that statement is refused (SQLite has undone it),
-        each item again on its own, so that only the items at fault fail."""
-        outcome = self._apply_one(connection, lambda c: bulk.apply(c, items), isolated=False)
+        """All items at once, in one savepoint; if that is refused (and undone), each item
+        again in a savepoint of its own, so that only the items at fault fail."""
+        outcome = self._apply_one(connection, _together(bulk, items), isolated=True)
         if outcome[0]:
-            results = outcome[1]
-            if len(results) != len(items):
-                raise _BatchFailed(f"{bulk.name} returned {len(results)} results for {len(items)}")
-            return [(True, result) for result in results]
+            return [(True, result) for result in outcome[1]]
         if len(items) == 1:
             return [outcome]
-        return [self._apply_one(connection, _alone(bulk, item), isolated=False) for item in items]
+        return [self._apply_one(connection, _alone(bulk, item), isolated=True) for item in items]
 
     @staticmethod
     def _apply_one(
@@ -204,6 +206,8 @@ class SerialWriter:
             if not isinstance(error, sqlite3.IntegrityError):
                 raise _BatchFailed(_describe(error)) from error
             failure: Exception = error
+        except _BatchFailed:
+            raise
         except Exception as error:  # a domain refusal raised by the job itself
             failure = error
         else:
@@ -230,9 +234,26 @@ class SerialWriter:
         self._thread.shutdown(wait=True)
 
 
+def _together(bulk: BulkWrite[Item, T], items: list[Item]) -> WriteJob[list[T]]:
+    """A chunk of a bulk write as one job, which fails (and is undone) unless it answers one
+    result per item."""
+
+    def job(connection: sqlite3.Connection) -> list[T]:
+        results = bulk.apply(connection, items)
+        if len(results) != len(items):
+            raise _BatchFailed(f"{bulk.name} returned {len(results)} results for {len(items)}")
+        return results
+
+    return job
+
+
 def _alone(bulk: BulkWrite[Item, T], item: Item) -> WriteJob[T]:
     """One item of a bulk write as a job of its own."""
-    return lambda connection: bulk.apply(connection, [item])[0]
+    return _first(_together(bulk, [item]))
+
+
+def _first(job: WriteJob[list[T]]) -> WriteJob[T]:
+    return lambda connection: job(connection)[0]
 
 
 def _describe(error: BaseException) -> str:

@@ -117,8 +117,9 @@ async def test_a_batch_of_notifications_takes_the_same_few_statements_however_la
     inserts = [sql for sql in statements if sql.startswith("INSERT INTO notifications")]
     assert batches < 20
     assert len(inserts) <= batches + 200 // 64  # one per chunk of at most 64
-    # BEGIN and COMMIT per batch, the stored ids and the insert per chunk: nothing per row.
-    assert len(statements) == 2 * batches + 2 * len(inserts)
+    # BEGIN and COMMIT per batch; per chunk its savepoint, the stored ids, the insert and the
+    # release: nothing per row.
+    assert len(statements) == 2 * batches + 4 * len(inserts)
     assert sorted(o.notification_id for o in outcomes) == list(range(1, 201))
     assert not any(o.duplicate for o in outcomes)
 
@@ -156,6 +157,7 @@ async def test_only_the_read_connections_map_the_file(
     try:
         on_the_loop = store._point_reader.execute("PRAGMA mmap_size").fetchone()[0]
         [[reader]] = await store._reader.execute_fetchall("PRAGMA mmap_size", ())
+        [[reader_wait]] = await store._reader.execute_fetchall("PRAGMA busy_timeout", ())
         writer = await store.writer.maintain(
             lambda connection: connection.execute("PRAGMA mmap_size").fetchone()[0]
         )
@@ -163,3 +165,32 @@ async def test_only_the_read_connections_map_the_file(
         await store.close()
 
     assert (on_the_loop, reader, writer) == (mapped, mapped, 0)
+    assert reader_wait == 5000  # the store's busy_timeout_ms, as every read waits
+
+
+async def test_chunks_of_a_large_batch_keep_ids_and_duplicates_and_a_bad_row_fails_alone(
+    sqlite_store: Store,
+) -> None:
+    """130 notifications in one batch: three chunks, a key repeated across the 64 boundary,
+    keys stored before, and one row SQLite refuses (retried one by one, it fails alone)."""
+    stored = await sqlite_store.record_notification(notification("old"))
+    keys = [f"n-{i}" for i in range(130)]
+    keys[64] = keys[63]
+    keys[100] = "old"
+    bad = notification("bad").model_construct(**{**notification("bad").__dict__, "kind": None})
+
+    outcomes = await asyncio.gather(
+        *(sqlite_store.record_notification(notification(key)) for key in keys),
+        sqlite_store.record_notification(bad),
+        return_exceptions=True,
+    )
+
+    *recorded, refused = outcomes
+    assert isinstance(refused, sqlite3.IntegrityError)
+    for index, (key, outcome) in enumerate(zip(keys, recorded, strict=True)):
+        assert not isinstance(outcome, BaseException)
+        row = await sqlite_store.get_notification(APP, key)
+        assert row is not None and outcome.notification_id == row.id
+        assert outcome.duplicate == (index in (64, 100)), key
+    assert recorded[100].notification_id == stored.notification_id  # type: ignore[union-attr]
+    assert await sqlite_store.count_notifications() == 129

@@ -170,3 +170,40 @@ async def test_a_broken_bulk_write_fails_the_whole_batch(writer: SerialWriter, f
 
     assert all(isinstance(r, StorageUnavailable) for r in results)
     assert await writer.run(count) == 0
+
+
+async def test_a_bulk_write_that_fails_after_writing_leaves_nothing_and_retries_alone(
+    writer: SerialWriter,
+) -> None:
+    """The chunk runs in a savepoint: what it wrote before failing is undone, so the items
+    written again one by one are new, not duplicates of a half-kept chunk."""
+
+    def insert_then_trip(connection: sqlite3.Connection, values: Sequence[int]) -> list[int]:
+        rows = ", ".join("(?)" for _ in values)
+        connection.execute(f"INSERT INTO t (v) VALUES {rows}", list(values))  # noqa: S608
+        if len(values) > 1:
+            raise LookupError("a bug after the write")
+        return list(values)
+
+    bulk = BulkWrite("insert then trip", insert_then_trip)
+
+    results = await asyncio.gather(*(writer.run_bulk(bulk, v) for v in (1, 2, 3)))
+
+    assert list(results) == [1, 2, 3]
+    assert await writer.run(count) == 3
+
+
+async def test_a_bug_outside_any_job_fails_the_batch_and_the_writer_goes_on(
+    writer: SerialWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_apply_all(connection: sqlite3.Connection, batch: object) -> object:
+        connection.execute("INSERT INTO t (v) VALUES (99)")
+        raise TypeError("a bug in the writer itself")
+
+    monkeypatch.setattr(writer, "_apply_all", broken_apply_all)
+    with pytest.raises(StorageUnavailable):
+        await writer.run(insert(1))
+    monkeypatch.undo()
+
+    assert await writer.run(insert(2)) == 2
+    assert await writer.run(count) == 1
