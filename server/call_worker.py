@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import pickle
 import signal
 import socket
 import sys
@@ -34,9 +33,9 @@ from server.call_workers import (
 )
 from server.collector import settle_garbage_collector
 from server.credentials import AppCredentials, load_credentials
-from server.eventloop import new_event_loop
 from server.platform_calls import CallOutcome, CallResult
 from server.relay import FrameReader, RelayError, decode_message, encode_frame
+from server.worker_process import run_worker
 
 logger = logging.getLogger(__name__)
 
@@ -141,21 +140,8 @@ async def serve(orders: CallWorkerOrders) -> None:
 
 
 def main() -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    orders: CallWorkerOrders = pickle.load(sys.stdin.buffer)  # noqa: S301  (from our parent)
-    logging.basicConfig(
-        level=orders.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    loop, _ = new_event_loop(orders.settings.server.event_loop)
-    try:
-        loop.run_until_complete(serve(orders))
-    except Exception as error:  # keys that no longer load, a socket that is gone
-        logger.error("call worker %d cannot serve: %s", os.getpid(), error)
-        return 2
-    finally:
-        with contextlib.suppress(Exception):
-            loop.close()
-    return 0
+    # Keys that no longer load, a socket that is gone: exit 2.
+    return run_worker("call worker", serve, (Exception,), logger)
 
 
 if __name__ == "__main__":

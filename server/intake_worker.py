@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import pickle
 import signal
 import sys
 
@@ -29,7 +28,6 @@ from server.appkeys import GATEWAY, REFUSALS, SETTINGS
 from server.collector import settle_garbage_collector
 from server.credentials import load_credentials
 from server.dispatch import default_registry
-from server.eventloop import new_event_loop
 from server.gateway import NotificationGateway
 from server.health import healthz
 from server.logredact import redact_parser_errors
@@ -39,6 +37,7 @@ from server.notify import setup_notify_routes
 from server.refusals import RefusalCounter
 from server.relay import CALL_TIMEOUT_SECONDS, RelayClient, WorkerOrders
 from server.settings import Settings
+from server.worker_process import run_worker
 from storage.errors import StorageError, StorageUnavailable
 
 logger = logging.getLogger(__name__)
@@ -142,20 +141,8 @@ async def serve(orders: WorkerOrders) -> None:
 
 
 def main() -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    orders: WorkerOrders = pickle.load(sys.stdin.buffer)  # noqa: S301  (from our parent)
-    logging.basicConfig(
-        level=orders.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    loop, _ = new_event_loop(orders.settings.server.event_loop)
-    try:
-        loop.run_until_complete(serve(orders))
-    except (StorageUnavailable, OSError) as error:  # refused by the primary, or port taken
-        logger.error("intake worker %d cannot serve: %s", os.getpid(), error)
-        return 2
-    finally:
-        loop.close()
-    return 0
+    # Refused by the primary, or the port is taken: exit 2.
+    return run_worker("intake worker", serve, (StorageUnavailable, OSError), logger)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -25,6 +26,15 @@ from tests.server.send_fixtures import ONE_TIME
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "process-test-token-0123456789abcdef"
 START_TIMEOUT = 20.0
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of ours still exists (a zombie not yet reaped counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def free_port() -> int:

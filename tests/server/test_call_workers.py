@@ -47,6 +47,7 @@ from tests.server.send_fixtures import (
     send_settings,
     start_sending,
 )
+from tests.server.subgate_process import alive
 
 DEADLINE_SECONDS = 30.0
 
@@ -73,14 +74,6 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > end:
             pytest.fail(f"timed out waiting until {what}")
         await asyncio.sleep(0.01)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_a_send_is_signed_by_the_worker_with_the_primarys_clock(env: Sending) -> None:

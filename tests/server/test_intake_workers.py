@@ -42,7 +42,7 @@ from tests.server.notifications import (
     stranger_key,
     trade_fields,
 )
-from tests.server.subgate_process import ROOT, SubgateProcess, free_port
+from tests.server.subgate_process import ROOT, SubgateProcess, alive, free_port
 from tests.storage.postgres_env import fresh_schema, server_url
 
 USER_ID = "2088000000000001"
@@ -110,14 +110,6 @@ def wall_clock() -> Clock:
 
 def now_trade(**extra: str) -> dict[str, str]:
     return signed(trade_fields(when=datetime.now(UTC), **extra))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_the_primary_starts_each_worker_as_a_process_of_its_own(intake: Intake) -> None:
