@@ -101,13 +101,23 @@ def run_lookup(quick: bool, seconds: float, workdir: Path) -> dict[str, Any]:
     return lookup.run(plan, workdir)
 
 
+# (connections, call worker processes, name suffix). The first three are the latency view: 64
+# senders in a closed loop, where each send waits for three group commits and a gateway round
+# trip, so sent/s = 64 / latency. The last is the capacity view: enough senders to keep every
+# stage busy, with the calls on two worker processes.
+SEND_SETUPS = ((64, 0, ""), (64, 1, "-callers1"), (256, 2, "-c256-callers2"))
+SENDS_BASELINE = ""  # the setup every other one is compared with, round by round
+
+
 def run_sends(quick: bool, seconds: float, workdir: Path, runs: int = 3) -> dict[str, Any]:
     """Two loads: every attempt holds a credit (clean), and the spend-once stress (contended);
-    each with every call made in the server process, then with one call worker process.
+    each in every ``SEND_SETUPS``: 64 senders with every call made in the server process, the
+    same with one call worker process, and 256 senders with two call workers.
 
     Each round runs every plan once, one after the other, so that the machine's drift spreads
-    over all of them; each plan reports its median round, and the call worker's effect is the
-    median of the per-round ratios (a ratio only means something within one round)."""
+    over all of them; each plan reports its median round, and each setup's effect is the median
+    of its per-round ratios to the in-process plan (a ratio only means something within one
+    round)."""
     users = 20_000 if quick else 100_000
     loads = {"clean": (0, 0), "contended": (1, 2)}  # (extra keys, duplicates) per user
     plans = {
@@ -118,11 +128,11 @@ def run_sends(quick: bool, seconds: float, workdir: Path, runs: int = 3) -> dict
             extra=extra,
             duplicates=duplicates,
             seconds=seconds,
-            connections=64,
+            connections=connections,
             call_processes=callers,
         )
         for load, (extra, duplicates) in loads.items()
-        for callers, suffix in ((0, ""), (1, "-callers1"))
+        for connections, callers, suffix in SEND_SETUPS
     }
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in plans}
     for number in range(1 if quick else runs):
@@ -135,7 +145,7 @@ def run_sends(quick: bool, seconds: float, workdir: Path, runs: int = 3) -> dict
 
             print(f"  round {number + 1}:", end="", flush=True)
             rounds[name].append(least_disturbed(measure))
-    report: dict[str, Any] = {"targets": {}, "rounds": {}, "ratios": {}}
+    report: dict[str, Any] = {"plans": list(plans), "targets": {}, "rounds": {}, "ratios": {}}
     for name, results in rounds.items():
         ordered = sorted(results, key=lambda r: r["sends_per_second"])
         report[name] = ordered[len(ordered) // 2]
@@ -144,14 +154,19 @@ def run_sends(quick: bool, seconds: float, workdir: Path, runs: int = 3) -> dict
         report[name]["targets"]["zero_double_spends"] = "met" if balanced else "MISSED"
         report["targets"] |= {f"{name}: {k}": v for k, v in report[name]["targets"].items()}
     for load in loads:
-        pairs = zip(rounds[f"{load}-callers1"], rounds[load], strict=True)
-        per_round = [
-            round(w["sends_per_second"] / max(o["sends_per_second"], 1), 3) for w, o in pairs
-        ]
-        report["ratios"][f"{load}: 1 call worker / in-process"] = {
-            "per_round": per_round,
-            "median": sorted(per_round)[len(per_round) // 2],
-        }
+        baseline = rounds[f"{load}{SENDS_BASELINE}"]
+        for connections, callers, suffix in SEND_SETUPS:
+            if suffix == SENDS_BASELINE:
+                continue
+            pairs = zip(rounds[f"{load}{suffix}"], baseline, strict=True)
+            per_round = [
+                round(w["sends_per_second"] / max(o["sends_per_second"], 1), 3) for w, o in pairs
+            ]
+            label = f"{connections} senders, {callers} call worker{'s' if callers != 1 else ''}"
+            report["ratios"][f"{load}: {label} / 64 senders in-process"] = {
+                "per_round": per_round,
+                "median": sorted(per_round)[len(per_round) // 2],
+            }
     return report
 
 
@@ -205,11 +220,11 @@ def print_lookup(report: dict[str, Any]) -> None:
 
 
 def print_sends(report: dict[str, Any]) -> None:
-    for name in ("clean", "clean-callers1", "contended", "contended-callers1"):
+    for name in report["plans"]:
         run, books = report[name], report[name]["books"]
         attempts, server = run["attempts"], run["server_reserve_to_sent"]
         print(
-            f"  {name:18} {run['sends_per_second']:>6.0f} sent/s; attempts {attempts['rps']:.0f}/s "
+            f"  {name:24} {run['sends_per_second']:>6.0f} sent/s; attempts {attempts['rps']:.0f}/s "
             f"p50 {attempts['p50_ms']:.1f} ms p99 {attempts['p99_ms']:.1f} ms; "
             f"server reserve->sent p50 {server['p50_ms']:.0f} ms p99 {server['p99_ms']:.0f} ms"
         )
