@@ -76,11 +76,13 @@ def run_intake(
         targets=targets,
     )
     results = intake.run(plan, workdir)
+    ratios = intake.ratios(results)
     return {
         "plan": {"seconds": plan.seconds, "runs": plan.runs, "connections": plan.connections},
         "intake": {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in results.items()},
         "runs": {k: v["runs"] for k, v in results.items()},
-        "ratios": intake.ratios(results),
+        "ratios": ratios,
+        "targets": intake.targets(results, ratios),
     }
 
 
@@ -193,6 +195,7 @@ def print_intake(report: dict[str, Any]) -> None:
     print("  ratios:")
     for name, value in report["ratios"].items():
         print(f"    {name:30} {value:.3f}")
+    _targets(report)
 
 
 def print_lookup(report: dict[str, Any]) -> None:

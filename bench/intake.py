@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bench.bodies import make_bodies
 from bench.load import run_wrk
 from bench.processes import free_port, serving, tree_cpu_seconds
+from bench.report import verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"
@@ -260,9 +261,47 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         ("w2_intake_vs_naive_c64", "subgate-w2@c64", "naive@c64", "rps"),
         ("w1_p99_vs_ceiling_c64", "subgate-w1@c64", "ceiling@c64", "p99_ms"),
         ("w2_p99_vs_ceiling_c64", "subgate-w2@c64", "ceiling@c64", "p99_ms"),
+        ("ceiling_vs_naive_c64", "ceiling@c64", "naive@c64", "rps"),  # the most 10x can be
     ]
     for name, top, bottom, key in pairs:
         a, b = get(top, key), get(bottom, key)
         if a is not None and b:
             out[name] = round(a / b, 3)
+    return out
+
+
+# The issue's targets, judged on the ratios of one run. Each Subgate setup is judged on its own:
+# one process, and with one or two intake workers (the stretch target's design).
+WORKERS_VS_SINGLE = 1.4
+P99_C8_MS = 5.0
+RATIO_TARGETS = (  # (ratio, target, bound, whether the ratio must stay below the bound)
+    ("intake_vs_ceiling_c64", "intake_at_least_0.9x_ceiling_c64", 0.9, False),
+    ("intake_vs_naive_c64", "intake_at_least_10x_naive_c64", 10.0, False),
+    ("p99_vs_ceiling_c64", "p99_under_1.5x_ceiling_c64", 1.5, True),
+)
+SETUPS = (("", "subgate"), ("w1_", "subgate-w1"), ("w2_", "subgate-w2"))  # (ratio prefix, name)
+
+
+def targets(results: dict[str, Any], ratio: dict[str, float]) -> dict[str, str]:
+    """``met`` or ``MISSED by x%`` for every intake target this run measured."""
+    out: dict[str, str] = {}
+    for prefix, name in SETUPS:
+        label = f"{name}: " if prefix else ""
+        for key, target, bound, below in RATIO_TARGETS:
+            if prefix + key in ratio:
+                out[label + target] = verdict(ratio[prefix + key], bound, below=below)
+        c8 = results.get(f"{name}@c8")
+        if c8 is not None:
+            out[f"{label}p99_c8_under_{P99_C8_MS:.0f}ms"] = verdict(
+                float(c8["p99_ms"]), P99_C8_MS, below=True
+            )
+    scaling = [
+        ratio[f"{prefix}intake_vs_single_c64"]
+        for prefix, _ in SETUPS[1:]
+        if f"{prefix}intake_vs_single_c64" in ratio
+    ]
+    if scaling:
+        out[f"intake_workers_at_least_{WORKERS_VS_SINGLE}x_one_process_c64"] = verdict(
+            max(scaling), WORKERS_VS_SINGLE, below=False
+        )
     return out
