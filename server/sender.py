@@ -3,8 +3,10 @@
     view = await sender.send(app_id, body, idempotency_key)
 
 1. The channel validates the body (422, nothing reserved).
-2. One transaction: idempotency check, consent check, ``spend`` event, outbox row (``pending``).
-3. ``sending`` is committed, then the platform is called, then the outcome is committed:
+2. One transaction: idempotency check, consent check, ``spend`` event, outbox row, and the first
+   attempt begun (``sending``): one commit before the platform is called, not two.
+3. The platform is called, then the outcome is committed (a retry commits ``sending`` again
+   before its call):
    sent; failed (definite: the credit is refunded in the same transaction); queued (transient:
    the outbox worker retries with backoff, across restarts); unknown (unverifiable: the credit
    stays spent and the message is never retried, so it can never be delivered twice).
@@ -104,11 +106,12 @@ class MessageSender:
                 weekly_limit=prepared.weekly_limit,
                 limit_window_seconds=prepared.limit_window_seconds,
                 warnings=warnings,
-            )
+            ),
+            begin=True,
         )
         if outcome.replayed:
             return MessageView.of(await self._settled(outcome.message))
-        return MessageView.of(await self.attempt(outcome.message))
+        return MessageView.of(await self.attempt(outcome.message, begun=outcome.begun))
 
     async def _recent_activity(
         self, app_id: str, checks: tuple[RecentActivityWarning, ...]
@@ -134,25 +137,30 @@ class MessageSender:
             await running.wait()
         return await self._store.get_message(message.app_id, message.id) or message
 
-    async def attempt(self, message: MessageRecord) -> MessageRecord:
-        """One attempt of a message this process holds the lease of."""
+    async def attempt(self, message: MessageRecord, *, begun: bool = False) -> MessageRecord:
+        """One attempt of a message this process holds the lease of. ``begun``: the attempt is
+        already committed as in flight (``sending``), by the reservation's own transaction."""
         if message.id in self._in_flight:  # already being attempted here
             return await self._settled(message)
         done = self._in_flight[message.id] = asyncio.Event()
         try:
-            return await self._attempt(message)
+            return await self._attempt(message, begun)
         finally:
             del self._in_flight[message.id]
             done.set()
 
-    async def _attempt(self, message: MessageRecord) -> MessageRecord:
-        now = self._clock()
-        started = await self._store.begin_attempt(message.id, self.owner, now, now + self._lease())
-        if started is None:  # another worker has it, or it is already final
-            return message
-        result = await self._deliver(started)
+    async def _attempt(self, message: MessageRecord, begun: bool) -> MessageRecord:
+        if not begun:
+            now = self._clock()
+            started = await self._store.begin_attempt(
+                message.id, self.owner, now, now + self._lease()
+            )
+            if started is None:  # another worker has it, or it is already final
+                return message
+            message = started
+        result = await self._deliver(message)
         return await self._store.finish_attempt(
-            started.id, self._attempt_result(started, result), self._clock()
+            message.id, self._attempt_result(message, result), self._clock()
         )
 
     async def _deliver(self, message: MessageRecord) -> CallResult:

@@ -96,7 +96,9 @@ class Store(Protocol):
         """How many ``action`` events of the app on ``channel`` (any user, any template)
         happened, or were recorded, at or after ``since``."""
 
-    async def reserve_send(self, reservation: SendReservation) -> ReserveOutcome:
+    async def reserve_send(
+        self, reservation: SendReservation, *, begin: bool = False
+    ) -> ReserveOutcome:
         """Spend-once: check limit and consent, append ``spend`` and queue the message, atomically.
 
         Raises ``ConsentRequired`` (nothing written) when the ledger does not allow the send
@@ -106,6 +108,11 @@ class Store(Protocol):
         used with another request; a replay of the same request returns the existing message
         with ``replayed=True`` and reserves nothing (no check, no limit). Each allowed recipient
         gets a ``spend`` event; the message keeps the allowed, the skipped and the warnings.
+
+        ``begin``: a new reservation's first attempt also begins in the same transaction, as
+        ``begin_attempt`` by ``lease_owner`` at ``created_at`` would (``begun=True``, the message
+        ``sending``), so the caller calls the platform next, one commit sooner. A replay never
+        begins anything.
         """
 
     async def begin_attempt(

@@ -285,6 +285,7 @@ class MessageRecord(Frozen):
 class ReserveOutcome(Frozen):
     message: MessageRecord
     replayed: bool  # the key was used before with the same request: nothing new was reserved
+    begun: bool = False  # its first attempt began in the reservation's transaction (``sending``)
 
 
 class AttemptOutcome(StrEnum):

@@ -104,7 +104,9 @@ def replay(existing: MessageRecord, reservation: SendReservation) -> ReserveOutc
     return ReserveOutcome(message=existing, replayed=True)
 
 
-async def reserve(connection: Conn, reservation: SendReservation) -> ReserveOutcome:
+async def reserve(
+    connection: Conn, reservation: SendReservation, *, begin: bool = False
+) -> ReserveOutcome:
     """Raises ``KeyTaken`` when the key turns out to be used, after the consent rows were locked."""
     r = reservation
     if r.weekly_limit is not None:  # before any row lock: limit holders queue up here first
@@ -135,6 +137,12 @@ async def reserve(connection: Conn, reservation: SendReservation) -> ReserveOutc
     row = await connection.fetchrow(_INSERT, *new_message_row(r, allowed, skipped))
     if row is None:  # the key was taken meanwhile by a send for another user or template
         raise KeyTaken
+    if begin:
+        started = await begin_attempt(
+            connection, r.message_id, r.lease_owner, r.created_at, r.lease_until
+        )
+        assert started is not None  # inserted just now, leased to this owner, pending
+        return ReserveOutcome(message=started, replayed=False, begun=True)
     return ReserveOutcome(message=message_from_row(row), replayed=False)
 
 

@@ -209,12 +209,14 @@ class PostgresStore:
             )
         )
 
-    async def reserve_send(self, reservation: SendReservation) -> ReserveOutcome:
+    async def reserve_send(
+        self, reservation: SendReservation, *, begin: bool = False
+    ) -> ReserveOutcome:
         existing = await self._message_by_key(reservation.app_id, reservation.idempotency_key)
         if existing is None:
 
             async def job(connection: Conn) -> ReserveOutcome:
-                return await outbox.reserve(connection, reservation)
+                return await outbox.reserve(connection, reservation, begin=begin)
 
             try:
                 return await self._transact(job)

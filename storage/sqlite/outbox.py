@@ -46,7 +46,9 @@ _RETRYABLE = (MessageStatus.PENDING.value, MessageStatus.QUEUED.value)
 _JSON_LISTS = ("recipients", "skipped", "warnings")
 
 
-def reserve(connection: sqlite3.Connection, reservation: SendReservation) -> ReserveOutcome:
+def reserve(
+    connection: sqlite3.Connection, reservation: SendReservation, *, begin: bool = False
+) -> ReserveOutcome:
     existing = connection.execute(
         f"{_SELECT} WHERE app_id = ? AND idempotency_key = ?",
         (reservation.app_id, reservation.idempotency_key),
@@ -74,6 +76,12 @@ def reserve(connection: sqlite3.Connection, reservation: SendReservation) -> Res
         f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * len(_NAMES))})",  # noqa: S608
         row,
     )
+    if begin:
+        started = begin_attempt(
+            connection, r.message_id, r.lease_owner, r.created_at, r.lease_until
+        )
+        assert started is not None  # inserted just now, leased to this owner, pending
+        return ReserveOutcome(message=started, replayed=False, begun=True)
     return ReserveOutcome(message=message_from_row(row), replayed=False)  # as it now reads
 
 

@@ -301,9 +301,11 @@ class SQLiteStore:
         )
         return int(rows[0][0])
 
-    async def reserve_send(self, reservation: SendReservation) -> ReserveOutcome:
+    async def reserve_send(
+        self, reservation: SendReservation, *, begin: bool = False
+    ) -> ReserveOutcome:
         def job(connection: sqlite3.Connection) -> ReserveOutcome:
-            return outbox.reserve(connection, reservation)
+            return outbox.reserve(connection, reservation, begin=begin)
 
         result: ReserveOutcome = await self._write(job)
         return result

@@ -38,8 +38,9 @@ class ProcessDied(Exception):
     """Stands in for SIGKILL at a chosen point: nothing after it runs in that process."""
 
 
-async def die(message: MessageRecord) -> MessageRecord:
-    """MessageSender.attempt of a process killed right after its reservation committed."""
+async def die(message: MessageRecord, *, begun: bool = False) -> MessageRecord:
+    """MessageSender.attempt of a process killed right after its reservation committed (which
+    began the first attempt: the message is ``sending``, the platform not yet called)."""
     raise ProcessDied
 
 
@@ -124,29 +125,31 @@ async def test_a_reservation_left_by_a_dead_process_is_sent_once_after_a_restart
     await env.assert_projection_is_the_fold()
 
 
-async def test_a_process_killed_between_reservation_and_call_sends_once_after_restart(
+async def test_a_process_killed_after_its_reservation_before_the_call_leaves_an_unknown(
     env: Sending, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The reservation's transaction begins the first attempt too (one commit fewer per send),
+    so from that commit on the call may be under way: a process killed before calling leaves
+    the message ``unknown``, never called, exactly as one killed during the call."""
     monkeypatch.setattr(env.sender, "attempt", die)  # this process dies after reserving
     key = new_key()
     body = body_for("killed-before-call")
     died = await env.send(body, key=key)
     assert (died.status, died.code) == (500, "internal_error")
     [(_, status, message_id)] = env.messages()
-    assert status == "pending"
+    assert status == "sending"
 
     await env.restart()
-    assert await env.run_outbox() == 0  # the dead process's lease still holds
     env.later(LEASE_SECONDS + 1)
-    assert await env.run_outbox() == 1
-
-    assert tags_called(env.fake) == {"killed-before-call": 1}
-    replay = await env.send(body, key=key)
-    assert (replay.status, replay.body["status"]) == (200, "sent")
-    assert replay.body["message_id"] == message_id
     assert await env.run_outbox() == 0
-    assert tags_called(env.fake) == {"killed-before-call": 1}
-    assert await env.credits() == 0
+
+    row = await env.row(message_id)
+    assert (row.status, row.attempts, row.sent_at) == ("unknown", 1, None)
+    replay = await env.send(body, key=key)
+    assert (replay.status, replay.body["status"]) == (202, "unknown")
+    assert replay.body["message_id"] == message_id
+    assert env.fake.calls == []
+    assert await env.credits() == 0  # the credit stays spent: it is never sent twice
     assert await env.actions() == ["accept", "spend"]
     await env.assert_projection_is_the_fold()
 
@@ -254,7 +257,7 @@ async def test_across_crashes_and_restarts_no_key_makes_two_calls(
     env.fake.script(SEND_METHOD, transient())
     await env.send(body_for("queued"), key=keys["queued"])
     monkeypatch.setattr(env.sender, "attempt", die)
-    await env.send(body_for("killed"), key=keys["killed"])  # process 1 dies after reserving
+    await env.send(body_for("killed"), key=keys["killed"])  # process 1 dies before calling
     await env.restart()
     monkeypatch.setattr(env.sender, "_deliver", dying_after_the_call(env.sender))
     await env.send(body_for("in-flight"), key=keys["in-flight"])  # process 2 dies mid-call
@@ -268,12 +271,12 @@ async def test_across_crashes_and_restarts_no_key_makes_two_calls(
             replay = await env.send(body_for(tag), key=key)
             assert replay.status in (200, 202), replay.body
 
-    assert tags_called(env.fake) == {"sent": 1, "queued": 2, "killed": 1, "in-flight": 1}
+    assert tags_called(env.fake) == {"sent": 1, "queued": 2, "in-flight": 1}
     statuses = {key: status for key, status, _ in env.messages()}
     assert {tag: statuses[key] for tag, key in keys.items()} == {
         "sent": "sent",
         "queued": "sent",  # its first attempt was answered 20000: not delivered
-        "killed": "sent",
+        "killed": "unknown",  # its attempt had begun with the reservation: never called again
         "in-flight": "unknown",
     }
     assert await env.credits() == 0

@@ -79,6 +79,62 @@ async def test_a_reservation_spends_the_credit_and_queues_a_pending_message(stor
     assert await store.message_counts() == {("mini_template", "pending"): 1}
 
 
+async def test_a_reservation_that_begins_commits_its_first_attempt_with_it(store: Store) -> None:
+    await credits(store, 1)
+    wanted = reservation("k-1")
+
+    outcome = await store.reserve_send(wanted, begin=True)
+
+    message = outcome.message
+    assert outcome.begun and not outcome.replayed
+    assert (message.status, message.attempts, message.lease_owner, message.lease_until) == (
+        MessageStatus.SENDING,
+        1,
+        "worker-a",
+        wanted.lease_until,
+    )
+    assert message.updated_at == message.created_at == wanted.created_at
+    assert await store.get_message(APP, message.id) == message
+    assert (await state_is_the_fold(store)).credits == 0
+    assert await store.message_counts() == {("mini_template", "sending"): 1}
+    # in flight already: no one claims it, and it cannot begin a second time
+    assert await store.claim_due_messages("worker-b", LATER, LEASE, 10) == []
+    assert await store.begin_attempt(message.id, "worker-a", SENT_AT, LEASE) is None
+    finished = await store.finish_attempt(
+        message.id, AttemptResult(outcome=AttemptOutcome.SENT), LATER
+    )
+    assert (finished.status, finished.attempts) == (MessageStatus.SENT, 1)
+
+
+async def test_a_replay_never_begins_and_a_refusal_writes_nothing(store: Store) -> None:
+    await credits(store, 1)
+    first = await store.reserve_send(reservation("k-1"), begin=True)
+
+    again = await store.reserve_send(reservation("k-1"), begin=True)
+    with pytest.raises(ConsentRequired):
+        await store.reserve_send(reservation("k-2"), begin=True)
+
+    assert again.replayed and not again.begun and again.message == first.message
+    assert (again.message.status, again.message.attempts) == (MessageStatus.SENDING, 1)
+    assert await store.count_messages() == 1
+    assert (await state_is_the_fold(store)).credits == 0
+
+
+async def test_fifty_concurrent_copies_of_one_send_begin_once(store: Store) -> None:
+    await credits(store, 2)
+
+    outcomes = await asyncio.gather(
+        *(store.reserve_send(reservation("k-1"), begin=True) for _ in range(50))
+    )
+
+    assert sorted(o.begun for o in outcomes) == [False] * 49 + [True]
+    assert sorted(o.replayed for o in outcomes) == [False] + [True] * 49
+    [message] = {o.message.id: o.message for o in outcomes if o.begun}.values()
+    stored = await store.get_message(APP, message.id)
+    assert stored is not None and (stored.status, stored.attempts) == (MessageStatus.SENDING, 1)
+    assert (await state_is_the_fold(store)).credits == 1
+
+
 async def test_a_replay_returns_the_first_message_and_reserves_nothing(store: Store) -> None:
     await credits(store, 2)
     first = await store.reserve_send(reservation("k-1"))
