@@ -104,7 +104,7 @@ def run_lookup(quick: bool, seconds: float, workdir: Path) -> dict[str, Any]:
 
 
 # (connections, call worker processes, name suffix). The first two: 64 senders in a closed loop,
-# so sent/s = 64 / time per send (in-process, one GIL bounds it; with a call worker, the three
+# so sent/s = 64 / time per send (in-process, one GIL bounds it; with a call worker, the two
 # group commits and the round trip each send waits for). The last is the capacity view: enough
 # senders to keep every stage busy, with the calls on two worker processes.
 SEND_SETUPS = ((64, 0, ""), (64, 1, "-callers1"), (256, 2, "-c256-callers2"))
