@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,6 +74,7 @@ class MessageSender:
         self._before_reserve = before_reserve
         self.owner = f"subgate-{secrets.token_hex(6)}"  # this process, as lease owner
         self._in_flight: dict[str, asyncio.Event] = {}  # message id -> set when its attempt ends
+        self._carried: set[asyncio.Task[MessageView]] = set()  # sends whose caller went away
 
     async def send(self, app_id: str, body: Mapping[str, Any], idempotency_key: str) -> MessageView:
         channel = self._channel(body.get("channel"))
@@ -86,32 +87,50 @@ class MessageSender:
                 await self._before_reserve(app_id, channel.name, prepared)
             warnings += await self._recent_activity(app_id, prepared.warn_if_recent)
         now = self._clock()
-        outcome = await self._store.reserve_send(
-            SendReservation(
-                message_id=message_id,
-                app_id=app_id,
-                idempotency_key=idempotency_key,
-                request_sha256=_request_digest(body),
-                channel=channel.name,
-                user_id=prepared.user_id,
-                template_id=prepared.template_id,
-                kind=prepared.kind,
-                payload=json.dumps(prepared.payload, ensure_ascii=False),  # in the channel's order
-                lease_owner=self.owner,
-                lease_until=now + self._lease(),
-                created_at=now,
-                recipients=prepared.recipients,
-                consent_mode=prepared.consent_mode,
-                ledger_channel=prepared.ledger_channel,
-                weekly_limit=prepared.weekly_limit,
-                limit_window_seconds=prepared.limit_window_seconds,
-                warnings=warnings,
-            ),
-            begin=True,
+        reservation = SendReservation(
+            message_id=message_id,
+            app_id=app_id,
+            idempotency_key=idempotency_key,
+            request_sha256=_request_digest(body),
+            channel=channel.name,
+            user_id=prepared.user_id,
+            template_id=prepared.template_id,
+            kind=prepared.kind,
+            payload=json.dumps(prepared.payload, ensure_ascii=False),  # in the channel's order
+            lease_owner=self.owner,
+            lease_until=now + self._lease(),
+            created_at=now,
+            recipients=prepared.recipients,
+            consent_mode=prepared.consent_mode,
+            ledger_channel=prepared.ledger_channel,
+            weekly_limit=prepared.weekly_limit,
+            limit_window_seconds=prepared.limit_window_seconds,
+            warnings=warnings,
         )
+        return await self._to_the_end(self._reserve_and_attempt(reservation))
+
+    async def _reserve_and_attempt(self, reservation: SendReservation) -> MessageView:
+        outcome = await self._store.reserve_send(reservation, begin=True)
         if outcome.replayed:
             return MessageView.of(await self._settled(outcome.message))
         return MessageView.of(await self.attempt(outcome.message, begun=outcome.begun))
+
+    async def _to_the_end(self, send: Coroutine[Any, Any, MessageView]) -> MessageView:
+        """Run a send to its recorded outcome even if its caller is cancelled meanwhile.
+
+        The reservation may commit after the caller is gone, and it begins the attempt: left
+        there, the message could only end ``unknown``, its credit spent and never called. So
+        the send goes on in a task of its own; the caller just stops waiting for it.
+        """
+        task = asyncio.ensure_future(send)
+        self._carried.add(task)
+        task.add_done_callback(self._carried_done)
+        return await asyncio.shield(task)
+
+    def _carried_done(self, task: asyncio.Task[MessageView]) -> None:
+        self._carried.discard(task)
+        if not task.cancelled():
+            task.exception()  # a refusal whose caller went away: nobody is left to answer
 
     async def _recent_activity(
         self, app_id: str, checks: tuple[RecentActivityWarning, ...]

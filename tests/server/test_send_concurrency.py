@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
+from storage.models import ReserveOutcome, SendReservation
+from tests.server.conftest import APP_ID
 from tests.server.fake_alipay import SEND_METHOD, transient
 from tests.server.send_fixtures import (
     LONG_TERM,
@@ -140,3 +144,33 @@ async def test_a_replay_after_the_credit_is_gone_still_answers_the_original(
 
     assert (again.status, again.body) == (200, first.body)
     assert len(env.fake.sends) == 1
+
+
+async def test_a_send_whose_caller_is_cancelled_while_reserving_is_still_sent_once(
+    env: Sending, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reservation commits even when its caller has gone, and it begins the attempt: the
+    send must then go on to its call, or the credit would be spent on a message never sent."""
+    await env.give_credits(1)
+    reserving = asyncio.Event()
+    reserve_send = env.store.reserve_send
+
+    async def reserve_and_tell(reservation: SendReservation, **options: bool) -> ReserveOutcome:
+        reserving.set()  # the job is queued for the writer before this coroutine next yields
+        return await reserve_send(reservation, **options)
+
+    monkeypatch.setattr(env.store, "reserve_send", reserve_and_tell)
+    key, body = new_key(), one_time_body()
+    caller = asyncio.create_task(env.sender.send(APP_ID, body, key))
+    await reserving.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+
+    replay = await env.sender.send(APP_ID, body, key)  # waits for the attempt under way
+
+    assert replay.status == "sent"
+    assert len(env.fake.sends) == 1
+    assert [status for _, status, _ in env.messages()] == ["sent"]
+    assert await env.credits() == 0
+    assert await env.actions() == ["accept", "spend"]

@@ -1,6 +1,7 @@
 """Crash and restart: real restarts of Subgate over the same SQLite file. A message reserved but
-never attempted is sent once by a later process; one interrupted mid-call becomes ``unknown`` and
-is never called again; a queued one is delivered after the restart. No key ever makes two calls.
+never attempted (``pending``, as earlier versions left it) is sent once by a later process; one
+whose attempt had begun (from its reservation's commit on) becomes ``unknown`` and is never called
+again; a queued one is delivered after the restart. No key ever makes two calls.
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ def tags_called(fake: FakeAlipay) -> Counter[str]:
 
 
 async def reserve_as_dead_process(env: Sending, key: str) -> MessageRecord:
-    """What a process leaves behind when it dies right after reserving: a pending row leased to
-    it until a moment already past, and a spend in the ledger."""
+    """What a process of an earlier version left behind when it died right after reserving (it
+    reserved without beginning): a pending row leased to it until a moment already past, and a
+    spend in the ledger."""
     payload = {
         "to_user_id": USER,
         "user_template_id": ONE_TIME,
