@@ -74,7 +74,9 @@ class MessageSender:
         self._before_reserve = before_reserve
         self.owner = f"subgate-{secrets.token_hex(6)}"  # this process, as lease owner
         self._in_flight: dict[str, asyncio.Event] = {}  # message id -> set when its attempt ends
-        self._carried: set[asyncio.Task[MessageView]] = set()  # sends whose caller went away
+        # Every send from its reservation to its outcome: held here so that no task is collected
+        # while it runs, its caller gone or not (``_to_the_end``).
+        self._carried: set[asyncio.Task[MessageView]] = set()
 
     async def send(self, app_id: str, body: Mapping[str, Any], idempotency_key: str) -> MessageView:
         channel = self._channel(body.get("channel"))
