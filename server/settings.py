@@ -97,6 +97,18 @@ class OutboxSettings(_Section):
     # Worker processes making the classic gateway's calls (sign, POST, verify); 0: in the primary.
     call_processes: int = Field(default=0, ge=0, le=16)
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_call(self) -> Self:
+        # An attempt still `sending` when its lease ends is taken for one whose process died
+        # mid-call and is marked `unknown`; a lease shorter than a call would do that to live
+        # calls. (A first attempt's lease starts when its reservation is requested.)
+        if self.lease_seconds <= self.call_timeout_seconds:
+            raise ValueError(
+                "lease_seconds must be greater than call_timeout_seconds: an attempt still "
+                "in flight when its lease ends is marked unknown"
+            )
+        return self
+
 
 class RetentionSettings(_Section):
     notifications_days: float = Field(default=0.0, ge=0)  # 0: keep every notification forever

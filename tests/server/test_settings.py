@@ -117,6 +117,20 @@ def test_duplicate_app_ids_are_refused() -> None:
         settings_from_mapping({"apps": [app, app]}, base_dir=Path("."))
 
 
+@pytest.mark.parametrize(("lease", "refused"), [(10.0, True), (9.5, True), (10.5, False)])
+def test_a_lease_must_outlast_a_call(lease: float, refused: bool) -> None:
+    mapping = {
+        "apps": [{"app_id": "1", "alipay_public_key": "k"}],
+        "outbox": {"call_timeout_seconds": 10.0, "lease_seconds": lease},
+    }
+
+    if refused:
+        with pytest.raises(SettingsError, match="lease_seconds must be greater"):
+            settings_from_mapping(mapping, base_dir=Path("."))
+    else:
+        assert settings_from_mapping(mapping, base_dir=Path(".")).outbox.lease_seconds == lease
+
+
 def test_broken_toml_and_missing_files_are_clear(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="not valid TOML"):
         load_settings(write_config(tmp_path, "[[apps]\n"))
