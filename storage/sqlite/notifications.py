@@ -1,12 +1,12 @@
 """Notification, subscribe-report and refusal SQL for the SQLite store (run on the writer thread).
 
-Notifications without consent events are written in bulk (``RECORD_NOTIFICATIONS``): one read
-finds which of a batch's keys are stored already, one multi-row ``INSERT ... ON CONFLICT DO
-NOTHING`` writes the rest, and their ids follow from the rowids SQLite hands out in order. Two
-statements per chunk of 64, however many notifications it holds: each statement step releases the
-GIL, which the writer thread must then win back from the busy event loop, and that wait, not
-SQLite, was most of the writer's time (``storage/sqlite/writer.py``). An earlier multi-row
-INSERT with ``RETURNING id`` still took one step per row and lost 15 % end to end.
+Notifications without consent events are written in bulk (``RECORD_NOTIFICATIONS``): one
+multi-row ``INSERT ... ON CONFLICT DO NOTHING`` per chunk of 64, with no read before it and no
+savepoint around it, and the new rows' ids follow from the rowids SQLite hands out in order. One
+statement per chunk, however many notifications it holds: each statement step releases the GIL,
+which the writer thread must then win back from the busy event loop, and that wait, not SQLite,
+was most of the writer's time (``storage/sqlite/writer.py``). An earlier multi-row INSERT with
+``RETURNING id`` still took one step per row and lost 15 % end to end.
 """
 
 from __future__ import annotations
@@ -75,30 +75,61 @@ def record_one(connection: sqlite3.Connection, row: NotificationRow) -> Recorded
 
 
 def record_many(connection: sqlite3.Connection, rows: Sequence[NotificationRow]) -> list[Recorded]:
-    """Insert every notification whose (app, dedupe key) is not stored, with one write statement;
-    a key repeated within ``rows`` is a duplicate after its first row."""
+    """Insert every notification whose (app, dedupe key) is not stored; a key repeated within
+    ``rows`` is a duplicate after its first row. Changes the database with one statement.
+
+    The insert is guarded: it writes nothing unless the largest id is far below SQLite's largest
+    rowid, so the rows it writes are numbered max + 1, max + 2, ... in order. When every row is
+    written (the common case), the ids follow from the last rowid without a read.
+    """
+    cursor = connection.execute(_guarded_insert_sql(len(rows)), [*_flat(rows), _ORDERED_BELOW])
+    written, last = cursor.rowcount, cursor.lastrowid or 0
+    if written == len(rows):
+        return [(row_id, False) for row_id in range(last - written + 1, last + 1)]
+    # Some keys are stored already (a retry) or repeat within the chunk: read the ids back.
     keys = [(row[0], row[1]) for row in rows]
-    last_id, stored = connection.execute(_stored_sql(len(rows)), _flat(keys)).fetchone()
-    ids: dict[tuple[str, str], int] = _ids(stored)
-    new_keys = list(dict.fromkeys(key for key in keys if key not in ids))
-    cursor = connection.execute(_insert_sql(len(rows)), _flat(rows))
-    if new_keys:
-        if cursor.rowcount == len(new_keys) and cursor.lastrowid == last_id + len(new_keys):
-            # One statement in a write transaction: rowids max + 1, max + 2, ... in row order.
-            ids.update(zip(new_keys, range(last_id + 1, last_id + len(new_keys) + 1), strict=True))
-        else:  # SQLite chose rowids otherwise (the largest rowid is taken): read them back
-            ids = _ids(connection.execute(_ids_sql(len(rows)), _flat(keys)).fetchone()[0])
+    ids = _ids(connection.execute(_ids_sql(len(rows)), _flat(keys)).fetchone()[0])
+    if written == 0 and not all(key in ids for key in keys):
+        return _record_numbered_otherwise(connection, rows, keys)
+    return _recorded(keys, ids, written=range(last - written + 1, last + 1))
+
+
+def _record_numbered_otherwise(
+    connection: sqlite3.Connection, rows: Sequence[NotificationRow], keys: list[tuple[str, str]]
+) -> list[Recorded]:
+    """The guard held every row back: the largest id is near SQLite's largest rowid, where
+    SQLite picks rowids at random. Insert without the guard and read every id back."""
+    stored = _ids(connection.execute(_ids_sql(len(rows)), _flat(keys)).fetchone()[0])
+    connection.execute(_insert_sql(len(rows)), _flat(rows))
+    ids = _ids(connection.execute(_ids_sql(len(rows)), _flat(keys)).fetchone()[0])
+    new = {key for key in keys if key not in stored}
     recorded: list[Recorded] = []
-    first_rows = set(new_keys)
     for key in keys:
-        recorded.append((ids[key], key not in first_rows))
-        first_rows.discard(key)
+        recorded.append((ids[key], key not in new))
+        new.discard(key)
+    return recorded
+
+
+def _recorded(
+    keys: list[tuple[str, str]], ids: dict[tuple[str, str], int], written: range
+) -> list[Recorded]:
+    """Each key's id, new only for the first row of a key whose id this insert wrote."""
+    seen: set[tuple[str, str]] = set()
+    recorded: list[Recorded] = []
+    for key in keys:
+        row_id = ids[key]
+        recorded.append((row_id, row_id not in written or key in seen))
+        seen.add(key)
     return recorded
 
 
 RECORD_NOTIFICATIONS: BulkWrite[NotificationRow, Recorded] = BulkWrite(
-    "record notifications", record_many, max_items=64
+    "record notifications", record_many, max_items=64, one_write=True
 )
+
+# Rowids are numbered max + 1 in order while the largest is below SQLite's largest (2**63 - 1);
+# the guard leaves far more room than any chunk needs.
+_ORDERED_BELOW = 2**62
 
 # The ids of those keys that are stored, as one JSON text: one row, so one step.
 _IDS_OF_KEYS = (
@@ -109,18 +140,19 @@ _IDS_OF_KEYS = (
 
 
 @cache
-def _stored_sql(count: int) -> str:
-    """The largest id and the ids of those keys that are stored already."""
-    return (
-        "SELECT (SELECT coalesce(max(id), 0) FROM notifications), ("  # noqa: S608 (placeholders)
-        + _ids_sql(count)
-        + ")"
-    )
+def _ids_sql(count: int) -> str:
+    return _IDS_OF_KEYS.format(pairs=_placeholders(count, 2))
 
 
 @cache
-def _ids_sql(count: int) -> str:
-    return _IDS_OF_KEYS.format(pairs=_placeholders(count, 2))
+def _guarded_insert_sql(count: int) -> str:
+    """The insert, writing nothing unless the largest id is below the last parameter."""
+    return (
+        f"INSERT INTO notifications ({_INSERT_COLUMNS}) "  # noqa: S608 (constant)
+        f"SELECT * FROM (VALUES {_placeholders(count, _INSERT_COLUMNS.count(',') + 1)}) "
+        "WHERE (SELECT coalesce(max(id), 0) FROM notifications) < ? "
+        "ON CONFLICT (app_id, dedupe_key) DO NOTHING"
+    )
 
 
 @cache

@@ -9,19 +9,29 @@ that looped on its own was measured to commit twice as many smaller batches for 
 throughput, at about 20 % more CPU per request.
 
 Each job runs inside its own SAVEPOINT: a job that raises is rolled back alone and its
-exception is returned to its caller, while the rest of the batch commits. A job that makes at
-most one write statement may skip the savepoint (``isolated=False``): SQLite already undoes a
-failed statement on its own, and two statements fewer per job matter on the intake hot path.
-A failure of the transaction itself (busy, read-only, disk full, I/O error) fails every job of
-the batch with ``StorageUnavailable``: nothing of it was committed, so callers may safely retry.
+exception is returned to its caller, while the rest of the batch commits. A job that changes the
+database with at most one statement may skip the savepoint (``isolated=False``): SQLite already
+undoes a statement it refuses, and two statements fewer per job matter on the intake hot path.
+Such a job that fails in any other way (a bug after its write) cannot be undone alone, so it
+fails the whole batch. A failure of the transaction itself (busy, read-only, disk full, I/O
+error) fails every job of the batch with ``StorageUnavailable``: nothing of it was committed, so
+callers may safely retry.
 
 Jobs of one kind can also be written together: ``run_bulk`` hands the pending items of one
-``BulkWrite`` to one call per chunk of ``max_items``, in a savepoint, which writes them with
-one statement. What that
-saves is not SQLite's work but the GIL: every statement step releases it, and this thread then
-waits to take it back from a busy event loop. Inserting a batch of notifications with one
-statement (two steps) each made the writer's time per batch under load six to seven times its
-time alone; with two statements per chunk it no longer grows with the batch (bench/README.md).
+``BulkWrite`` to one call per chunk of ``max_items``, which writes them with one statement, in a
+savepoint. What that saves is not SQLite's work but the GIL: every statement step releases it,
+and this thread then waits to take it back from a busy event loop. Inserting a batch of
+notifications with one statement (two steps) each made the writer's time per batch under load
+six to seven times its time alone; with a few statements per chunk it no longer grows with the
+batch (bench/README.md).
+
+A ``one_write`` bulk write changes the database with at most one statement, and writing an item
+again changes nothing. Its chunks need no savepoint, and a batch that is a single such chunk is
+that statement alone, with no BEGIN and no COMMIT: SQLite makes one statement atomic and durable
+by itself. Only such a batch can fail after its statement committed (a bug after the write, or a
+read after it that fails): its callers are then told the store is unavailable although their
+items are stored, and their retry finds them stored. If SQLite refuses the statement (and undoes
+it), the batch is written again the usual way, where each item is tried alone.
 
 Why not aiosqlite for writes: it hops to its thread once per call; a batch needs BEGIN,
 N jobs and COMMIT in one hop, which aiosqlite offers no public way to do.
@@ -55,6 +65,8 @@ class BulkWrite(Generic[Item, T]):
     name: str
     apply: Callable[[sqlite3.Connection, Sequence[Item]], list[T]]
     max_items: int = 64
+    # ``apply`` changes the database with at most one statement, and is idempotent: see above.
+    one_write: bool = False
 
 
 @dataclass(slots=True)
@@ -96,7 +108,9 @@ class SerialWriter:
     async def run(self, job: WriteJob[T], *, isolated: bool = True) -> T:
         """Run ``job`` in the next batch; return its result once the batch is durable.
 
-        ``isolated=False`` is only for jobs with at most one write statement (see above).
+        ``isolated=False`` is only for jobs that change the database with at most one
+        statement; such a job that raises anything but the refusal of that statement fails the
+        whole batch (see above).
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._enqueue(_Pending(future, job=job, isolated=isolated))
@@ -142,6 +156,37 @@ class SerialWriter:
             self._flusher = None
 
     def _apply(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        bulk = batch[0].bulk
+        if (
+            bulk is not None
+            and bulk.one_write
+            and len(batch) <= bulk.max_items
+            and all(pending.bulk is bulk for pending in batch)
+        ):
+            outcomes = self._apply_one_statement(bulk, [pending.item for pending in batch])
+            if outcomes is not None:
+                return outcomes
+        return self._apply_in_transaction(batch)
+
+    def _apply_one_statement(
+        self, bulk: BulkWrite[Any, Any], items: list[Any]
+    ) -> list[tuple[bool, Any]] | None:
+        """A batch that is one chunk of a ``one_write`` bulk write, as its statement alone
+        (committed by SQLite); None when SQLite refused the statement and undid it."""
+        try:
+            results = _together(bulk, items)(self._connection)
+        except sqlite3.IntegrityError:
+            return None
+        except (sqlite3.Error, _BatchFailed) as error:
+            logger.warning("write of %d %s failed: %s", len(items), bulk.name, _describe(error))
+            message = f"store unavailable: {_describe(error)}"
+            return [(False, StorageUnavailable(message)) for _ in items]
+        except Exception:  # a bug: the statement may stand, which a retry finds
+            logger.exception("write of %d %s failed", len(items), bulk.name)
+            return [(False, StorageUnavailable("store unavailable: internal error")) for _ in items]
+        return [(True, result) for result in results]
+
+    def _apply_in_transaction(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
         connection = self._connection
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -183,9 +228,10 @@ class SerialWriter:
     def _apply_chunk(
         self, connection: sqlite3.Connection, bulk: BulkWrite[Any, Any], items: list[Any]
     ) -> list[tuple[bool, Any]]:
-        """All items at once, in one savepoint; if that is refused (and undone), each item
-        again in a savepoint of its own, so that only the items at fault fail."""
-        outcome = self._apply_one(connection, _together(bulk, items), isolated=True)
+        """All items at once, in one savepoint (none for a ``one_write``); if that is refused
+        (and undone), each item again in a savepoint of its own, so that only the items at
+        fault fail."""
+        outcome = self._apply_one(connection, _together(bulk, items), isolated=not bulk.one_write)
         if outcome[0]:
             return [(True, result) for result in outcome[1]]
         if len(items) == 1:
@@ -197,7 +243,8 @@ class SerialWriter:
         connection: sqlite3.Connection, job: WriteJob[Any], isolated: bool
     ) -> tuple[bool, Any]:
         """Run one job; a job that fails is undone alone (by its savepoint, or by SQLite itself
-        for a single-statement job), a storage error fails the whole batch."""
+        for a statement a single-statement job had refused), a storage error fails the whole
+        batch, and so does any other failure of a job without a savepoint."""
         if isolated:
             connection.execute("SAVEPOINT job")
         try:
@@ -209,6 +256,8 @@ class SerialWriter:
         except _BatchFailed:
             raise
         except Exception as error:  # a domain refusal raised by the job itself
+            if not isolated:  # what it wrote before raising cannot be undone alone
+                raise _BatchFailed(f"a job failed after writing: {type(error).__name__}") from error
             failure = error
         else:
             if isolated:

@@ -101,25 +101,28 @@ async def test_a_batch_of_notifications_takes_the_same_few_statements_however_la
     sqlite_store: Store,
 ) -> None:
     """Every statement step releases the GIL and the writer must win it back from the event
-    loop: a batch's notifications share one read and one insert, not one insert each."""
+    loop: a chunk of new notifications is one insert, with no read and no savepoint, and a batch
+    of one chunk is that insert alone."""
     assert isinstance(sqlite_store, SQLiteStore)
     writer = sqlite_store.writer
     statements: list[str] = []
+    sizes: list[int] = []
     await writer.maintain(lambda connection: connection.set_trace_callback(statements.append))
-    batches_before = writer.batches
+    writer.observe = lambda seconds, jobs: sizes.append(jobs)
 
     outcomes = await asyncio.gather(
         *(sqlite_store.record_notification(notification(f"n-{i}")) for i in range(200))
     )
     await writer.maintain(lambda connection: connection.set_trace_callback(None))
 
-    batches = writer.batches - batches_before
     inserts = [sql for sql in statements if sql.startswith("INSERT INTO notifications")]
-    assert batches < 20
-    assert len(inserts) <= batches + 200 // 64  # one per chunk of at most 64
-    # BEGIN and COMMIT per batch; per chunk its savepoint, the stored ids, the insert and the
-    # release: nothing per row.
-    assert len(statements) == 2 * batches + 4 * len(inserts)
+    chunks = sum(-(-size // 64) for size in sizes)
+    several = sum(1 for size in sizes if size > 64)
+    assert len(sizes) < 20 and several >= 1
+    assert len(inserts) == chunks  # one per chunk of at most 64
+    # BEGIN and COMMIT only for the batches of several chunks: nothing per row.
+    assert len(statements) == len(inserts) + 2 * several
+    assert statements.count("BEGIN IMMEDIATE") == statements.count("COMMIT") == several
     assert sorted(o.notification_id for o in outcomes) == list(range(1, 201))
     assert not any(o.duplicate for o in outcomes)
 
@@ -146,6 +149,25 @@ async def test_ids_are_read_back_when_sqlite_does_not_number_rows_in_order(
         stored = await sqlite_store.get_notification(APP, key)
         assert stored is not None and outcome.notification_id == stored.id
     assert [o.duplicate for o in outcomes] == [False] * 10 + [True, True]
+
+
+async def test_a_chunk_of_retries_writes_nothing_and_answers_the_stored_ids(
+    sqlite_store: Store,
+) -> None:
+    keys = [f"n-{i}" for i in range(5)]
+    first = await asyncio.gather(
+        *(sqlite_store.record_notification(notification(key)) for key in keys)
+    )
+
+    again = await asyncio.gather(
+        *(sqlite_store.record_notification(notification(key)) for key in [*keys, "n-9"])
+    )
+
+    assert [o.notification_id for o in again[:5]] == [o.notification_id for o in first]
+    assert [o.duplicate for o in again] == [True] * 5 + [False]
+    stored = await sqlite_store.get_notification(APP, "n-9")
+    assert stored is not None and again[5].notification_id == stored.id
+    assert await sqlite_store.count_notifications() == 6
 
 
 @pytest.mark.parametrize(("read_mmap_mb", "mapped"), [(0, 0), (64, 64 * 1024 * 1024)])

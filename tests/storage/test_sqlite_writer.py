@@ -193,6 +193,91 @@ async def test_a_bulk_write_that_fails_after_writing_leaves_nothing_and_retries_
     assert await writer.run(count) == 3
 
 
+def insert_or_ignore(connection: sqlite3.Connection, values: Sequence[int]) -> list[int]:
+    """An idempotent one-statement bulk write."""
+    rows = ", ".join("(?)" for _ in values)
+    connection.execute(f"INSERT OR IGNORE INTO t (v) VALUES {rows}", list(values))  # noqa: S608
+    return list(values)
+
+
+def insert_or_ignore_then_trip(connection: sqlite3.Connection, values: Sequence[int]) -> list[int]:
+    insert_or_ignore(connection, values)
+    raise LookupError("a bug after the write")
+
+
+async def test_a_batch_that_is_one_chunk_of_a_one_write_is_its_statement_alone(
+    writer: SerialWriter, tmp_path: Path
+) -> None:
+    """No BEGIN, no savepoint, no COMMIT: SQLite commits the one statement by itself."""
+    bulk = BulkWrite("insert or ignore", insert_or_ignore, one_write=True)
+    statements: list[str] = []
+    await writer.maintain(lambda connection: connection.set_trace_callback(statements.append))
+
+    results = await asyncio.gather(*(writer.run_bulk(bulk, v) for v in (1, 2, 3)))
+
+    assert list(results) == [1, 2, 3]
+    assert statements == ["INSERT OR IGNORE INTO t (v) VALUES (1), (2), (3)"]
+    with sqlite3.connect(tmp_path / "w.db") as other:  # committed: another connection sees it
+        assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+
+
+async def test_a_one_write_bulk_refused_by_sqlite_is_written_again_item_by_item(
+    writer: SerialWriter,
+) -> None:
+    """SQLite undoes the refused statement itself; the batch then goes the usual way, in a
+    transaction, where the items are written one by one and only the one at fault fails."""
+    many = InsertMany()
+    bulk = BulkWrite("insert many", many.apply, one_write=True)
+    statements: list[str] = []
+    await writer.maintain(lambda connection: connection.set_trace_callback(statements.append))
+
+    results: list[object] = list(
+        await asyncio.gather(*(writer.run_bulk(bulk, v) for v in (1, 2, 1)), return_exceptions=True)
+    )
+
+    assert results[:2] == [10, 20] and isinstance(results[2], sqlite3.IntegrityError)
+    assert await writer.run(count) == 2
+    together = "INSERT INTO t (v) VALUES (1), (2), (1)"
+    assert statements[:3] == [together, "BEGIN IMMEDIATE", together]  # no savepoint around it
+
+
+async def test_a_one_write_bulk_that_fails_after_writing_beside_other_jobs_fails_the_batch(
+    writer: SerialWriter,
+) -> None:
+    """In a transaction, without a savepoint, its write cannot be undone alone: nothing of the
+    batch may commit."""
+    bulk = BulkWrite("insert then trip", insert_or_ignore_then_trip, one_write=True)
+
+    results: list[object] = [
+        *await asyncio.gather(
+            writer.run(insert(1)),
+            *(writer.run_bulk(bulk, v) for v in (2, 3)),
+            return_exceptions=True,
+        )
+    ]
+
+    assert all(isinstance(r, StorageUnavailable) for r in results)
+    assert await writer.run(count) == 0
+
+
+async def test_a_one_write_batch_that_fails_after_its_statement_committed_is_told_to_retry(
+    writer: SerialWriter,
+) -> None:
+    """Alone, its statement commits by itself: the callers hear the store is unavailable although
+    their items are stored, and retrying them (idempotent) finds them stored."""
+    tripping = BulkWrite("insert then trip", insert_or_ignore_then_trip, one_write=True)
+    retried = BulkWrite("insert or ignore", insert_or_ignore, one_write=True)
+
+    results = await asyncio.gather(
+        *(writer.run_bulk(tripping, v) for v in (1, 2)), return_exceptions=True
+    )
+    assert all(isinstance(r, StorageUnavailable) for r in results)
+    assert await writer.run(count) == 2
+
+    assert list(await asyncio.gather(*(writer.run_bulk(retried, v) for v in (1, 2)))) == [1, 2]
+    assert await writer.run(count) == 2
+
+
 async def test_a_bug_outside_any_job_fails_the_batch_and_the_writer_goes_on(
     writer: SerialWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
