@@ -307,7 +307,8 @@ class SQLiteStore:
         def job(connection: sqlite3.Connection) -> ReserveOutcome:
             return outbox.reserve(connection, reservation, begin=begin)
 
-        result: ReserveOutcome = await self._write(job)
+        # No savepoint: every refusal of a reservation comes before its first write.
+        result: ReserveOutcome = await self._write(job, isolated=False)
         return result
 
     async def begin_attempt(
@@ -316,7 +317,7 @@ class SQLiteStore:
         def job(connection: sqlite3.Connection) -> MessageRecord | None:
             return outbox.begin_attempt(connection, message_id, owner, now, lease_until)
 
-        result: MessageRecord | None = await self._write(job)
+        result: MessageRecord | None = await self._write(job, isolated=False)  # one statement
         return result
 
     async def finish_attempt(
@@ -325,7 +326,8 @@ class SQLiteStore:
         def job(connection: sqlite3.Connection) -> MessageRecord:
             return outbox.finish_attempt(connection, message_id, result, now)
 
-        message: MessageRecord = await self._write(job)
+        # No savepoint: it refuses (an unknown message) only when its update changed nothing.
+        message: MessageRecord = await self._write(job, isolated=False)
         return message
 
     async def claim_due_messages(

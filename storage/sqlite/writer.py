@@ -9,13 +9,14 @@ that looped on its own was measured to commit twice as many smaller batches for 
 throughput, at about 20 % more CPU per request.
 
 Each job runs inside its own SAVEPOINT: a job that raises is rolled back alone and its
-exception is returned to its caller, while the rest of the batch commits. A job that changes the
-database with at most one statement may skip the savepoint (``isolated=False``): SQLite already
-undoes a statement it refuses, and two statements fewer per job matter on the intake hot path.
-Such a job that fails in any other way (a bug after its write) cannot be undone alone, so it
-fails the whole batch. A failure of the transaction itself (busy, read-only, disk full, I/O
-error) fails every job of the batch with ``StorageUnavailable``: nothing of it was committed, so
-callers may safely retry.
+exception is returned to its caller, while the rest of the batch commits. A job whose refusals
+all come before its first write may skip the savepoint (``isolated=False``): two statements
+fewer per job, and each statement costs the writer a wait for the GIL. Such a job that raises
+having changed nothing (the connection's ``total_changes`` tells; SQLite undoes a statement it
+refuses by itself) fails alone; one that raises after changing something cannot be undone
+alone, so it fails the whole batch. A failure of the transaction itself (busy, read-only, disk
+full, I/O error) fails every job of the batch with ``StorageUnavailable``: nothing of it was
+committed, so callers may safely retry.
 
 Jobs of one kind can also be written together: ``run_bulk`` hands the pending items of one
 ``BulkWrite`` to one call per chunk of ``max_items``, which writes them with one statement, in a
@@ -108,9 +109,8 @@ class SerialWriter:
     async def run(self, job: WriteJob[T], *, isolated: bool = True) -> T:
         """Run ``job`` in the next batch; return its result once the batch is durable.
 
-        ``isolated=False`` is only for jobs that change the database with at most one
-        statement; such a job that raises anything but the refusal of that statement fails the
-        whole batch (see above).
+        ``isolated=False`` is only for jobs whose refusals all come before their first write:
+        such a job that raises after changing something fails the whole batch (see above).
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._enqueue(_Pending(future, job=job, isolated=isolated))
@@ -242,11 +242,13 @@ class SerialWriter:
     def _apply_one(
         connection: sqlite3.Connection, job: WriteJob[Any], isolated: bool
     ) -> tuple[bool, Any]:
-        """Run one job; a job that fails is undone alone (by its savepoint, or by SQLite itself
-        for a statement a single-statement job had refused), a storage error fails the whole
-        batch, and so does any other failure of a job without a savepoint."""
+        """Run one job; a job that fails is undone alone by its savepoint, a storage error fails
+        the whole batch. A job without a savepoint fails alone only if it changed nothing (SQLite
+        undoes a statement it refuses); one that fails after changing something fails the batch.
+        """
         if isolated:
             connection.execute("SAVEPOINT job")
+        changes = connection.total_changes
         try:
             value = job(connection)
         except sqlite3.Error as error:
@@ -256,8 +258,6 @@ class SerialWriter:
         except _BatchFailed:
             raise
         except Exception as error:  # a domain refusal raised by the job itself
-            if not isolated:  # what it wrote before raising cannot be undone alone
-                raise _BatchFailed(f"a job failed after writing: {type(error).__name__}") from error
             failure = error
         else:
             if isolated:
@@ -266,6 +266,8 @@ class SerialWriter:
         if isolated:
             connection.execute("ROLLBACK TO job")
             connection.execute("RELEASE job")
+        elif connection.total_changes != changes:  # what it wrote cannot be undone alone
+            raise _BatchFailed(f"a job failed after writing: {type(failure).__name__}") from failure
         return False, failure
 
     def _rollback(self) -> None:

@@ -159,6 +159,28 @@ async def test_the_same_key_with_another_request_is_refused(store: Store) -> Non
     assert (await state_is_the_fold(store)).credits == 1
 
 
+async def test_refusals_sent_together_with_good_sends_fail_alone(store: Store) -> None:
+    """Reservations arriving together share a transaction: each refusal answers its own send,
+    and the good sends beside it commit."""
+    await credits(store, 3)
+    await store.reserve_send(reservation("k-used", request="first"))
+
+    results = await asyncio.gather(
+        store.reserve_send(reservation("k-1")),
+        store.reserve_send(reservation("k-used", request="second")),
+        store.reserve_send(reservation("k-other-user", user_id="2088B")),
+        store.reserve_send(reservation("k-2"), begin=True),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], ReserveOutcome) and not results[0].replayed
+    assert isinstance(results[1], IdempotencyMismatch)
+    assert isinstance(results[2], ConsentRequired)
+    assert isinstance(results[3], ReserveOutcome) and results[3].begun
+    assert await store.count_messages() == 3
+    assert (await state_is_the_fold(store)).credits == 0
+
+
 async def test_without_consent_nothing_is_written(store: Store) -> None:
     with pytest.raises(ConsentRequired):
         await store.reserve_send(reservation("k-1"))

@@ -79,6 +79,34 @@ async def test_single_statement_jobs_without_a_savepoint_fail_alone(writer: Seri
     assert await writer.run(count) == 2
 
 
+async def test_a_job_without_a_savepoint_fails_alone_only_if_it_changed_nothing(
+    writer: SerialWriter,
+) -> None:
+    def refuse_before_writing(connection: sqlite3.Connection) -> None:
+        connection.execute("SELECT count(*) FROM t").fetchone()
+        raise LookupError("refused before any write")
+
+    def refuse_after_writing(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO t (v) VALUES (1000)")
+        raise LookupError("a refusal after a write")
+
+    alone: tuple[object, ...] = await asyncio.gather(
+        writer.run(insert(1)),
+        writer.run(refuse_before_writing, isolated=False),
+        return_exceptions=True,
+    )
+    assert alone[0] == 1 and isinstance(alone[1], LookupError)
+    assert await writer.run(count) == 1
+
+    together: tuple[object, ...] = await asyncio.gather(
+        writer.run(insert(2)),
+        writer.run(refuse_after_writing, isolated=False),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, StorageUnavailable) for r in together)
+    assert await writer.run(count) == 1  # neither 2 nor 1000: the whole batch was undone
+
+
 def broken(connection: sqlite3.Connection) -> None:
     connection.execute("INSERT INTO missing_table VALUES (1)")
 
