@@ -90,8 +90,11 @@ def _describe(seconds: int) -> str:
 
 
 def new_message_row(
-    r: SendReservation, allowed: list[str], skipped: list[SkippedRecipient]
+    r: SendReservation, allowed: list[str], skipped: list[SkippedRecipient], *, begun: bool = False
 ) -> tuple[Any, ...]:
+    """The outbox row of a new reservation: pending, or ``begun``: its first attempt already in
+    flight (``sending``, attempt 1), exactly as ``begin_attempt`` would leave the pending row at
+    its creation time, with one statement fewer."""
     created = to_millis(r.created_at)
     return (
         r.message_id,
@@ -102,8 +105,8 @@ def new_message_row(
         allowed[0],
         r.template_id,
         r.payload,
-        MessageStatus.PENDING.value,
-        0,
+        (MessageStatus.SENDING if begun else MessageStatus.PENDING).value,
+        1 if begun else 0,
         created,
         r.lease_owner,
         to_millis(r.lease_until),

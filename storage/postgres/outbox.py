@@ -134,16 +134,10 @@ async def reserve(
         for user_id in allowed
     ]
     await append_events(connection, spends, to_millis(r.created_at))
-    row = await connection.fetchrow(_INSERT, *new_message_row(r, allowed, skipped))
+    row = await connection.fetchrow(_INSERT, *new_message_row(r, allowed, skipped, begun=begin))
     if row is None:  # the key was taken meanwhile by a send for another user or template
         raise KeyTaken
-    if begin:
-        started = await begin_attempt(
-            connection, r.message_id, r.lease_owner, r.created_at, r.lease_until
-        )
-        assert started is not None  # inserted just now, leased to this owner, pending
-        return ReserveOutcome(message=started, replayed=False, begun=True)
-    return ReserveOutcome(message=message_from_row(row), replayed=False)
+    return ReserveOutcome(message=message_from_row(row), replayed=False, begun=begin)
 
 
 async def begin_attempt(

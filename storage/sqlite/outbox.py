@@ -71,18 +71,12 @@ def reserve(
         for user_id in allowed
     ]
     append_events(connection, spends, _ms(r.created_at), known=states)
-    row = new_message_row(r, allowed, skipped)
+    row = new_message_row(r, allowed, skipped, begun=begin)
     connection.execute(
         f"INSERT INTO messages ({COLUMNS}) VALUES ({','.join('?' * len(_NAMES))})",  # noqa: S608
         row,
     )
-    if begin:
-        started = begin_attempt(
-            connection, r.message_id, r.lease_owner, r.created_at, r.lease_until
-        )
-        assert started is not None  # inserted just now, leased to this owner, pending
-        return ReserveOutcome(message=started, replayed=False, begun=True)
-    return ReserveOutcome(message=message_from_row(row), replayed=False)  # as it now reads
+    return ReserveOutcome(message=message_from_row(row), replayed=False, begun=begin)
 
 
 def _created_since(
