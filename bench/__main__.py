@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--seconds S] [--runs N] [--only intake,lookup,sends,scaling]
+"""python -m bench [--quick] [--seconds S] [--runs N] [--pin] [--only intake,lookup,sends,scaling]
 
 Runs every benchmark (bench/README.md), writes bench/results/<name>-<time>.json for each, and
 prints the numbers with their ratios and targets last. ``--only`` also takes intake's targets
@@ -8,12 +8,14 @@ prints the numbers with their ratios and targets last. ``--only`` also takes int
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import intake, lookup, scaling, sends
+from bench.processes import REST_CPU
 from bench.quiet import least_disturbed
 from bench.report import speed_probe, write_results
 
@@ -28,6 +30,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measured run")
     parser.add_argument("--runs", type=int, default=3, help="intake and sends rounds")
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="intake: the server's event-loop thread on CPU 0, all else on CPU 1 (steadier A/B)",
+    )
+    parser.add_argument(
         "--only",
         default=",".join(BENCHMARKS),
         help=f"any of {', '.join(BENCHMARKS)}; or intake's targets: {', '.join(INTAKE_TARGETS)}",
@@ -38,13 +45,23 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     targets = tuple(t for t in INTAKE_TARGETS if "intake" in chosen or t in chosen)
+    if args.pin:
+        others = [name for name in chosen if name in BENCHMARKS and name != "intake"]
+        workers = [t for t in targets if intake.intake_workers(t)]
+        if others:
+            parser.error(f"--pin is for intake only; leave out {', '.join(others)}")
+        if workers:
+            parser.error(f"--pin is for one-process targets; leave out {', '.join(workers)}")
+        os.sched_setaffinity(0, {REST_CPU})  # the bench and the wrk it starts
     seconds = 3.0 if args.quick else args.seconds
     summaries: list[tuple[str, Any, Path]] = []
     with tempfile.TemporaryDirectory(prefix="subgate-bench-") as tmp:
         workdir = Path(tmp)
         if targets:
             before = speed_probe()
-            body = run_intake(targets, args.quick, seconds, args.runs, workdir / "intake")
+            body = run_intake(
+                targets, args.quick, seconds, args.runs, workdir / "intake", pin=args.pin
+            )
             body["rsa2048_signs_per_second"] = {"before": before, "after": speed_probe()}
             summaries.append(("intake", body, write_results("intake", body)))
         for name in ("lookup", "sends", "scaling"):
@@ -66,7 +83,13 @@ def main() -> None:
 
 
 def run_intake(
-    targets: tuple[str, ...], quick: bool, seconds: float, runs: int, workdir: Path
+    targets: tuple[str, ...],
+    quick: bool,
+    seconds: float,
+    runs: int,
+    workdir: Path,
+    *,
+    pin: bool = False,
 ) -> dict[str, Any]:
     plan = intake.Plan(
         seconds=seconds,
@@ -74,11 +97,17 @@ def run_intake(
         connections=(64, 8),
         bodies=60_000 if quick else 150_000,
         targets=targets,
+        pin=pin,
     )
     results = intake.run(plan, workdir)
     ratios = intake.ratios(results)
     return {
-        "plan": {"seconds": plan.seconds, "runs": plan.runs, "connections": plan.connections},
+        "plan": {
+            "seconds": plan.seconds,
+            "runs": plan.runs,
+            "connections": plan.connections,
+            "pinned": plan.pin,
+        },
         "intake": {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in results.items()},
         "runs": {k: v["runs"] for k, v in results.items()},
         "ratios": ratios,

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.bodies import make_bodies
 from bench.load import run_wrk
-from bench.processes import free_port, serving, tree_cpu_seconds
+from bench.processes import free_port, pin_threads, serving, tree_cpu_seconds
 from bench.report import verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +53,7 @@ class Plan:
     connections: tuple[int, ...]
     bodies: int
     targets: tuple[str, ...] = TARGETS
+    pin: bool = False  # one-process targets only: see processes.pin_threads
 
 
 @dataclass
@@ -179,6 +180,8 @@ def measure(
     port = free_port()
     url = f"http://127.0.0.1:{port}/alipay/notify"
     with serving(command(target, space, port, run_dir), port, ROOT, run_dir / "server.log") as proc:
+        if plan.pin:
+            pin_threads(proc.pid)
         run_wrk(url, bodies, connections, 2, offset=plan.bodies // 2)  # warm-up on other ids
         before, load_before = tree_cpu_seconds(proc.pid), _children_cpu()
         result = run_wrk(url, bodies, connections, plan.seconds, offset=0)

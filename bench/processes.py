@@ -71,3 +71,18 @@ def serving(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# With --pin: the event-loop thread of the server under test gets a core of its own, and
+# everything else of the run (its other threads, the load generator, the bench) the other.
+LOOP_CPU, REST_CPU = 0, 1
+
+
+def pin_threads(pid: int) -> None:
+    """Pin ``pid``'s main thread (its event loop) to ``LOOP_CPU`` and its other threads to
+    ``REST_CPU``; threads it starts later inherit their creator's core."""
+    if (os.cpu_count() or 1) < 2:
+        raise RuntimeError("--pin needs two CPUs")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        tid = int(task.name)
+        os.sched_setaffinity(tid, {LOOP_CPU} if tid == pid else {REST_CPU})
