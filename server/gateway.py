@@ -36,7 +36,8 @@ class NotificationSink(Protocol):
         self, record: NotificationRecord, events: Sequence[ConsentEvent]
     ) -> RecordOutcome:
         """Store the notification and its events atomically and durably (idempotent on its
-        key); raise ``StorageUnavailable`` when nothing was stored."""
+        key); raise ``StorageUnavailable`` when it cannot say they are stored (then Alipay's
+        retry stores them, or finds them stored)."""
 
 
 class StoreSink:

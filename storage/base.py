@@ -41,7 +41,9 @@ class Store(Protocol):
 
         Idempotent on (app_id, dedupe_key): a second record of the same key stores nothing,
         appends no events and answers ``duplicate=True``. Returns only after the commit is
-        durable; raises ``StorageUnavailable`` when nothing was stored.
+        durable; raises ``StorageUnavailable`` when it cannot say the notification is stored.
+        Usually nothing was; rarely (a failure after the write committed) it was, and a retry
+        finds it stored (``duplicate=True``).
         """
 
     async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None: ...

@@ -90,16 +90,18 @@ def record_many(connection: sqlite3.Connection, rows: Sequence[NotificationRow])
     keys = [(row[0], row[1]) for row in rows]
     ids = _ids(connection.execute(_ids_sql(len(rows)), _flat(keys)).fetchone()[0])
     if written == 0 and not all(key in ids for key in keys):
-        return _record_numbered_otherwise(connection, rows, keys)
+        return _record_numbered_otherwise(connection, rows, keys, stored=ids)
     return _recorded(keys, ids, written=range(last - written + 1, last + 1))
 
 
 def _record_numbered_otherwise(
-    connection: sqlite3.Connection, rows: Sequence[NotificationRow], keys: list[tuple[str, str]]
+    connection: sqlite3.Connection,
+    rows: Sequence[NotificationRow],
+    keys: list[tuple[str, str]],
+    stored: dict[tuple[str, str], int],
 ) -> list[Recorded]:
     """The guard held every row back: the largest id is near SQLite's largest rowid, where
     SQLite picks rowids at random. Insert without the guard and read every id back."""
-    stored = _ids(connection.execute(_ids_sql(len(rows)), _flat(keys)).fetchone()[0])
     connection.execute(_insert_sql(len(rows)), _flat(rows))
     ids = _ids(connection.execute(_ids_sql(len(rows)), _flat(keys)).fetchone()[0])
     new = {key for key in keys if key not in stored}

@@ -160,6 +160,7 @@ class SerialWriter:
         if (
             bulk is not None
             and bulk.one_write
+            and not self._connection.in_transaction  # else the statement would not commit
             and len(batch) <= bulk.max_items
             and all(pending.bulk is bulk for pending in batch)
         ):

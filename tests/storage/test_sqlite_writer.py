@@ -249,6 +249,22 @@ async def test_a_batch_that_is_one_chunk_of_a_one_write_is_its_statement_alone(
         assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 3
 
 
+async def test_a_transaction_left_open_never_turns_a_one_statement_batch_into_a_false_success(
+    writer: SerialWriter, tmp_path: Path
+) -> None:
+    """A statement inside a transaction someone left open would not commit: the batch goes the
+    usual way instead, whose BEGIN fails loudly, and the writer recovers after its rollback."""
+    bulk = BulkWrite("insert or ignore", insert_or_ignore, one_write=True)
+    await writer.maintain(lambda connection: connection.execute("BEGIN"))
+
+    with pytest.raises(StorageUnavailable):
+        await writer.run_bulk(bulk, 1)
+
+    assert await writer.run_bulk(bulk, 2) == 2
+    with sqlite3.connect(tmp_path / "w.db") as other:
+        assert other.execute("SELECT v FROM t").fetchall() == [(2,)]
+
+
 async def test_a_one_write_bulk_refused_by_sqlite_is_written_again_item_by_item(
     writer: SerialWriter,
 ) -> None:
