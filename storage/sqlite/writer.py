@@ -15,9 +15,9 @@ fewer per job, and each statement costs the writer a wait for the GIL. Such a jo
 having changed nothing (the connection's ``total_changes`` tells; SQLite undoes a statement it
 refuses by itself) fails alone; one that raises after changing something cannot be undone
 alone, so it fails the whole batch. (``total_changes`` counts a statement once it has run to
-its end: such a job reads every row its writes return before it may raise.) A failure of the transaction itself (busy, read-only, disk
-full, I/O error) fails every job of the batch with ``StorageUnavailable``: nothing of it was
-committed, so callers may safely retry.
+its end: such a job reads every row its writes return before it may raise.) A failure of the
+transaction itself (busy, read-only, disk full, I/O error) fails every job of the batch with
+``StorageUnavailable``: nothing of it was committed, so callers may safely retry.
 
 Jobs of one kind can also be written together: ``run_bulk`` hands the pending items of one
 ``BulkWrite`` to one call per chunk of ``max_items``, which writes them with one statement, in a
