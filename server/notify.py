@@ -7,6 +7,8 @@ parsed here by hand and the body is read raw (never ``request.post()``).
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 
 from server.appkeys import GATEWAY, SETTINGS
@@ -15,6 +17,7 @@ from server.errors import PayloadTooLarge, RequestRefused, UnsupportedMediaType
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
+@functools.lru_cache(maxsize=64)  # a gateway sees a handful of distinct values
 def form_charset(content_type: str | None) -> str | None:
     """The charset a form Content-Type names, tolerating extra tokens; 415 for anything else."""
     if not content_type:
