@@ -292,13 +292,12 @@ async def test_a_one_write_bulk_that_fails_after_writing_beside_other_jobs_fails
     batch may commit."""
     bulk = BulkWrite("insert then trip", insert_or_ignore_then_trip, one_write=True)
 
-    results: list[object] = [
-        *await asyncio.gather(
-            writer.run(insert(1)),
-            *(writer.run_bulk(bulk, v) for v in (2, 3)),
-            return_exceptions=True,
-        )
-    ]
+    results: tuple[object, ...] = await asyncio.gather(
+        writer.run(insert(1)),
+        writer.run_bulk(bulk, 2),
+        writer.run_bulk(bulk, 3),
+        return_exceptions=True,
+    )
 
     assert all(isinstance(r, StorageUnavailable) for r in results)
     assert await writer.run(count) == 0
