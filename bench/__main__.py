@@ -225,8 +225,9 @@ def print_intake(report: dict[str, Any]) -> None:
     for name, entry in report["intake"].items():
         print(
             f"  {name:20} {entry['rps']:>9.0f} req/s  p50 {entry['p50_ms']:6.2f} ms  "
-            f"p99 {entry['p99_ms']:6.2f} ms  cpu {entry['cpu_us_per_request']:6.0f} us/req  "
-            f"errors {entry['errors']}"
+            f"p99 {entry['p99_ms']:6.2f} ms  cpu {entry['cpu_us_per_request']:6.0f} us/req "
+            f"(loop {entry['loop_cpu_us_per_request']:4.0f}, "
+            f"{entry['loop_switches_per_request']:.2f} waits/req)  errors {entry['errors']}"
         )
     print("  ratios:")
     for name, value in report["ratios"].items():

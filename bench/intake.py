@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.bodies import make_bodies
 from bench.load import run_wrk
-from bench.processes import free_port, pin_threads, serving, tree_cpu_seconds
+from bench.processes import free_port, pin_threads, serving, thread_usage, tree_cpu_seconds
 from bench.report import verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +184,9 @@ def measure(
             pin_threads(proc.pid)
         run_wrk(url, bodies, connections, 2, offset=plan.bodies // 2)  # warm-up on other ids
         before, load_before = tree_cpu_seconds(proc.pid), _children_cpu()
+        threads_before = thread_usage(proc.pid)
         result = run_wrk(url, bodies, connections, plan.seconds, offset=0)
+        threads = thread_usage(proc.pid) - threads_before
         cpu, load_cpu = tree_cpu_seconds(proc.pid) - before, _children_cpu() - load_before
     rows = stored_rows(target, run_dir)
     return {
@@ -194,6 +196,8 @@ def measure(
         "server_cores": round(cpu / result.seconds, 2),
         "wrk_cores": round(load_cpu / result.seconds, 2),
         "stored_rows": rows,
+        # The server's own process (with intake workers: the primary's), thread by thread.
+        **threads.per_request(result.requests),
     }
 
 
@@ -204,7 +208,18 @@ def _children_cpu() -> float:
 
 
 def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("rps", "p50_ms", "p99_ms", "p999_ms", "cpu_us_per_request", "server_cores", "wrk_cores")
+    keys = (
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "p999_ms",
+        "cpu_us_per_request",
+        "server_cores",
+        "wrk_cores",
+        "loop_cpu_us_per_request",
+        "loop_switches_per_request",
+        "other_threads_cpu_us_per_request",
+    )
     summary = {k: round(statistics.median(r[k] for r in results), 2) for k in keys}
     summary["errors"] = sum(r["errors"] for r in results)
     summary["runs"] = results

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -53,6 +54,60 @@ def tree_cpu_seconds(pid: int) -> float:
             continue
         todo.extend(children.get(current, []))
     return total
+
+
+@dataclass(frozen=True)
+class ThreadUsage:
+    """CPU seconds and voluntary context switches of a process's main thread (a server's event
+    loop) and of its other threads together. A loop that waits for another thread (a writer's
+    commit, the GIL) switches voluntarily; the ceiling's, which never waits, almost never does.
+    A thread that ends between two readings drops out of the later one."""
+
+    loop_cpu: float
+    loop_switches: int
+    other_cpu: float
+    other_switches: int
+
+    def __sub__(self, earlier: ThreadUsage) -> ThreadUsage:
+        return ThreadUsage(
+            self.loop_cpu - earlier.loop_cpu,
+            self.loop_switches - earlier.loop_switches,
+            self.other_cpu - earlier.other_cpu,
+            self.other_switches - earlier.other_switches,
+        )
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        n = max(requests, 1)
+        return {
+            "loop_cpu_us_per_request": round(self.loop_cpu / n * 1e6, 1),
+            "loop_switches_per_request": round(self.loop_switches / n, 3),
+            "other_threads_cpu_us_per_request": round(self.other_cpu / n * 1e6, 1),
+            "other_threads_switches_per_request": round(self.other_switches / n, 3),
+        }
+
+
+def thread_usage(pid: int) -> ThreadUsage:
+    """``pid``'s threads as ``/proc/<pid>/task`` shows them now (Linux)."""
+    loop_cpu = other_cpu = 0.0
+    loop_switches = other_switches = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended while we looked
+        cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        switches = next(
+            int(line.split()[1])
+            for line in status.splitlines()
+            if line.startswith("voluntary_ctxt_switches:")
+        )
+        if int(task.name) == pid:
+            loop_cpu, loop_switches = cpu, switches
+        else:
+            other_cpu += cpu
+            other_switches += switches
+    return ThreadUsage(loop_cpu, loop_switches, other_cpu, other_switches)
 
 
 @contextmanager
