@@ -32,7 +32,12 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float 
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def _stat_cpu_seconds(stat: Path) -> float:
+    """User plus system time from a ``/proc`` stat file (a process's or one thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -92,11 +97,10 @@ def thread_usage(pid: int) -> ThreadUsage:
     loop_switches = other_switches = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu = _stat_cpu_seconds(task / "stat")
             status = (task / "status").read_text()
         except OSError:
             continue  # the thread ended while we looked
-        cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
         switches = next(
             int(line.split()[1])
             for line in status.splitlines()
