@@ -11,7 +11,7 @@ import pytest
 
 from storage import StorageUnavailable
 from storage.sqlite.connection import SQLiteOptions, connect
-from storage.sqlite.writer import BulkWrite, SerialWriter
+from storage.sqlite.writer import GATHER_ITERATIONS, BulkWrite, SerialWriter
 
 
 @pytest.fixture
@@ -44,6 +44,25 @@ async def test_jobs_arriving_together_share_batches(writer: SerialWriter) -> Non
     assert results == list(range(100))
     assert await writer.run(count) == 100
     assert writer.batches < 100
+
+
+async def test_jobs_reaching_the_writer_a_few_loop_iterations_apart_share_one_batch(
+    writer: SerialWriter,
+) -> None:
+    """As requests do: each is read, then parsed and verified, before its write is asked for."""
+    sizes: list[int] = []
+    writer.observe = lambda _seconds, jobs: sizes.append(jobs)
+
+    async def after(iterations: int, value: int) -> int:
+        for _ in range(iterations):
+            await asyncio.sleep(0)
+        return await writer.run(insert(value))
+
+    spread = GATHER_ITERATIONS - 1  # the last ones arrive just before the batch is taken
+    results = await asyncio.gather(*(after(i % (spread + 1), i) for i in range(30)))
+
+    assert results == list(range(30))
+    assert sizes == [30]
 
 
 async def test_a_failing_job_is_rolled_back_alone(writer: SerialWriter) -> None:
