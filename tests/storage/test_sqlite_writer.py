@@ -38,6 +38,22 @@ def count(connection: sqlite3.Connection) -> int:
     return int(connection.execute("SELECT count(*) FROM t").fetchone()[0])
 
 
+async def assert_a_job_and_two_items_fail_together(
+    writer: SerialWriter, bulk: BulkWrite[int, int]
+) -> None:
+    """A job and two items of ``bulk`` in one batch: every caller hears the store is
+    unavailable, and nothing of the batch is stored."""
+    results: tuple[object, ...] = await asyncio.gather(
+        writer.run(insert(1)),
+        writer.run_bulk(bulk, 2),
+        writer.run_bulk(bulk, 3),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(r, StorageUnavailable) for r in results)
+    assert await writer.run(count) == 0
+
+
 async def test_jobs_arriving_together_share_batches(writer: SerialWriter) -> None:
     results = await asyncio.gather(*(writer.run(insert(i)) for i in range(100)))
 
@@ -208,15 +224,7 @@ async def test_a_broken_bulk_write_fails_the_whole_batch(writer: SerialWriter, f
         else InsertMany(answer_short=True).bulk
     )
 
-    results: tuple[object, ...] = await asyncio.gather(
-        writer.run(insert(1)),
-        writer.run_bulk(bulk, 2),
-        writer.run_bulk(bulk, 3),
-        return_exceptions=True,
-    )
-
-    assert all(isinstance(r, StorageUnavailable) for r in results)
-    assert await writer.run(count) == 0
+    await assert_a_job_and_two_items_fail_together(writer, bulk)
 
 
 async def test_a_bulk_write_that_fails_after_writing_leaves_nothing_and_retries_alone(
@@ -311,15 +319,7 @@ async def test_a_one_write_bulk_that_fails_after_writing_beside_other_jobs_fails
     batch may commit."""
     bulk = BulkWrite("insert then trip", insert_or_ignore_then_trip, one_write=True)
 
-    results: tuple[object, ...] = await asyncio.gather(
-        writer.run(insert(1)),
-        writer.run_bulk(bulk, 2),
-        writer.run_bulk(bulk, 3),
-        return_exceptions=True,
-    )
-
-    assert all(isinstance(r, StorageUnavailable) for r in results)
-    assert await writer.run(count) == 0
+    await assert_a_job_and_two_items_fail_together(writer, bulk)
 
 
 async def test_a_one_write_batch_that_fails_after_its_statement_committed_is_told_to_retry(
