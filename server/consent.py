@@ -30,7 +30,7 @@ from server.errors import ChannelNotOptIn, IdempotencyConflict, ValidationFailed
 from server.subscribe_results import Interpretation, SubscribeResult, interpret
 from server.templates import TemplateRegistry
 from storage import Store
-from storage.ledger import can_send, empty_state
+from storage.ledger import can_send
 from storage.models import (
     OPT_IN_CHANNELS,
     Channel,
@@ -38,6 +38,7 @@ from storage.models import (
     ConsentEvent,
     ConsentSource,
     ConsentState,
+    ConsentSummary,
     SubscribeReport,
     TemplateKind,
 )
@@ -52,15 +53,14 @@ class ConsentLedger:
         self._templates = templates
         self._clock = clock
 
-    def view(self, state: ConsentState) -> Subscription:
-        kind = self._templates.kind(state.app_id, state.channel, state.template_id)
-        one_time = kind is not TemplateKind.LONG_TERM
+    def view(self, app_id: str, state: ConsentState | ConsentSummary) -> Subscription:
+        kind = self._templates.kind(app_id, state.channel, state.template_id)
         return Subscription(
             template_id=state.template_id,
             channel=Channel(state.channel),
             kind=kind,
             status=state.status,
-            credits=state.credits if one_time else 0,
+            credits=_credits_shown(state, kind),
             can_send=can_send(state, kind),
             keep=state.keep,
             refuse=state.refuse,
@@ -111,7 +111,7 @@ class ConsentLedger:
                 ConsentChange(template_id=d.template_id, action=d.action)
                 for d in interpretation.decisions
             ],
-            subscriptions=[self.view(state) for state in states],
+            subscriptions=[self.view(state.app_id, state) for state in states],
         )
 
     async def set_consent(
@@ -136,19 +136,22 @@ class ConsentLedger:
             evidence=update.evidence,
         )
         [state] = await self._store.append_consent_events([event], now)
-        return self.view(state)
+        return self.view(app_id, state)
 
     async def subscriptions(self, app_id: str, user_id: str) -> SubscriptionList:
         states = await self._store.consent_states(app_id, user_id)
-        return SubscriptionList(user_id=user_id, subscriptions=[self.view(s) for s in states])
+        return SubscriptionList(
+            user_id=user_id, subscriptions=[self.view(app_id, s) for s in states]
+        )
 
     async def subscription(
         self, app_id: str, user_id: str, template_id: str, channel: str = Channel.MINI_TEMPLATE
     ) -> Subscription:
         """An unknown user is not an error: the answer says ``can_send: false``."""
-        states = await self._store.consent_states(app_id, user_id, channel, template_id)
-        state = states[0] if states else empty_state(app_id, user_id, channel, template_id)
-        return self.view(state)
+        summary = await self._store.consent_summary(app_id, user_id, channel, template_id)
+        if summary is None:
+            summary = ConsentSummary.empty(channel, template_id)
+        return self.view(app_id, summary)
 
     async def history(
         self, app_id: str, user_id: str, template_id: str, channel: str = Channel.MINI_TEMPLATE
@@ -173,27 +176,30 @@ class ConsentLedger:
     async def lookup(self, app_id: str, request: LookupRequest) -> LookupAnswer:
         """``can_send`` and ``credits`` for up to 1,000 users in one round trip."""
         user_ids = list(dict.fromkeys(request.user_ids))
-        states = await self._store.consent_states_for_users(
+        summaries = await self._store.consent_summaries(
             app_id, request.channel, request.template_id, user_ids
         )
         kind = self._templates.kind(app_id, request.channel, request.template_id)
+        empty = ConsentSummary.empty(request.channel, request.template_id)
         results = []
         for user_id in user_ids:
-            view = self.view(
-                states.get(user_id)
-                or empty_state(app_id, user_id, request.channel, request.template_id)
-            )
+            summary = summaries.get(user_id, empty)
             results.append(
                 LookupItem(
                     user_id=user_id,
-                    can_send=view.can_send,
-                    credits=view.credits,
-                    status=view.status,
+                    can_send=can_send(summary, kind),
+                    credits=_credits_shown(summary, kind),
+                    status=summary.status,
                 )
             )
         return LookupAnswer(
             template_id=request.template_id, channel=request.channel, kind=kind, results=results
         )
+
+
+def _credits_shown(state: ConsentState | ConsentSummary, kind: TemplateKind) -> int:
+    """One-time sends left; a long-term template counts none (it is open or not)."""
+    return 0 if kind is TemplateKind.LONG_TERM else state.credits
 
 
 def _report_events(

@@ -15,6 +15,7 @@ from storage.models import (
     ConsentAction,
     ConsentEvent,
     ConsentState,
+    ConsentSummary,
     MessageRecord,
     NotificationRecord,
     RecordOutcome,
@@ -83,9 +84,16 @@ class Store(Protocol):
         self, app_id: str, user_id: str, channel: str | None = None, template_id: str | None = None
     ) -> list[ConsentState]: ...
 
-    async def consent_states_for_users(
+    async def consent_summary(
+        self, app_id: str, user_id: str, channel: str, template_id: str
+    ) -> ConsentSummary | None:
+        """One key's summary (what a lookup answers from), or None for a key never written."""
+
+    async def consent_summaries(
         self, app_id: str, channel: str, template_id: str, user_ids: Sequence[str]
-    ) -> dict[str, ConsentState]: ...
+    ) -> dict[str, ConsentSummary]:
+        """Summaries of one template's keys for these users, by user; users the ledger has
+        never heard of are absent."""
 
     async def consent_history(
         self, app_id: str, user_id: str, channel: str, template_id: str

@@ -25,6 +25,7 @@ from storage.models import (
     ConsentEvent,
     ConsentState,
     ConsentStatus,
+    ConsentSummary,
     TemplateKind,
 )
 from storage.timecodec import to_millis
@@ -112,7 +113,7 @@ def fold(
     return state
 
 
-def can_send(state: ConsentState, kind: TemplateKind) -> bool:
+def can_send(state: ConsentState | ConsentSummary, kind: TemplateKind) -> bool:
     """May a message be sent to this user with this template on this channel right now?"""
     if state.channel == Channel.LIFE_ACCOUNT:
         return state.status is ConsentStatus.FOLLOWED

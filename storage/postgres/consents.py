@@ -15,7 +15,14 @@ from typing import Any
 import asyncpg
 
 from storage.ledger import EventKey, apply, event_key, fold
-from storage.models import ConsentEvent, ConsentState, StoredConsentEvent
+from storage.models import (
+    ConsentEvent,
+    ConsentSource,
+    ConsentState,
+    ConsentStatus,
+    ConsentSummary,
+    StoredConsentEvent,
+)
 from storage.postgres.connection import Conn
 from storage.timecodec import from_millis, optional_datetime, optional_millis, to_millis
 
@@ -28,6 +35,8 @@ STATE_COLUMNS = (
     "app_id, user_id, channel, template_id, status, credits, keep, refuse, updated_at, "
     "last_source, last_key, open_spends"
 )
+# What a lookup reads (``ConsentSummary``): the state without the fold's bookkeeping columns.
+SUMMARY_COLUMNS = "channel, template_id, status, credits, keep, refuse, updated_at, last_source"
 KEY_WHERE = "app_id = $1 AND user_id = $2 AND channel = $3 AND template_id = $4"
 _INSERT_EVENT = (
     f"INSERT INTO consent_events ({EVENT_COLUMNS}, recorded_at) "  # noqa: S608 (constant)
@@ -192,4 +201,18 @@ def state_from_row(row: asyncpg.Record) -> ConsentState:
             "last_key": last_key,
             "open_spends": tuple(json.loads(row["open_spends"])),
         }
+    )
+
+
+def summary_from_row(row: asyncpg.Record) -> ConsentSummary:
+    """A row holding ``SUMMARY_COLUMNS``."""
+    return ConsentSummary(
+        row["channel"],
+        row["template_id"],
+        ConsentStatus(row["status"]),
+        row["credits"],
+        row["keep"],
+        row["refuse"],
+        optional_datetime(row["updated_at"]),
+        None if row["last_source"] is None else ConsentSource(row["last_source"]),
     )

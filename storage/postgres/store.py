@@ -19,6 +19,7 @@ from storage.models import (
     ConsentAction,
     ConsentEvent,
     ConsentState,
+    ConsentSummary,
     MessageRecord,
     NotificationRecord,
     RecordOutcome,
@@ -171,19 +172,32 @@ class PostgresStore:
         rows = await fetch(self._pool, sql + " ORDER BY channel, template_id", *args)
         return [consents.state_from_row(row) for row in rows]
 
-    async def consent_states_for_users(
-        self, app_id: str, channel: str, template_id: str, user_ids: Sequence[str]
-    ) -> dict[str, ConsentState]:
+    async def consent_summary(
+        self, app_id: str, user_id: str, channel: str, template_id: str
+    ) -> ConsentSummary | None:
         rows = await fetch(
             self._pool,
-            f"SELECT {consents.STATE_COLUMNS} FROM consents "  # noqa: S608 (constant)
+            f"SELECT {consents.SUMMARY_COLUMNS} FROM consents WHERE {consents.KEY_WHERE}",  # noqa: S608
+            app_id,
+            user_id,
+            channel,
+            template_id,
+        )
+        return consents.summary_from_row(rows[0]) if rows else None
+
+    async def consent_summaries(
+        self, app_id: str, channel: str, template_id: str, user_ids: Sequence[str]
+    ) -> dict[str, ConsentSummary]:
+        rows = await fetch(
+            self._pool,
+            f"SELECT user_id, {consents.SUMMARY_COLUMNS} FROM consents "  # noqa: S608 (constant)
             "WHERE app_id = $1 AND channel = $2 AND template_id = $3 AND user_id = ANY($4::text[])",
             app_id,
             channel,
             template_id,
             list(user_ids),
         )
-        return {row["user_id"]: consents.state_from_row(row) for row in rows}
+        return {row["user_id"]: consents.summary_from_row(row) for row in rows}
 
     async def consent_history(
         self, app_id: str, user_id: str, channel: str, template_id: str

@@ -11,7 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from storage.ledger import EventKey, apply, empty_state, event_key, fold
-from storage.models import ConsentEvent, ConsentState, StoredConsentEvent
+from storage.models import (
+    ConsentEvent,
+    ConsentSource,
+    ConsentState,
+    ConsentStatus,
+    ConsentSummary,
+    StoredConsentEvent,
+)
 from storage.timecodec import from_millis, optional_datetime, optional_millis, to_millis
 
 _EVENT_COLUMNS = (
@@ -21,6 +28,9 @@ STATE_COLUMNS = (
     "app_id, user_id, channel, template_id, status, credits, keep, refuse, updated_at, "
     "last_source, last_key, open_spends"
 )
+# What a lookup reads (``ConsentSummary``, in its field order): the state without the fold's
+# bookkeeping columns.
+SUMMARY_COLUMNS = "channel, template_id, status, credits, keep, refuse, updated_at, last_source"
 _INSERT_EVENT = (
     f"INSERT INTO consent_events ({_EVENT_COLUMNS}, recorded_at) "  # noqa: S608 (constant)
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -183,6 +193,20 @@ def state_from_row(row: Sequence[Any]) -> ConsentState:
             "last_key": last_key,
             "open_spends": tuple(json.loads(row[11])),
         }
+    )
+
+
+def summary_from_row(row: Sequence[Any]) -> ConsentSummary:
+    """A row of ``SUMMARY_COLUMNS`` (from the first column on)."""
+    return ConsentSummary(
+        row[0],
+        row[1],
+        ConsentStatus(row[2]),
+        row[3],
+        bool(row[4]),
+        bool(row[5]),
+        optional_datetime(row[6]),
+        None if row[7] is None else ConsentSource(row[7]),
     )
 
 

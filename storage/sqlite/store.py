@@ -31,6 +31,7 @@ from storage.models import (
     ConsentAction,
     ConsentEvent,
     ConsentState,
+    ConsentSummary,
     MessageRecord,
     NotificationRecord,
     RecordOutcome,
@@ -54,6 +55,10 @@ from storage.sqlite.writer import SerialWriter, WriteJob
 from storage.timecodec import from_millis, to_millis
 
 _MAX_SQL_PARAMS = 500
+_SUMMARY_OF_KEY = (
+    f"SELECT {consents.SUMMARY_COLUMNS} FROM consents "  # noqa: S608 (constant)
+    "WHERE app_id = ? AND user_id = ? AND channel = ? AND template_id = ?"
+)
 _WAIT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})  # worth the reader's wait
 
 
@@ -269,19 +274,25 @@ class SQLiteStore:
             rows = await self._read(sql, params)
         return [consents.state_from_row(row) for row in rows]
 
-    async def consent_states_for_users(
+    async def consent_summary(
+        self, app_id: str, user_id: str, channel: str, template_id: str
+    ) -> ConsentSummary | None:
+        rows = await self._point_read(_SUMMARY_OF_KEY, (app_id, user_id, channel, template_id))
+        return consents.summary_from_row(rows[0]) if rows else None
+
+    async def consent_summaries(
         self, app_id: str, channel: str, template_id: str, user_ids: Sequence[str]
-    ) -> dict[str, ConsentState]:
-        found: dict[str, ConsentState] = {}
+    ) -> dict[str, ConsentSummary]:
+        found: dict[str, ConsentSummary] = {}
         for start in range(0, len(user_ids), _MAX_SQL_PARAMS):
             chunk = list(user_ids[start : start + _MAX_SQL_PARAMS])
             marks = ",".join("?" * len(chunk))
             rows = await self._read(
-                f"SELECT {consents.STATE_COLUMNS} FROM consents "  # noqa: S608 (placeholders only)
+                f"SELECT user_id, {consents.SUMMARY_COLUMNS} FROM consents "  # noqa: S608
                 f"WHERE app_id = ? AND channel = ? AND template_id = ? AND user_id IN ({marks})",
                 (app_id, channel, template_id, *chunk),
             )
-            found.update((row[1], consents.state_from_row(row)) for row in rows)
+            found.update((row[0], consents.summary_from_row(row[1:])) for row in rows)
         return found
 
     async def consent_history(

@@ -19,6 +19,7 @@ from storage.models import (
     ConsentSource,
     ConsentState,
     ConsentStatus,
+    ConsentSummary,
     TemplateKind,
 )
 
@@ -167,7 +168,23 @@ async def assert_projection_is_the_fold(
     history = await store.consent_history("app", user, Channel.MINI_TEMPLATE, template)
     refolded = fold("app", user, Channel.MINI_TEMPLATE, template, [(e, e.id) for e in history])
     assert state == refolded
+    summary = await store.consent_summary("app", user, Channel.MINI_TEMPLATE, template)
+    assert summary == summary_of(state)
     return state
+
+
+def summary_of(state: ConsentState) -> ConsentSummary:
+    """What a lookup must read for ``state``: the same values, with the same types."""
+    return ConsentSummary(
+        state.channel,
+        state.template_id,
+        state.status,
+        state.credits,
+        state.keep,
+        state.refuse,
+        state.updated_at,
+        state.last_source,
+    )
 
 
 async def test_the_store_projection_equals_the_fold_whatever_the_arrival_order(
@@ -215,11 +232,44 @@ async def test_history_is_in_fold_order_with_sources_and_evidence(store: Store) 
     assert history[0].recorded_at == T0 + timedelta(hours=1)
 
 
-async def test_bulk_state_lookup_returns_only_known_users(store: Store) -> None:
+async def test_bulk_summaries_are_each_users_state_and_skip_unknown_users(store: Store) -> None:
     await store.append_consent_events([event(A.ACCEPT, 1, user=f"u{i}") for i in range(3)], T0)
+    await store.append_consent_events([event(A.SPEND, 2, user="u2", evidence="m1")], T0)
+    await store.append_consent_events(
+        [event(A.CANCEL, 3, user="u0", source=ConsentSource.PLATFORM_QUERY)], T0
+    )
 
-    found = await store.consent_states_for_users(
+    found = await store.consent_summaries(
         "app", Channel.MINI_TEMPLATE, "T1", ["u0", "u2", "nobody"]
     )
 
     assert sorted(found) == ["u0", "u2"]
+    for user in found:
+        [state] = await store.consent_states("app", user, Channel.MINI_TEMPLATE, "T1")
+        assert found[user] == summary_of(state)
+    assert (found["u0"].status, found["u0"].last_source) == (
+        ConsentStatus.CANCELLED,
+        ConsentSource.PLATFORM_QUERY,
+    )
+    assert (found["u2"].credits, found["u2"].updated_at) == (0, T0 + timedelta(minutes=2))
+
+
+async def test_a_summary_carries_the_flags_as_booleans(store: Store) -> None:
+    flagged = event(A.REJECT, 1).model_copy(update={"keep": True, "refuse": True})
+    await store.append_consent_events([flagged], T0)
+
+    state = await assert_projection_is_the_fold(store)
+    summary = await store.consent_summary("app", "2088A", Channel.MINI_TEMPLATE, "T1")
+
+    assert summary is not None
+    assert summary.keep is True and summary.refuse is True  # not 1: the API answers booleans
+    assert summary.status is ConsentStatus.REJECTED
+    assert summary.updated_at == state.updated_at == T0 + timedelta(minutes=1)
+
+
+async def test_the_summary_of_a_key_never_written_is_none(store: Store) -> None:
+    await store.append_consent_events([event(A.ACCEPT, 1)], T0)
+
+    assert await store.consent_summary("app", "2088A", Channel.MINI_TEMPLATE, "T2") is None
+    assert await store.consent_summary("app", "2088B", Channel.MINI_TEMPLATE, "T1") is None
+    assert await store.consent_summary("app", "2088A", Channel.JYM_PUSH, "T1") is None
