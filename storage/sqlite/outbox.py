@@ -189,7 +189,10 @@ def abandon_in_flight(connection: sqlite3.Connection, now: datetime) -> list[str
 
 
 def get(connection: sqlite3.Connection, message_id: str) -> MessageRecord:
-    return message_from_row(connection.execute(f"{_SELECT} WHERE id = ?", (message_id,)).fetchone())
+    row = connection.execute(f"{_SELECT} WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        raise KeyError(message_id)  # as the PostgreSQL store does
+    return message_from_row(row)
 
 
 def message_from_row(row: Sequence[Any]) -> MessageRecord:

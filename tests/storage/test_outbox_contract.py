@@ -371,6 +371,20 @@ async def test_an_unknown_outcome_keeps_the_credit_spent_and_is_never_claimed(st
     assert await store.claim_due_messages("worker-b", LEASE + timedelta(days=1), LEASE, 9) == []
 
 
+async def test_finishing_a_message_that_does_not_exist_fails_alone(store: Store) -> None:
+    message = await _in_flight(store)
+
+    outcomes = await asyncio.gather(
+        store.finish_attempt("msg_nobody", AttemptResult(outcome=AttemptOutcome.SENT), LATER),
+        store.finish_attempt(message.id, AttemptResult(outcome=AttemptOutcome.SENT), LATER),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[0], KeyError)
+    assert isinstance(outcomes[1], MessageRecord) and outcomes[1].status is MessageStatus.SENT
+    assert await store.get_message(APP, "msg_nobody") is None
+
+
 async def test_an_expired_attempt_is_abandoned_as_unknown_and_never_refunded(store: Store) -> None:
     message = await _in_flight(store)
     [pending] = await reserved(store, 1)  # its lease ran out too, but no attempt is in flight
