@@ -8,12 +8,12 @@ decisions below hold under concurrency and across restarts.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from storage.errors import ConsentRequired, WeeklyLimitReached
+from storage.jsontext import compact_json
 from storage.ledger import can_send, empty_state
 from storage.models import (
     ConsentAction,
@@ -125,10 +125,6 @@ def new_message_row(
     )
 
 
-def compact_json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def ledger_event(
     source: SendReservation | MessageRecord,
     user_id: str,
@@ -148,16 +144,20 @@ def ledger_event(
     )
 
 
-def not_before(state: ConsentState, now: datetime, *, strictly: bool = False) -> datetime:
-    """When a send's event happened: now, but never before the key's latest event.
+def not_before(state: ConsentState, now: datetime) -> datetime:
+    """When a send's event (a spend or a refund) happened: now, but strictly after the latest
+    event of the key, on whose state it was decided.
 
     The fold orders by ``occurred_at`` (then refunds before spends), so an event stamped at or
     before the state it was decided on would fold out of order: a spend before the refund whose
     credit it took, a refund before its own spend (which then gives nothing back). That happens
-    whenever the clock has not moved since (same millisecond) or went back. A refund must sort
-    strictly after its spend, hence ``strictly``.
+    whenever the clock has not moved since (same millisecond) or went back. Stamped strictly
+    after, a send's event always sorts last, so the store applies it to the projection as it is
+    instead of refolding the key's whole log (several sends to one user in one millisecond did
+    that at every second spend, on the single writer). So sends to one user within one
+    millisecond are stamped a millisecond apart, each after the decision it records.
     """
     latest = state.updated_at
     if latest is None:
         return now
-    return max(now, latest + timedelta(milliseconds=1) if strictly else latest)
+    return max(now, latest + timedelta(milliseconds=1))

@@ -20,6 +20,7 @@ from datetime import datetime
 import asyncpg
 
 from storage.errors import IdempotencyMismatch
+from storage.jsontext import json_list
 from storage.models import (
     AttemptOutcome,
     AttemptResult,
@@ -190,7 +191,7 @@ async def finish_attempt(
                 message,
                 user_id,
                 ConsentAction.REFUND,
-                not_before(states[ident], now, strictly=True),  # after its spend, in the log
+                not_before(states[ident], now),  # after its spend, in the log
             )
             for user_id, ident in idents.items()
         ]
@@ -222,5 +223,5 @@ def message_from_row(row: asyncpg.Record) -> MessageRecord:
     for name in ("lease_until", "sent_at"):
         values[name] = optional_datetime(values[name])
     for name in _JSON_LISTS:
-        values[name] = json.loads(values[name])
+        values[name] = json_list(values[name])
     return MessageRecord.model_validate(values)

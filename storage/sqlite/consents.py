@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from storage.jsontext import spaced_json
 from storage.ledger import EventKey, apply, empty_state, event_key, fold
 from storage.models import (
     ConsentEvent,
@@ -171,8 +172,8 @@ def state_values(state: ConsentState) -> tuple[Any, ...]:
         int(state.refuse),
         optional_millis(state.updated_at),
         None if state.last_source is None else state.last_source.value,
-        None if state.last_key is None else json.dumps(state.last_key, ensure_ascii=False),
-        json.dumps(state.open_spends, ensure_ascii=False),
+        None if state.last_key is None else spaced_json(state.last_key),
+        spaced_json(state.open_spends),
     )
 
 

@@ -7,13 +7,13 @@ of concurrent sends against one credit exactly one finds it, and none exceeds a 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from storage.errors import IdempotencyMismatch
+from storage.jsontext import json_list
 from storage.models import (
     AttemptOutcome,
     AttemptResult,
@@ -144,7 +144,7 @@ def finish_attempt(
             state = load_state(
                 connection, message.app_id, user_id, message.consent_channel, message.template_id
             )
-            at = not_before(state, now, strictly=True)  # after its spend, which is in the log
+            at = not_before(state, now)  # after its spend, which is in the log
             refunds.append(ledger_event(message, user_id, ConsentAction.REFUND, at))
         append_events(connection, refunds, _ms(now))
     return message
@@ -202,7 +202,7 @@ def message_from_row(row: Sequence[Any]) -> MessageRecord:
     for name in ("lease_until", "sent_at"):
         values[name] = optional_datetime(values[name])
     for name in _JSON_LISTS:
-        values[name] = json.loads(values[name])
+        values[name] = json_list(values[name])
     return MessageRecord.model_validate(values)
 
 

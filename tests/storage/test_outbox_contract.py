@@ -325,6 +325,25 @@ async def test_a_refund_in_the_same_millisecond_as_its_spend_still_gives_the_cre
     assert (await state_is_the_fold(store)).credits == 1
 
 
+async def test_sends_in_one_millisecond_are_logged_in_the_order_they_were_decided(
+    store: Store,
+) -> None:
+    await credits(store, 3)
+
+    sent = [(await store.reserve_send(reservation(f"k-{i}"))).message for i in range(3)]
+
+    spends = [
+        e
+        for e in await store.consent_history(APP, USER, "mini_template", TEMPLATE)
+        if e.action is ConsentAction.SPEND
+    ]
+    assert [e.evidence for e in spends] == [f"message:{m.id}" for m in sent]
+    assert [e.occurred_at for e in spends] == [
+        SENT_AT + timedelta(milliseconds=i) for i in range(3)
+    ]
+    assert (await state_is_the_fold(store)).credits == 0
+
+
 async def test_a_send_stamped_before_its_credit_was_granted_still_spends_it(store: Store) -> None:
     # Another host's clock, a little behind: the spend must still fold after the acceptance.
     await store.append_consent_events([accept(30)], NOW)
