@@ -34,7 +34,13 @@ from server.call_workers import (
 from server.collector import settle_garbage_collector
 from server.credentials import AppCredentials, load_credentials
 from server.platform_calls import CallOutcome, CallResult
-from server.relay import FrameReader, RelayError, decode_message, encode_frame
+from server.relay import (
+    CoalescedWriter,
+    FrameReader,
+    RelayError,
+    decode_message,
+    encode_frame,
+)
 from server.worker_process import run_worker
 
 logger = logging.getLogger(__name__)
@@ -53,14 +59,15 @@ class _PrimaryConnection(asyncio.Protocol):
         self._credentials = credentials
         self._timeout = timeout
         self._reader = FrameReader(FRAME_LIMIT_BYTES)
-        self._transport: asyncio.Transport | None = None
+        self._out: CoalescedWriter | None = None  # the answers of one turn share a write
         self.calls: set[asyncio.Task[None]] = set()
         self.closed = asyncio.Event()
         self.stopping = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self._transport.write(encode_frame((0, "ready", os.getpid())))
+        # uvloop's transports are not subclasses of asyncio.Transport
+        self._out = CoalescedWriter(cast(asyncio.Transport, transport))
+        self._send((0, "ready", os.getpid()))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed.set()
@@ -99,12 +106,12 @@ class _PrimaryConnection(asyncio.Protocol):
         self._send((0, "stopping", None))
 
     def _send(self, message: tuple[Any, ...]) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(encode_frame(message))
+        if self._out is not None:
+            self._out.send(encode_frame(message))
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        if self._out is not None:
+            self._out.close()
 
 
 async def serve(orders: CallWorkerOrders) -> None:

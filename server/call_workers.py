@@ -58,7 +58,13 @@ from server.intake_workers import (
     worker_settings,
 )
 from server.platform_calls import CallOutcome, CallResult
-from server.relay import FrameReader, RelayError, decode_message, encode_frame
+from server.relay import (
+    CoalescedWriter,
+    FrameReader,
+    RelayError,
+    decode_message,
+    encode_frame,
+)
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -135,6 +141,7 @@ class _Connection(asyncio.Protocol):
         self._answer_within = answer_within
         self._on_broken = on_broken
         self._transport: asyncio.Transport | None = None
+        self._out: CoalescedWriter | None = None  # the calls of one turn share a write
         self._reader = FrameReader(FRAME_LIMIT_BYTES)
         self._pending: dict[int, asyncio.Future[CallResult | None]] = {}
         self._abandoned: set[int] = set()  # calls nobody waits for any more (a cancelled caller)
@@ -146,6 +153,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self._out = CoalescedWriter(self._transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
@@ -206,12 +214,12 @@ class _Connection(asyncio.Protocol):
 
     async def call(self, request: tuple[Any, ...]) -> CallResult | None:
         """The worker's result; None if it did not make the call (it was stopping)."""
-        assert self._transport is not None
+        assert self._out is not None
         number = next(self._numbers)
         frame = encode_frame((number, "call", request))
         future: asyncio.Future[CallResult | None] = asyncio.get_running_loop().create_future()
         self._pending[number] = future
-        self._transport.write(frame)
+        self._out.send(frame)
         try:
             async with asyncio.timeout(self._answer_within):
                 return await asyncio.shield(future)
@@ -238,8 +246,8 @@ class _Connection(asyncio.Protocol):
         self._on_broken()
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        if self._out is not None:
+            self._out.close()
 
 
 @dataclass

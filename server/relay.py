@@ -159,9 +159,10 @@ def record_from_values(values: object) -> NotificationRecord:
     return NotificationRecord.model_construct(**fields)
 
 
-class _CoalescedWriter:
+class CoalescedWriter:
     """Frames written in one turn of the event loop leave in one ``write``: under load many
-    requests (and many answers of one group commit) share a system call."""
+    requests (and many answers of one group commit) share a system call. Also used by the call
+    workers' sockets (``server/call_workers.py``)."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
@@ -172,9 +173,14 @@ class _CoalescedWriter:
             asyncio.get_running_loop().call_soon(self._flush)
         self._frames.append(frame)
 
+    def close(self) -> None:
+        """Write what this turn has sent so far, then close (the transport writes it first)."""
+        self._flush()
+        self._transport.close()
+
     def _flush(self) -> None:
         frames, self._frames = self._frames, []
-        if not self._transport.is_closing():
+        if frames and not self._transport.is_closing():
             self._transport.write(b"".join(frames))
 
 
@@ -246,7 +252,7 @@ class _WorkerConnection(asyncio.Protocol):
         self._server = server
         self._frames = FrameReader(server.frame_limit)
         self._transport: asyncio.Transport | None = None
-        self._out: _CoalescedWriter | None = None
+        self._out: CoalescedWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._greeted = False
 
@@ -257,7 +263,7 @@ class _WorkerConnection(asyncio.Protocol):
             transport.close()
             return
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self._out = _CoalescedWriter(self._transport)
+        self._out = CoalescedWriter(self._transport)
         self._server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -322,7 +328,7 @@ class RelayClient(asyncio.Protocol):
     def __init__(self) -> None:
         self._frames = FrameReader(2**31)  # the primary is trusted; its answers are small
         self._transport: asyncio.Transport | None = None
-        self._out: _CoalescedWriter | None = None
+        self._out: CoalescedWriter | None = None
         self._waiting: dict[int, tuple[asyncio.Future[Any], float]] = {}
         self._seq = 0
         self._expiry: asyncio.TimerHandle | None = None
@@ -338,7 +344,7 @@ class RelayClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self._out = _CoalescedWriter(self._transport)
+        self._out = CoalescedWriter(self._transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

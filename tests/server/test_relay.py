@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import os
 import pickle
+import socket
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from server.metrics import Metrics
 from server.refusals import RefusalCounter
 from server.relay import (
     PROTOCOL_VERSION,
+    CoalescedWriter,
     FrameReader,
     RelayClient,
     RelayError,
@@ -389,3 +391,45 @@ async def test_when_the_primary_goes_away_the_worker_is_told_and_keeps_nothing(
 
     with pytest.raises(StorageUnavailable, match="relay to the store is closed"):
         await ends.client.keep(record(), [])
+
+
+class _CountedWrites:
+    """A real socket transport whose writes are counted."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+async def _frames_until_eof(reader: asyncio.StreamReader) -> list[tuple[object, ...]]:
+    frames = FrameReader(1024)
+    return [decode_message(frame) for frame in frames.feed(await reader.read())]
+
+
+async def test_frames_of_one_turn_leave_in_one_write_and_closing_sends_the_rest_first() -> None:
+    ours, theirs = socket.socketpair()
+    transport, _ = await asyncio.get_running_loop().connect_accepted_socket(asyncio.Protocol, ours)
+    reader, peer = await asyncio.open_connection(sock=theirs)
+    counted = _CountedWrites(transport)
+    out = CoalescedWriter(counted)  # type: ignore[arg-type]
+
+    for number in range(3):
+        out.send(encode_frame((number, "call", None)))
+    await asyncio.sleep(0)  # the turn ends
+    assert counted.writes == 1
+    out.send(encode_frame((3, "call", None)))
+    out.close()  # in the same turn as the last frame
+
+    assert await _frames_until_eof(reader) == [(n, "call", None) for n in range(4)]
+    assert counted.writes == 2
+    peer.close()
