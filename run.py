@@ -19,14 +19,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server import build_app
-from server.app import open_configured_store
-from server.collector import settle_garbage_collector
-from server.devmode import DEV_APP_ID, dev_keys, dev_settings
-from server.eventloop import new_event_loop
-from server.intake_workers import WorkerStartFailed
+from server.dev.mode import DEV_APP_ID, dev_keys, dev_settings
+from server.dev.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
+from server.runtime.event_loop import new_event_loop
+from server.runtime.garbage_collector import settle_garbage_collector
 from server.settings import Settings, SettingsError, find_config, load_settings
-from server.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
+from server.wiring import build_app
+from server.wiring.app import open_configured_store
+from server.workers.supervision import WorkerStartFailed
 from storage import redacted_url
 from verify import KeyMaterialError, SignType, load_private_key
 from verify.form import normalize_charset

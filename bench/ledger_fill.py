@@ -33,9 +33,9 @@ from typing import Any
 from bench.cache import cached_database
 from bench.intake import APP_ID
 from bench.service import KINDS, LONG_TERM, ONE_TIME, SECOND_ONE_TIME
-from server.consent import ConsentLedger
+from server.consent.ledger import ConsentLedger
+from server.consent.templates import TemplateRegistry
 from server.settings import AppSettings
-from server.templates import TemplateRegistry
 from storage import SQLiteOptions, open_store
 from storage.ledger import apply, empty_state, event_key, fold
 from storage.models import (
@@ -123,7 +123,7 @@ def user_id(index: int) -> str:
 
 
 def message_id(idempotency_key: str) -> str:
-    """As ``server.sender`` derives it from the app and the Idempotency-Key."""
+    """As ``server.sending.sender`` derives it from the app and the Idempotency-Key."""
     digest = hashlib.sha256(f"{APP_ID}\n{idempotency_key}".encode()).hexdigest()
     return f"msg_{digest[:24]}"
 

@@ -33,11 +33,11 @@ from bench.quiet import Foreign, least_disturbed
 from bench.report import latency_summary, verdict
 from bench.service import KINDS, TEMPLATES, command, new_token, write_config, write_keys
 from bench.wrk import run_script
-from server.api_models import LookupRequest
-from server.app import open_configured_store
-from server.consent import ConsentLedger
+from server.consent.ledger import ConsentLedger
+from server.consent.templates import TemplateRegistry
+from server.consent.views import LookupRequest
 from server.settings import load_settings
-from server.templates import TemplateRegistry
+from server.wiring.app import open_configured_store
 from storage.models import ConsentStatus
 
 HTTP_P99_TARGET_MS = 2.0

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 import run
-from server.collector import GC_THRESHOLDS
+from server.runtime.garbage_collector import GC_THRESHOLDS
 from tests.pki import public_pem, rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,10 +26,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from server.alipay_client import _signer
 from server.credentials import load_credentials, load_top_credentials
+from server.platforms.alipay_classic import _signer
+from server.platforms.top import JYM_APPPUSH_SEND, TopClient
 from server.settings import Settings, SettingsError, settings_from_mapping
-from server.top_client import JYM_APPPUSH_SEND, TopClient
 from tests.oracle import form_body
 from tests.pki import (
     make_cert_set,

@@ -12,10 +12,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from server import build_app
-from server.appkeys import REFUSALS, STORE
+from server.appkeys import STORE
 from server.credentials import AppCredentials
+from server.intake.keys import REFUSALS
 from server.settings import Settings, settings_from_mapping
+from server.wiring import build_app
 from storage import Store
 from storage.models import ConsentEvent
 from storage.sqlite.connection import path_from_url

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from multidict import CIMultiDictProxy
 
-from server.appkeys import SENDER
-from server.outbox import OutboxWorker
-from server.sender import MessageSender
+from server.api.keys import SENDER
+from server.sending.outbox_worker import OutboxWorker
+from server.sending.sender import MessageSender
 from server.settings import Settings, settings_from_mapping
 from storage import Store
 from storage.ledger import fold

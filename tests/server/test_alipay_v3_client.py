@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.alipay_v3_client import LABEL_SEND_PATH, AlipayV3Client, error_links
 from server.credentials import AppCredentials, load_credentials
 from server.errors import AppNotReady
-from server.platform_calls import CallOutcome
+from server.platforms.alipay_v3 import LABEL_SEND_PATH, AlipayV3Client, error_links
+from server.platforms.calls import CallOutcome
 from server.settings import Settings, SettingsError, settings_from_mapping
 from tests.pki import make_cert_set, pkcs8_base64, private_pem_pkcs8, rsa_key, spki_base64
 from tests.server.fake_alipay_v3 import FakeAlipayV3, V3Reply, v3_error

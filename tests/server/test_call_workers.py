@@ -1,8 +1,8 @@
 """``[outbox] call_processes``: gateway calls made by real worker processes.
 
-Each test runs Subgate in this process with one call worker (``python -m server.call_worker``, a
-real child process) and the fake Alipay gateway, whose oracle verifies every request the worker
-signs. Killing the worker is a real SIGKILL.
+Each test runs Subgate in this process with one call worker (``python -m
+server.workers.call_process``, a real child process) and the fake Alipay gateway, whose oracle
+verifies every request the worker signs. Killing the worker is a real SIGKILL.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from typing import Any
 
 import pytest
 
-from server.alipay_client import AlipayClient
 from server.appkeys import CREDENTIALS
-from server.call_workers import (
+from server.platforms.alipay_classic import AlipayClient
+from server.platforms.calls import CallOutcome
+from server.settings import SettingsError, settings_from_mapping
+from server.workers.call_pool import (
     CALL_WORKERS,
     LOST,
     CallWorkerOrders,
@@ -30,10 +32,8 @@ from server.call_workers import (
     _Connection,
     result_from_values,
 )
-from server.intake_workers import WorkerStartFailed, worker_settings
-from server.platform_calls import CallOutcome
-from server.relay import RelayError, encode_frame
-from server.settings import SettingsError, settings_from_mapping
+from server.workers.supervision import WorkerStartFailed, worker_settings
+from server.workers.wire import RelayError, encode_frame
 from tests.server.conftest import APP_ID, NOW, StartGateway, app_config
 from tests.server.fake_alipay import SEND_METHOD, FakeAlipay, hang, rejected, transient
 from tests.server.send_fixtures import (

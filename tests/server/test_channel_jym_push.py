@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from server.top_client import JYM_APPPUSH_SEND
+from server.platforms.top import JYM_APPPUSH_SEND
 from tests.server.channel_fixtures import (
     JYM_TEMPLATE,
     JYM_USER,

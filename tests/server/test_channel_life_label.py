@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from server.alipay_v3_client import LABEL_SEND_PATH
-from server.channels.life_label import NOT_PER_USER, RECENT_UNFOLLOW
-from server.sender import NOT_RETRIED
+from server.platforms.alipay_v3 import LABEL_SEND_PATH
+from server.sending.channels.life_label import NOT_PER_USER, RECENT_UNFOLLOW
+from server.sending.sender import NOT_RETRIED
 from tests.server.channel_fixtures import (
     FOLLOWER,
     THROTTLE_DELAY,

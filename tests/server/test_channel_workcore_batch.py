@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from server.top_client import WORKCORE_BATCH_SEND
+from server.platforms.top import WORKCORE_BATCH_SEND
 from tests.server.channel_fixtures import (
     ACTION,
     THROTTLE_DELAY,

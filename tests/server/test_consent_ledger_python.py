@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from server.api_models import ConsentUpdate, LookupRequest
-from server.consent import ConsentLedger
+from server.consent.ledger import ConsentLedger
+from server.consent.subscribe_results import SubscribeResult
+from server.consent.templates import TemplateRegistry
+from server.consent.views import ConsentUpdate, LookupRequest
 from server.errors import (
     ChannelNotOptIn,
     IdempotencyConflict,
@@ -18,8 +20,6 @@ from server.errors import (
     RequestRefused,
     ValidationFailed,
 )
-from server.subscribe_results import SubscribeResult
-from server.templates import TemplateRegistry
 from storage import Store, open_store
 from tests.server.api_client import (
     LONG_TERM,
@@ -48,7 +48,7 @@ async def api(start_gateway: StartGateway, tmp_path: Path) -> Api:
 
 @pytest.fixture
 async def open_ledger(tmp_path: Path) -> AsyncIterator[OpenLedger]:
-    """A ConsentLedger built as server/app.py builds it, on the SQLite file at ``path``."""
+    """A ConsentLedger built as server/wiring/app.py builds it, on the SQLite file at ``path``."""
     stores: list[Store] = []
 
     async def open_at(path: Path) -> ConsentLedger:

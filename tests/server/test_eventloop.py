@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from server.eventloop import new_event_loop
+from server.runtime.event_loop import new_event_loop
 from server.settings import SettingsError, settings_from_mapping
 
 

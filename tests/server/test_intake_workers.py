@@ -1,7 +1,7 @@
 """``[server] intake_workers``: worker processes verify on the intake port, the primary stores.
 
 Every test runs the real thing: the primary is Subgate on a real port, its workers are real
-``python -m server.intake_worker`` processes sharing ``intake_port`` with SO_REUSEPORT, and
+``python -m server.workers.intake_process`` processes sharing ``intake_port`` with SO_REUSEPORT, and
 notifications are signed by the official SDK. Workers verify against the wall clock (they are
 other processes), so what is posted to them is dated now.
 """
@@ -25,12 +25,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from server.appkeys import STORE_SINK
-from server.gateway import StoreSink
-from server.intake_workers import INTAKE_WORKERS, IntakeWorkers, WorkerStartFailed
-from server.metrics import Metrics
-from server.refusals import RefusalCounter
+from server.intake.gateway import StoreSink
+from server.intake.keys import STORE_SINK
+from server.intake.refusals import RefusalCounter
+from server.ops.metrics import Metrics
 from server.settings import Settings, SettingsError, StorageSettings
+from server.workers.intake_pool import INTAKE_WORKERS, IntakeWorkers
+from server.workers.supervision import WorkerStartFailed
 from storage import open_store
 from storage.models import ConsentAction
 from tests.oracle import form_body

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from server import build_app
 from server.appkeys import CREDENTIALS
 from server.settings import SettingsError
+from server.wiring import build_app
 from storage.models import StoredNotification
 from tests.oracle import form_body
 from tests.pki import foreign_cert_set, make_cert_set, private_pem_pkcs8, rsa_key, spki_base64

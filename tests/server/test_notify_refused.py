@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from server.appkeys import REFUSALS
+from server.intake.keys import REFUSALS
 from server.settings import Settings
 from storage import StorageUnavailable
 from tests.oracle import form_body

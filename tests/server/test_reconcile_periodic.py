@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.appkeys import RECONCILER
+from server.api.keys import RECONCILER
 from tests.server.conftest import APP_ID, StartGateway
 from tests.server.fake_alipay import QUERY_METHOD, transient
 from tests.server.send_fixtures import ONE_TIME, USER, Sending, fake_alipay, start_sending

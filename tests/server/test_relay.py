@@ -18,24 +18,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from server.gateway import StoreSink
-from server.intake_workers import RESTART_BACKOFF_SECONDS, next_restart_delay, worker_settings
-from server.metrics import Metrics
-from server.refusals import RefusalCounter
-from server.relay import (
+from server.intake.gateway import StoreSink
+from server.intake.refusals import RefusalCounter
+from server.ops.metrics import Metrics
+from server.settings import StorageSettings, TopAppSettings
+from server.workers.relay import RelayClient, RelayServer, WorkerOrders
+from server.workers.supervision import RESTART_BACKOFF_SECONDS, next_restart_delay, worker_settings
+from server.workers.wire import (
     PROTOCOL_VERSION,
     CoalescedWriter,
     FrameReader,
-    RelayClient,
     RelayError,
-    RelayServer,
-    WorkerOrders,
     decode_message,
     encode_frame,
     record_from_values,
     record_values,
 )
-from server.settings import StorageSettings, TopAppSettings
 from storage import Store, open_store
 from storage.errors import StorageUnavailable
 from storage.models import (
@@ -304,7 +302,7 @@ async def test_a_process_that_is_not_a_worker_is_refused_at_connect(
 async def test_a_call_the_primary_never_answers_is_given_up_as_unavailable(
     ends: Ends, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("server.relay.CALL_TIMEOUT_SECONDS", 0.0)
+    monkeypatch.setattr("server.workers.relay.CALL_TIMEOUT_SECONDS", 0.0)
     answered = asyncio.Event()
 
     async def stuck(*args: object) -> RecordOutcome:

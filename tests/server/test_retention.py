@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from server.app import prune_once
 from server.settings import SettingsError, load_settings, settings_from_mapping
+from server.wiring.app import prune_once
 from tests.server.conftest import APP_ID, NOW, Clock, StartGateway, app_config
 from tests.server.notifications import post, signed, trade_fields
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.appkeys import SENDER
+from server.api.keys import SENDER
 from server.errors import TemplateDataMismatch
-from server.message_models import MessageView
+from server.sending.messages import MessageView
 from storage.errors import ConsentRequired, IdempotencyMismatch
 from tests.server.conftest import APP_ID
 from tests.server.fake_alipay import SEND_METHOD, rejected

@@ -1,6 +1,7 @@
-"""Reconciliation with alipay.open.app.messagetemplate.subscribe.query, as server/reconcile.py
-documents it: "0" cancels, "1" subscribes a long-term template, "1" for one-time adds nothing;
-events are ``platform_query``; a failed query records nothing. And ``verify_with_platform``."""
+"""Reconciliation with alipay.open.app.messagetemplate.subscribe.query, as
+server/consent/reconcile.py documents it: "0" cancels, "1" subscribes a long-term template, "1" for
+one-time adds nothing; events are ``platform_query``; a failed query records nothing. And
+``verify_with_platform``."""
 
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from server.outbox import OutboxWorker
-from server.platform_calls import CallResult
-from server.sender import MessageSender
+from server.platforms.calls import CallResult
+from server.sending.outbox_worker import OutboxWorker
+from server.sending.sender import MessageSender
 from storage.models import MessageRecord, SendReservation, TemplateKind
 from tests.server.conftest import APP_ID, NOW
 from tests.server.fake_alipay import SEND_METHOD, FakeAlipay, transient

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from server.channels.base import PreparedSend
+from server.consent.templates import TemplateRegistry
 from server.credentials import AppCredentials
-from server.platform_calls import CallOutcome, CallResult
-from server.sender import MessageSender
+from server.platforms.calls import CallOutcome, CallResult
+from server.sending.channels.base import PreparedSend
+from server.sending.sender import MessageSender
 from server.settings import OutboxSettings
-from server.templates import TemplateRegistry
 from storage import Store, open_store
 from storage.models import (
     Channel,

@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 
 from server.credentials import TopAppCredentials, load_top_credentials
-from server.platform_calls import CallOutcome
+from server.platforms.calls import CallOutcome
+from server.platforms.top import JYM_APPPUSH_SEND, WORKCORE_BATCH_SEND, TopClient
 from server.settings import Settings, SettingsError, settings_from_mapping
-from server.top_client import JYM_APPPUSH_SEND, WORKCORE_BATCH_SEND, TopClient
 from tests.pki import rsa_key, spki_base64
 from tests.server import fake_top
 from tests.server.fake_top import FakeTop, TopReply, reference_top_sign

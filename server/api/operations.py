@@ -1,0 +1,92 @@
+"""One /v1 operation: its route, scope, handler and documented answers, and the request
+parsing every operation shares (path identifiers, the channel, Idempotency-Key).
+
+The table of operations is the single source of the routes (``server.api.routes``) and of
+the OpenAPI document (``server.api.openapi``), so neither can drift from the other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from server.api.auth import Scope
+from server.api.keys import LEDGER, TOKENS
+from server.appkeys import CREDENTIALS
+from server.consent.ledger import ConsentLedger
+from server.consent.views import USER_ID_PATTERN
+from server.errors import AppNotFound, IdempotencyKeyRequired, ValidationFailed
+from storage.models import Channel
+
+Handler = Callable[[web.Request, ConsentLedger, str], Awaitable[BaseModel]]
+
+_IDENTIFIER = re.compile(USER_ID_PATTERN)
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+COMMON_ERRORS = ("unauthorized", "forbidden", "app_not_found", "validation_failed")
+BODY_ERRORS = ("invalid_json", "unsupported_media_type", "too_large")
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    scope: Scope
+    handler: Handler
+    response: type[BaseModel]
+    request: type[BaseModel] | None = None
+    query: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    errors: tuple[str, ...] = field(default=())
+    accepted: bool = False  # may answer 202 (still being processed) as well as 200
+
+
+def path_value(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not _IDENTIFIER.fullmatch(value):  # not match: "$" also matches before a final "\n"
+        raise ValidationFailed(f"{name} must be 1-64 letters, digits, '_' or '-'")
+    return value
+
+
+def channel_of(request: web.Request, default: str = Channel.MINI_TEMPLATE) -> str:
+    value = request.match_info.get("channel") or request.query.get("channel") or default
+    if value not in Channel.__members__.values():
+        raise ValidationFailed(f"channel must be one of {', '.join(c.value for c in Channel)}")
+    return value
+
+
+def idempotency_key(request: web.Request) -> str:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        raise IdempotencyKeyRequired("send an Idempotency-Key header so a retry is applied once")
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ValidationFailed("Idempotency-Key must be 1-128 printable ASCII characters")
+    return key
+
+
+def guarded(operation: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Authenticate, authorise for the app and scope, then run the operation."""
+
+    async def handle(request: web.Request) -> web.Response:
+        grant = request.app[TOKENS].authenticate(request.headers.get("Authorization"))
+        app_id = request.match_info["app_id"]
+        grant.require(app_id, operation.scope)
+        if app_id not in request.app[CREDENTIALS]:
+            raise AppNotFound("no such app is configured")
+        answer = await operation.handler(request, request.app[LEDGER], app_id)
+        status = getattr(answer, "http_status", 200)
+        return json_answer(answer, status)
+
+    return handle
+
+
+def json_answer(answer: BaseModel, status: int = 200) -> web.Response:
+    """The model as JSON bytes, serialized once (``model_dump_json`` gives a str that
+    ``web.json_response`` encodes again: measurable on the single lookup, bench/README.md)."""
+    body = type(answer).__pydantic_serializer__.to_json(answer)
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")

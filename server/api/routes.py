@@ -1,0 +1,19 @@
+"""Every /v1 route, from the operation tables of the consent ledger and of sending."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.api.consents import CONSENT_OPERATIONS
+from server.api.messages import MESSAGE_OPERATIONS
+from server.api.operations import Operation, guarded
+
+
+def all_operations() -> tuple[Operation, ...]:
+    """Consent routes first, then sending and reconciliation."""
+    return CONSENT_OPERATIONS + MESSAGE_OPERATIONS
+
+
+def setup_api_routes(app: web.Application) -> None:
+    for operation in all_operations():
+        app.router.add_route(operation.method, operation.path, guarded(operation))

@@ -1,0 +1,68 @@
+"""Render every error once: JSON envelope on the API, bare ``fail`` on the notification routes."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from server.errors import (
+    INTERNAL_ERROR,
+    STATUS_BY_CODE,
+    SUBGATE_ERRORS,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RequestRefused,
+    error_body,
+    error_details,
+    error_message,
+    retry_after_seconds,
+)
+from server.ops.metrics import METRICS
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_PREFIX = "/alipay/notify"
+ERROR_HEADER = "X-Subgate-Error"
+_HTTP_ERRORS: dict[int, type[RequestRefused]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
+
+
+def render(
+    request: web.Request, code: str, message: str, details: dict[str, str] | None = None
+) -> web.Response:
+    status = STATUS_BY_CODE.get(code, 500)
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.error_answers.labels(code=code).inc()
+    if request.path.startswith(NOTIFY_PREFIX):
+        return web.Response(text="fail", status=status, headers={ERROR_HEADER: code})
+    return web.json_response(error_body(code, message, details), status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SUBGATE_ERRORS as error:
+        response = render(request, error.code, error_message(error), error_details(error))
+        retry_after = retry_after_seconds(error)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+    except web.HTTPException as error:
+        refused = _HTTP_ERRORS.get(error.status)
+        if refused is None or error.status < 400:
+            raise
+        response = render(request, refused.code, error.reason)
+        if "Allow" in error.headers:  # a 405 must say which methods the route has (RFC 9110)
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
+    except Exception:
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        return render(request, INTERNAL_ERROR, "an unexpected error occurred; it was logged")

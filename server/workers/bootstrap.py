@@ -1,0 +1,52 @@
+"""What every worker process does around its own serving: take its orders from the parent on
+stdin, log as the parent does, run on the configured event loop, and exit 2 when it cannot
+serve (the parent then reports the worker as failed to start)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from server.runtime.event_loop import new_event_loop
+from server.settings import Settings
+
+
+class _Orders(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def log_level(self) -> int: ...
+
+
+Orders = TypeVar("Orders", bound=_Orders)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def run_worker(
+    kind: str,
+    serve: Callable[[Orders], Coroutine[Any, Any, None]],
+    cannot_serve: tuple[type[Exception], ...],
+    logger: logging.Logger,
+) -> int:
+    """The body of a worker's ``main``: its exit status. ``cannot_serve``: the errors that end
+    it with status 2 and one log line instead of a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    orders: Orders = pickle.load(sys.stdin.buffer)  # noqa: S301  (from our parent)
+    logging.basicConfig(level=orders.log_level, format=LOG_FORMAT)
+    loop, _ = new_event_loop(orders.settings.server.event_loop)
+    try:
+        loop.run_until_complete(serve(orders))
+    except cannot_serve as error:
+        logger.error("%s %d cannot serve: %s", kind, os.getpid(), error)
+        return 2
+    finally:
+        with contextlib.suppress(Exception):
+            loop.close()
+    return 0

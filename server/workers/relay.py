@@ -1,0 +1,289 @@
+"""The private channel between intake workers and the process that owns the store.
+
+An intake worker (``server/workers/intake_process.py``) parses and verifies notifications on a core
+of its own and relays each verified one here; the primary keeps it through its ``StoreSink`` (the
+same group-committed store write, count and log line as its own intake) and answers once it is
+durable, so a worker acknowledges nothing that is not stored. Workers also relay their refusal and
+error-answer counts, which the primary shows on /metrics and flushes with its own.
+
+Wire format, over a Unix stream socket in a directory only the service's user can enter: each
+frame is a 4-byte big-endian length and a pickle of plain values (str, bytes, numbers, None,
+tuples, lists, dicts; times as integer microseconds since the epoch). Loading refuses every
+global, so a frame can construct no object and run no code. On Linux the primary also accepts
+connections only from the worker processes it started (``SO_PEERCRED``). Frames written in one
+turn of the event loop go out in one write.
+
+    worker -> primary   (seq, op, payload)   op: "hello" | "keep" | "refusals" | "errors" | "ready"
+    primary -> worker   (seq, ok, value)     value: the answer, or the error message
+
+A worker says "hello" with the protocol version and the record's field names before it serves,
+so a worker started from other code than the primary's (a deploy while it runs) is refused
+rather than storing fields in the wrong columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from server.intake.gateway import StoreSink
+from server.intake.refusals import RefusalCounter
+from server.ops.metrics import Metrics
+from server.settings import Settings
+from server.workers.wire import (
+    _RECORD_FIELDS,
+    FRAME_OVERHEAD_BYTES,
+    PROTOCOL_VERSION,
+    CoalescedWriter,
+    FrameReader,
+    RelayError,
+    decode_message,
+    encode_frame,
+    peer_pid,
+    record_from_values,
+    record_values,
+)
+from storage.errors import StorageError, StorageUnavailable
+from storage.models import ConsentEvent, NotificationRecord, RecordOutcome
+
+logger = logging.getLogger(__name__)
+
+# A worker answers 503 for a notification the primary has not answered in this long (the
+# notification may still be stored; Alipay's re-send is then a duplicate, answered success).
+CALL_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerOrders:
+    """What the primary hands a worker on its standard input (not over the relay)."""
+
+    settings: Settings
+    relay_path: Path
+    log_level: int
+
+
+class RelayServer:
+    """The primary's end: keeps what workers relay, takes their counts, notes who is ready."""
+
+    def __init__(
+        self,
+        sink: StoreSink,
+        refusals: RefusalCounter,
+        metrics: Metrics,
+        *,
+        max_body_bytes: int,
+        is_worker: Callable[[int], bool],
+        on_ready: Callable[[int], None],
+    ) -> None:
+        self._sink = sink
+        self._refusals = refusals
+        self._metrics = metrics
+        self.frame_limit = max_body_bytes + FRAME_OVERHEAD_BYTES
+        self.is_worker = is_worker
+        self._on_ready = on_ready
+        self._server: asyncio.AbstractServer | None = None
+        self.connections: set[_WorkerConnection] = set()
+
+    async def start(self, path: Path) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(lambda: _WorkerConnection(self), str(path))
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self.connections):
+                connection.close()
+            await self._server.wait_closed()
+
+    async def answer(self, op: str, payload: Any) -> Any:
+        if op == "keep":
+            values, events = payload
+            record = record_from_values(values)
+            consent = [ConsentEvent.model_validate(event) for event in events]
+            outcome = await self._sink.keep(record, consent)
+            return (outcome.notification_id, outcome.duplicate)
+        if op == "refusals":
+            self._refusals.add({(str(app), str(reason)): int(n) for app, reason, n in payload})
+            return None
+        if op == "errors":
+            for code, n in payload:
+                self._metrics.error_answers.labels(code=str(code)).inc(float(n))
+            return None
+        if op == "ready":
+            self._on_ready(int(payload))
+            return None
+        raise RelayError(f"unknown op {op!r}")
+
+
+class _WorkerConnection(asyncio.Protocol):
+    def __init__(self, server: RelayServer) -> None:
+        self._server = server
+        self._frames = FrameReader(server.frame_limit)
+        self._transport: asyncio.Transport | None = None
+        self._out: CoalescedWriter | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._greeted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        pid = peer_pid(transport)
+        if pid is not None and not self._server.is_worker(pid):
+            logger.error("intake relay: refused a connection from pid %d (not a worker)", pid)
+            transport.close()
+            return
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self._out = CoalescedWriter(self._transport)
+        self._server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        self._transport = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is None:
+            return
+        try:
+            for frame in self._frames.feed(data):
+                seq, op, payload = decode_message(frame)
+                if not self._greeted:
+                    self._greet(seq, op, payload)
+                    continue
+                task = asyncio.ensure_future(self._reply(seq, op, payload))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except RelayError as error:
+            logger.error("intake relay: dropping a worker connection: %s", error)
+            self.close()
+
+    def _greet(self, seq: Any, op: Any, payload: Any) -> None:
+        """The first frame must be a hello naming this protocol and record; else goodbye."""
+        if op != "hello":
+            raise RelayError("the first frame must be a hello")
+        assert self._transport is not None
+        if payload != (PROTOCOL_VERSION, _RECORD_FIELDS):
+            self._transport.write(encode_frame((seq, False, "another version of Subgate")))
+            raise RelayError("a worker of another version of Subgate said hello; restart it")
+        self._greeted = True
+        self._transport.write(encode_frame((seq, True, None)))
+
+    async def _reply(self, seq: Any, op: Any, payload: Any) -> None:
+        try:
+            answer: tuple[Any, ...] = (seq, True, await self._server.answer(op, payload))
+        except StorageError as error:
+            answer = (seq, False, str(error))
+        except (RelayError, ValueError, TypeError) as error:  # a malformed payload
+            logger.error("intake relay: refused a %r frame: %s", op, error)
+            answer = (seq, False, f"the relay refused the frame: {error}")
+        except Exception:  # never leave a worker waiting: it answers 503, Alipay re-sends
+            logger.exception("intake relay: a %r frame failed", op)
+            answer = (seq, False, "the primary failed to keep it; see its log")
+        if self._out is not None:
+            self._out.send(encode_frame(answer))
+
+
+class RelayClient(asyncio.Protocol):
+    """A worker's end: one connection to the primary, requests answered out of order by seq.
+
+    It is the worker's ``NotificationSink`` and ``RefusalSink``: a call the primary does not
+    answer within ``CALL_TIMEOUT_SECONDS`` raises ``StorageUnavailable``, and once the
+    connection is lost every waiting and later call does too (the notification is answered 503
+    and Alipay sends it again), and ``lost`` is set so the worker can stop.
+    """
+
+    def __init__(self) -> None:
+        self._frames = FrameReader(2**31)  # the primary is trusted; its answers are small
+        self._transport: asyncio.Transport | None = None
+        self._out: CoalescedWriter | None = None
+        self._waiting: dict[int, tuple[asyncio.Future[Any], float]] = {}
+        self._seq = 0
+        self._expiry: asyncio.TimerHandle | None = None
+        self.lost = asyncio.Event()
+
+    @classmethod
+    async def connect(cls, path: Path) -> RelayClient:
+        """Connect and say hello: raises ``StorageUnavailable`` if the primary refuses us."""
+        loop = asyncio.get_running_loop()
+        _, client = await loop.create_unix_connection(cls, str(path))
+        await client.call("hello", (PROTOCOL_VERSION, _RECORD_FIELDS))
+        return client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self._out = CoalescedWriter(self._transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._out = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._fail(lambda _: True, "the intake relay to the store is closed")
+        self.lost.set()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for frame in self._frames.feed(data):
+                seq, ok, value = decode_message(frame)
+                waiting = self._waiting.pop(seq, None)
+                if waiting is None or waiting[0].done():
+                    continue
+                if ok:
+                    waiting[0].set_result(value)
+                else:
+                    waiting[0].set_exception(StorageUnavailable(str(value)))
+        except RelayError as error:
+            logger.error("intake relay: dropping the connection: %s", error)
+            self.close()
+
+    async def call(self, op: str, payload: Any) -> Any:
+        if self._out is None:
+            raise StorageUnavailable("the intake relay to the store is closed")
+        self._seq += 1
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._waiting[self._seq] = (future, time.monotonic() + CALL_TIMEOUT_SECONDS)
+        if self._expiry is None:
+            self._expiry = loop.call_later(1.0, self._expire)
+        self._out.send(encode_frame((self._seq, op, payload)))
+        return await future
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        self._fail(lambda deadline: deadline <= now, "the primary did not answer in time")
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(1.0, self._expire) if self._waiting else None
+
+    def _fail(self, expired: Callable[[float], bool], message: str) -> None:
+        for seq, (future, deadline) in list(self._waiting.items()):
+            if expired(deadline):
+                del self._waiting[seq]
+                if not future.done():
+                    future.set_exception(StorageUnavailable(message))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    async def keep(
+        self, record: NotificationRecord, events: Sequence[ConsentEvent]
+    ) -> RecordOutcome:
+        wire_events = [event.model_dump(mode="json") for event in events]
+        notification_id, duplicate = await self.call("keep", (record_values(record), wire_events))
+        return RecordOutcome.model_construct(notification_id=notification_id, duplicate=duplicate)
+
+    async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
+        await self.call("refusals", [(app, reason, n) for (app, reason), n in counts.items()])
+
+    async def add_error_answers(self, counts: Mapping[str, float]) -> None:
+        await self.call("errors", list(counts.items()))
+
+    async def ready(self, pid: int) -> None:
+        await self.call("ready", pid)
