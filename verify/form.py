@@ -61,11 +61,15 @@ class FormBody:
 def parse_form(body: bytes, header_charset: str | None = None) -> FormBody:
     """Split, percent-decode and charset-decode a form body.
 
-    Raises MalformedPayload for bad escapes, bad keys, duplicates, too many fields, an unsupported
-    charset or bytes that do not decode strictly in the chosen charset.
+    Raises MalformedPayload for bad escapes, a NUL character, bad keys, duplicates, too many
+    fields, an unsupported charset or bytes that do not decode strictly in the chosen charset.
     """
     if _BAD_ESCAPE.search(body) is not None:
         raise MalformedPayload("malformed percent-escape in form body")
+    if b"\x00" in body or b"%00" in body:
+        # No charset Alipay uses encodes anything else with a zero byte, and no store can keep
+        # a NUL in text on every backend (PostgreSQL refuses it): refused, whatever the field.
+        raise MalformedPayload("a form field holds a NUL character")
     raw = _split_pairs(body)
     charset = _choose_charset(raw.get("charset"), header_charset)
     try:

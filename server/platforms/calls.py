@@ -41,6 +41,14 @@ class CallResult:
     error: str | None = None
     node: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A platform's words are stored with the message's outcome; a NUL in them would make
+        # that write fail for good on PostgreSQL, so it is kept as U+FFFD on every store.
+        for name in ("code", "msg", "sub_code", "sub_msg", "error"):
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", "\ufffd"))
+
 
 class PlatformClient:
     """What every platform client holds: the shared session, the clock, one timeout per call."""

@@ -1,9 +1,11 @@
 """Strict JSON request bodies: one media type, no duplicate keys, no NaN, bounded size and depth.
 
-``json.loads`` accepts two things nothing downstream can hold, so they are refused here as
+``json.loads`` accepts three things nothing downstream can hold, so they are refused here as
 ``invalid_json`` too: an unpaired surrogate escape (``"\\ud800"`` decodes to a string that is not
-Unicode and cannot be encoded, hashed or stored) and nesting deeper than ``MAX_DEPTH`` (pydantic
-refuses to serialise very deep values; no request body of this API nests beyond a few levels).
+Unicode and cannot be encoded, hashed or stored), a NUL escape (``"\\u0000"``: PostgreSQL keeps no
+NUL in text, so refusing it on every store keeps the answer the same whichever store is
+configured) and nesting deeper than ``MAX_DEPTH`` (pydantic refuses to serialise very deep
+values; no request body of this API nests beyond a few levels).
 """
 
 from __future__ import annotations
@@ -68,21 +70,28 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _check_tree(data: Any) -> None:
-    """Raise ``RecursionError`` beyond ``MAX_DEPTH``, ``UnicodeEncodeError`` on a lone surrogate."""
+    """Raise ``RecursionError`` beyond ``MAX_DEPTH``, ``UnicodeEncodeError`` on a lone surrogate,
+    ``ValueError`` on a NUL character."""
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
-            value.encode("utf-8")
+            _storable(value)
         elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
                 raise RecursionError
             if isinstance(value, dict):
                 for key in value:
-                    key.encode("utf-8")
+                    _storable(key)
                 stack.extend((item, depth + 1) for item in value.values())
             else:
                 stack.extend((item, depth + 1) for item in value)
+
+
+def _storable(text: str) -> None:
+    text.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+    if "\x00" in text:
+        raise ValueError("a string holds a NUL character (\\u0000)")
 
 
 def _no_constants(name: str) -> None:
