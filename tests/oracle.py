@@ -1,7 +1,7 @@
 """An independent signer/verifier built on the official SDK (``alipay-sdk-python``).
 
 Never imports ``verify``: tests compare our implementation against this one. SDK quirks handled
-here (protocol notes §7.1): ``get_sign_content`` drops nothing by itself, so the Java rules (drop
+here: ``get_sign_content`` drops nothing by itself, so the Java rules (drop
 ``sign``, ``sign_type`` for V1, and empty/whitespace-only values) are applied first;
 ``verify_with_rsa`` needs bytes, raises on mismatch and accepts SHA-1 and SHA-256 alike (callers
 pin the type themselves).

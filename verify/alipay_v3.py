@@ -1,6 +1,6 @@
 """Alipay OpenAPI v3 (``/v3/...`` JSON over HTTP): sign a request, check an answer. Pure.
 
-Request (notes B2, format confirmed against the official Node SDK):
+Request (the format the official Node SDK sends):
 
     Authorization: ALIPAY-SHA256withRSA <auth>,sign=<base64>
     auth    = app_id=<id>[,app_cert_sn=<sn>],nonce=<nonce>,timestamp=<epoch ms>
@@ -9,7 +9,7 @@ Request (notes B2, format confirmed against the official Node SDK):
 signed RSA PKCS#1 v1.5 SHA-256 with the app private key. The URI is the request target exactly as
 sent (no scheme or host), the body the exact JSON text sent (``""`` when there is none).
 
-Answer (notes B3): ``alipay-signature`` over ``alipay-timestamp \\n alipay-nonce \\n body \\n``
+Answer: ``alipay-signature`` over ``alipay-timestamp \\n alipay-nonce \\n body \\n``
 with the Alipay public key; the trailing newline is required (the SDK rejects a signature made
 without it). In certificate mode ``alipay-sn`` names the Alipay certificate that signed.
 """

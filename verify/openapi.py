@@ -6,7 +6,7 @@ then sign), signed over every param except ``sign`` (``sign_type`` included), Ja
 Response: ``{"<method>_response": NODE, ["alipay_cert_sn": "..."], "sign": "..."}``. The signature
 covers the *raw text* of NODE as sent (never a re-serialisation): for an encrypted answer, the
 quoted ciphertext string including its quotes. So NODE is cut out of the text by scanning, not
-by ``json.loads`` + ``json.dumps`` (protocol notes §6.1, measured on a real response).
+by ``json.loads`` + ``json.dumps`` (checked on a real response).
 """
 
 from __future__ import annotations

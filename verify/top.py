@@ -1,19 +1,19 @@
 """TOP (Taobao Open Platform) router calls: build and sign the form, find the answer's node. Pure.
 
-Request (notes A2-A4): system params (``method``, ``app_key``, ``timestamp``, ``format``, ``v``,
+Request: system params (``method``, ``app_key``, ``timestamp``, ``format``, ``v``,
 ``sign_method``, optional ``session``/``simplify``) plus business params, every value a string.
 Object params travel as one compact JSON string in an ordinary form field, numbers as decimal
 strings; that exact string is what is signed. Empty or blank values are neither sent nor signed
 (the Java SDK's rule; the new Python SDK signs them, which the gateway would then see as a
 mismatch against the form it cannot receive).
 
-Signature (notes A3, pinned by three known-answer vectors): every param except ``sign``, blank
-ones dropped, sorted by key bytes, concatenated ``k1v1k2v2...`` with the *decoded* values, then
-``md5`` = MD5(secret + S + secret), ``hmac`` = HMAC-MD5(secret, S) or ``hmac-sha256`` =
-HMAC-SHA256(secret, S), upper-case hex. An unknown ``sign_method`` is refused, never guessed
-(Java silently falls back to md5).
+Signature (pinned by three known-answer vectors in tests/verify/test_top.py): every param except
+``sign``, blank ones dropped, sorted by key bytes, concatenated ``k1v1k2v2...`` with the *decoded*
+values, then ``md5`` = MD5(secret + S + secret), ``hmac`` = HMAC-MD5(secret, S) or ``hmac-sha256`` =
+HMAC-SHA256(secret, S), upper-case hex. An unknown ``sign_method`` is refused, never guessed (Java
+silently falls back to md5).
 
-Response (notes A5): ``{"<name>_response": NODE}`` (``<name>`` = the method without a leading
+Response: ``{"<name>_response": NODE}`` (``<name>`` = the method without a leading
 ``taobao.``, dots as ``_``), the bare NODE with ``simplify=true``, or ``{"error_response": ...}``.
 """
 

@@ -33,7 +33,7 @@ from storage.models import ConsentAction
 MAX_TEMPLATES_PER_REPORT = 3  # the platform's own limit per my.requestSubscribeMessage call
 _TEMPLATE_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
-# Error codes of my.requestSubscribeMessage (open-docs, protocol notes §4.4).
+# Error codes of my.requestSubscribeMessage, as Alipay lists them (docs/subscribe-results.md).
 ERROR_REASONS = {
     "10": "system_error",
     "11": "user_cancelled",

@@ -1,6 +1,6 @@
 """The TOP (Taobao Open Platform) router client: one shared session, a timeout on every call.
 
-Every answer is classified once, here (notes A6; ``CallResult`` as for the Alipay client):
+Every answer is classified once, here (``CallResult`` as for the Alipay client):
 
     SUCCESS    a 200 with the method's node, no error code, and no business ``success=false``
     REJECTED   request or credential errors (25 signature, 26/27 session, 28/29 app key,

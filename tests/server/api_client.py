@@ -87,8 +87,9 @@ def success_report(
     keep: bool = False,
     refuse: bool = False,
 ) -> dict[str, Any]:
-    """The success shape of the callback (seed 001): ``accepted`` newly subscribed in this call,
-    ``rejected`` declined, ``before`` subscribed in an earlier call and shown again."""
+    """The success shape of the callback (docs/subscribe-results.md): ``accepted`` newly
+    subscribed in this call, ``rejected`` declined, ``before`` subscribed in an earlier call and
+    shown again."""
     asked = [*accepted, *rejected, *before]
     return {
         "success": True,
@@ -109,7 +110,7 @@ def success_report(
 
 
 def fail_report(*asked: str, code: int = 11, message: str = "用户取消订阅") -> dict[str, Any]:
-    """The fail shape of the callback (seed 001): it still carries a per-id ``"accept"``."""
+    """The fail shape of the callback: it still carries a per-id ``"accept"``."""
     return {
         "success": False,
         "stat": "ok",
@@ -308,7 +309,7 @@ def ledger_rows(gateway: Gateway) -> dict[str, list[tuple[Any, ...]]]:
         connection.close()
 
 
-# The two callback objects of seed 001, verbatim (its template id is SEED_TEMPLATE).
+# Two callback objects as the mini-program received them (template id SEED_TEMPLATE).
 SEED_SUCCESS: dict[str, Any] = {
     "success": True,
     "stat": "ok",

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 SCHEME = "ALIPAY-SHA256withRSA "
-TOLERANCE = timedelta(minutes=5)  # not documented; a test constant (notes T4)
+TOLERANCE = timedelta(minutes=5)  # not documented by the platform; a test constant
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
 Signing = Literal["good", "none", "wrong_key", "no_newline", "tampered"]

@@ -1,4 +1,4 @@
-"""Alipay v3 request signing and answer checking (notes B2/B3, known-answer content hashes T3).
+"""Alipay v3 request signing and answer checking (known-answer content hashes).
 
 Expected signatures are made here with ``cryptography`` over literal content strings, never with
 ``verify/``: PKCS#1 v1.5 is deterministic, so signatures are compared for equality.

@@ -1,4 +1,5 @@
-"""``jym_push``: a 交易猫 app push through TOP ``taobao.jym.message.apppush.send`` (seed 002).
+"""``jym_push``: a 交易猫 app push through TOP ``taobao.jym.message.apppush.send``
+(docs/sending.md).
 
 Consent: a granted opt-in on ledger channel ``jym_push`` for (``str(user_id)``,
 ``str(template_id)``), set with ``PUT …/consents/jym_push/{template_id}``.

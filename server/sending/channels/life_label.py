@@ -4,7 +4,7 @@ The platform picks the audience (users carrying the labels), so there is no per-
 check (``consent_mode`` ``none``); the message's ledger key is ``label:<digest of the filter>``,
 template ``label_send``, which keeps every label send in the ledger with its spend and refund.
 
-The platform's stated limits (notes B6) shape the answer:
+The platform's stated limits (docs/sending.md) shape the answer:
 - at most ``label_sends_per_week`` (default 5) calls per app per rolling 7 days: the next one is
   refused with 429 ``weekly_limit`` and ``retry_at``, and nothing is sent;
 - each user receives at most one group or label message a week: the answer always warns that

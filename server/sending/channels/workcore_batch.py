@@ -1,5 +1,5 @@
 """``workcore_batch``: a batch message through TOP ``alibaba.ib.workcore.message.batchsendmsg``
-(seed 003).
+(docs/sending.md).
 
 Consent is split per receiver: ledger channel ``workcore``, template = ``action`` (set with
 ``PUT …/consents/workcore/{action}``). Only receivers with a granted opt-in are sent (the
