@@ -3,9 +3,8 @@
 A gateway call is the most expensive thing Subgate does per message: an RSA-2048 signature (during
 which the event loop waits; bench/README.md has its cost), the form encoding, aiohttp's client
 request and the answer's verification. In one process all of it shares one GIL with the HTTP API
-and the SQLite
-writer. With ``call_processes = N`` the primary hands each call of the classic gateway
-(``alipay.open.app.mini.templatemessage.send``, the subscription queries) to one of N worker
+and the SQLite writer. With ``call_processes = N`` the primary hands each call of the classic
+gateway (``alipay.open.app.mini.templatemessage.send``, the subscription queries) to one of N worker
 processes (``python -m server.workers.call_process``) as plain values over a private socket pair
 (the calls of one event-loop turn in one write, as the intake relay does), and gets the classified
 ``CallResult`` back. Consent checks, reservations and outcomes stay in the primary; a worker holds
