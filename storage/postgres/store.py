@@ -31,7 +31,7 @@ from storage.models import (
     StoredNotification,
     SubscribeReport,
 )
-from storage.postgres import consents, notifications, outbox
+from storage.postgres import consents, lost_commits, notifications, outbox
 from storage.postgres.connection import (
     DATABASE_ERRORS,
     Conn,
@@ -96,10 +96,22 @@ class PostgresStore:
     async def record_notification(
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()
     ) -> RecordOutcome:
-        async def job(connection: Conn) -> RecordOutcome:
-            return await notifications.record(connection, record, events)
+        attempt = lost_commits.CommitAttempt()
 
-        return await self._transact(job)
+        async def job(connection: Conn) -> RecordOutcome:
+            outcome = await notifications.record(connection, record, events)
+            attempt.watch(connection, None if outcome.duplicate else outcome.notification_id)
+            return outcome
+
+        try:
+            return await self._transact(job)
+        except StorageUnavailable as error:
+            if not lost_commits.is_ambiguous(error):
+                raise
+            settled = await lost_commits.settle(self._pool, record, attempt)
+            if settled is None:
+                raise
+            return settled
 
     async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None:
         rows = await fetch(
