@@ -25,6 +25,7 @@ from aiohttp import web
 
 from server.app import utc_now
 from server.appkeys import GATEWAY, REFUSALS, SETTINGS
+from server.client_cutoffs import relay_cutoffs
 from server.collector import settle_garbage_collector
 from server.credentials import load_credentials
 from server.dispatch import default_registry
@@ -34,8 +35,10 @@ from server.logredact import redact_parser_errors
 from server.metrics import METRICS, Metrics
 from server.middleware import error_middleware
 from server.notify import setup_notify_routes
+from server.open_files import connection_cap, raise_open_file_limit
 from server.refusals import RefusalCounter
 from server.relay import CALL_TIMEOUT_SECONDS, RelayClient, WorkerOrders
+from server.serving import GuardedSite, guarded_runner
 from server.settings import Settings
 from server.worker_process import run_worker
 from storage.errors import StorageError, StorageUnavailable
@@ -63,9 +66,11 @@ def build_intake_app(settings: Settings, relay: RelayClient) -> web.Application:
 async def start_intake_site(app: web.Application, settings: Settings) -> web.AppRunner:
     """Serve ``app`` on the intake port, shared with the other workers (SO_REUSEPORT)."""
     # Requests in flight at shutdown may wait for the primary's answer up to the relay's timeout.
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=CALL_TIMEOUT_SECONDS + 5)
+    runner = guarded_runner(app, handle_signals=False, shutdown_timeout=CALL_TIMEOUT_SECONDS + 5)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.intake_port, reuse_port=True)
+    cap = connection_cap(settings, raise_open_file_limit())  # guarded as the primary's port is
+    host, port = settings.server.host, settings.server.intake_port
+    site = GuardedSite(runner, host, port, cap, reuse_port=True)
     try:
         await site.start()
     except BaseException:
@@ -84,6 +89,7 @@ class CountRelay:
 
     async def flush(self) -> None:
         await self._app[REFUSALS].flush(self._relay, utc_now())
+        await relay_cutoffs(self._app[METRICS].clients, self._relay)
         totals = _error_answer_totals(self._app[METRICS])
         deltas = {
             code: n - self._sent_errors.get(code, 0.0)

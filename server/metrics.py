@@ -18,6 +18,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from server.appkeys import GATEWAY, STORE, STORE_SINK
+from server.client_cutoffs import ClientCutoffs
 from storage.errors import StorageError
 from storage.models import MessageStatus
 
@@ -43,6 +44,8 @@ class Metrics:
         )
         self.snapshot = _Snapshot()
         self.registry.register(self.snapshot)
+        self.clients = ClientCutoffs()
+        self.registry.register(self.clients)
 
     def observe_commit(self, seconds: float, jobs: int) -> None:
         self.store_commit_seconds.observe(seconds)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -29,12 +29,29 @@ class RefusalSink(Protocol):
     async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None: ...
 
 
+class LogGate:
+    """At most one log line per key every ``LOG_INTERVAL_SECONDS``: what keeps a flood of anything
+    a client can repeat (refusals, hang-ups, slow requests) from flooding the log."""
+
+    def __init__(self) -> None:
+        self._logged_at: dict[Hashable, float] = {}
+        self._since_log: Counter[Hashable] = Counter()
+
+    def due(self, key: Hashable) -> int:
+        """Note one event of ``key``: the events since its last line when a line is due, else 0."""
+        self._since_log[key] += 1
+        now = time.monotonic()
+        if now - self._logged_at.get(key, -LOG_INTERVAL_SECONDS) < LOG_INTERVAL_SECONDS:
+            return 0
+        self._logged_at[key] = now
+        return self._since_log.pop(key)
+
+
 class RefusalCounter:
     def __init__(self) -> None:
         self._totals: Counter[tuple[str, str]] = Counter()
         self._unflushed: Counter[tuple[str, str]] = Counter()
-        self._logged_at: dict[tuple[str, str], float] = {}
-        self._since_log: Counter[tuple[str, str]] = Counter()
+        self._log_gate = LogGate()
         # One flush at a time: a flush that found the batch taken by a flush still in progress
         # would return before those counts are stored (or restored, when that write fails).
         self._flushing = asyncio.Lock()
@@ -43,18 +60,16 @@ class RefusalCounter:
         key = (app_key, reason)
         self._totals[key] += 1
         self._unflushed[key] += 1
-        self._since_log[key] += 1
         logger.debug("refused app=%s reason=%s: %s", app_key, reason, message)
-        now = time.monotonic()
-        if now - self._logged_at.get(key, -LOG_INTERVAL_SECONDS) >= LOG_INTERVAL_SECONDS:
+        since_last = self._log_gate.due(key)
+        if since_last:
             logger.info(
                 "refused app=%s reason=%s (%d since last report): %s",
                 app_key,
                 reason,
-                self._since_log.pop(key),
+                since_last,
                 message,
             )
-            self._logged_at[key] = now
 
     def totals(self) -> dict[tuple[str, str], int]:
         return dict(self._totals)
