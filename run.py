@@ -23,7 +23,9 @@ from server.dev.mode import DEV_APP_ID, dev_keys, dev_settings
 from server.dev.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
 from server.runtime.event_loop import new_event_loop
 from server.runtime.garbage_collector import settle_garbage_collector
+from server.runtime.open_files import connection_cap, raise_open_file_limit
 from server.settings import Settings, SettingsError, find_config, load_settings
+from server.web.serving import serve_app
 from server.wiring import build_app
 from server.wiring.app import open_configured_store
 from server.workers.supervision import WorkerStartFailed
@@ -100,13 +102,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # Intake workers listen on the same host as the primary, --host included.
     server = settings.server.model_copy(update={"host": host, "port": port})
     settings = settings.model_copy(update={"server": server})
+    cap = connection_cap(settings, raise_open_file_limit())
     app = build_app(settings)
     app.on_startup.append(_settle_garbage_collector)
     loop, loop_name = new_event_loop(settings.server.event_loop)
     logger.info("serving on %s:%d with the %s event loop", host, port, loop_name)
+    logger.info("at most %d connections open at once (server.max_connections)", cap)
     if settings.dev_mode:
         _print_dev_banner(host, port)
-    web.run_app(app, host=host, port=port, print=None, loop=loop)
+    serve_app(app, host, port, cap, loop)
     return 0
 
 

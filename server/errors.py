@@ -22,7 +22,9 @@
     ├── TemplateDataMismatch       template_data_mismatch  422
     ├── KeywordTooLong             keyword_too_long        422
     ├── UnknownTopApp              unknown_top_app         422  a TOP send names no [[top_apps]]
-    └── PlatformUnavailable        platform_unavailable    503  a pre-send platform check failed
+    ├── PlatformUnavailable        platform_unavailable    503  a pre-send platform check failed
+    ├── RequestTimeout             request_timeout         408  the body did not arrive in time
+    └── OverCapacity               over_capacity           503  past server.max_connections
     storage.errors.ConsentRequired consent_required        403
     storage.errors.WeeklyLimitReached weekly_limit         429  adds ``retry_at`` to the body
 
@@ -153,6 +155,14 @@ class PlatformUnavailable(RequestRefused):
     code = "platform_unavailable"
 
 
+class RequestTimeout(RequestRefused):
+    code = "request_timeout"
+
+
+class OverCapacity(RequestRefused):
+    code = "over_capacity"
+
+
 SubgateError = VerificationError | RequestRefused | StorageError | LedgerRefusal
 SUBGATE_ERRORS = (VerificationError, RequestRefused, StorageError, LedgerRefusal)
 
@@ -185,6 +195,8 @@ STATUS_BY_CODE: dict[str, int] = {
     KeywordTooLong.code: 422,
     UnknownTopApp.code: 422,
     PlatformUnavailable.code: 503,
+    RequestTimeout.code: 408,
+    OverCapacity.code: 503,
     ConsentRequired.code: 403,
     WeeklyLimitReached.code: 429,
     StorageUnavailable.code: 503,

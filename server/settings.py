@@ -56,6 +56,12 @@ class ServerSettings(_Section):
     # intake_port and hand verified notifications to this process, which alone writes the store.
     intake_workers: int = Field(default=0, ge=0, le=64)
     intake_port: int | None = Field(default=None, ge=1, le=65535)
+    # Slow and idle clients (server/web/connection_guard.py): the headers, then the body, of a
+    # request must each arrive within read_timeout_seconds; an idle connection closes after
+    # keepalive_timeout_seconds; at most max_connections are open (none: from the file limit).
+    read_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
+    keepalive_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    max_connections: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _intake_port_with_workers(self) -> Self:

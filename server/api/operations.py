@@ -27,7 +27,7 @@ Handler = Callable[[web.Request, ConsentLedger, str], Awaitable[BaseModel]]
 _IDENTIFIER = re.compile(USER_ID_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 COMMON_ERRORS = ("unauthorized", "forbidden", "app_not_found", "validation_failed")
-BODY_ERRORS = ("invalid_json", "unsupported_media_type", "too_large")
+BODY_ERRORS = ("invalid_json", "unsupported_media_type", "too_large", "request_timeout")
 
 
 @dataclass(frozen=True)

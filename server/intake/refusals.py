@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
+from server.ops.log_gate import LogGate
 from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
 UNKNOWN_APP_KEY = "-"
-LOG_INTERVAL_SECONDS = 10.0
 
 
 class RefusalSink(Protocol):
@@ -33,8 +32,7 @@ class RefusalCounter:
     def __init__(self) -> None:
         self._totals: Counter[tuple[str, str]] = Counter()
         self._unflushed: Counter[tuple[str, str]] = Counter()
-        self._logged_at: dict[tuple[str, str], float] = {}
-        self._since_log: Counter[tuple[str, str]] = Counter()
+        self._log_gate = LogGate()
         # One flush at a time: a flush that found the batch taken by a flush still in progress
         # would return before those counts are stored (or restored, when that write fails).
         self._flushing = asyncio.Lock()
@@ -43,18 +41,16 @@ class RefusalCounter:
         key = (app_key, reason)
         self._totals[key] += 1
         self._unflushed[key] += 1
-        self._since_log[key] += 1
         logger.debug("refused app=%s reason=%s: %s", app_key, reason, message)
-        now = time.monotonic()
-        if now - self._logged_at.get(key, -LOG_INTERVAL_SECONDS) >= LOG_INTERVAL_SECONDS:
+        since_last = self._log_gate.due(key)
+        if since_last:
             logger.info(
                 "refused app=%s reason=%s (%d since last report): %s",
                 app_key,
                 reason,
-                self._since_log.pop(key),
+                since_last,
                 message,
             )
-            self._logged_at[key] = now
 
     def totals(self) -> dict[tuple[str, str], int]:
         return dict(self._totals)

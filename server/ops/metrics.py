@@ -18,6 +18,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from server.appkeys import STORE
+from server.ops.client_cutoffs import ClientCutoffs
 from storage.errors import StorageError
 from storage.models import MessageStatus
 
@@ -50,6 +51,8 @@ class Metrics:
         )
         self.snapshot = _Snapshot()
         self.registry.register(self.snapshot)
+        self.clients = ClientCutoffs()
+        self.registry.register(self.clients)
         self.accepted_counts: AcceptedCounts = _none
         self.refused_counts: RefusedCounts = _none
 

@@ -20,6 +20,7 @@ from server.errors import (
     error_message,
     retry_after_seconds,
 )
+from server.ops.client_cutoffs import client_went_away, departed
 from server.ops.metrics import METRICS
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in error.headers:  # a 405 must say which methods the route has (RFC 9110)
             response.headers["Allow"] = error.headers["Allow"]
         return response
-    except Exception:
+    except Exception as error:
+        if client_went_away(request, error):  # not ours, and nobody to answer: count, no traceback
+            metrics = request.app.get(METRICS)
+            return departed(request, None if metrics is None else metrics.clients)
         logger.exception("unexpected error on %s %s", request.method, request.path)
         return render(request, INTERNAL_ERROR, "an unexpected error occurred; it was logged")

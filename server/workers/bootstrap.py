@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from server.runtime.event_loop import new_event_loop
+from server.runtime.open_files import raise_open_file_limit
 from server.settings import Settings
 
 
@@ -40,6 +41,7 @@ def run_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     orders: Orders = pickle.load(sys.stdin.buffer)  # noqa: S301  (from our parent)
     logging.basicConfig(level=orders.log_level, format=LOG_FORMAT)
+    raise_open_file_limit()  # as the primary did: client connections and outbound calls need them
     loop, _ = new_event_loop(orders.settings.server.event_loop)
     try:
         loop.run_until_complete(serve(orders))

@@ -31,13 +31,16 @@ from server.intake.gateway import NotificationGateway
 from server.intake.keys import GATEWAY, REFUSALS
 from server.intake.refusals import RefusalCounter
 from server.intake.routes import setup_notify_routes
+from server.ops.client_cutoffs import relay_cutoffs
 from server.ops.health import healthz
 from server.ops.metrics import METRICS, Metrics
 from server.runtime.clock import utc_now
 from server.runtime.garbage_collector import settle_garbage_collector
 from server.runtime.log_redaction import redact_parser_errors
+from server.runtime.open_files import connection_cap, raise_open_file_limit
 from server.settings import Settings
 from server.web.error_middleware import error_middleware
+from server.web.serving import GuardedSite, guarded_runner
 from server.workers.bootstrap import run_worker
 from server.workers.relay import CALL_TIMEOUT_SECONDS, RelayClient, WorkerOrders
 from storage.errors import StorageError, StorageUnavailable
@@ -65,9 +68,11 @@ def build_intake_app(settings: Settings, relay: RelayClient) -> web.Application:
 async def start_intake_site(app: web.Application, settings: Settings) -> web.AppRunner:
     """Serve ``app`` on the intake port, shared with the other workers (SO_REUSEPORT)."""
     # Requests in flight at shutdown may wait for the primary's answer up to the relay's timeout.
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=CALL_TIMEOUT_SECONDS + 5)
+    runner = guarded_runner(app, handle_signals=False, shutdown_timeout=CALL_TIMEOUT_SECONDS + 5)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.intake_port, reuse_port=True)
+    cap = connection_cap(settings, raise_open_file_limit())  # guarded as the primary's port is
+    host, port = settings.server.host, settings.server.intake_port
+    site = GuardedSite(runner, host, port, cap, reuse_port=True)
     try:
         await site.start()
     except BaseException:
@@ -86,6 +91,7 @@ class CountRelay:
 
     async def flush(self) -> None:
         await self._app[REFUSALS].flush(self._relay, utc_now())
+        await relay_cutoffs(self._app[METRICS].clients, self._relay)
         totals = _error_answer_totals(self._app[METRICS])
         deltas = {
             code: n - self._sent_errors.get(code, 0.0)

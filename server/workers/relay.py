@@ -115,6 +115,11 @@ class RelayServer:
             for code, n in payload:
                 self._metrics.error_answers.labels(code=str(code)).inc(float(n))
             return None
+        if op == "cutoffs":
+            self._metrics.clients.add(
+                {(str(kind), str(label)): int(n) for kind, label, n in payload}
+            )
+            return None
         if op == "ready":
             self._on_ready(int(payload))
             return None
@@ -284,6 +289,9 @@ class RelayClient(asyncio.Protocol):
 
     async def add_error_answers(self, counts: Mapping[str, float]) -> None:
         await self.call("errors", list(counts.items()))
+
+    async def add_client_cutoffs(self, counts: Mapping[tuple[str, str], int]) -> None:
+        await self.call("cutoffs", [(kind, label, n) for (kind, label), n in counts.items()])
 
     async def ready(self, pid: int) -> None:
         await self.call("ready", pid)

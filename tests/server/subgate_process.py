@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 import sys
@@ -95,8 +96,17 @@ scopes = ["read", "write", "send"]
 class SubgateProcess:
     """``run.py serve`` as a subprocess; ``up`` is set while it answers."""
 
-    def __init__(self, tmp_path: Path, gateway_url: str, *, log_level: str = "INFO") -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        gateway_url: str,
+        *,
+        log_level: str = "INFO",
+        open_files: tuple[int, int] | None = None,
+    ) -> None:
+        """``open_files``: the (soft, hard) RLIMIT_NOFILE it starts with."""
         self.log_level = log_level
+        self.open_files = open_files
         self.port = free_port()
         self.config = write_config(tmp_path, self.port, gateway_url)
         self.db = tmp_path / "subgate.db"
@@ -130,6 +140,7 @@ class SubgateProcess:
                 cwd=ROOT,
                 stdout=log,
                 stderr=log,
+                preexec_fn=self._limit_open_files if self.open_files else None,
             )
         self.starts += 1
         end = time.monotonic() + START_TIMEOUT
@@ -143,6 +154,10 @@ class SubgateProcess:
                         return
             await asyncio.sleep(0.05)  # polling readiness, bounded by START_TIMEOUT
         pytest.fail("Subgate did not become ready")
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs, nothing is flushed."""

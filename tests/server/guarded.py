@@ -1,0 +1,143 @@
+"""Subgate served as ``run.py serve`` serves it (``GuardedSite``) on 127.0.0.1, and the raw-socket
+clients that misbehave against it: hanging up, dribbling, holding connections open."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+
+from server.ops.metrics import METRICS, Metrics
+from server.runtime.open_files import connection_cap, raise_open_file_limit
+from server.settings import Settings
+from server.web.serving import GuardedSite, guarded_runner
+from server.wiring import build_app
+from tests.server.conftest import Clock
+
+DEADLINE_SECONDS = 15.0
+
+
+@dataclass
+class Served:
+    app: web.Application
+    site: GuardedSite
+
+    @property
+    def port(self) -> int:
+        return self.site.port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.app[METRICS]
+
+    def error_answers(self, code: str) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "subgate_error_answers_total", {"code": code}
+        )
+        return value or 0.0
+
+    def cutoffs(self, kind: str, label: str) -> int:
+        return self.metrics.clients.totals().get((kind, label), 0)
+
+
+@contextlib.asynccontextmanager
+async def serve_guarded(settings: Settings) -> AsyncIterator[Served]:
+    """``build_app(settings)`` on a guarded site at a free port; its cap as ``run.py`` sets it."""
+    app = build_app(settings, clock=Clock())
+    runner = guarded_runner(app)
+    await runner.setup()
+    try:
+        site = GuardedSite(
+            runner, "127.0.0.1", 0, connection_cap(settings, raise_open_file_limit())
+        )
+        await site.start()
+        yield Served(app, site)
+    finally:
+        await runner.cleanup()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Poll for a state change the server makes (bounded; never a fixed sleep)."""
+    end = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting until {what}")
+        await asyncio.sleep(0.01)
+
+
+def request_head(method: str, path: str, headers: dict[str, str]) -> bytes:
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):  # the server may have reset it first
+        await writer.wait_closed()
+
+
+async def read_to_end(reader: asyncio.StreamReader) -> bytes:
+    """Everything until the server closes (a reset ends it too)."""
+    try:
+        return await asyncio.wait_for(reader.read(), DEADLINE_SECONDS)
+    except ConnectionResetError:
+        return b""
+
+
+async def dribble(writer: asyncio.StreamWriter, until_done: asyncio.Future[bytes]) -> None:
+    """Send one byte every 50 ms until ``until_done`` (the server's answer or close) is in."""
+    while not until_done.done():
+        try:
+            writer.write(b"a")
+            await writer.drain()
+        except OSError:
+            return  # the server closed: the reader sees it
+        await asyncio.wait([until_done], timeout=0.05)
+
+
+async def dribbled(port: int, start: bytes) -> tuple[bytes, float]:
+    """Send ``start``, then a byte every 50 ms until the server answers or closes: what it sent
+    back, and the seconds from ``start`` to the end."""
+    reader, writer = await connect(port)
+    began = time.monotonic()
+    writer.write(start)
+    answer = asyncio.ensure_future(read_to_end(reader))
+    await dribble(writer, answer)
+    raw = await answer
+    elapsed = time.monotonic() - began
+    await close(writer)
+    return raw, elapsed
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def parse_answer(raw: bytes) -> Answer:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Answer(int(status_line.split()[1]), headers, body)
