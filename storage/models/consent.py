@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
@@ -10,6 +11,8 @@ from storage.models.frozen import Frozen, Instant
 
 
 class ConsentAction(StrEnum):
+    """What an event of the consent log did: the fold turns these into a status and credits."""
+
     ACCEPT = "accept"
     REJECT = "reject"
     CANCEL = "cancel"
@@ -22,6 +25,8 @@ class ConsentAction(StrEnum):
 
 
 class ConsentStatus(StrEnum):
+    """Where a key stands after its last status-changing event."""
+
     NONE = "none"
     SUBSCRIBED = "subscribed"
     REJECTED = "rejected"
@@ -33,12 +38,16 @@ class ConsentStatus(StrEnum):
 
 
 class TemplateKind(StrEnum):
+    """Decides what consent a send needs: a subscription, or a credit per message."""
+
     ONE_TIME = "one_time"
     LONG_TERM = "long_term"
     UNKNOWN = "unknown"  # reported but not registered: treated as one-time (conservative)
 
 
 class Channel(StrEnum):
+    """Where a message goes; each channel has its own rule of consent (``ledger.can_send``)."""
+
     MINI_TEMPLATE = "mini_template"
     LIFE_ACCOUNT = "life_account"
     JYM_PUSH = "jym_push"
@@ -49,6 +58,8 @@ OPT_IN_CHANNELS = frozenset({Channel.JYM_PUSH, Channel.WORKCORE})
 
 
 class ConsentSource(StrEnum):
+    """Who told the ledger: the evidence an event carries, for audits."""
+
     CLIENT_REPORT = "client_report"
     ALIPAY_NOTIFY = "alipay_notify"
     PLATFORM_QUERY = "platform_query"
@@ -72,6 +83,8 @@ class ConsentEvent(Frozen):
 
 
 class StoredConsentEvent(ConsentEvent):
+    """An event as the log keeps it: with its id and when it was recorded."""
+
     id: int
     recorded_at: Instant
 
@@ -99,9 +112,9 @@ class ConsentSummary(NamedTuple):
     (``last_key``, ``open_spends``), which only the writer needs.
 
     A plain tuple read straight from the projection's columns, not a validated model: lookups
-    are the ledger's hottest reads, and reading and validating whole states was about a fifth of
-    a single lookup's CPU and half of a bulk lookup's time (bench/README.md). Every row it is read
-    from was written from a validated ``ConsentState``.
+    are the ledger's hottest reads, and reading and validating whole states was a large share of
+    their time (bench/README.md). Every row it is read from was written from a validated
+    ``ConsentState``.
     """
 
     channel: str
@@ -131,7 +144,14 @@ class SubscribeReport(Frozen):
 
 
 class ReportOutcome(Frozen):
+    """What recording a subscribe report answered, and whether it was a replay or a conflict."""
+
     report_id: int
     replayed: bool
     conflict: bool
     outcome: str  # the JSON answer given the first time
+
+
+# Builds the JSON answer to a subscribe report from its id and the states its events left; a
+# replay of the report is given that same answer (``Store.record_subscribe_report``).
+ReportAnswer = Callable[[int, list[ConsentState]], str]

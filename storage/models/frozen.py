@@ -23,4 +23,6 @@ Instant = Annotated[datetime, AfterValidator(_stored_precision)]
 
 
 class Frozen(BaseModel):
+    """A value that never changes once built, and refuses fields it does not know."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -14,7 +14,7 @@ class NotificationRecord(Frozen):
     kind: str
     handler: str
     raw_body: bytes
-    charset: str
+    charset: str  # the one the body was decoded in when it was verified
     sign_type: str
     rule: str
     key_label: str
@@ -28,15 +28,21 @@ class NotificationRecord(Frozen):
 
 
 class StoredNotification(NotificationRecord):
+    """A notification as kept, with the id the store gave it."""
+
     id: int
 
 
 class RecordOutcome(Frozen):
+    """The id a notification is stored under, and whether it was stored before."""
+
     notification_id: int
     duplicate: bool
 
 
 class RefusalCount(Frozen):
+    """How many requests of an app were refused for one reason, and when the last was."""
+
     app_id: str
     reason: str
     count: int

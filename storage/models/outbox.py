@@ -12,6 +12,8 @@ from storage.models.frozen import Frozen, Instant
 
 
 class MessageStatus(StrEnum):
+    """Where a message is between its reservation and its final outcome."""
+
     PENDING = "pending"  # reserved, not yet attempted
     SENDING = "sending"  # an attempt is in flight
     QUEUED = "queued"  # a transient failure; retried at next_attempt_at
@@ -87,10 +89,13 @@ class SendReservation(Frozen):
 
     @property
     def consent_channel(self) -> str:
+        """The ledger channel consent is checked and spent on."""
         return self.ledger_channel or self.channel
 
 
 class MessageRecord(Frozen):
+    """A message of the outbox as stored: what it sends, to whom, and how its attempts went."""
+
     id: str
     app_id: str
     idempotency_key: str
@@ -119,6 +124,7 @@ class MessageRecord(Frozen):
 
     @property
     def consent_channel(self) -> str:
+        """The ledger channel consent is checked and spent on."""
         return self.ledger_channel or self.channel
 
     @property
@@ -128,12 +134,16 @@ class MessageRecord(Frozen):
 
 
 class ReserveOutcome(Frozen):
+    """The message a reservation made (or found, for a replay)."""
+
     message: MessageRecord
     replayed: bool  # the key was used before with the same request: nothing new was reserved
     begun: bool = False  # its first attempt began in the reservation's transaction (``sending``)
 
 
 class AttemptOutcome(StrEnum):
+    """What an attempt's answer means for the message and for the recipients' spends."""
+
     SENT = "sent"
     REJECTED = "rejected"  # definite failure: refund
     RETRY = "retry"  # transient: queue for next_attempt_at
@@ -142,6 +152,8 @@ class AttemptOutcome(StrEnum):
 
 
 class AttemptResult(Frozen):
+    """An attempt's outcome with what the platform answered: kept on the message."""
+
     outcome: AttemptOutcome
     platform_code: str | None = None
     platform_msg: str | None = None
