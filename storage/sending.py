@@ -1,9 +1,11 @@
-"""The rules of a reservation that every backend applies alike: pure, no I/O.
+"""The rules of a send that every backend applies alike: pure, no I/O.
 
-Each backend reads what the rules need inside its reservation transaction (the recipients'
-consent states, the creation times of the app's recent messages on the channel) and holds it
-until commit (SQLite: the single writer; PostgreSQL: row locks and an advisory lock), so the
-decisions below hold under concurrency and across restarts.
+A reservation: whom the ledger allows, the send limit, a ``spend`` per recipient, and what a
+replayed idempotency key gets. An attempt: the status its outcome leaves the message in, and the
+``refund`` per recipient of a definite failure. Each backend reads what the rules need inside
+its transaction (the recipients' consent states, the creation times of the app's recent messages
+on the channel) and holds it until commit (SQLite: the single writer; PostgreSQL: row locks and
+an advisory lock), so the decisions below hold under concurrency and across restarts.
 """
 
 from __future__ import annotations

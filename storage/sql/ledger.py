@@ -27,7 +27,7 @@ _STATE_UPDATES = ", ".join(
 )  # the columns after the key's four
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LedgerStatements:
     """Each statement of the ledger, neutral (``?``) until a dialect renders it."""
 

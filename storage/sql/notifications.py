@@ -19,7 +19,7 @@ NOTIFICATION_COLUMNS = (
 INSERT_COLUMNS = NOTIFICATION_COLUMNS.removeprefix("id, ")  # the id is the database's to give
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NotificationStatements:
     """Each statement of notifications, reports and refusals, neutral (``?``) until rendered."""
 

@@ -21,7 +21,7 @@ MESSAGE_NAMES = tuple(MESSAGE_COLUMNS.split(", "))
 _SELECT = f"SELECT {MESSAGE_COLUMNS} FROM messages"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutboxStatements:
     """Each statement of the outbox, neutral (``?``) until a dialect renders it."""
 
