@@ -46,8 +46,9 @@ from storage.models import (
     ConsentState,
     ConsentStatus,
 )
+from storage.sql.ledger import STATE_COLUMNS
+from storage.sql.ledger_rows import state_values
 from storage.sqlite.connection import connect
-from storage.sqlite.consents import STATE_COLUMNS, state_values
 from storage.sqlite.migrate import apply_migrations
 from storage.timecodec import from_millis, to_millis
 

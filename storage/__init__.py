@@ -1,4 +1,13 @@
-"""Persistence for notifications and the consent ledger, behind the ``Store`` interface."""
+"""Persistence for notifications, the consent ledger and the outbox, behind the ``Store``
+interface.
+
+``open_store`` opens the store a URL names; ``Store`` (``base``) is all the server sees of it.
+Next to them live what every backend shares: the models (``models``), the errors (``errors``),
+the ledger's fold (``ledger``) and the rules of a send (``sending``), the time and JSON codecs,
+and the SQL both databases speak (``sql``); each backend (``sqlite``, ``postgres``) keeps only
+its connections, transactions, locking and what truly differs. Nothing in ``storage`` imports
+the server or the verifier; only the backends import a database driver.
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ guarantee in its own way (SQLite: one writer; PostgreSQL: constraints and row lo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -20,6 +20,7 @@ from storage.models import (
     NotificationRecord,
     RecordOutcome,
     RefusalCount,
+    ReportAnswer,
     ReportOutcome,
     ReserveOutcome,
     SendReservation,
@@ -30,7 +31,11 @@ from storage.models import (
 
 
 class Store(Protocol):
-    async def close(self) -> None: ...
+    """What the gateway, the ledger and the sender need kept: one interface for every backend,
+    so that the server never knows which database it runs on (``open_store`` picks one)."""
+
+    async def close(self) -> None:
+        """Finish what is in flight and release every connection; safe to call twice."""
 
     async def ping(self) -> None:
         """Raise ``StorageUnavailable`` unless the store answers a read."""
@@ -47,7 +52,9 @@ class Store(Protocol):
         finds it stored (``duplicate=True``).
         """
 
-    async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None: ...
+    async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None:
+        """The notification stored under (app, dedupe key), or None: what a replay is checked
+        against, and what support looks up."""
 
     async def prune_notifications(self, signed_before: datetime) -> int:
         """Delete notifications whose signed time is before ``signed_before``; return how many.
@@ -55,11 +62,12 @@ class Store(Protocol):
         Rows without a signed time are kept: nothing else would refuse their replay.
         """
 
-    async def count_notifications(self, app_id: str | None = None) -> int: ...
+    async def count_notifications(self, app_id: str | None = None) -> int:
+        """How many notifications are kept (of one app, or of all): for metrics and checks."""
 
-    async def consent_events(
-        self, app_id: str, user_id: str | None = None
-    ) -> list[ConsentEvent]: ...
+    async def consent_events(self, app_id: str, user_id: str | None = None) -> list[ConsentEvent]:
+        """The app's consent log (or one user's), in the order the events happened: the
+        evidence behind every state."""
 
     async def append_consent_events(
         self, events: Sequence[ConsentEvent], recorded_at: datetime
@@ -67,10 +75,7 @@ class Store(Protocol):
         """Append to the log and update each key's projection in one transaction."""
 
     async def record_subscribe_report(
-        self,
-        report: SubscribeReport,
-        events: Sequence[ConsentEvent],
-        answer: Callable[[int, list[ConsentState]], str],
+        self, report: SubscribeReport, events: Sequence[ConsentEvent], answer: ReportAnswer
     ) -> ReportOutcome:
         """Keep a client report and apply its events once per (app, idempotency key).
 
@@ -82,7 +87,9 @@ class Store(Protocol):
 
     async def consent_states(
         self, app_id: str, user_id: str, channel: str | None = None, template_id: str | None = None
-    ) -> list[ConsentState]: ...
+    ) -> list[ConsentState]:
+        """The user's projection rows (on one channel, of one template, or one key's), ordered
+        by channel and template: keys never written are absent."""
 
     async def consent_summary(
         self, app_id: str, user_id: str, channel: str, template_id: str
@@ -144,9 +151,11 @@ class Store(Protocol):
     async def abandon_in_flight(self, now: datetime) -> list[str]:
         """Mark attempts whose lease expired mid-call as ``unknown`` (never retried)."""
 
-    async def get_message(self, app_id: str, message_id: str) -> MessageRecord | None: ...
+    async def get_message(self, app_id: str, message_id: str) -> MessageRecord | None:
+        """The app's message of this id, or None: another app's message is never shown."""
 
-    async def count_messages(self, status: str | None = None) -> int: ...
+    async def count_messages(self, status: str | None = None) -> int:
+        """How many messages are in the outbox (in one status, or in all): for metrics."""
 
     async def message_counts(self) -> dict[tuple[str, str], int]:
         """Messages by (channel, status), for metrics."""
@@ -157,4 +166,5 @@ class Store(Protocol):
     async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
         """Add to the refusal counters keyed by (app_id, reason)."""
 
-    async def refusal_counts(self) -> list[RefusalCount]: ...
+    async def refusal_counts(self) -> list[RefusalCount]:
+        """Every refusal counter, by (app_id, reason): what was turned away, for metrics."""

@@ -15,6 +15,8 @@ from typing import ClassVar
 
 
 class StorageError(Exception):
+    """Any failure of the store itself (never a refusal of the ledger): the server answers 503."""
+
     code: ClassVar[str] = "storage_error"
 
 
@@ -35,10 +37,14 @@ class LedgerRefusal(Exception):
 
 
 class ConsentRequired(LedgerRefusal):
+    """The ledger holds no consent for the send: nothing was reserved or spent."""
+
     code = "consent_required"
 
 
 class IdempotencyMismatch(LedgerRefusal):
+    """The idempotency key was used with another request: a retry must repeat the first."""
+
     code = "idempotency_conflict"
 
 

@@ -2,8 +2,8 @@
 open spends): how every store writes and reads them.
 
 The encoders are built once: ``json.dumps`` with any option builds a new encoder per call, which
-was half the cost of encoding these short lists. Most lists read back are empty, and are read
-without the parser. The single writer does this several times per send.
+was a large part of the cost of encoding these short lists. Most lists read back are empty, and
+are read without the parser. The single writer does this several times per send.
 """
 
 from __future__ import annotations

@@ -52,6 +52,12 @@ _STATUS_AFTER = {
 }
 
 EventKey = tuple[int, int, str, str, str, int]
+Ident = tuple[str, str, str, str]  # a ledger key: app_id, user_id, channel, template_id
+
+
+def ident_of(item: ConsentEvent | ConsentState) -> Ident:
+    """The ledger key an event belongs to, or a state is the projection of."""
+    return (item.app_id, item.user_id, item.channel, item.template_id)
 
 
 def event_key(event: ConsentEvent, event_id: int) -> EventKey:
@@ -67,6 +73,7 @@ def event_key(event: ConsentEvent, event_id: int) -> EventKey:
 
 
 def empty_state(app_id: str, user_id: str, channel: str, template_id: str) -> ConsentState:
+    """The state of a key without events: the fold of an empty log (nothing granted)."""
     return ConsentState(app_id=app_id, user_id=user_id, channel=channel, template_id=template_id)
 
 

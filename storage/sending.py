@@ -1,31 +1,33 @@
-"""The rules of a reservation that every backend applies alike: pure, no I/O.
+"""The rules of a send that every backend applies alike: pure, no I/O.
 
-Each backend reads what the rules need inside its reservation transaction (the recipients'
-consent states, the creation times of the app's recent messages on the channel) and holds it
-until commit (SQLite: the single writer; PostgreSQL: row locks and an advisory lock), so the
-decisions below hold under concurrency and across restarts.
+A reservation: whom the ledger allows, the send limit, a ``spend`` per recipient, and what a
+replayed idempotency key gets. An attempt: the status its outcome leaves the message in, and the
+``refund`` per recipient of a definite failure. Each backend reads what the rules need inside
+its transaction (the recipients' consent states, the creation times of the app's recent messages
+on the channel) and holds it until commit (SQLite: the single writer; PostgreSQL: row locks and
+an advisory lock), so the decisions below hold under concurrency and across restarts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-from storage.errors import ConsentRequired, WeeklyLimitReached
-from storage.jsontext import compact_json
-from storage.ledger import can_send, empty_state
+from storage.errors import ConsentRequired, IdempotencyMismatch, WeeklyLimitReached
+from storage.ledger import Ident, can_send, empty_state
 from storage.models import (
+    AttemptOutcome,
     ConsentAction,
     ConsentEvent,
     ConsentSource,
     ConsentState,
     MessageRecord,
     MessageStatus,
+    ReserveOutcome,
     SendReservation,
     SkippedRecipient,
 )
-from storage.timecodec import from_millis, to_millis
+from storage.timecodec import from_millis
 
 CONSENT_REQUIRED = "consent_required"
 
@@ -89,48 +91,14 @@ def _describe(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
-def new_message_row(
-    r: SendReservation, allowed: list[str], skipped: list[SkippedRecipient], *, begun: bool = False
-) -> tuple[Any, ...]:
-    """The outbox row of a new reservation: pending, or ``begun``: its first attempt already in
-    flight (``sending``, attempt 1), exactly as ``begin_attempt`` would leave the pending row at
-    its creation time, with one statement fewer."""
-    created = to_millis(r.created_at)
-    return (
-        r.message_id,
-        r.app_id,
-        r.idempotency_key,
-        r.request_sha256,
-        r.channel,
-        allowed[0],
-        r.template_id,
-        r.payload,
-        (MessageStatus.SENDING if begun else MessageStatus.PENDING).value,
-        1 if begun else 0,
-        created,
-        r.lease_owner,
-        to_millis(r.lease_until),
-        None,
-        None,
-        None,
-        None,
-        None,
-        created,
-        created,
-        None,
-        compact_json(allowed),
-        compact_json([s.model_dump() for s in skipped]),
-        compact_json(list(r.warnings)),
-        r.consent_channel,
-    )
-
-
 def ledger_event(
     source: SendReservation | MessageRecord,
     user_id: str,
     action: ConsentAction,
     occurred_at: datetime,
 ) -> ConsentEvent:
+    """A send's own ledger event for one recipient (a spend, or its refund), with the message
+    as its evidence: a refund finds the spend it gives back by that evidence."""
     message_id = source.message_id if isinstance(source, SendReservation) else source.id
     return ConsentEvent(
         app_id=source.app_id,
@@ -161,3 +129,66 @@ def not_before(state: ConsentState, now: datetime) -> datetime:
     if latest is None:
         return now
     return max(now, latest + timedelta(milliseconds=1))
+
+
+def replay(existing: MessageRecord, reservation: SendReservation) -> ReserveOutcome:
+    """A reservation whose idempotency key was used before: the same request again gets its
+    message back (nothing new is reserved), another request under that key is refused."""
+    if existing.request_sha256 != reservation.request_sha256:
+        raise IdempotencyMismatch("this Idempotency-Key was used with a different message")
+    return ReserveOutcome(message=existing, replayed=True)
+
+
+def recipient_key(source: SendReservation | MessageRecord, user_id: str) -> Ident:
+    """The ledger key a send checks, spends and refunds consent on for one recipient."""
+    return (source.app_id, user_id, source.consent_channel, source.template_id)
+
+
+def spends(
+    r: SendReservation, allowed: Sequence[str], states: Mapping[str, ConsentState]
+) -> list[ConsentEvent]:
+    """One ``spend`` per allowed recipient, each stamped after the state it was decided on.
+
+    ``states``: the recipients' states read in the reservation's transaction; an allowed
+    recipient always has one (a key without events allows nothing to spend).
+    """
+    return [
+        ledger_event(r, user_id, ConsentAction.SPEND, not_before(states[user_id], r.created_at))
+        for user_id in allowed
+    ]
+
+
+# What each outcome of an attempt leaves its message in. Only a definite failure (``FAILED``)
+# gives the recipients' spends back: an unknown outcome may have been delivered.
+_STATUS_AFTER = {
+    AttemptOutcome.SENT: MessageStatus.SENT,
+    AttemptOutcome.REJECTED: MessageStatus.FAILED,
+    AttemptOutcome.EXHAUSTED: MessageStatus.FAILED,
+    AttemptOutcome.RETRY: MessageStatus.QUEUED,
+    AttemptOutcome.UNKNOWN: MessageStatus.UNKNOWN,
+}
+
+
+def status_after(outcome: AttemptOutcome) -> MessageStatus:
+    """The status an attempt's outcome leaves its message in."""
+    return _STATUS_AFTER[outcome]
+
+
+def refunds_spends(status: MessageStatus) -> bool:
+    """Does finishing an attempt in flight with this status give the recipients' spends back?
+    Only a definite failure does: the message was not delivered and never will be."""
+    return status is MessageStatus.FAILED
+
+
+def refunds(
+    message: MessageRecord, states: Mapping[str, ConsentState], now: datetime
+) -> list[ConsentEvent]:
+    """One ``refund`` per recipient of a failed message, each stamped after its key's latest
+    event (its spend is in the log), so each gives back exactly the credit its spend took.
+
+    ``states``: each allowed recipient's current state, read in the finishing transaction.
+    """
+    return [
+        ledger_event(message, user_id, ConsentAction.REFUND, not_before(states[user_id], now))
+        for user_id in message.allowed
+    ]

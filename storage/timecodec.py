@@ -6,16 +6,20 @@ from datetime import UTC, datetime
 
 
 def to_millis(value: datetime) -> int:
+    """An aware time as the stores keep it."""
     return round(value.timestamp() * 1000)
 
 
 def from_millis(value: int) -> datetime:
+    """A stored time back as an aware UTC datetime."""
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 def optional_millis(value: datetime | None) -> int | None:
+    """``to_millis`` of a time that may be absent (NULL)."""
     return None if value is None else to_millis(value)
 
 
 def optional_datetime(value: int | None) -> datetime | None:
+    """``from_millis`` of a stored time that may be NULL."""
     return None if value is None else from_millis(value)

@@ -58,6 +58,7 @@ class PostgresOptions:
 
 
 async def open_pool(options: PostgresOptions) -> Pool:
+    """The pool, each connection waiting at most ``lock_timeout_ms`` for a row lock."""
     # lock_timeout 0 would mean "wait forever": the smallest wait is 1 ms.
     settings = {"lock_timeout": f"{max(1, options.lock_timeout_ms)}ms"}
     try:
@@ -102,12 +103,8 @@ async def fetch(pool: Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
         raise StorageUnavailable(f"read failed: {describe(error)}") from error
 
 
-async def fetch_value(pool: Pool, sql: str, *args: Any) -> Any:
-    rows = await fetch(pool, sql, *args)
-    return rows[0][0]
-
-
 def describe(error: BaseException) -> str:
+    """An error as the log and ``StorageUnavailable`` say it: with its SQLSTATE, if any."""
     state = getattr(error, "sqlstate", None)
     name = type(error).__name__
     return f"{name} ({state}): {error}" if state else f"{name}: {error}"

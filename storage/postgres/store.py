@@ -5,30 +5,29 @@ constraints for idempotency (``INSERT ... ON CONFLICT DO NOTHING RETURNING``), r
 consent projection for spend-once and for a projection always equal to the fold, and
 ``FOR UPDATE SKIP LOCKED`` with leases for the outbox. Writes run in READ COMMITTED
 transactions through ``transact`` (bounded retry on serialization failure or deadlock); reads
-are single statements. Times are BIGINT epoch milliseconds, as in the SQLite store.
+are single statements, most of them shared with SQLite (``storage.sql.reads``). Times are BIGINT
+epoch milliseconds, as in the SQLite store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from storage.errors import StorageUnavailable
 from storage.models import (
     AttemptResult,
-    ConsentAction,
     ConsentEvent,
     ConsentState,
     ConsentSummary,
     MessageRecord,
     NotificationRecord,
     RecordOutcome,
-    RefusalCount,
+    ReportAnswer,
     ReportOutcome,
     ReserveOutcome,
     SendReservation,
-    StoredConsentEvent,
-    StoredNotification,
     SubscribeReport,
 )
 from storage.postgres import consents, lost_commits, notifications, outbox
@@ -41,21 +40,29 @@ from storage.postgres.connection import (
     T,
     describe,
     fetch,
-    fetch_value,
     open_pool,
     transact,
 )
 from storage.postgres.migrate import apply_migrations
-from storage.timecodec import from_millis, to_millis
+from storage.sending import replay
+from storage.sql.dialect import POSTGRES
+from storage.sql.ledger import LEDGER
+from storage.sql.ledger_rows import summary_from_row
+from storage.sql.notification_rows import refusal_rows
+from storage.sql.outbox_rows import message_from_row
+from storage.sql.reads import StoreReads
+from storage.sql.rows import Row
+from storage.sql.statements import statements_for
+from storage.timecodec import to_millis
 
-_ADD_REFUSALS = (
-    "INSERT INTO refusal_counts (app_id, reason, count, last_at) VALUES ($1, $2, $3, $4) "
-    "ON CONFLICT (app_id, reason) DO UPDATE SET count = refusal_counts.count + excluded.count, "
-    "last_at = greatest(refusal_counts.last_at, excluded.last_at)"
-)
+_SUMMARIES_OF_USERS = POSTGRES.render(f"{LEDGER.summaries_of_users} = ANY(?::text[])")
 
 
-class PostgresStore:
+class PostgresStore(StoreReads):
+    """The ``Store`` of one PostgreSQL schema, shared by every process that opens it."""
+
+    _sql = statements_for(POSTGRES)
+
     def __init__(self, pool: Pool, options: PostgresOptions) -> None:
         self._pool = pool
         self._retries = options.retries
@@ -78,6 +85,7 @@ class PostgresStore:
 
     @property
     def pool(self) -> Pool:
+        """The connection pool (for tests and maintenance)."""
         return self._pool
 
     async def close(self) -> None:
@@ -87,8 +95,8 @@ class PostgresStore:
         self._closed = True
         await self._pool.close()
 
-    async def ping(self) -> None:
-        await fetch(self._pool, "SELECT 1")
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
+        return await fetch(self._pool, sql, *params)
 
     async def _transact(self, job: Job[T]) -> T:
         return await transact(self._pool, job, retries=self._retries)
@@ -96,6 +104,8 @@ class PostgresStore:
     async def record_notification(
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()
     ) -> RecordOutcome:
+        """As ``Store.record_notification`` says, in one transaction; a connection lost around
+        its COMMIT is settled by ``lost_commits``."""
         attempt = lost_commits.CommitAttempt()
 
         async def job(connection: Conn) -> RecordOutcome:
@@ -113,232 +123,99 @@ class PostgresStore:
                 raise
             return settled
 
-    async def get_notification(self, app_id: str, dedupe_key: str) -> StoredNotification | None:
-        rows = await fetch(
-            self._pool,
-            f"SELECT {notifications.COLUMNS} FROM notifications "  # noqa: S608 (constant)
-            "WHERE app_id = $1 AND dedupe_key = $2",
-            app_id,
-            dedupe_key,
-        )
-        return notifications.stored_notification(rows[0]) if rows else None
-
     async def prune_notifications(self, signed_before: datetime) -> int:
+        """As ``Store.prune_notifications`` says, in one transaction."""
+        prune = self._sql.notifications.prune_notifications
+
         async def job(connection: Conn) -> int:
-            status = await connection.execute(
-                "DELETE FROM notifications WHERE occurred_at IS NOT NULL AND occurred_at < $1",
-                to_millis(signed_before),
-            )
+            status = await connection.execute(prune, to_millis(signed_before))
             return int(status.split()[-1])  # "DELETE <count>"
 
         return await self._transact(job)
 
-    async def count_notifications(self, app_id: str | None = None) -> int:
-        if app_id is None:
-            return int(await fetch_value(self._pool, "SELECT count(*) FROM notifications"))
-        return int(
-            await fetch_value(
-                self._pool, "SELECT count(*) FROM notifications WHERE app_id = $1", app_id
-            )
-        )
-
-    async def consent_events(self, app_id: str, user_id: str | None = None) -> list[ConsentEvent]:
-        sql = f"SELECT {consents.EVENT_COLUMNS} FROM consent_events WHERE app_id = $1"  # noqa: S608
-        args: tuple[str, ...] = (app_id,)
-        if user_id is not None:
-            sql += " AND user_id = $2"
-            args += (user_id,)
-        rows = await fetch(self._pool, sql + " ORDER BY occurred_at, id", *args)
-        return [consents.event_from_row(row) for row in rows]
-
     async def append_consent_events(
         self, events: Sequence[ConsentEvent], recorded_at: datetime
     ) -> list[ConsentState]:
-        async def job(connection: Conn) -> list[ConsentState]:
-            return await consents.append_events(connection, events, to_millis(recorded_at))
-
-        return await self._transact(job)
+        """As ``Store.append_consent_events`` says, in one transaction."""
+        at = to_millis(recorded_at)
+        return await self._transact(
+            lambda connection: consents.append_events(connection, events, at)
+        )
 
     async def record_subscribe_report(
-        self,
-        report: SubscribeReport,
-        events: Sequence[ConsentEvent],
-        answer: Callable[[int, list[ConsentState]], str],
+        self, report: SubscribeReport, events: Sequence[ConsentEvent], answer: ReportAnswer
     ) -> ReportOutcome:
         """As the protocol says; ``answer`` may run again if the transaction is retried."""
-
-        async def job(connection: Conn) -> ReportOutcome:
-            return await notifications.record_report(connection, report, events, answer)
-
-        return await self._transact(job)
-
-    async def consent_states(
-        self, app_id: str, user_id: str, channel: str | None = None, template_id: str | None = None
-    ) -> list[ConsentState]:
-        sql = f"SELECT {consents.STATE_COLUMNS} FROM consents WHERE app_id = $1 AND user_id = $2"  # noqa: S608
-        args: list[str] = [app_id, user_id]
-        for column, value in (("channel", channel), ("template_id", template_id)):
-            if value is not None:
-                args.append(value)
-                sql += f" AND {column} = ${len(args)}"
-        rows = await fetch(self._pool, sql + " ORDER BY channel, template_id", *args)
-        return [consents.state_from_row(row) for row in rows]
-
-    async def consent_summary(
-        self, app_id: str, user_id: str, channel: str, template_id: str
-    ) -> ConsentSummary | None:
-        rows = await fetch(
-            self._pool,
-            f"SELECT {consents.SUMMARY_COLUMNS} FROM consents WHERE {consents.KEY_WHERE}",  # noqa: S608
-            app_id,
-            user_id,
-            channel,
-            template_id,
+        return await self._transact(
+            lambda connection: notifications.record_report(connection, report, events, answer)
         )
-        return consents.summary_from_row(rows[0]) if rows else None
 
     async def consent_summaries(
         self, app_id: str, channel: str, template_id: str, user_ids: Sequence[str]
     ) -> dict[str, ConsentSummary]:
-        rows = await fetch(
-            self._pool,
-            f"SELECT user_id, {consents.SUMMARY_COLUMNS} FROM consents "  # noqa: S608 (constant)
-            "WHERE app_id = $1 AND channel = $2 AND template_id = $3 AND user_id = ANY($4::text[])",
-            app_id,
-            channel,
-            template_id,
-            list(user_ids),
-        )
-        return {row["user_id"]: consents.summary_from_row(row) for row in rows}
-
-    async def consent_history(
-        self, app_id: str, user_id: str, channel: str, template_id: str
-    ) -> list[StoredConsentEvent]:
-        rows = await fetch(
-            self._pool, consents.history_query(), app_id, user_id, channel, template_id
-        )
-        return consents.stored_events_in_order(rows)
-
-    async def recent_actions(
-        self, app_id: str, channel: str, action: ConsentAction, since: datetime
-    ) -> int:
-        cutoff = to_millis(since)
-        return int(
-            await fetch_value(
-                self._pool,
-                "SELECT count(*) FROM consent_events WHERE app_id = $1 AND channel = $2 "
-                "AND action = $3 AND (occurred_at >= $4 OR recorded_at >= $4)",
-                app_id,
-                channel,
-                action.value,
-                cutoff,
-            )
-        )
+        """One statement, the users as one array parameter."""
+        params = (app_id, channel, template_id, list(user_ids))
+        rows = await self._fetch(_SUMMARIES_OF_USERS, params)
+        return {row[8]: summary_from_row(row) for row in rows}
 
     async def reserve_send(
         self, reservation: SendReservation, *, begin: bool = False
     ) -> ReserveOutcome:
+        """A replay is answered from the stored message, outside any transaction; a key taken
+        by a racing request rolls this one back and answers from that request's message."""
         existing = await self._message_by_key(reservation.app_id, reservation.idempotency_key)
         if existing is None:
-
-            async def job(connection: Conn) -> ReserveOutcome:
-                return await outbox.reserve(connection, reservation, begin=begin)
-
             try:
-                return await self._transact(job)
+                return await self._transact(
+                    lambda connection: outbox.reserve(connection, reservation, begin=begin)
+                )
             except outbox.KeyTaken:  # rolled back: answer from the request that took the key
                 existing = await self._message_by_key(
                     reservation.app_id, reservation.idempotency_key
                 )
                 if existing is None:  # taken by a transaction that then rolled back: unlikely
                     raise StorageUnavailable("the idempotency key is being used; retry") from None
-        return outbox.replay(existing, reservation)
+        return replay(existing, reservation)
 
     async def _message_by_key(self, app_id: str, idempotency_key: str) -> MessageRecord | None:
-        rows = await fetch(self._pool, outbox.SELECT_BY_KEY, app_id, idempotency_key)
-        return outbox.message_from_row(rows[0]) if rows else None
+        rows = await self._fetch(self._sql.outbox.message_of_key, (app_id, idempotency_key))
+        return message_from_row(rows[0]) if rows else None
 
     async def begin_attempt(
         self, message_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> MessageRecord | None:
-        async def job(connection: Conn) -> MessageRecord | None:
-            return await outbox.begin_attempt(connection, message_id, owner, now, lease_until)
-
-        return await self._transact(job)
+        """As ``Store.begin_attempt`` says, in one transaction."""
+        return await self._transact(
+            lambda connection: outbox.begin_attempt(connection, message_id, owner, now, lease_until)
+        )
 
     async def finish_attempt(
         self, message_id: str, result: AttemptResult, now: datetime
     ) -> MessageRecord:
-        async def job(connection: Conn) -> MessageRecord:
-            return await outbox.finish_attempt(connection, message_id, result, now)
-
-        return await self._transact(job)
+        """As ``Store.finish_attempt`` says: the message's row is locked first."""
+        return await self._transact(
+            lambda connection: outbox.finish_attempt(connection, message_id, result, now)
+        )
 
     async def claim_due_messages(
         self, owner: str, now: datetime, lease_until: datetime, limit: int
     ) -> list[MessageRecord]:
-        async def job(connection: Conn) -> list[MessageRecord]:
-            return await outbox.claim_due(connection, owner, now, lease_until, limit)
-
-        return await self._transact(job)
+        """As ``Store.claim_due_messages`` says: rows another worker is claiming are skipped."""
+        return await self._transact(
+            lambda connection: outbox.claim_due(connection, owner, now, lease_until, limit)
+        )
 
     async def abandon_in_flight(self, now: datetime) -> list[str]:
-        async def job(connection: Conn) -> list[str]:
-            return await outbox.abandon_in_flight(connection, now)
-
-        return await self._transact(job)
-
-    async def get_message(self, app_id: str, message_id: str) -> MessageRecord | None:
-        rows = await fetch(
-            self._pool,
-            f"SELECT {outbox.COLUMNS} FROM messages WHERE app_id = $1 AND id = $2",  # noqa: S608
-            app_id,
-            message_id,
-        )
-        return outbox.message_from_row(rows[0]) if rows else None
-
-    async def count_messages(self, status: str | None = None) -> int:
-        if status is None:
-            return int(await fetch_value(self._pool, "SELECT count(*) FROM messages"))
-        return int(
-            await fetch_value(self._pool, "SELECT count(*) FROM messages WHERE status = $1", status)
-        )
-
-    async def message_counts(self) -> dict[tuple[str, str], int]:
-        rows = await fetch(
-            self._pool, "SELECT channel, status, count(*) FROM messages GROUP BY 1, 2"
-        )
-        return {(row[0], row[1]): int(row[2]) for row in rows}
-
-    async def users_with_open_consent(self, limit: int) -> list[tuple[str, str]]:
-        rows = await fetch(
-            self._pool,
-            "SELECT app_id, user_id FROM consents WHERE channel = 'mini_template' "
-            "AND (credits > 0 OR status = 'subscribed') "
-            "GROUP BY app_id, user_id ORDER BY min(updated_at), app_id, user_id LIMIT $1",
-            limit,
-        )
-        return [(row["app_id"], row["user_id"]) for row in rows]
+        """As ``Store.abandon_in_flight`` says, in one statement."""
+        return await self._transact(lambda connection: outbox.abandon_in_flight(connection, now))
 
     async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
-        # Sorted, so that two processes flushing the same keys lock them in the same order.
-        rows = [(app, reason, n, to_millis(at)) for (app, reason), n in sorted(counts.items()) if n]
+        """Sorted, so that two processes adding to the same counters lock them in one order."""
+        add, rows = self._sql.notifications.add_refusals, refusal_rows(counts, at)
         if not rows:
             return
 
         async def job(connection: Conn) -> None:
-            await connection.executemany(_ADD_REFUSALS, rows)
+            await connection.executemany(add, rows)
 
         await self._transact(job)
-
-    async def refusal_counts(self) -> list[RefusalCount]:
-        rows = await fetch(
-            self._pool,
-            "SELECT app_id, reason, count, last_at FROM refusal_counts ORDER BY app_id, reason",
-        )
-        return [
-            RefusalCount(
-                app_id=r["app_id"], reason=r["reason"], count=r["count"], last_at=from_millis(r[3])
-            )
-            for r in rows
-        ]

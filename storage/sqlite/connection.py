@@ -1,4 +1,5 @@
-"""Opening SQLite connections with the settings that make Subgate's guarantees hold."""
+"""Opening SQLite connections with the settings that make Subgate's guarantees hold: the
+writer's (which migrates the file first), the reader thread's, and the event loop's own."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+import aiosqlite
+
+from storage.errors import StorageUnavailable
+from storage.sqlite.migrate import apply_migrations
+from storage.sqlite.writer import SerialWriter
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Prepared statements kept per connection (Python's default is 128): the writer's bulk writes
@@ -20,6 +27,8 @@ DEFAULT_READ_MMAP_MB = 2048
 
 @dataclass(frozen=True, slots=True)
 class SQLiteOptions:
+    """Where the file is, and how durable and how patient its connections are."""
+
     path: Path
     synchronous: str = "FULL"
     busy_timeout_ms: int = 5000
@@ -41,9 +50,11 @@ def path_from_url(url: str) -> Path:
 def connect(options: SQLiteOptions, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in WAL mode with explicit transactions (``isolation_level=None``)."""
     if readonly:
-        uri = f"{options.path.resolve().as_uri()}?mode=ro"
         connection = sqlite3.connect(
-            uri, uri=True, isolation_level=None, cached_statements=STATEMENT_CACHE
+            _read_only_uri(options),
+            uri=True,
+            isolation_level=None,
+            cached_statements=STATEMENT_CACHE,
         )
     else:
         options.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,3 +85,49 @@ def connect_point_reader(options: SQLiteOptions) -> sqlite3.Connection:
     connection = connect(replace(options, busy_timeout_ms=0), readonly=True)
     connection.execute("PRAGMA query_only=ON")
     return connection
+
+
+async def open_connections(
+    options: SQLiteOptions,
+) -> tuple[SerialWriter, aiosqlite.Connection, sqlite3.Connection]:
+    """The writer (on a migrated file), the reader and the point reader of one store; each
+    opened only once the one before it is, and all closed again if one cannot be."""
+    try:
+        writer = await SerialWriter.open(lambda: _migrated(options))
+    except sqlite3.Error as error:
+        raise StorageUnavailable(f"cannot open {options.path}: {error}") from error
+    try:
+        reader = await _open_reader(options)
+        try:
+            point_reader = connect_point_reader(options)
+        except BaseException:
+            await reader.close()
+            raise
+    except BaseException as error:
+        await writer.close()
+        if isinstance(error, sqlite3.Error):
+            raise StorageUnavailable(f"cannot open {options.path}: {error}") from error
+        raise
+    return writer, reader, point_reader
+
+
+def _migrated(options: SQLiteOptions) -> sqlite3.Connection:
+    connection = connect(options)
+    apply_migrations(connection)
+    return connection
+
+
+async def _open_reader(options: SQLiteOptions) -> aiosqlite.Connection:
+    """The reader thread's connection (the writer created the file and WAL already)."""
+    timeout = options.busy_timeout_ms / 1000
+    reader = await aiosqlite.connect(_read_only_uri(options), uri=True, timeout=timeout)
+    try:
+        await reader.execute(read_mmap_pragma(options))
+    except BaseException:
+        await reader.close()
+        raise
+    return reader
+
+
+def _read_only_uri(options: SQLiteOptions) -> str:
+    return f"{options.path.resolve().as_uri()}?mode=ro"

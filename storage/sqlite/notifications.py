@@ -1,4 +1,5 @@
-"""Notification, subscribe-report and refusal SQL for the SQLite store (run on the writer thread).
+"""Notification and refusal writes for the SQLite store (run on the writer thread): one
+notification with its consent events, or many in bulk.
 
 Notifications without consent events are written in bulk (``RECORD_NOTIFICATIONS``): one
 multi-row ``INSERT ... ON CONFLICT DO NOTHING`` per chunk of 64, with no read before it and no
@@ -6,9 +7,10 @@ savepoint around it, and the new rows' ids follow from the rowids SQLite hands o
 statement per chunk, however many notifications it holds: each statement step releases the GIL,
 which the writer thread must then win back from the busy event loop, and that wait, not SQLite,
 was most of the writer's time (``storage/sqlite/writer.py``). An earlier multi-row INSERT with
-``RETURNING id`` still took one step per row and lost 15 % end to end.
+``RETURNING id`` still took one step per row, and was slower end to end (bench/README.md).
 """
 
+# ruff: noqa: S608 (every statement is built from constants, at import)
 from __future__ import annotations
 
 import json
@@ -17,60 +19,47 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from storage.models import NotificationRecord, StoredNotification, SubscribeReport
-from storage.sqlite.writer import BulkWrite
-from storage.timecodec import from_millis, optional_datetime, optional_millis, to_millis
+from storage.models import ConsentEvent
+from storage.sql.dialect import SQLITE
+from storage.sql.notification_rows import NotificationRow
+from storage.sql.notifications import INSERT_COLUMNS
+from storage.sql.statements import statements_for
+from storage.sqlite.batch import BulkWrite
+from storage.sqlite.consents import append_events
 
-NotificationRow = tuple[Any, ...]
+SQL = statements_for(SQLITE).notifications
 Recorded = tuple[int, bool]  # (notification id, duplicate)
 
-COLUMNS = (
-    "id, app_id, dedupe_key, kind, handler, raw_body, charset, sign_type, rule, "
-    "key_label, occurred_at, received_at"
-)
-_INSERT_COLUMNS = COLUMNS.removeprefix("id, ")
-_INSERT_ONE = (
-    f"INSERT INTO notifications ({_INSERT_COLUMNS}) "  # noqa: S608 (constant)
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (app_id, dedupe_key) DO NOTHING RETURNING id"
-)
 
-INSERT_REPORT = """
-INSERT INTO subscribe_reports (app_id, user_id, idempotency_key, body_sha256, body, received_at,
-    outcome)
-VALUES (?, ?, ?, ?, ?, ?, '')
-"""
-ADD_REFUSALS = """
-INSERT INTO refusal_counts (app_id, reason, count, last_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (app_id, reason) DO UPDATE SET
-    count = count + excluded.count, last_at = max(last_at, excluded.last_at)
-"""
+def record(
+    connection: sqlite3.Connection,
+    row: NotificationRow,
+    events: Sequence[ConsentEvent],
+    recorded_at: int,
+) -> Recorded:
+    """A notification and, only if it is new, the consent events it implies."""
+    recorded = record_one(connection, row)
+    if not recorded[1]:
+        append_events(connection, events, recorded_at)
+    return recorded
 
 
-def notification_row(record: NotificationRecord) -> NotificationRow:
-    return (
-        record.app_id,
-        record.dedupe_key,
-        record.kind,
-        record.handler,
-        record.raw_body,
-        record.charset,
-        record.sign_type,
-        record.rule,
-        record.key_label,
-        optional_millis(record.occurred_at),
-        to_millis(record.received_at),
-    )
+def prune(connection: sqlite3.Connection, signed_before: int) -> int:
+    """As ``Store.prune_notifications`` says; how many were deleted."""
+    return connection.execute(SQL.prune_notifications, (signed_before,)).rowcount
+
+
+def add_refusals(connection: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Add to the refusal counters (rows of ``refusal_rows``)."""
+    connection.executemany(SQL.add_refusals, rows)
 
 
 def record_one(connection: sqlite3.Connection, row: NotificationRow) -> Recorded:
     """Insert one notification unless its (app, dedupe key) is stored; one write statement."""
-    inserted = connection.execute(_INSERT_ONE, row).fetchone()
+    inserted = connection.execute(SQL.insert_notification, row).fetchone()
     if inserted is not None:
         return inserted[0], False
-    existing = connection.execute(
-        "SELECT id FROM notifications WHERE app_id = ? AND dedupe_key = ?", (row[0], row[1])
-    ).fetchone()
+    existing = connection.execute(SQL.id_of_notification, (row[0], row[1])).fetchone()
     return existing[0], True
 
 
@@ -129,6 +118,7 @@ RECORD_NOTIFICATIONS: BulkWrite[NotificationRow, Recorded] = BulkWrite(
     "record notifications", record_many, max_items=64, one_write=True
 )
 
+_COLUMN_COUNT = len(INSERT_COLUMNS.split(", "))
 # Rowids are numbered max + 1 in order while the largest is below SQLite's largest (2**63 - 1);
 # the guard leaves far more room than any chunk needs.
 _ORDERED_BELOW = 2**62
@@ -150,8 +140,8 @@ def _ids_sql(count: int) -> str:
 def _guarded_insert_sql(count: int) -> str:
     """The insert, writing nothing unless the largest id is below the last parameter."""
     return (
-        f"INSERT INTO notifications ({_INSERT_COLUMNS}) "  # noqa: S608 (constant)
-        f"SELECT * FROM (VALUES {_placeholders(count, _INSERT_COLUMNS.count(',') + 1)}) "
+        f"INSERT INTO notifications ({INSERT_COLUMNS}) "
+        f"SELECT * FROM (VALUES {_placeholders(count, _COLUMN_COUNT)}) "
         "WHERE (SELECT coalesce(max(id), 0) FROM notifications) < ? "
         "ON CONFLICT (app_id, dedupe_key) DO NOTHING"
     )
@@ -160,8 +150,8 @@ def _guarded_insert_sql(count: int) -> str:
 @cache
 def _insert_sql(count: int) -> str:
     return (
-        f"INSERT INTO notifications ({_INSERT_COLUMNS}) "  # noqa: S608 (constant)
-        f"VALUES {_placeholders(count, _INSERT_COLUMNS.count(',') + 1)} "
+        f"INSERT INTO notifications ({INSERT_COLUMNS}) "
+        f"VALUES {_placeholders(count, _COLUMN_COUNT)} "
         "ON CONFLICT (app_id, dedupe_key) DO NOTHING"
     )
 
@@ -177,31 +167,3 @@ def _flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
 
 def _ids(found: str) -> dict[tuple[str, str], int]:
     return {(app_id, dedupe_key): row_id for app_id, dedupe_key, row_id in json.loads(found)}
-
-
-def stored_notification(row: sqlite3.Row) -> StoredNotification:
-    return StoredNotification(
-        id=row[0],
-        app_id=row[1],
-        dedupe_key=row[2],
-        kind=row[3],
-        handler=row[4],
-        raw_body=bytes(row[5]),
-        charset=row[6],
-        sign_type=row[7],
-        rule=row[8],
-        key_label=row[9],
-        occurred_at=optional_datetime(row[10]),
-        received_at=from_millis(row[11]),
-    )
-
-
-def report_row(report: SubscribeReport) -> tuple[Any, ...]:
-    return (
-        report.app_id,
-        report.user_id,
-        report.idempotency_key,
-        report.body_sha256,
-        report.body,
-        to_millis(report.received_at),
-    )

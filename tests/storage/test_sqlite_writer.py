@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from storage import StorageUnavailable
+from storage.sqlite import batch
 from storage.sqlite.connection import SQLiteOptions, connect
 from storage.sqlite.writer import GATHER_ITERATIONS, BulkWrite, SerialWriter
 
@@ -347,7 +348,7 @@ async def test_a_bug_outside_any_job_fails_the_batch_and_the_writer_goes_on(
         connection.execute("INSERT INTO t (v) VALUES (99)")
         raise TypeError("a bug in the writer itself")
 
-    monkeypatch.setattr(writer, "_apply_all", broken_apply_all)
+    monkeypatch.setattr(batch, "_apply_all", broken_apply_all)
     with pytest.raises(StorageUnavailable):
         await writer.run(insert(1))
     monkeypatch.undo()

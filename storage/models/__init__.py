@@ -1,0 +1,77 @@
+"""What the store keeps, as pydantic models: the values every backend writes and reads back.
+
+Times are aware UTC datetimes at millisecond precision (``frozen``); the consent ledger's values
+live in ``consent``, notifications in ``notifications``, the outbox's in ``outbox``. Everything is
+re-exported here, so ``from storage.models import X`` is the one way in. These modules may import
+pydantic, the standard library and ``storage.timecodec``; nothing of a backend, the server or the
+verifier.
+"""
+
+from __future__ import annotations
+
+from storage.models.consent import (
+    OPT_IN_CHANNELS,
+    Channel,
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
+    ConsentState,
+    ConsentStatus,
+    ConsentSummary,
+    ReportAnswer,
+    ReportOutcome,
+    StoredConsentEvent,
+    SubscribeReport,
+    TemplateKind,
+)
+from storage.models.frozen import Frozen, Instant
+from storage.models.notifications import (
+    NotificationRecord,
+    RecordOutcome,
+    RefusalCount,
+    StoredNotification,
+)
+from storage.models.outbox import (
+    FINAL_STATUSES,
+    WEEK_SECONDS,
+    AttemptOutcome,
+    AttemptResult,
+    ConsentMode,
+    MessageRecord,
+    MessageStatus,
+    ReserveOutcome,
+    SendReservation,
+    SkippedRecipient,
+)
+
+__all__ = [
+    "FINAL_STATUSES",
+    "OPT_IN_CHANNELS",
+    "WEEK_SECONDS",
+    "AttemptOutcome",
+    "AttemptResult",
+    "Channel",
+    "ConsentAction",
+    "ConsentEvent",
+    "ConsentMode",
+    "ConsentSource",
+    "ConsentState",
+    "ConsentStatus",
+    "ConsentSummary",
+    "Frozen",
+    "Instant",
+    "MessageRecord",
+    "MessageStatus",
+    "NotificationRecord",
+    "RecordOutcome",
+    "RefusalCount",
+    "ReportAnswer",
+    "ReportOutcome",
+    "ReserveOutcome",
+    "SendReservation",
+    "SkippedRecipient",
+    "StoredConsentEvent",
+    "StoredNotification",
+    "SubscribeReport",
+    "TemplateKind",
+]

@@ -1,0 +1,28 @@
+"""What every stored model shares: frozen values, and times at the precision every store keeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from storage.timecodec import from_millis, to_millis
+
+
+def _stored_precision(value: datetime) -> datetime:
+    """Aware UTC at millisecond precision: exactly what every backend stores and reads back."""
+    if value.tzinfo is UTC and not value.microsecond % 1000:
+        return value  # already so (every time read back from a store): a tenth of the work
+    if value.utcoffset() is None:
+        raise ValueError("datetime must be timezone-aware")
+    return from_millis(to_millis(value))
+
+
+Instant = Annotated[datetime, AfterValidator(_stored_precision)]
+
+
+class Frozen(BaseModel):
+    """A value that never changes once built, and refuses fields it does not know."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")

@@ -1,0 +1,52 @@
+"""How SQLite and PostgreSQL spell the statements both backends share.
+
+Every shared statement is written once, with ``?`` for each parameter (standard SQL's marker,
+taken in order) and ``{greatest}`` where the larger of two values is meant. A dialect renders a
+whole group of statements when its backend's module is imported, never per call: the statements
+a request runs are plain strings by then, and a driver that caches prepared statements by their
+text (both do) sees the same text every time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Statements = TypeVar("Statements", bound="DataclassInstance")
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The few things the two databases spell differently in the shared statements."""
+
+    name: str
+    # ``$1, $2, ...`` (PostgreSQL) instead of ``?`` (SQLite): each ``?`` becomes the next number.
+    numbered_parameters: bool
+    # The larger of two values: SQLite's scalar ``max``, PostgreSQL's ``greatest``.
+    greatest: str
+
+    def render(self, sql: str) -> str:
+        """One statement in this dialect (at import time: see the module docstring)."""
+        text = sql.format_map({"greatest": self.greatest})
+        if not self.numbered_parameters:
+            return text
+        parts = text.split("?")
+        numbered = (f"{part}${number}" for number, part in enumerate(parts[:-1], start=1))
+        return "".join(numbered) + parts[-1]
+
+    def render_all(self, statements: Statements) -> Statements:
+        """A group of statements (a dataclass of neutral texts) with each one rendered."""
+        rendered = {f.name: self.render(getattr(statements, f.name)) for f in fields(statements)}
+        return replace(statements, **rendered)
+
+
+SQLITE = Dialect(name="sqlite", numbered_parameters=False, greatest="max")
+POSTGRES = Dialect(name="postgres", numbered_parameters=True, greatest="greatest")
+
+
+def marks(count: int) -> str:
+    """``count`` parameters in a row, for a VALUES list: ``?, ?, ?``."""
+    return ", ".join("?" * count)

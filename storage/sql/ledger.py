@@ -1,0 +1,83 @@
+"""The consent ledger's statements: the append-only log, its projection, and the lookups.
+
+The projection row of a key is saved with an upsert on its primary key: a new key's row is
+inserted, a known key's row updated in place (PostgreSQL has locked it before).
+"""
+
+# ruff: noqa: S608 (every statement is built from constants, at import)
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.sql.dialect import marks
+
+EVENT_COLUMNS = (
+    "app_id, user_id, channel, template_id, action, occurred_at, source, evidence, keep, refuse"
+)
+STATE_COLUMNS = (
+    "app_id, user_id, channel, template_id, status, credits, keep, refuse, updated_at, "
+    "last_source, last_key, open_spends"
+)
+# What a lookup reads (``ConsentSummary``, in its field order): the state without the fold's
+# bookkeeping columns.
+SUMMARY_COLUMNS = "channel, template_id, status, credits, keep, refuse, updated_at, last_source"
+KEY_WHERE = "app_id = ? AND user_id = ? AND channel = ? AND template_id = ?"
+_STATE_UPDATES = ", ".join(
+    f"{name} = excluded.{name}" for name in STATE_COLUMNS.split(", ")[4:]
+)  # the columns after the key's four
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStatements:
+    """Each statement of the ledger, neutral (``?``) until a dialect renders it."""
+
+    insert_event: str = (
+        f"INSERT INTO consent_events ({EVENT_COLUMNS}, recorded_at) VALUES ({marks(11)})"
+    )
+    save_state: str = (
+        f"INSERT INTO consents ({STATE_COLUMNS}) VALUES ({marks(12)}) "
+        f"ON CONFLICT (app_id, user_id, channel, template_id) DO UPDATE SET {_STATE_UPDATES}"
+    )
+    state_of_key: str = f"SELECT {STATE_COLUMNS} FROM consents WHERE {KEY_WHERE}"
+    events_of_key: str = f"SELECT {EVENT_COLUMNS}, id FROM consent_events WHERE {KEY_WHERE}"
+    history_of_key: str = (
+        f"SELECT {EVENT_COLUMNS}, id, recorded_at FROM consent_events WHERE {KEY_WHERE}"
+    )
+    summary_of_key: str = f"SELECT {SUMMARY_COLUMNS} FROM consents WHERE {KEY_WHERE}"
+    events_of_app: str = (
+        f"SELECT {EVENT_COLUMNS} FROM consent_events WHERE app_id = ? ORDER BY occurred_at, id"
+    )
+    events_of_user: str = (
+        f"SELECT {EVENT_COLUMNS} FROM consent_events WHERE app_id = ? AND user_id = ? "
+        "ORDER BY occurred_at, id"
+    )
+    states_of_user: str = (
+        f"SELECT {STATE_COLUMNS} FROM consents WHERE app_id = ? AND user_id = ? "
+        "ORDER BY channel, template_id"
+    )
+    states_of_user_on_channel: str = (
+        f"SELECT {STATE_COLUMNS} FROM consents WHERE app_id = ? AND user_id = ? AND channel = ? "
+        "ORDER BY channel, template_id"
+    )
+    states_of_user_of_template: str = (
+        f"SELECT {STATE_COLUMNS} FROM consents WHERE app_id = ? AND user_id = ? "
+        "AND template_id = ? ORDER BY channel, template_id"
+    )
+    # The summaries of one template's keys for some users: the backend adds the membership test
+    # (a list of parameters in SQLite, an array parameter in PostgreSQL).
+    summaries_of_users: str = (
+        f"SELECT {SUMMARY_COLUMNS}, user_id FROM consents "
+        "WHERE app_id = ? AND channel = ? AND template_id = ? AND user_id"
+    )
+    recent_actions: str = (
+        "SELECT count(*) FROM consent_events WHERE app_id = ? AND channel = ? AND action = ? "
+        "AND (occurred_at >= ? OR recorded_at >= ?)"
+    )
+    users_with_open_consent: str = (
+        "SELECT app_id, user_id FROM consents WHERE channel = 'mini_template' "
+        "AND (credits > 0 OR status = 'subscribed') "
+        "GROUP BY app_id, user_id ORDER BY min(updated_at), app_id, user_id LIMIT ?"
+    )
+
+
+LEDGER = LedgerStatements()
