@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import uvloop
 
 from server.appkeys import REFUSALS, STORE
 from server.client_cutoffs import READ_TIMEOUT
@@ -141,3 +143,18 @@ async def test_genuine_requests_pass_the_guard_kept_alive_and_pipelined(tmp_path
 
         assert raw.count(b"HTTP/1.1 200 OK") == 3
         assert served.metrics.clients.totals() == {}
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        test_dribbled_headers_are_cut_off_at_the_read_timeout,
+        test_a_dribbled_api_body_is_answered_408_in_the_error_envelope,
+        test_a_body_nobody_reads_holds_the_connection_no_longer_than_the_timeout,
+    ],
+)
+def test_the_same_on_uvloop(
+    tmp_path: Path, scenario: Callable[[Path], Coroutine[Any, Any, None]]
+) -> None:
+    """``run.py serve`` runs on uvloop, whose transports are not asyncio's."""
+    uvloop.run(scenario(tmp_path))
