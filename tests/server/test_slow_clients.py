@@ -38,6 +38,7 @@ from tests.server.send_fixtures import USER
 
 TIMEOUT = 0.5
 SLACK = 1.0  # scheduling allowance above a deadline
+EARLY = 0.05  # uvloop times with libuv's clock: milliseconds, read once per loop turn
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 REPORT = f"/v1/apps/{APP_ID}/users/{USER}/subscribe-results"
 API = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -57,7 +58,7 @@ async def test_dribbled_headers_are_cut_off_at_the_read_timeout(tmp_path: Path) 
         raw, elapsed = await dribbled(served.port, b"POST /alipay/notify HTTP/1.1\r\nX-Slow: ")
 
         assert raw == b""  # no request to answer: closed
-        assert TIMEOUT <= elapsed < TIMEOUT + SLACK
+        assert TIMEOUT - EARLY <= elapsed < TIMEOUT + SLACK
         assert served.cutoffs(READ_TIMEOUT, "headers") == 1
         assert served.error_answers("request_timeout") == 0
 
@@ -75,7 +76,7 @@ async def test_a_dribbled_notification_body_is_answered_408_fail(
         assert (answer.status, answer.body) == (408, b"fail")
         assert answer.headers["x-subgate-error"] == "request_timeout"
         assert answer.headers["connection"] == "close"
-        assert TIMEOUT <= elapsed < TIMEOUT + SLACK
+        assert TIMEOUT - EARLY <= elapsed < TIMEOUT + SLACK
         assert served.cutoffs(READ_TIMEOUT, "body") == 1
         assert served.error_answers("request_timeout") == 1
         app_key = "-" if path == "/alipay/notify" else APP_ID
@@ -91,7 +92,7 @@ async def test_a_dribbled_api_body_is_answered_408_in_the_error_envelope(tmp_pat
 
         assert answer.status == 408
         assert json.loads(answer.body)["error"]["code"] == "request_timeout"
-        assert TIMEOUT <= elapsed < TIMEOUT + SLACK
+        assert TIMEOUT - EARLY <= elapsed < TIMEOUT + SLACK
         assert served.cutoffs(READ_TIMEOUT, "body") == 1
 
 
@@ -105,7 +106,7 @@ async def test_a_body_nobody_reads_holds_the_connection_no_longer_than_the_timeo
         raw, elapsed = await dribbled(served.port, body_head(REPORT, headers))
 
         assert parse_answer(raw).status == 401
-        assert TIMEOUT <= elapsed < TIMEOUT + SLACK
+        assert TIMEOUT - EARLY <= elapsed < TIMEOUT + SLACK
         assert served.cutoffs(READ_TIMEOUT, "body") == 1
         assert served.error_answers("request_timeout") == 0  # it had its answer
 
@@ -122,7 +123,7 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeo
         await close(writer)
 
         assert parse_answer(raw).status == 200
-        assert TIMEOUT <= idle < TIMEOUT + SLACK
+        assert TIMEOUT - EARLY <= idle < TIMEOUT + SLACK
         assert served.metrics.clients.totals() == {}  # idle is not slow
 
 
