@@ -11,9 +11,9 @@ aiohttp's own ``RequestHandler`` that passes everything through and keeps one ti
 - from the first byte of a request until aiohttp hands the request on, its headers have
   ``read_timeout_seconds``; past that the connection is closed (there is no request to answer);
 - from then until the last byte of its body, another ``read_timeout_seconds``; past that the body
-  fails with ``RequestTimeout``, so a handler still reading it answers 408 ``request_timeout``
-  and the connection is closed after the answer (a handler that already answered is not waited
-  for: the connection is closed).
+  fails with ``RequestTimeout``, so a handler still reading it answers 408 ``request_timeout``;
+  then (or at once, when its handler had already answered) the connection is closed, gently:
+  half-closed first, so that the client can read the answer (``close_gently``).
 
 Past ``max_connections`` (server/runtime/open_files.py) a new connection is answered 503
 ``over_capacity`` at once and closed once the client has read that, so the connections in
@@ -26,6 +26,7 @@ around the server's request handler (``web.Server.request_handler``) and from th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,10 @@ from server.runtime.open_files import TURN_AWAY_RESERVE
 from server.web.error_middleware import ERROR_HEADER
 
 RequestHandlerFn = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-TURN_AWAY_GRACE_SECONDS = 1.0  # how long a turned-away client has to read its 503
+# How long a client has to read our last answer once we have half-closed: closing at once, with
+# its bytes still arriving unread, would make the kernel reset the connection, and a reset can
+# discard the answer before the client reads it.
+LINGER_SECONDS = 1.0
 
 
 class Phase(enum.Enum):
@@ -116,8 +120,8 @@ class ConnectionGuards:
                 response = await handle(request)
             finally:
                 guard.request_ended()
-            if guard.body_cut:
-                response.force_close()  # the rest of that body is still on its way: close
+            if guard.body_cut:  # the rest of that body is still on its way: answer, then close
+                await guard.answer_and_close(request, response)
             return response
 
         return guarded
@@ -136,6 +140,7 @@ class ConnectionGuard(asyncio.Protocol):
         self._body: StreamReader | None = None
         self._handling = False
         self._next_started = False  # bytes of a next request came while this one was handled
+        self._closing: asyncio.TimerHandle | None = None
         self.body_cut = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -144,6 +149,8 @@ class ConnectionGuard(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._closing is not None:
+            self._closing.cancel()
         self._guards.closed(self._handler)
         self._handler.connection_lost(exc)
 
@@ -184,6 +191,20 @@ class ConnectionGuard(asyncio.Protocol):
                 self._next_started = False
                 self._start(Phase.HEADERS)
 
+    async def answer_and_close(
+        self, request: web.BaseRequest, response: web.StreamResponse
+    ) -> None:
+        """Write the answer to a request whose body was cut off, then close gently."""
+        response.headers["Connection"] = "close"
+        with contextlib.suppress(ConnectionError):  # the client left meanwhile
+            await response.prepare(request)
+            await response.write_eof()
+        self._close_gently()
+
+    def _close_gently(self) -> None:
+        if self._transport is not None:
+            self._closing = close_gently(self._transport)
+
     def _body_read(self) -> None:
         if self._phase is Phase.BODY:
             self._disarm()
@@ -214,8 +235,8 @@ class ConnectionGuard(asyncio.Protocol):
         if self._handling:
             body.set_exception(RequestTimeout("the request body did not arrive in time"))
         body.feed_eof()  # nothing more will be fed to it; aiohttp stops waiting for the rest
-        if not self._handling and self._transport is not None:
-            self._transport.close()
+        if not self._handling:  # it was answered already
+            self._close_gently()
 
 
 class TurnedAway(asyncio.Protocol):
@@ -236,9 +257,7 @@ class TurnedAway(asyncio.Protocol):
         if not self._guards.turning_away(+1):
             self._transport.close()  # too many are being turned away: no grace for this one
             return
-        self._transport.write_eof()
-        loop = asyncio.get_running_loop()
-        self._grace = loop.call_later(TURN_AWAY_GRACE_SECONDS, self._transport.close)
+        self._grace = close_gently(self._transport)
 
     def data_received(self, data: bytes) -> None:
         pass  # its request: read, so that closing sends no reset, and dropped
@@ -252,3 +271,13 @@ class TurnedAway(asyncio.Protocol):
         self._guards.turning_away(-1)
         if self._grace is not None:
             self._grace.cancel()
+
+
+def close_gently(transport: asyncio.Transport) -> asyncio.TimerHandle | None:
+    """Half-close now (the client reads our answer, then end of stream) and close fully after
+    ``LINGER_SECONDS``, or sooner when the client closes its side (the transport then closes
+    itself); what arrives meanwhile is read and dropped by the caller."""
+    if transport.is_closing():
+        return None
+    transport.write_eof()
+    return asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
