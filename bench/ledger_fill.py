@@ -39,8 +39,8 @@ from server.settings import AppSettings
 from storage import SQLiteOptions, open_store
 from storage.ledger import apply, empty_state, event_key, fold
 from storage.models import (
-    Channel,
     ConsentAction,
+    ConsentChannel,
     ConsentEvent,
     ConsentSource,
     ConsentState,
@@ -53,7 +53,7 @@ from storage.sqlite.migrate import apply_migrations
 from storage.timecodec import from_millis, to_millis
 
 VERSION = 1
-CHANNEL = Channel.MINI_TEMPLATE.value
+CHANNEL = ConsentChannel.MINI_TEMPLATE.value
 DAY_MS = 86_400_000
 _EVENT_COLUMNS = (
     "id, app_id, user_id, channel, template_id, action, occurred_at, recorded_at, source, "

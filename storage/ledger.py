@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from storage.models import (
-    Channel,
     ConsentAction,
+    ConsentChannel,
     ConsentEvent,
     ConsentState,
     ConsentStatus,
@@ -122,9 +122,9 @@ def fold(
 
 def can_send(state: ConsentState | ConsentSummary, kind: TemplateKind) -> bool:
     """May a message be sent to this user with this template on this channel right now?"""
-    if state.channel == Channel.LIFE_ACCOUNT:
+    if state.channel == ConsentChannel.LIFE_ACCOUNT:
         return state.status is ConsentStatus.FOLLOWED
-    if state.channel != Channel.MINI_TEMPLATE:
+    if state.channel != ConsentChannel.MINI_TEMPLATE:
         return state.status is ConsentStatus.GRANTED
     if kind is TemplateKind.LONG_TERM:
         return state.status is ConsentStatus.SUBSCRIBED

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field, RootModel
+from pydantic import BaseModel, RootModel
 
 from server.api.keys import RECONCILER, SENDER
 from server.api.operations import BODY_ERRORS, Operation, idempotency_key, path_value
@@ -16,25 +16,16 @@ from server.consent.ledger import ConsentLedger
 from server.consent.reconcile import SyncAnswer
 from server.consent.views import USER_ID_PATTERN
 from server.errors import NotFound, ValidationFailed
-from server.sending.channels.jym_push import JymPushSend
-from server.sending.channels.life_label import LifeLabelSend
-from server.sending.channels.mini_template import MiniTemplateSend
-from server.sending.channels.workcore_batch import WorkcoreBatchSend
+from server.sending.channels.registry import SendBody
 from server.sending.messages import MessageView, StoredMessage
 from server.web.json_body import read_json
 
 _IDENTIFIER = re.compile(USER_ID_PATTERN)
 
 
-class SendRequest(
-    RootModel[
-        Annotated[
-            MiniTemplateSend | LifeLabelSend | JymPushSend | WorkcoreBatchSend,
-            Field(discriminator="channel"),
-        ]
-    ]
-):
-    """One send; ``channel`` says which platform and which body (docs/sending.md)."""
+class SendRequest(RootModel[SendBody]):
+    """One send; ``channel`` says which platform and which body (docs/sending.md). The union
+    comes from the channel registry (``server.sending.channels.registry.SEND_CHANNELS``)."""
 
 
 async def send_message(request: web.Request, ledger: ConsentLedger, app_id: str) -> BaseModel:

@@ -20,7 +20,7 @@ from server.appkeys import CREDENTIALS
 from server.consent.ledger import ConsentLedger
 from server.consent.views import USER_ID_PATTERN
 from server.errors import AppNotFound, IdempotencyKeyRequired, ValidationFailed
-from storage.models import Channel
+from storage.models import ConsentChannel
 
 Handler = Callable[[web.Request, ConsentLedger, str], Awaitable[BaseModel]]
 
@@ -53,10 +53,12 @@ def path_value(request: web.Request, name: str) -> str:
     return value
 
 
-def channel_of(request: web.Request, default: str = Channel.MINI_TEMPLATE) -> str:
+def channel_of(request: web.Request, default: str = ConsentChannel.MINI_TEMPLATE) -> str:
     value = request.match_info.get("channel") or request.query.get("channel") or default
-    if value not in Channel.__members__.values():
-        raise ValidationFailed(f"channel must be one of {', '.join(c.value for c in Channel)}")
+    if value not in ConsentChannel.__members__.values():
+        raise ValidationFailed(
+            f"channel must be one of {', '.join(c.value for c in ConsentChannel)}"
+        )
     return value
 
 

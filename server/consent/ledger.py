@@ -33,8 +33,8 @@ from storage import Store
 from storage.ledger import can_send
 from storage.models import (
     OPT_IN_CHANNELS,
-    Channel,
     ConsentAction,
+    ConsentChannel,
     ConsentEvent,
     ConsentSource,
     ConsentState,
@@ -56,7 +56,7 @@ class ConsentLedger:
         kind = self._templates.kind(app_id, state.channel, state.template_id)
         return Subscription(
             template_id=state.template_id,
-            channel=Channel(state.channel),
+            channel=ConsentChannel(state.channel),
             kind=kind,
             status=state.status,
             credits=_credits_shown(state, kind),
@@ -144,7 +144,11 @@ class ConsentLedger:
         )
 
     async def subscription(
-        self, app_id: str, user_id: str, template_id: str, channel: str = Channel.MINI_TEMPLATE
+        self,
+        app_id: str,
+        user_id: str,
+        template_id: str,
+        channel: str = ConsentChannel.MINI_TEMPLATE,
     ) -> Subscription:
         """An unknown user is not an error: the answer says ``can_send: false``."""
         summary = await self._store.consent_summary(app_id, user_id, channel, template_id)
@@ -153,7 +157,11 @@ class ConsentLedger:
         return self.view(app_id, summary)
 
     async def history(
-        self, app_id: str, user_id: str, template_id: str, channel: str = Channel.MINI_TEMPLATE
+        self,
+        app_id: str,
+        user_id: str,
+        template_id: str,
+        channel: str = ConsentChannel.MINI_TEMPLATE,
     ) -> History:
         events = await self._store.consent_history(app_id, user_id, channel, template_id)
         entries = [
@@ -169,7 +177,10 @@ class ConsentLedger:
             for e in events
         ]
         return History(
-            user_id=user_id, template_id=template_id, channel=Channel(channel), events=entries
+            user_id=user_id,
+            template_id=template_id,
+            channel=ConsentChannel(channel),
+            events=entries,
         )
 
     async def lookup(self, app_id: str, request: LookupRequest) -> LookupAnswer:
@@ -213,7 +224,7 @@ def _report_events(
         ConsentEvent(
             app_id=app_id,
             user_id=user_id,
-            channel=Channel.MINI_TEMPLATE,
+            channel=ConsentChannel.MINI_TEMPLATE,
             template_id=decision.template_id,
             action=decision.action,
             occurred_at=occurred_at,

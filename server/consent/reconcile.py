@@ -29,8 +29,8 @@ from server.platforms.alipay_classic import OpenApiCaller
 from server.platforms.calls import CallOutcome
 from storage import Store
 from storage.models import (
-    Channel,
     ConsentAction,
+    ConsentChannel,
     ConsentEvent,
     ConsentSource,
     ConsentState,
@@ -82,7 +82,7 @@ class Reconciler:
         now = self._clock()
         states = {
             s.template_id: s
-            for s in await self._store.consent_states(app_id, user_id, Channel.MINI_TEMPLATE)
+            for s in await self._store.consent_states(app_id, user_id, ConsentChannel.MINI_TEMPLATE)
         }
         events = [
             event
@@ -158,7 +158,7 @@ class Reconciler:
             ConsentEvent(
                 app_id=app_id,
                 user_id=user_id,
-                channel=Channel.MINI_TEMPLATE,
+                channel=ConsentChannel.MINI_TEMPLATE,
                 template_id=template_id,
                 action=action,
                 occurred_at=now,
@@ -168,7 +168,7 @@ class Reconciler:
         ]
 
     def _kind(self, app_id: str, template_id: str, relation: Mapping[str, Any]) -> TemplateKind:
-        kind = self._templates.kind(app_id, Channel.MINI_TEMPLATE, template_id)
+        kind = self._templates.kind(app_id, ConsentChannel.MINI_TEMPLATE, template_id)
         if kind is TemplateKind.UNKNOWN and relation.get("subscribe_type") == "longterm":
             return TemplateKind.LONG_TERM
         return kind

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from server.settings import AppSettings, TemplateSettings
-from storage.models import Channel, TemplateKind
+from storage.models import ConsentChannel, TemplateKind
 
 
 class TemplateRegistry:
@@ -22,7 +22,7 @@ class TemplateRegistry:
 
     def kind(self, app_id: str, channel: str, template_id: str) -> TemplateKind:
         """Unregistered mini-program templates are ``unknown`` and treated as one-time."""
-        if channel != Channel.MINI_TEMPLATE:
+        if channel != ConsentChannel.MINI_TEMPLATE:
             return TemplateKind.LONG_TERM  # a follow or an opt-in holds until withdrawn
         template = self.get(app_id, template_id)
         return TemplateKind.UNKNOWN if template is None else TemplateKind(template.kind)

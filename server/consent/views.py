@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.models import Channel, ConsentAction, ConsentSource, ConsentStatus, TemplateKind
+from storage.models import ConsentAction, ConsentChannel, ConsentSource, ConsentStatus, TemplateKind
 
 UserId = str
 USER_ID_PATTERN = r"^[0-9A-Za-z_-]{1,64}$"
@@ -26,7 +26,7 @@ class Subscription(_Body):
     """What the ledger says about one (user, channel, template) right now."""
 
     template_id: str
-    channel: Channel
+    channel: ConsentChannel
     kind: TemplateKind
     status: ConsentStatus
     credits: int = Field(description="One-time sends left (one per acceptance); 0 for long-term.")
@@ -55,7 +55,7 @@ class HistoryEntry(_Body):
 class History(_Body):
     user_id: str
     template_id: str
-    channel: Channel
+    channel: ConsentChannel
     events: list[HistoryEntry] = Field(description="Oldest first, in the order that decides state.")
 
 
@@ -82,7 +82,7 @@ class ConsentUpdate(_Body):
 class LookupRequest(_Body):
     template_id: str = Field(min_length=1, max_length=64)
     user_ids: list[str] = Field(min_length=1, max_length=MAX_LOOKUP_USERS)
-    channel: Channel = Channel.MINI_TEMPLATE
+    channel: ConsentChannel = ConsentChannel.MINI_TEMPLATE
 
 
 class LookupItem(_Body):
@@ -94,6 +94,6 @@ class LookupItem(_Body):
 
 class LookupAnswer(_Body):
     template_id: str
-    channel: Channel
+    channel: ConsentChannel
     kind: TemplateKind
     results: list[LookupItem]

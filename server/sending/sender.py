@@ -29,7 +29,7 @@ from server.credentials import AppCredentials
 from server.errors import UnknownChannel
 from server.platforms.calls import CallOutcome, CallResult
 from server.runtime.clock import Clock
-from server.sending.channels.base import Channel, PreparedSend, RecentActivityWarning
+from server.sending.channels.base import PreparedSend, RecentActivityWarning, SendChannel
 from server.sending.messages import MessageView
 from server.settings import OutboxSettings
 from storage import Store
@@ -58,7 +58,7 @@ class MessageSender:
     def __init__(
         self,
         store: Store,
-        channels: Mapping[str, Channel],
+        channels: Mapping[str, SendChannel],
         credentials: Mapping[str, AppCredentials],
         templates: TemplateRegistry,
         settings: OutboxSettings,
@@ -225,7 +225,7 @@ class MessageSender:
             next_attempt_at=next_attempt_at,
         )
 
-    def _channel(self, name: object) -> Channel:
+    def _channel(self, name: object) -> SendChannel:
         channel = self._channels.get(name) if isinstance(name, str) else None
         if channel is None:
             raise UnknownChannel(f"channel must be one of {', '.join(sorted(self._channels))}")

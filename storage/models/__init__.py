@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from storage.models.consent import (
     OPT_IN_CHANNELS,
-    Channel,
     ConsentAction,
+    ConsentChannel,
     ConsentEvent,
     ConsentSource,
     ConsentState,
@@ -50,8 +50,8 @@ __all__ = [
     "WEEK_SECONDS",
     "AttemptOutcome",
     "AttemptResult",
-    "Channel",
     "ConsentAction",
+    "ConsentChannel",
     "ConsentEvent",
     "ConsentMode",
     "ConsentSource",

@@ -45,7 +45,7 @@ class TemplateKind(StrEnum):
     UNKNOWN = "unknown"  # reported but not registered: treated as one-time (conservative)
 
 
-class Channel(StrEnum):
+class ConsentChannel(StrEnum):
     """Where a message goes; each channel has its own rule of consent (``ledger.can_send``)."""
 
     MINI_TEMPLATE = "mini_template"
@@ -54,7 +54,7 @@ class Channel(StrEnum):
     WORKCORE = "workcore"
 
 
-OPT_IN_CHANNELS = frozenset({Channel.JYM_PUSH, Channel.WORKCORE})
+OPT_IN_CHANNELS = frozenset({ConsentChannel.JYM_PUSH, ConsentChannel.WORKCORE})
 
 
 class ConsentSource(StrEnum):

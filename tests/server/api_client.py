@@ -21,7 +21,7 @@ from server.credentials import AppCredentials, load_credentials
 from server.settings import Settings
 from storage import Store
 from storage.ledger import fold
-from storage.models import Channel, ConsentAction, ConsentEvent, ConsentSource, ConsentState
+from storage.models import ConsentAction, ConsentChannel, ConsentEvent, ConsentSource, ConsentState
 from tests.server.conftest import (
     APP_ID,
     NOW,
@@ -352,7 +352,7 @@ def platform_cancel(
     return ConsentEvent(
         app_id=app,
         user_id=user,
-        channel=Channel.MINI_TEMPLATE,
+        channel=ConsentChannel.MINI_TEMPLATE,
         template_id=template,
         action=ConsentAction.CANCEL,
         occurred_at=at,

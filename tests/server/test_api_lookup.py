@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from storage.models import Channel, ConsentAction, ConsentEvent, ConsentSource
+from storage.models import ConsentAction, ConsentChannel, ConsentEvent, ConsentSource
 from tests.server.api_client import (
     LONG_TERM,
     ONE_TIME,
@@ -207,7 +207,7 @@ def accept(user: str, template: str, minute: int) -> ConsentEvent:
     return ConsentEvent(
         app_id=APP_ID,
         user_id=user,
-        channel=Channel.MINI_TEMPLATE,
+        channel=ConsentChannel.MINI_TEMPLATE,
         template_id=template,
         action=ConsentAction.ACCEPT,
         occurred_at=NOW - timedelta(minutes=minute),

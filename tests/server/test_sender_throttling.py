@@ -17,8 +17,8 @@ from server.sending.sender import MessageSender
 from server.settings import OutboxSettings
 from storage import Store, open_store
 from storage.models import (
-    Channel,
     ConsentAction,
+    ConsentChannel,
     ConsentEvent,
     ConsentSource,
     MessageStatus,
@@ -31,7 +31,7 @@ NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 class ThrottledChannel:
     """A channel whose platform always answers "call limit reached"."""
 
-    name = Channel.JYM_PUSH.value
+    name = ConsentChannel.JYM_PUSH.value
     retry_transient = True
 
     def __init__(self) -> None:
@@ -55,7 +55,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     grant = ConsentEvent(
         app_id="app",
         user_id="u1",
-        channel=Channel.JYM_PUSH,
+        channel=ConsentChannel.JYM_PUSH,
         template_id="1",
         action=ConsentAction.GRANT,
         occurred_at=NOW - timedelta(days=1),

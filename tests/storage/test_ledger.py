@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from storage import Store
 from storage.ledger import can_send, fold
 from storage.models import (
-    Channel,
     ConsentAction,
+    ConsentChannel,
     ConsentEvent,
     ConsentSource,
     ConsentState,
@@ -32,7 +32,7 @@ def event(
     minute: int,
     *,
     evidence: str = "",
-    channel: str = Channel.MINI_TEMPLATE,
+    channel: str = ConsentChannel.MINI_TEMPLATE,
     source: ConsentSource = ConsentSource.CLIENT_REPORT,
     user: str = "2088A",
     template: str = "T1",
@@ -50,7 +50,9 @@ def event(
 
 
 def folded(*events: ConsentEvent) -> ConsentState:
-    return fold("app", "2088A", Channel.MINI_TEMPLATE, "T1", [(e, i) for i, e in enumerate(events)])
+    return fold(
+        "app", "2088A", ConsentChannel.MINI_TEMPLATE, "T1", [(e, i) for i, e in enumerate(events)]
+    )
 
 
 def test_each_one_time_acceptance_grants_one_credit_and_each_send_spends_one() -> None:
@@ -107,11 +109,11 @@ def test_a_rejection_keeps_credits_already_granted_but_closes_a_long_term_templa
 @pytest.mark.parametrize(
     ("channel", "actions", "allowed"),
     [
-        (Channel.LIFE_ACCOUNT, [A.FOLLOW], True),
-        (Channel.LIFE_ACCOUNT, [A.FOLLOW, A.UNFOLLOW], False),
-        (Channel.JYM_PUSH, [A.GRANT], True),
-        (Channel.WORKCORE, [A.GRANT, A.REVOKE], False),
-        (Channel.JYM_PUSH, [], False),
+        (ConsentChannel.LIFE_ACCOUNT, [A.FOLLOW], True),
+        (ConsentChannel.LIFE_ACCOUNT, [A.FOLLOW, A.UNFOLLOW], False),
+        (ConsentChannel.JYM_PUSH, [A.GRANT], True),
+        (ConsentChannel.WORKCORE, [A.GRANT, A.REVOKE], False),
+        (ConsentChannel.JYM_PUSH, [], False),
     ],
 )
 def test_channels_without_templates_follow_their_own_status(
@@ -151,10 +153,10 @@ def test_the_same_events_in_any_order_fold_to_the_same_state(
     rnd.shuffle(shuffled)
 
     in_order = fold(
-        "app", "2088A", Channel.MINI_TEMPLATE, "T1", [(e, i) for i, e in enumerate(events)]
+        "app", "2088A", ConsentChannel.MINI_TEMPLATE, "T1", [(e, i) for i, e in enumerate(events)]
     )
     reordered = fold(
-        "app", "2088A", Channel.MINI_TEMPLATE, "T1", [(e, i) for i, e in enumerate(shuffled)]
+        "app", "2088A", ConsentChannel.MINI_TEMPLATE, "T1", [(e, i) for i, e in enumerate(shuffled)]
     )
 
     assert in_order.model_dump(exclude={"last_key"}) == reordered.model_dump(exclude={"last_key"})
@@ -164,11 +166,13 @@ def test_the_same_events_in_any_order_fold_to_the_same_state(
 async def assert_projection_is_the_fold(
     store: Store, user: str = "2088A", template: str = "T1"
 ) -> ConsentState:
-    [state] = await store.consent_states("app", user, Channel.MINI_TEMPLATE, template)
-    history = await store.consent_history("app", user, Channel.MINI_TEMPLATE, template)
-    refolded = fold("app", user, Channel.MINI_TEMPLATE, template, [(e, e.id) for e in history])
+    [state] = await store.consent_states("app", user, ConsentChannel.MINI_TEMPLATE, template)
+    history = await store.consent_history("app", user, ConsentChannel.MINI_TEMPLATE, template)
+    refolded = fold(
+        "app", user, ConsentChannel.MINI_TEMPLATE, template, [(e, e.id) for e in history]
+    )
     assert state == refolded
-    summary = await store.consent_summary("app", user, Channel.MINI_TEMPLATE, template)
+    summary = await store.consent_summary("app", user, ConsentChannel.MINI_TEMPLATE, template)
     assert summary == summary_of(state)
     return state
 
@@ -223,7 +227,7 @@ async def test_history_is_in_fold_order_with_sources_and_evidence(store: Store) 
         [event(A.ACCEPT, 3, evidence="report:1")], T0 + timedelta(hours=1)
     )
 
-    history = await store.consent_history("app", "2088A", Channel.MINI_TEMPLATE, "T1")
+    history = await store.consent_history("app", "2088A", ConsentChannel.MINI_TEMPLATE, "T1")
 
     assert [(e.action, e.source, e.evidence) for e in history] == [
         (A.ACCEPT, ConsentSource.CLIENT_REPORT, "report:1"),
@@ -240,12 +244,12 @@ async def test_bulk_summaries_are_each_users_state_and_skip_unknown_users(store:
     )
 
     found = await store.consent_summaries(
-        "app", Channel.MINI_TEMPLATE, "T1", ["u0", "u2", "nobody"]
+        "app", ConsentChannel.MINI_TEMPLATE, "T1", ["u0", "u2", "nobody"]
     )
 
     assert sorted(found) == ["u0", "u2"]
     for user in found:
-        [state] = await store.consent_states("app", user, Channel.MINI_TEMPLATE, "T1")
+        [state] = await store.consent_states("app", user, ConsentChannel.MINI_TEMPLATE, "T1")
         assert found[user] == summary_of(state)
     assert (found["u0"].status, found["u0"].last_source) == (
         ConsentStatus.CANCELLED,
@@ -259,7 +263,7 @@ async def test_a_summary_carries_the_flags_as_booleans(store: Store) -> None:
     await store.append_consent_events([flagged], T0)
 
     state = await assert_projection_is_the_fold(store)
-    summary = await store.consent_summary("app", "2088A", Channel.MINI_TEMPLATE, "T1")
+    summary = await store.consent_summary("app", "2088A", ConsentChannel.MINI_TEMPLATE, "T1")
 
     assert summary is not None
     assert summary.keep is True and summary.refuse is True  # not 1: the API answers booleans
@@ -270,6 +274,6 @@ async def test_a_summary_carries_the_flags_as_booleans(store: Store) -> None:
 async def test_the_summary_of_a_key_never_written_is_none(store: Store) -> None:
     await store.append_consent_events([event(A.ACCEPT, 1)], T0)
 
-    assert await store.consent_summary("app", "2088A", Channel.MINI_TEMPLATE, "T2") is None
-    assert await store.consent_summary("app", "2088B", Channel.MINI_TEMPLATE, "T1") is None
-    assert await store.consent_summary("app", "2088A", Channel.JYM_PUSH, "T1") is None
+    assert await store.consent_summary("app", "2088A", ConsentChannel.MINI_TEMPLATE, "T2") is None
+    assert await store.consent_summary("app", "2088B", ConsentChannel.MINI_TEMPLATE, "T1") is None
+    assert await store.consent_summary("app", "2088A", ConsentChannel.JYM_PUSH, "T1") is None

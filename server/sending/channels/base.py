@@ -1,4 +1,4 @@
-"""The channel interface: every platform Subgate sends through is one module implementing it.
+"""The send channel interface: every platform Subgate sends through is one module implementing it.
 
 ``prepare`` validates a request body into a ``PreparedSend`` (pure: no I/O, 422 on any problem);
 the sender reserves it (limit, consent, spend and outbox row in one transaction) and calls
@@ -7,14 +7,19 @@ the sender reserves it (limit, consent, spend and outbox row in one transaction)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from server.consent.templates import TemplateRegistry
-from server.credentials import AppCredentials
+from server.credentials import AppCredentials, TopAppCredentials
+from server.platforms.alipay_classic import OpenApiCaller
+from server.platforms.alipay_v3 import AlipayV3Client
 from server.platforms.calls import CallResult
+from server.platforms.top import TopClient
 from storage.models import WEEK_SECONDS, ConsentAction, ConsentMode, TemplateKind
 
 
@@ -53,7 +58,7 @@ class PreparedSend:
     warn_if_recent: tuple[RecentActivityWarning, ...] = ()
 
 
-class Channel(Protocol):
+class SendChannel(Protocol):
     name: str
     # False: a TRANSIENT answer (the platform may have acted) settles the message as unknown
     # instead of retrying it; a failure to connect at all is still retried.
@@ -73,3 +78,26 @@ class Channel(Protocol):
     ) -> CallResult:
         """Make the platform call for a reserved message; ``recipients`` are those the ledger
         allowed (for ``split`` sends, a subset of what was asked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPlatforms:
+    """What send channels are built from: one client per platform protocol (shared by every
+    channel that speaks it) and the keys they sign with."""
+
+    alipay: OpenApiCaller
+    alipay_v3: AlipayV3Client
+    top: TopClient
+    credentials: Mapping[str, AppCredentials]
+    top_apps: Mapping[str, TopAppCredentials]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """A send channel as the registry knows it: the ``channel`` value of its requests, the body
+    those requests have (``POST /v1/apps/{app_id}/messages`` and its OpenAPI schema are derived
+    from these), and how it is built from the platforms."""
+
+    name: str
+    request: type[BaseModel]
+    build: Callable[[ChannelPlatforms], SendChannel]

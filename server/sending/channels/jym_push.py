@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from server.consent.templates import TemplateRegistry
 from server.platforms.top import JYM_APPPUSH_SEND
-from server.sending.channels.base import PreparedSend
+from server.sending.channels.base import ChannelPlatforms, ChannelSpec, PreparedSend
 from server.sending.channels.top_apps import TopAppName, TopChannel, TopNumber, require_top_app
 from server.web.json_body import parse_model
-from storage.models import Channel, TemplateKind
+from storage.models import ConsentChannel, TemplateKind
 
 
 class _Strict(BaseModel):
@@ -65,7 +65,7 @@ def push_content_dto(content: PushContent) -> dict[str, Any]:
 
 
 class JymPushChannel(TopChannel):
-    name = Channel.JYM_PUSH.value
+    name = ConsentChannel.JYM_PUSH.value
     method = JYM_APPPUSH_SEND
     retry_transient = True  # always with the same message_id
 
@@ -89,3 +89,10 @@ class JymPushChannel(TopChannel):
 
     def call_params(self, payload: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, Any]:
         return dict(payload["params"])
+
+
+def _build(platforms: ChannelPlatforms) -> JymPushChannel:
+    return JymPushChannel(platforms.top, platforms.top_apps)
+
+
+SPEC = ChannelSpec(JymPushChannel.name, JymPushSend, _build)

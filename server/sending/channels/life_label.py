@@ -33,9 +33,14 @@ from server.credentials import AppCredentials
 from server.errors import AppNotFound, AppNotReady
 from server.platforms.alipay_v3 import LABEL_SEND_PATH, AlipayV3Client
 from server.platforms.calls import CallOutcome, CallResult
-from server.sending.channels.base import PreparedSend, RecentActivityWarning
+from server.sending.channels.base import (
+    ChannelPlatforms,
+    ChannelSpec,
+    PreparedSend,
+    RecentActivityWarning,
+)
 from server.web.json_body import parse_model
-from storage.models import WEEK_SECONDS, Channel, ConsentAction, TemplateKind
+from storage.models import WEEK_SECONDS, ConsentAction, ConsentChannel, TemplateKind
 
 NAME = "life_label"
 LEDGER_TEMPLATE = "label_send"
@@ -178,7 +183,7 @@ class LifeLabelChannel:
             warnings=(NOT_PER_USER,),
             warn_if_recent=(
                 RecentActivityWarning(
-                    channel=Channel.LIFE_ACCOUNT,
+                    channel=ConsentChannel.LIFE_ACCOUNT,
                     action=ConsentAction.UNFOLLOW,
                     within=timedelta(hours=24),
                     warning=RECENT_UNFOLLOW,
@@ -193,3 +198,10 @@ class LifeLabelChannel:
             return await self._client.call(app, "POST", LABEL_SEND_PATH, payload)
         except AppNotReady as error:  # nothing was sent: a definite failure
             return CallResult(CallOutcome.REJECTED, error=str(error))
+
+
+def _build(platforms: ChannelPlatforms) -> LifeLabelChannel:
+    return LifeLabelChannel(platforms.alipay_v3, platforms.credentials)
+
+
+SPEC = ChannelSpec(NAME, LifeLabelSend, _build)

@@ -13,9 +13,9 @@ from server.credentials import AppCredentials
 from server.errors import KeywordTooLong, TemplateDataMismatch, TemplateNotRegistered
 from server.platforms.alipay_classic import OpenApiCaller
 from server.platforms.calls import CallResult
-from server.sending.channels.base import PreparedSend
+from server.sending.channels.base import ChannelPlatforms, ChannelSpec, PreparedSend
 from server.web.json_body import parse_model
-from storage.models import Channel, TemplateKind
+from storage.models import ConsentChannel, TemplateKind
 
 METHOD = "alipay.open.app.mini.templatemessage.send"
 MAX_KEYWORD_CHARS = 50  # the platform refuses longer values (USER_KEYWORD_LENGTH_ERROR)
@@ -45,7 +45,7 @@ class MiniTemplateSend(BaseModel):
 
 
 class MiniTemplateChannel:
-    name = Channel.MINI_TEMPLATE.value
+    name = ConsentChannel.MINI_TEMPLATE.value
     retry_transient = True  # Alipay refuses a one-time send beyond the user's acceptances
 
     def __init__(self, client: OpenApiCaller) -> None:
@@ -86,3 +86,10 @@ class MiniTemplateChannel:
         self, app: AppCredentials, payload: Mapping[str, Any], recipients: Sequence[str]
     ) -> CallResult:
         return await self._client.call(app, METHOD, payload)
+
+
+def _build(platforms: ChannelPlatforms) -> MiniTemplateChannel:
+    return MiniTemplateChannel(platforms.alipay)
+
+
+SPEC = ChannelSpec(MiniTemplateChannel.name, MiniTemplateSend, _build)

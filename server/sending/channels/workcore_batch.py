@@ -22,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from server.consent.templates import TemplateRegistry
 from server.consent.views import USER_ID_PATTERN
 from server.platforms.top import WORKCORE_BATCH_SEND
-from server.sending.channels.base import PreparedSend
+from server.sending.channels.base import ChannelPlatforms, ChannelSpec, PreparedSend
 from server.sending.channels.top_apps import TopAppName, TopChannel, TopNumber, require_top_app
 from server.web.json_body import parse_model
-from storage.models import Channel, TemplateKind
+from storage.models import ConsentChannel, TemplateKind
 
 NAME = "workcore_batch"
 MAX_RECEIVERS = 1000  # Subgate's own bound; the platform's is not documented
@@ -90,7 +90,7 @@ class WorkcoreBatchChannel(TopChannel):
             },
             recipients=tuple(send.receivers),
             consent_mode="split",
-            ledger_channel=Channel.WORKCORE.value,
+            ledger_channel=ConsentChannel.WORKCORE.value,
         )
 
     def call_params(self, payload: Mapping[str, Any], recipients: Sequence[str]) -> dict[str, Any]:
@@ -108,3 +108,10 @@ def batch_message(payload: Mapping[str, Any], recipients: Sequence[str]) -> dict
 
 def _compact(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _build(platforms: ChannelPlatforms) -> WorkcoreBatchChannel:
+    return WorkcoreBatchChannel(platforms.top, platforms.top_apps)
+
+
+SPEC = ChannelSpec(NAME, WorkcoreBatchSend, _build)
