@@ -6,7 +6,7 @@ guarantee in its own way (SQLite: one writer; PostgreSQL: constraints and row lo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -29,6 +29,8 @@ from storage.models import (
     SubscribeReport,
 )
 
+CommitObserver = Callable[[float, int], None]
+
 
 class Store(Protocol):
     """What the gateway, the ledger and the sender need kept: one interface for every backend,
@@ -39,6 +41,10 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise ``StorageUnavailable`` unless the store answers a read."""
+
+    def observe_commits(self, observer: CommitObserver) -> None:
+        """Call ``observer(seconds, writes)`` after each commit: SQLite's group commits carry
+        many writes, PostgreSQL's transactions one each. For the commit-time metric."""
 
     async def record_notification(
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()

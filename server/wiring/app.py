@@ -108,9 +108,7 @@ def _store_context(
         tasks: list[asyncio.Task[None]] = []
         try:
             app[STORE] = store
-            writer = getattr(store, "writer", None)
-            if writer is not None:
-                writer.observe = app[METRICS].observe_commit
+            store.observe_commits(app[METRICS].observe_commit)
             credentials: dict[str, AppCredentials] = app[CREDENTIALS]
             app[STORE_SINK] = sink = StoreSink(store)
             app[METRICS].count_notifications(lambda: sink.accepted, app[REFUSALS].totals)

@@ -11,10 +11,12 @@ epoch milliseconds, as in the SQLite store.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from storage.base import CommitObserver
 from storage.errors import StorageUnavailable
 from storage.models import (
     AttemptResult,
@@ -67,6 +69,7 @@ class PostgresStore(StoreReads):
         self._pool = pool
         self._retries = options.retries
         self._closed = False
+        self._observer: CommitObserver | None = None
 
     @classmethod
     async def open(cls, options: PostgresOptions) -> PostgresStore:
@@ -98,8 +101,16 @@ class PostgresStore(StoreReads):
     async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
         return await fetch(self._pool, sql, *params)
 
+    def observe_commits(self, observer: CommitObserver) -> None:
+        """As ``Store.observe_commits`` says: after each committed transaction."""
+        self._observer = observer
+
     async def _transact(self, job: Job[T]) -> T:
-        return await transact(self._pool, job, retries=self._retries)
+        started = time.perf_counter()
+        result = await transact(self._pool, job, retries=self._retries)
+        if self._observer is not None:
+            self._observer(time.perf_counter() - started, 1)
+        return result
 
     async def record_notification(
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()

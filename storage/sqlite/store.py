@@ -26,6 +26,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
+from storage.base import CommitObserver
 from storage.errors import StorageUnavailable
 from storage.models import (
     AttemptResult,
@@ -80,6 +81,10 @@ class SQLiteStore(StoreReads):
     async def open(cls, options: SQLiteOptions) -> SQLiteStore:
         """Open (and migrate) the file: ``StorageUnavailable`` when it cannot be."""
         return cls(*await open_connections(options))
+
+    def observe_commits(self, observer: CommitObserver) -> None:
+        """As ``Store.observe_commits`` says: after each group commit of the writer."""
+        self._writer.observe = observer
 
     @property
     def writer(self) -> SerialWriter:

@@ -113,3 +113,14 @@ async def test_pruning_deletes_only_what_was_signed_before_the_cutoff(store: Sto
     assert await store.count_notifications() == 2
     again = await store.record_notification(old)
     assert not again.duplicate
+
+
+async def test_every_commit_is_reported_to_the_observer(store: Store) -> None:
+    commits: list[tuple[float, int]] = []
+    store.observe_commits(lambda seconds, writes: commits.append((seconds, writes)))
+
+    await store.record_notification(notification("n-1"))
+    await store.record_notification(notification("n-2"))
+
+    assert len(commits) == 2
+    assert all(seconds > 0 and writes == 1 for seconds, writes in commits)
