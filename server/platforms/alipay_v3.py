@@ -90,8 +90,37 @@ class AlipayV3Client(PlatformClient):
         if not path.startswith("/") or not path.isascii():
             raise ValueError("path must be an ASCII, percent-encoded path starting with /")
         text = "" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-        cert_mode = bool(app.app_cert_sn and app.alipay_root_cert_sn)
         request_id = self._new_id()
+        headers = self._headers(app, method, path, text, request_id, app_auth_token)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        url = URL(app.v3_gateway_url.rstrip("/") + path, encoded=True)
+        data = text.encode("utf-8") if body is not None else None
+        try:
+            status, answer_headers, raw = await self._exchange(method, url, data, headers)
+        except TimeoutError:
+            result = CallResult(CallOutcome.TRANSIENT, error="timeout")
+            return _logged(method, path, app, request_id, None, result)
+        except aiohttp.ClientError as error:
+            result = CallResult(CallOutcome.TRANSIENT, error=type(error).__name__)
+            return _logged(method, path, app, request_id, None, result)
+        result = self.classify(status, answer_headers, raw, app)
+        trace_id = answer_headers.get("alipay-trace-id")
+        return _logged(method, path, app, request_id, trace_id, result)
+
+    def _headers(
+        self,
+        app: AppCredentials,
+        method: str,
+        path: str,
+        text: str,
+        request_id: str,
+        app_auth_token: str | None,
+    ) -> dict[str, str]:
+        """The signed ``Authorization`` and the headers that go with it (certificate mode when
+        the app has both serial numbers)."""
+        assert app.app_private_key is not None
+        cert_mode = bool(app.app_cert_sn and app.alipay_root_cert_sn)
         headers = {
             "Authorization": v3_authorization(
                 app.app_id,
@@ -107,33 +136,25 @@ class AlipayV3Client(PlatformClient):
             "alipay-request-id": request_id,
             "Accept": "application/json",
         }
-        if body is not None:
-            headers["Content-Type"] = "application/json"
         if cert_mode and app.alipay_root_cert_sn:
             headers["alipay-root-cert-sn"] = app.alipay_root_cert_sn
         if app_auth_token:
             headers["alipay-app-auth-token"] = app_auth_token
-        url = URL(app.v3_gateway_url.rstrip("/") + path, encoded=True)
-        try:
-            async with self._session.request(
-                method,
-                url,
-                data=text.encode("utf-8") if body is not None else None,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                raw = await response.read()
-                status, answer_headers = response.status, response.headers
-        except TimeoutError:
-            result = CallResult(CallOutcome.TRANSIENT, error="timeout")
-            return _logged(method, path, app, request_id, None, result)
-        except aiohttp.ClientError as error:
-            result = CallResult(CallOutcome.TRANSIENT, error=type(error).__name__)
-            return _logged(method, path, app, request_id, None, result)
-        result = self.classify(status, answer_headers, raw, app)
-        trace_id = answer_headers.get("alipay-trace-id")
-        return _logged(method, path, app, request_id, trace_id, result)
+        return headers
+
+    async def _exchange(
+        self, method: str, url: URL, data: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One HTTP request: its status, headers and raw body (which the signature covers)."""
+        async with self._session.request(
+            method,
+            url,
+            data=data,
+            headers=headers,
+            timeout=self._timeout,
+            allow_redirects=False,
+        ) as response:
+            return response.status, response.headers, await response.read()
 
     def classify(
         self, status: int, headers: Mapping[str, str], raw: bytes, app: AppCredentials
