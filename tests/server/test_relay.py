@@ -29,6 +29,7 @@ from server.workers.wire import (
     PROTOCOL_VERSION,
     CoalescedWriter,
     FrameReader,
+    Message,
     RelayError,
     decode_message,
     encode_frame,
@@ -128,7 +129,7 @@ def test_a_malformed_frame_of_any_kind_is_a_relay_error(payload: bytes) -> None:
     [(1, "keep"), (1, "keep", None, None), "keep", 7, (True, "keep", None), (1, 2, None)],
 )
 def test_a_frame_that_is_not_a_triple_is_refused(message: object) -> None:
-    with pytest.raises(RelayError, match="triple|seq"):
+    with pytest.raises(RelayError, match=r"triple|seq"):
         decode_message(msgpack.packb(message))
 
 
@@ -421,7 +422,7 @@ class _CountedWrites:
         self.transport.close()
 
 
-async def _frames_until_eof(reader: asyncio.StreamReader) -> list[tuple[object, ...]]:
+async def _frames_until_eof(reader: asyncio.StreamReader) -> list[Message]:
     return FrameReader(1024).feed(await reader.read())
 
 
