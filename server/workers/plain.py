@@ -23,24 +23,27 @@ class RelayError(Exception):
     """A frame or payload that is not the protocol."""
 
 
-def exactly(*types: type) -> Parse:
-    names = " or ".join(kind.__name__ for kind in types)
+class Exactly:
+    """A value of one of these types, as it is. The containers below check one in line, without
+    a call: most items of the protocol are one."""
 
-    def parse(value: object) -> object:
-        if type(value) not in types:
-            raise RelayError(f"expected {names}, not {type(value).__name__}")
+    def __init__(self, *types: type) -> None:
+        self.types = types
+        self._names = " or ".join(kind.__name__ for kind in types)
+
+    def __call__(self, value: object) -> object:
+        if type(value) not in self.types:
+            raise RelayError(f"expected {self._names}, not {type(value).__name__}")
         return value
 
-    return parse
 
-
-STR = exactly(str)
-BYTES = exactly(bytes)
-INT = exactly(int)
-BOOL = exactly(bool)
-NIL = exactly(type(None))
-NUMBER = exactly(int, float)
-OPTIONAL_STR = exactly(str, type(None))
+STR = Exactly(str)
+BYTES = Exactly(bytes)
+INT = Exactly(int)
+BOOL = Exactly(bool)
+NIL = Exactly(type(None))
+NUMBER = Exactly(int, float)
+OPTIONAL_STR = Exactly(str, type(None))
 
 
 def optional(item: Parse) -> Parse:
@@ -58,38 +61,58 @@ def _array(value: object, length: int | None = None) -> tuple[object, ...]:
     return value
 
 
+def _types(item: Parse) -> tuple[type, ...]:
+    """The types a value may have to pass ``item`` as it is; none for a conversion."""
+    return item.types if isinstance(item, Exactly) else ()
+
+
 def array(*items: Parse) -> Parse:
     """An array of exactly these items, as a tuple."""
+    plan = tuple((_types(item), item) for item in items)
 
     def parse(value: object) -> tuple[Any, ...]:
-        values = _array(value, len(items))
-        return tuple([item(each) for item, each in zip(items, values, strict=True)])
+        values = _array(value, len(plan))
+        return tuple(
+            [
+                each if type(each) in types else item(each)
+                for (types, item), each in zip(plan, values, strict=True)
+            ]
+        )
 
     return parse
 
 
 def array_of(item: Parse) -> Parse:
     """An array of any length whose every element is ``item``, as a tuple."""
+    types = _types(item)
 
     def parse(value: object) -> tuple[Any, ...]:
-        return tuple([item(each) for each in _array(value)])
+        values = _array(value)
+        if types and all(type(each) in types for each in values):
+            return values
+        return tuple([item(each) for each in values])
 
     return parse
 
 
 def struct_of(*fields: tuple[str, Parse]) -> Parse:
     """An array of these named fields in this order, as a dict: a refusal names the field."""
+    plan = tuple((name, _types(item), item) for name, item in fields)
 
     def parse(value: object) -> dict[str, Any]:
         parsed: dict[str, Any] = {}
-        for (name, item), each in zip(fields, _array(value, len(fields)), strict=True):
-            try:
-                parsed[name] = item(each)
-            except RelayError as error:
-                raise RelayError(f"{name}: {error}") from None
+        for (name, types, item), each in zip(plan, _array(value, len(plan)), strict=True):
+            parsed[name] = each if type(each) in types else _field(name, item, each)
         return parsed
 
     return parse
+
+
+def _field(name: str, item: Parse, value: object) -> Any:
+    try:
+        return item(value)
+    except RelayError as error:
+        raise RelayError(f"{name}: {error}") from None
 
 
 def _map(value: object) -> dict[str, object]:
@@ -102,9 +125,13 @@ def _map(value: object) -> dict[str, object]:
 
 def map_of(item: Parse) -> Parse:
     """A map of str keys whose every value is ``item``."""
+    types = _types(item)
 
     def parse(value: object) -> dict[str, Any]:
-        return {key: item(each) for key, each in _map(value).items()}
+        values = _map(value)
+        if types and all(type(each) in types for each in values.values()):
+            return values
+        return {key: item(each) for key, each in values.items()}
 
     return parse
 

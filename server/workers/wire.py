@@ -1,15 +1,15 @@
-"""The wire format between the primary and its worker processes: length-prefixed frames of
-MessagePack, decoded without a copy per frame into plain values only, and the shape of every
-message kind, checked before anything acts on it.
+"""The wire format between the primary and its worker processes: a stream of MessagePack values,
+decoded as they arrive into plain values only, and the shape of every message kind, checked before
+anything acts on it.
 
-A frame is a 4-byte big-endian length and that many bytes of one MessagePack value. Decoding
-yields nil, booleans, integers, floats, str, bin, arrays (as tuples) and maps with str keys, and
-nothing else: every extension type (the timestamp one included) is refused, and no hook builds an
-object, so a frame cannot construct an object or run code by design. A message is
-``[seq: int, kind: str | bool, payload]``; ``kind`` names the shape of ``payload`` in one of the
-tables below (``RELAY_REQUESTS``, ``RELAY_ANSWERS``, ``CALL_REQUESTS``, ``CALL_ANSWERS``). Times
-are integer microseconds since the Unix epoch, bodies are bin. A frame that does not decode, is
-over its reader's limit, or whose payload has another shape is a ``RelayError``.
+Each frame is one MessagePack value (it delimits itself). Decoding yields nil, booleans, integers,
+floats, str, bin, arrays (as tuples) and maps with str keys, and nothing else: every extension
+type (the timestamp one included) is refused, and no hook builds an object, so a frame cannot
+construct an object or run code by design. A message is ``[seq: int, kind: str | bool,
+payload]``; ``kind`` names the shape of ``payload`` in one of the tables below
+(``RELAY_REQUESTS``, ``RELAY_ANSWERS``, ``CALL_REQUESTS``, ``CALL_ANSWERS``). Times are integer
+microseconds since the Unix epoch, bodies are bin. A frame that does not decode, is over its
+reader's limit, or whose payload has another shape is a ``RelayError``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from server.workers.plain import (
     NUMBER,
     OPTIONAL_STR,
     STR,
+    Exactly,
     Parse,
     array,
     array_of,
-    exactly,
     json_map,
     map_of,
     optional,
@@ -51,7 +51,10 @@ PROTOCOL_VERSION = 2
 FRAME_OVERHEAD_BYTES = 1024 * 1024
 
 
-_LENGTH = struct.Struct(">I")
+# The decoder allocates an array's slots when it reads its header, before their bytes arrive,
+# and nests up to a thousand deep: this bounds what a few bytes of headers can make it allocate.
+# No array or map of the protocol comes near it (the longest are a flush's refusal counts).
+MAX_ITEMS = 4096
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -67,33 +70,36 @@ _PACKER = msgpack.Packer(use_bin_type=True, datetime=False)
 def encode_frame(message: tuple[Any, ...]) -> bytes:
     """A value of another type than the plain ones above is refused here, as it would be there."""
     try:
-        payload = _PACKER.pack(message)
+        return _PACKER.pack(message)
     except (TypeError, ValueError, OverflowError) as error:
         _PACKER.reset()
         raise RelayError(f"not a plain value: {error}") from None
-    return _LENGTH.pack(len(payload)) + payload
 
 
 def _refuse_extension(code: int, data: bytes) -> NoReturn:
-    raise RelayError(f"extension type {code} is not the protocol")
+    raise ValueError(f"extension type {code} is not the protocol")  # undecodable, as any other
 
 
-def decode_message(payload: bytes | memoryview) -> Message:
-    """One frame's value, with no container longer than the frame itself could hold."""
-    size = len(payload)
+def _decoding(limit: int) -> dict[str, Any]:
+    """The decoder's settings: plain values only, none longer than a frame may be."""
+    items = min(limit, MAX_ITEMS)
+    return {
+        "raw": False,
+        "use_list": False,
+        "strict_map_key": True,
+        "ext_hook": _refuse_extension,
+        "max_ext_len": 0,
+        "max_str_len": limit,
+        "max_bin_len": limit,
+        "max_array_len": items,
+        "max_map_len": items,
+    }
+
+
+def decode_message(frame: bytes) -> Message:
+    """Exactly one whole frame, decoded as ``FrameReader`` decodes each."""
     try:
-        message = msgpack.unpackb(
-            payload,
-            raw=False,
-            use_list=False,
-            strict_map_key=True,
-            ext_hook=_refuse_extension,
-            max_ext_len=0,
-            max_str_len=size,
-            max_bin_len=size,
-            max_array_len=size,
-            max_map_len=size // 2,
-        )
+        message = msgpack.unpackb(frame, **_decoding(len(frame)))
     except Exception as error:  # whatever the bytes made of the decoder
         raise RelayError(f"undecodable frame: {type(error).__name__}: {error}") from None
     return _envelope(message)
@@ -109,50 +115,48 @@ def _envelope(message: object) -> Message:
 
 
 class FrameReader:
-    """Splits a byte stream into decoded messages, refusing a frame longer than ``limit`` before
-    buffering it. Whole frames are decoded straight from the bytes read; only a frame split
-    across reads is joined, once, when its last part arrives."""
+    """Decodes a byte stream into messages as it arrives. A frame longer than ``limit`` is
+    refused once ``limit`` of its bytes are here, counting the ones the decoder has already
+    turned into the frame's first items. Each read is copied once, into the decoder's buffer,
+    and every frame in it decoded from there."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._parts: list[bytes] = []  # the start of a frame not yet whole
-        self._held = 0
-        self._needed = 0  # how many bytes the parts must reach before they are worth joining
+        self._fed = 0  # bytes given to the decoder
+        self._whole = 0  # where the last whole frame ended
+        self._decoder = msgpack.Unpacker(
+            **_decoding(limit), max_buffer_size=limit, read_size=min(limit, 64 * 1024)
+        )
 
     def feed(self, data: bytes) -> list[Message]:
-        if self._parts:
-            self._parts.append(data)
-            self._held += len(data)
-            if self._held < self._needed:
-                return []
-            data = b"".join(self._parts)
-            self._parts.clear()
-        with memoryview(data) as view:
-            messages, used = self._split(view)
-        if used < len(data):
-            self._parts.append(data[used:])
-            self._held = len(data) - used
+        messages: list[Message] = []
+        while data:  # more than once only when a read does not fit beside a partial frame
+            room = self._limit - (self._fed - self._whole)
+            if room <= 0:
+                raise RelayError(f"a frame is over the limit of {self._limit} bytes")
+            piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
+            self._decoder.feed(piece)
+            self._fed += len(piece)
+            self._decode(messages)
         return messages
 
-    def _split(self, view: memoryview) -> tuple[list[Message], int]:
-        messages: list[Message] = []
-        start, end = 0, len(view)
-        while end - start >= _LENGTH.size:
-            (length,) = _LENGTH.unpack_from(view, start)
-            if length > self._limit:
-                raise RelayError(f"frame of {length} bytes is over the limit of {self._limit}")
-            stop = start + _LENGTH.size + length
-            if stop > end:
-                self._needed = stop - start
-                return messages, start
-            messages.append(decode_message(view[start + _LENGTH.size : stop]))
-            start = stop
-        self._needed = _LENGTH.size
-        return messages, start
+    def _decode(self, messages: list[Message]) -> None:
+        """Every whole frame fed; stops at the end of the bytes, without trying past it."""
+        decoder = self._decoder
+        while self._whole < self._fed:
+            try:
+                message = decoder.unpack()
+            except msgpack.OutOfData:  # the rest of this frame is still on its way
+                return
+            except Exception as error:  # whatever the bytes made of the decoder
+                raise RelayError(f"undecodable frame: {type(error).__name__}: {error}") from None
+            messages.append(_envelope(message))
+            self._whole = decoder.tell()
 
 
 def micros(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(microseconds=1)
+    since = value - _EPOCH
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 def instant(value: object) -> datetime:
@@ -160,7 +164,7 @@ def instant(value: object) -> datetime:
     if type(value) is not int:
         raise RelayError("a time is an integer number of microseconds")
     try:
-        return _EPOCH + timedelta(microseconds=value)
+        return _EPOCH + timedelta(0, 0, value)  # (days, seconds, microseconds)
     except OverflowError:
         raise RelayError("a time is out of range") from None
 
@@ -209,7 +213,7 @@ def record_from_values(values: object) -> NotificationRecord:
 # Intake worker -> primary: [seq, op, payload]; a consent event is ConsentEvent's JSON dump.
 RELAY_REQUESTS: Mapping[str, Parse] = {
     "hello": array(INT, array_of(STR)),  # [PROTOCOL_VERSION, RECORD_FIELDS]
-    "keep": array(record_from_values, array_of(map_of(exactly(str, bool, type(None))))),
+    "keep": array(record_from_values, array_of(map_of(Exactly(str, bool, type(None))))),
     "refusals": array_of(array(STR, STR, INT)),  # [[app_id, reason, count], ...]
     "errors": array_of(array(STR, NUMBER)),  # [[error code, answers], ...]
     "ready": INT,  # the worker's pid

@@ -21,6 +21,7 @@ from server.workers.relay import RelayClient
 from server.workers.wire import (
     CALL_ANSWERS,
     CALL_REQUESTS,
+    MAX_ITEMS,
     RECORD_FIELDS,
     RELAY_REQUESTS,
     FrameReader,
@@ -38,10 +39,6 @@ from storage.models import NotificationRecord
 LIMIT = 1024 * 1024
 TIMESTAMP = b"\xd6\xff\x00\x00\x00\x01"  # MessagePack's timestamp extension: 1 s after the epoch
 EXTENSION = b"\xd4\x05\x01"  # extension type 5, one byte of data
-
-
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + payload
 
 
 def test_the_wire_record_is_the_stored_record_field_for_field() -> None:
@@ -102,7 +99,7 @@ def test_an_extension_type_is_refused_and_constructs_nothing(
     assert len(spy.made) == 1
 
     with pytest.raises(RelayError, match="undecodable"):
-        FrameReader(LIMIT).feed(frame(b"\x93\x01\xa4keep" + value))
+        FrameReader(LIMIT).feed(b"\x93\x01\xa4keep" + value)
 
     assert len(spy.made) == 1
 
@@ -115,7 +112,7 @@ def test_a_value_the_wire_does_not_carry_is_refused_when_encoded(value: object) 
     with pytest.raises(RelayError, match="not a plain value"):
         encode_frame((1, "keep", value))
 
-    assert decode_message(encode_frame((1, "keep", b"ok"))[4:]) == (1, "keep", b"ok")
+    assert decode_message(encode_frame((1, "keep", b"ok"))) == (1, "keep", b"ok")
 
 
 def good_record() -> tuple[Any, ...]:
@@ -227,6 +224,23 @@ def test_a_call_answer_of_another_shape_is_refused(kind: str, payload: object) -
 def test_an_answer_of_another_shape_is_refused(op: str, ok: object, value: object) -> None:
     with pytest.raises(RelayError):
         relay_answer(op, ok, value)
+
+
+def test_frames_up_to_the_limit_pass_however_the_reads_fall_beside_them() -> None:
+    header = len(encode_frame((1, "keep", b"x" * 70_000))) - 70_000
+    whole = encode_frame((1, "keep", b"x" * (LIMIT - header)))
+    assert len(whole) == LIMIT
+    reader = FrameReader(LIMIT)
+
+    first = reader.feed(whole[: LIMIT // 2])
+    rest = reader.feed(whole[LIMIT // 2 :] + whole + encode_frame((2, "ready", 7)))
+
+    assert first == [] and len(rest) == 3 and rest[-1] == (2, "ready", 7)
+
+
+def test_an_array_longer_than_any_of_the_protocol_is_refused_from_its_header() -> None:
+    with pytest.raises(RelayError, match="max_array_len"):
+        FrameReader(LIMIT).feed(b"\x93\x01\xa4keep\xdd" + struct.pack(">I", MAX_ITEMS + 1))
 
 
 def test_a_frame_split_into_single_bytes_comes_out_once_whole() -> None:
