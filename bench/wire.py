@@ -2,9 +2,9 @@
 
 The worker wire alone, in one process: what one relayed notification costs to encode and to read
 back (``server/workers/wire.py``), without sockets or event loops (bench/README.md, "the worker
-wire"). Each case prints the best of
-``--repeat`` timings of about ``--number`` messages, per message. The notification is the bench's own
-~1 KB ``trade_status_sync`` (``bench/bodies.py``) with a signature-sized ``sign``.
+wire as MessagePack"). Each case prints the best of ``--repeat`` timings of about ``--number``
+messages, per message. The notification is the bench's own ~1 KB ``trade_status_sync``
+(``bench/bodies.py``) with a signature-sized ``sign``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def typical_record() -> NotificationRecord:
 
 def cases(record: NotificationRecord) -> dict[str, tuple[Callable[[], object], int]]:
     """Each case and the messages one call of it moves; a reader lasts, as a connection's does."""
-    request = (12345, "keep", (record_values(record), []))
+    request = (12345, "keep", (record_values(record), ()))
     batch = b"".join(encode_frame(request) for _ in range(BATCH))
     reader = FrameReader(LIMIT)
 
@@ -60,7 +60,7 @@ def cases(record: NotificationRecord) -> dict[str, tuple[Callable[[], object], i
         return reader.feed(encode_frame(request))
 
     def keep_request() -> object:
-        [(_, op, payload)] = reader.feed(encode_frame((12345, "keep", (record_values(record), []))))
+        [(_, op, payload)] = reader.feed(encode_frame((12345, "keep", (record_values(record), ()))))
         return parse_payload(RELAY_REQUESTS, op, payload)
 
     def keep_answer() -> object:
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     record = typical_record()
-    size = len(encode_frame((12345, "keep", (record_values(record), []))))
+    size = len(encode_frame((12345, "keep", (record_values(record), ()))))
     print(f"Python {platform.python_version()}; a keep request frame is {size} bytes")
     for name, (case, messages) in cases(record).items():
         calls = max(args.number // messages, 1)

@@ -117,11 +117,12 @@ def result_from_values(values: object) -> CallResult:
 
 def _result(fields: dict[str, Any]) -> CallResult:
     """A ``CALL_RESULT`` already checked, whose outcome must be one of ours."""
+    outcome = fields.pop("outcome")
     try:
-        outcome = CallOutcome(fields.pop("outcome"))
+        kind = CallOutcome(outcome)
     except ValueError:
-        raise RelayError("unknown call outcome") from None
-    return CallResult(outcome, **fields)
+        raise RelayError(f"unknown call outcome {outcome!r}") from None
+    return CallResult(kind, **fields)
 
 
 class _Connection(asyncio.Protocol):
@@ -173,7 +174,7 @@ class _Connection(asyncio.Protocol):
         if kind == "ready" and not self.ready.done():
             self.ready.set_result(payload)
             return
-        if isinstance(number, int) and number in self._abandoned:
+        if number in self._abandoned:
             self._abandoned.discard(number)  # its caller stopped waiting (shutdown): drop it
             return
         if kind == "stopping":  # the worker got SIGTERM: route nothing more to it

@@ -7,8 +7,8 @@ durable, so a worker acknowledges nothing that is not stored. Workers also relay
 error-answer counts, which the primary shows on /metrics and flushes with its own.
 
 Wire format (``server/workers/wire.py``), over a Unix stream socket in a directory only the
-service's user can enter: length-prefixed frames of MessagePack holding plain values only (str,
-bin, numbers, booleans, nil, arrays, maps; times as integer microseconds since the epoch), each
+service's user can enter: a stream of MessagePack frames holding plain values only (str, bin,
+numbers, booleans, nil, arrays, maps; times as integer microseconds since the epoch), each
 message kind with a fixed shape that is checked before anything acts on it. The format has no way
 to name a class, so a frame can construct no object and run no code. On Linux the primary also
 accepts connections only from the worker processes it started (``SO_PEERCRED``). Frames written
@@ -170,7 +170,7 @@ class _WorkerConnection(asyncio.Protocol):
         if op != "hello":
             raise RelayError("the first frame must be a hello")
         assert self._transport is not None
-        if _hello(payload) != (PROTOCOL_VERSION, RECORD_FIELDS):
+        if payload != (PROTOCOL_VERSION, RECORD_FIELDS):  # as decoded: arrays are tuples
             self._transport.write(encode_frame((seq, False, "another version of Subgate")))
             raise RelayError("a worker of another version of Subgate said hello; restart it")
         self._greeted = True
@@ -189,14 +189,6 @@ class _WorkerConnection(asyncio.Protocol):
             answer = (seq, False, "the primary failed to keep it; see its log")
         if self._out is not None:
             self._out.send(encode_frame(answer))
-
-
-def _hello(payload: object) -> object:
-    """A hello's payload, or None when it is not even shaped as this version's."""
-    try:
-        return parse_payload(RELAY_REQUESTS, "hello", payload)
-    except RelayError:
-        return None
 
 
 class RelayClient(asyncio.Protocol):

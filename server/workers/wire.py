@@ -50,18 +50,14 @@ PROTOCOL_VERSION = 2
 # metadata; anything larger than this is not the protocol.
 FRAME_OVERHEAD_BYTES = 1024 * 1024
 
-
 # The decoder allocates an array's slots when it reads its header, before their bytes arrive,
 # and nests up to a thousand deep: this bounds what a few bytes of headers can make it allocate.
 # No array or map of the protocol comes near it (the longest are a flush's refusal counts).
 MAX_ITEMS = 4096
 
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-
 Message = tuple[int, str | bool, Any]
-
 
 # Every process encodes on its event loop's thread only, so one packer serves them all.
 _PACKER = msgpack.Packer(use_bin_type=True, datetime=False)

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from server.platforms.calls import CallOutcome, CallResult
 from server.workers.call_process import _PrimaryConnection
 from server.workers.plain import JSON_DEPTH
 from server.workers.relay import RelayClient
@@ -25,6 +26,7 @@ from server.workers.wire import (
     RECORD_FIELDS,
     RELAY_REQUESTS,
     FrameReader,
+    Message,
     RelayError,
     decode_message,
     encode_frame,
@@ -281,3 +283,28 @@ async def test_a_call_worker_closes_its_end_on_a_request_of_another_shape() -> N
     assert ready[1] == "ready" and not worker.calls
     assert await reader.read() == b""  # the primary sees the end: its calls end unknown
     primary.close()
+
+
+async def messages_until(reader: asyncio.StreamReader, count: int) -> list[Message]:
+    frames, received = FrameReader(LIMIT), list[Message]()
+    while len(received) < count:
+        received += frames.feed(await reader.read(65536))
+    return received
+
+
+async def test_an_answer_the_wire_cannot_carry_reaches_the_primary_as_unknown() -> None:
+    ours, theirs = socket.socketpair()
+    session = cast(aiohttp.ClientSession, None)  # never reached: nothing is called
+    _, worker = await asyncio.get_running_loop().create_connection(
+        lambda: _PrimaryConnection(session, {}, 1.0), sock=ours
+    )
+    reader, primary = await asyncio.open_connection(sock=theirs)
+
+    worker._answer(7, CallResult(CallOutcome.SUCCESS, node={"n": 2**70}))
+    _, (number, kind, payload) = await messages_until(reader, 2)
+
+    assert (number, kind) == (7, "answer")
+    result = parse_payload(CALL_ANSWERS, kind, payload)
+    assert result["outcome"] == "unknown" and "not a plain value" in result["error"]
+    primary.close()
+    worker.close()
