@@ -42,7 +42,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from aiohttp import web
@@ -60,11 +60,14 @@ from server.workers.supervision import (
     worker_settings,
 )
 from server.workers.wire import (
+    CALL_ANSWERS,
+    CALL_RESULT,
     CoalescedWriter,
     FrameReader,
     RelayError,
-    decode_message,
     encode_frame,
+    micros,
+    parse_payload,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,14 +92,10 @@ class CallWorkerOrders:
 def call_request(
     app_id: str, method: str, biz_content: Mapping[str, Any], now: datetime
 ) -> tuple[Any, ...]:
-    """Plain values only: ``biz_content`` as the JSON it is signed as (a str enum becomes its
-    value), so the worker's restricted unpickler never refuses a frame."""
+    """The shape of ``CALL_REQUESTS`` (``server/workers/wire.py``): ``biz_content`` as the JSON
+    it is signed as (a str enum becomes its value), the time as microseconds."""
     plain = json.loads(json.dumps(biz_content, ensure_ascii=False))
-    return (app_id, method, plain, round(now.timestamp() * 1_000_000))
-
-
-def instant(micros: int) -> datetime:
-    return datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
+    return (app_id, method, plain, micros(now))
 
 
 def result_values(result: CallResult) -> tuple[Any, ...]:
@@ -113,19 +112,17 @@ def result_values(result: CallResult) -> tuple[Any, ...]:
 
 def result_from_values(values: object) -> CallResult:
     """A worker's answer, checked field by field: anything else is not the protocol."""
-    if not isinstance(values, tuple) or len(values) != 7:
-        raise RelayError("a call answer is a 7-tuple")
-    outcome, code, msg, sub_code, sub_msg, error, node = values
-    texts = (code, msg, sub_code, sub_msg, error)
-    if not all(value is None or isinstance(value, str) for value in texts):
-        raise RelayError("a call answer's texts are str or None")
-    if not isinstance(node, dict):
-        raise RelayError("a call answer's node is a dict")
+    return _result(CALL_RESULT(values))
+
+
+def _result(fields: dict[str, Any]) -> CallResult:
+    """A ``CALL_RESULT`` already checked, whose outcome must be one of ours."""
+    outcome = fields.pop("outcome")
     try:
         kind = CallOutcome(outcome)
     except ValueError:
         raise RelayError(f"unknown call outcome {outcome!r}") from None
-    return CallResult(kind, code, msg, sub_code, sub_msg, error, node)
+    return CallResult(kind, **fields)
 
 
 class _Connection(asyncio.Protocol):
@@ -166,17 +163,18 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            for frame in self._reader.feed(data):
-                self._answer(*decode_message(frame))
+            for number, kind, payload in self._reader.feed(data):
+                self._answer(number, kind, parse_payload(CALL_ANSWERS, kind, payload))
         except RelayError as error:
             logger.error("call worker broke the protocol (%s); replacing it", error)
             self._break()
 
-    def _answer(self, number: Any, kind: Any, payload: Any) -> None:
-        if kind == "ready" and isinstance(payload, int) and not self.ready.done():
+    def _answer(self, number: int, kind: object, payload: Any) -> None:
+        """One message, its payload already of the shape ``CALL_ANSWERS`` gives its kind."""
+        if kind == "ready" and not self.ready.done():
             self.ready.set_result(payload)
             return
-        if isinstance(number, int) and number in self._abandoned:
+        if number in self._abandoned:
             self._abandoned.discard(number)  # its caller stopped waiting (shutdown): drop it
             return
         if kind == "stopping":  # the worker got SIGTERM: route nothing more to it
@@ -186,7 +184,7 @@ class _Connection(asyncio.Protocol):
         if kind not in ("answer", "refused") or number not in self._pending:
             raise RelayError(f"unexpected frame {kind!r} for call {number!r}")
         # "refused": a stopping worker did not make the call; None tells the caller so.
-        result = result_from_values(payload) if kind == "answer" else None
+        result = _result(payload) if kind == "answer" else None
         future = self._pending[number]
         if not future.done():
             future.set_result(result)
@@ -310,7 +308,10 @@ class CallWorkers:
         worker = self._next_serving()
         if worker is not None:
             request = call_request(app.app_id, method, biz_content, self._clock())
-            result = await worker.connection.call(request)
+            try:
+                result = await worker.connection.call(request)
+            except RelayError:  # a value the wire cannot carry (an integer past 64 bits)
+                result = None  # nothing was sent: made here
             if result is not None:
                 self.calls += 1
                 if result.error in (LOST, NO_ANSWER):

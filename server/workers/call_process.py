@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, cast
 
 import aiohttp
@@ -29,18 +30,14 @@ from server.platforms.calls import CallOutcome, CallResult
 from server.runtime.clock import utc_now
 from server.runtime.garbage_collector import settle_garbage_collector
 from server.workers.bootstrap import run_worker
-from server.workers.call_pool import (
-    FRAME_LIMIT_BYTES,
-    CallWorkerOrders,
-    instant,
-    result_values,
-)
+from server.workers.call_pool import FRAME_LIMIT_BYTES, CallWorkerOrders, result_values
 from server.workers.wire import (
+    CALL_REQUESTS,
     CoalescedWriter,
     FrameReader,
     RelayError,
-    decode_message,
     encode_frame,
+    parse_payload,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,10 +71,8 @@ class _PrimaryConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            for frame in self._reader.feed(data):
-                number, kind, request = decode_message(frame)
-                if kind != "call" or not isinstance(request, tuple) or len(request) != 4:
-                    raise RelayError(f"unexpected frame {kind!r}")
+            for number, kind, payload in self._reader.feed(data):
+                request = parse_payload(CALL_REQUESTS, kind, payload)
                 if self.stopping:
                     self._send((number, "refused", None))
                     continue
@@ -88,19 +83,31 @@ class _PrimaryConnection(asyncio.Protocol):
             logger.error("call worker %d: %s; closing", os.getpid(), error)
             self.close()
 
-    async def _call(self, number: Any, app_id: Any, method: Any, biz: Any, micros: Any) -> None:
-        app = self._credentials.get(app_id) if isinstance(app_id, str) else None
-        if app is None or not isinstance(method, str) or not isinstance(biz, dict):
+    async def _call(
+        self, number: int, app_id: str, method: str, biz: dict[str, Any], when: datetime
+    ) -> None:
+        """Make one call of the shape ``CALL_REQUESTS`` gives, and answer its result."""
+        app = self._credentials.get(app_id)
+        if app is None:
             result = CallResult(CallOutcome.REJECTED, error=f"app {app_id!r} is not configured")
         else:
             try:
-                when = instant(micros)
                 client = AlipayClient(self._session, lambda: when, self._timeout)
                 result = await client.call(app, method, biz)
             except Exception as error:  # a bug, after which the platform may have had the call
                 logger.exception("call worker %d: call %r failed", os.getpid(), method)
                 result = CallResult(CallOutcome.UNKNOWN, error=f"call worker failed: {error!r}")
-        self._send((number, "answer", result_values(result)))
+        self._answer(number, result)
+
+    def _answer(self, number: int, result: CallResult) -> None:
+        """Answer a call made; an answer the wire cannot carry becomes unknown, never silence."""
+        try:
+            frame = encode_frame((number, "answer", result_values(result)))
+        except RelayError as error:
+            unknown = CallResult(CallOutcome.UNKNOWN, error=f"call worker: the answer {error}")
+            frame = encode_frame((number, "answer", result_values(unknown)))
+        if self._out is not None:
+            self._out.send(frame)
 
     def send_stopping(self) -> None:
         self._send((0, "stopping", None))

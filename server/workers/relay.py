@@ -6,12 +6,13 @@ same group-committed store write, count and log line as its own intake) and answ
 durable, so a worker acknowledges nothing that is not stored. Workers also relay their refusal and
 error-answer counts, which the primary shows on /metrics and flushes with its own.
 
-Wire format, over a Unix stream socket in a directory only the service's user can enter: each
-frame is a 4-byte big-endian length and a pickle of plain values (str, bytes, numbers, None,
-tuples, lists, dicts; times as integer microseconds since the epoch). Loading refuses every
-global, so a frame can construct no object and run no code. On Linux the primary also accepts
-connections only from the worker processes it started (``SO_PEERCRED``). Frames written in one
-turn of the event loop go out in one write.
+Wire format (``server/workers/wire.py``), over a Unix stream socket in a directory only the
+service's user can enter: a stream of MessagePack frames holding plain values only (str, bin,
+numbers, booleans, nil, arrays, maps; times as integer microseconds since the epoch), each
+message kind with a fixed shape that is checked before anything acts on it. The format has no way
+to name a class, so a frame can construct no object and run no code. On Linux the primary also
+accepts connections only from the worker processes it started (``SO_PEERCRED``). Frames written
+in one turn of the event loop go out in one write.
 
     worker -> primary   (seq, op, payload)   op: "hello" | "keep" | "refusals" | "errors" | "ready"
     primary -> worker   (seq, ok, value)     value: the answer, or the error message
@@ -37,17 +38,18 @@ from server.intake.refusals import RefusalCounter
 from server.ops.metrics import Metrics
 from server.settings import Settings
 from server.workers.wire import (
-    _RECORD_FIELDS,
     FRAME_OVERHEAD_BYTES,
     PROTOCOL_VERSION,
+    RECORD_FIELDS,
+    RELAY_REQUESTS,
     CoalescedWriter,
     FrameReader,
     RelayError,
-    decode_message,
     encode_frame,
+    parse_payload,
     peer_pid,
-    record_from_values,
     record_values,
+    relay_answer,
 )
 from storage.errors import StorageError, StorageUnavailable
 from storage.models import ConsentEvent, NotificationRecord, RecordOutcome
@@ -101,29 +103,26 @@ class RelayServer:
                 connection.close()
             await self._server.wait_closed()
 
-    async def answer(self, op: str, payload: Any) -> Any:
+    async def answer(self, op: object, payload: object) -> Any:
+        """The answer to one request, its payload checked against ``RELAY_REQUESTS`` first."""
+        value = parse_payload(RELAY_REQUESTS, op, payload)
         if op == "keep":
-            values, events = payload
-            record = record_from_values(values)
+            record, events = value
             consent = [ConsentEvent.model_validate(event) for event in events]
             outcome = await self._sink.keep(record, consent)
             return (outcome.notification_id, outcome.duplicate)
         if op == "refusals":
-            self._refusals.add({(str(app), str(reason)): int(n) for app, reason, n in payload})
-            return None
-        if op == "errors":
-            for code, n in payload:
-                self._metrics.error_answers.labels(code=str(code)).inc(float(n))
-            return None
-        if op == "cutoffs":
-            self._metrics.clients.add(
-                {(str(kind), str(label)): int(n) for kind, label, n in payload}
-            )
-            return None
-        if op == "ready":
-            self._on_ready(int(payload))
-            return None
-        raise RelayError(f"unknown op {op!r}")
+            self._refusals.add({(app, reason): n for app, reason, n in value})
+        elif op == "errors":
+            for code, n in value:
+                self._metrics.error_answers.labels(code=code).inc(float(n))
+        elif op == "cutoffs":
+            self._metrics.clients.add({(kind, label): n for kind, label, n in value})
+        elif op == "ready":
+            self._on_ready(value)
+        else:  # a second hello
+            raise RelayError(f"unexpected op {op!r}")
+        return None
 
 
 class _WorkerConnection(asyncio.Protocol):
@@ -157,8 +156,7 @@ class _WorkerConnection(asyncio.Protocol):
         if self._transport is None:
             return
         try:
-            for frame in self._frames.feed(data):
-                seq, op, payload = decode_message(frame)
+            for seq, op, payload in self._frames.feed(data):
                 if not self._greeted:
                     self._greet(seq, op, payload)
                     continue
@@ -169,18 +167,18 @@ class _WorkerConnection(asyncio.Protocol):
             logger.error("intake relay: dropping a worker connection: %s", error)
             self.close()
 
-    def _greet(self, seq: Any, op: Any, payload: Any) -> None:
+    def _greet(self, seq: int, op: object, payload: object) -> None:
         """The first frame must be a hello naming this protocol and record; else goodbye."""
         if op != "hello":
             raise RelayError("the first frame must be a hello")
         assert self._transport is not None
-        if payload != (PROTOCOL_VERSION, _RECORD_FIELDS):
+        if payload != (PROTOCOL_VERSION, RECORD_FIELDS):  # as decoded: arrays are tuples
             self._transport.write(encode_frame((seq, False, "another version of Subgate")))
             raise RelayError("a worker of another version of Subgate said hello; restart it")
         self._greeted = True
         self._transport.write(encode_frame((seq, True, None)))
 
-    async def _reply(self, seq: Any, op: Any, payload: Any) -> None:
+    async def _reply(self, seq: int, op: object, payload: object) -> None:
         try:
             answer: tuple[Any, ...] = (seq, True, await self._server.answer(op, payload))
         except StorageError as error:
@@ -208,7 +206,7 @@ class RelayClient(asyncio.Protocol):
         self._frames = FrameReader(2**31)  # the primary is trusted; its answers are small
         self._transport: asyncio.Transport | None = None
         self._out: CoalescedWriter | None = None
-        self._waiting: dict[int, tuple[asyncio.Future[Any], float]] = {}
+        self._waiting: dict[int, tuple[asyncio.Future[Any], float, str]] = {}
         self._seq = 0
         self._expiry: asyncio.TimerHandle | None = None
         self.lost = asyncio.Event()
@@ -218,7 +216,7 @@ class RelayClient(asyncio.Protocol):
         """Connect and say hello: raises ``StorageUnavailable`` if the primary refuses us."""
         loop = asyncio.get_running_loop()
         _, client = await loop.create_unix_connection(cls, str(path))
-        await client.call("hello", (PROTOCOL_VERSION, _RECORD_FIELDS))
+        await client.call("hello", (PROTOCOL_VERSION, RECORD_FIELDS))
         return client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -235,29 +233,37 @@ class RelayClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            for frame in self._frames.feed(data):
-                seq, ok, value = decode_message(frame)
-                waiting = self._waiting.pop(seq, None)
-                if waiting is None or waiting[0].done():
-                    continue
-                if ok:
-                    waiting[0].set_result(value)
-                else:
-                    waiting[0].set_exception(StorageUnavailable(str(value)))
+            for seq, ok, value in self._frames.feed(data):
+                self._answered(seq, ok, value)
         except RelayError as error:
             logger.error("intake relay: dropping the connection: %s", error)
             self.close()
+
+    def _answered(self, seq: int, ok: object, value: object) -> None:
+        """Settle the call ``seq``; a malformed answer leaves it waiting for the close."""
+        waiting = self._waiting.get(seq)
+        if waiting is None:
+            return
+        answered, answer = relay_answer(waiting[2], ok, value)
+        del self._waiting[seq]
+        if waiting[0].done():
+            return
+        if answered:
+            waiting[0].set_result(answer)
+        else:
+            waiting[0].set_exception(StorageUnavailable(answer))
 
     async def call(self, op: str, payload: Any) -> Any:
         if self._out is None:
             raise StorageUnavailable("the intake relay to the store is closed")
         self._seq += 1
+        frame = encode_frame((self._seq, op, payload))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._waiting[self._seq] = (future, time.monotonic() + CALL_TIMEOUT_SECONDS)
+        self._waiting[self._seq] = (future, time.monotonic() + CALL_TIMEOUT_SECONDS, op)
         if self._expiry is None:
             self._expiry = loop.call_later(1.0, self._expire)
-        self._out.send(encode_frame((self._seq, op, payload)))
+        self._out.send(frame)
         return await future
 
     def _expire(self) -> None:
@@ -267,7 +273,7 @@ class RelayClient(asyncio.Protocol):
         self._expiry = loop.call_later(1.0, self._expire) if self._waiting else None
 
     def _fail(self, expired: Callable[[float], bool], message: str) -> None:
-        for seq, (future, deadline) in list(self._waiting.items()):
+        for seq, (future, deadline, _) in list(self._waiting.items()):
             if expired(deadline):
                 del self._waiting[seq]
                 if not future.done():

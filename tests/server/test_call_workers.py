@@ -209,6 +209,17 @@ async def test_with_no_worker_serving_the_call_is_made_in_the_primary(env: Sendi
     assert len(env.fake.sends) == 1
 
 
+async def test_a_request_the_wire_cannot_carry_is_made_in_the_primary(env: Sending) -> None:
+    workers = workers_of(env)
+    app = env.gateway.app[CREDENTIALS][APP_ID]
+    body = {"to_user_id": USER, "user_template_id": ONE_TIME, "data": "{}", "n": 2**70}
+
+    await workers.call(app, SEND_METHOD, body)
+
+    assert (workers.calls, workers.made_here) == (0, 1)
+    assert len(env.fake.sends) == 1 and workers.pids and workers.restarts == 0
+
+
 async def test_a_worker_that_leaves_a_call_unanswered_is_killed_and_replaced(
     env: Sending,
 ) -> None:
