@@ -1,13 +1,12 @@
 """What every worker process does around its own serving: take its orders from the parent on
-stdin, log as the parent does, run on the configured event loop, and exit 2 when it cannot
-serve (the parent then reports the worker as failed to start)."""
+stdin (``server.workers.orders``), log as the parent does, run on the configured event loop, and
+exit 2 when it cannot serve (the parent then reports the worker as failed to start)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import pickle
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -16,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 from server.runtime.event_loop import new_event_loop
 from server.runtime.open_files import raise_open_file_limit
 from server.settings import Settings
+from server.workers.orders import decode_orders
 
 
 class _Orders(Protocol):
@@ -32,6 +32,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def run_worker(
     kind: str,
+    orders_type: type[Orders],
     serve: Callable[[Orders], Coroutine[Any, Any, None]],
     cannot_serve: tuple[type[Exception], ...],
     logger: logging.Logger,
@@ -39,7 +40,7 @@ def run_worker(
     """The body of a worker's ``main``: its exit status. ``cannot_serve``: the errors that end
     it with status 2 and one log line instead of a traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    orders: Orders = pickle.load(sys.stdin.buffer)  # noqa: S301  (from our parent)
+    orders = decode_orders(orders_type, sys.stdin.buffer.readline())
     logging.basicConfig(level=orders.log_level, format=LOG_FORMAT)
     raise_open_file_limit()  # as the primary did: client connections and outbound calls need them
     loop, _ = new_event_loop(orders.settings.server.event_loop)

@@ -36,7 +36,6 @@ import contextlib
 import itertools
 import json
 import logging
-import pickle
 import socket
 import sys
 import time
@@ -53,6 +52,7 @@ from server.credentials import AppCredentials
 from server.platforms.alipay_classic import AlipayClient
 from server.platforms.calls import CallOutcome, CallResult
 from server.settings import Settings
+from server.workers.orders import encode_orders
 from server.workers.supervision import (
     WorkerStartFailed,
     next_restart_delay,
@@ -354,7 +354,7 @@ class CallWorkers:
             assert process.stdin is not None
             settings = worker_settings(self._settings)  # no token, TOP secret or database URL
             orders = CallWorkerOrders(settings, their_fd, self._log_level)
-            process.stdin.write(pickle.dumps(orders))
+            process.stdin.write(encode_orders(orders))
             with contextlib.suppress(ConnectionError):  # it died at once: reported below
                 await process.stdin.drain()
             process.stdin.close()

@@ -155,7 +155,7 @@ async def serve(orders: CallWorkerOrders) -> None:
 
 def main() -> int:
     # Keys that no longer load, a socket that is gone: exit 2.
-    return run_worker("call worker", serve, (Exception,), logger)
+    return run_worker("call worker", CallWorkerOrders, serve, (Exception,), logger)
 
 
 if __name__ == "__main__":

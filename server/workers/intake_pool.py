@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import pickle
 import shutil
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from server.intake.gateway import StoreSink
 from server.intake.refusals import RefusalCounter
 from server.ops.metrics import Metrics
 from server.settings import Settings
+from server.workers.orders import encode_orders
 from server.workers.relay import CALL_TIMEOUT_SECONDS, RelayServer, WorkerOrders
 from server.workers.supervision import (
     WorkerStartFailed,
@@ -117,7 +117,7 @@ class IntakeWorkers:
         try:
             assert process.stdin is not None
             orders = WorkerOrders(worker_settings(self._settings), self.relay_path, self._log_level)
-            process.stdin.write(pickle.dumps(orders))
+            process.stdin.write(encode_orders(orders))
             with contextlib.suppress(ConnectionError):  # it died at once: reported below
                 await process.stdin.drain()
             process.stdin.close()

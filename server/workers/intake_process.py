@@ -5,7 +5,7 @@ It serves ``POST /alipay/notify[/{app_id}]`` (and ``GET /healthz``) on ``[server
 which every worker binds with SO_REUSEPORT so the kernel spreads connections across them. It
 parses and verifies on its own core exactly as the primary does (the same ``NotificationGateway``)
 and relays each verified notification to the primary, which stores it; the answer waits for
-that commit. It reads its settings from standard input (a pickle the primary writes: the
+that commit. It reads its settings from standard input (JSON the primary writes: the
 settings hold secrets, so never argv or the environment).
 
 It stops on SIGTERM from the primary, or by itself when the relay closes (the primary is gone):
@@ -150,7 +150,7 @@ async def serve(orders: WorkerOrders) -> None:
 
 def main() -> int:
     # Refused by the primary, or the port is taken: exit 2.
-    return run_worker("intake worker", serve, (StorageUnavailable, OSError), logger)
+    return run_worker("intake worker", WorkerOrders, serve, (StorageUnavailable, OSError), logger)
 
 
 if __name__ == "__main__":
