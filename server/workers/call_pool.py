@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import socket
 import sys
@@ -42,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -50,8 +49,13 @@ from prometheus_client.registry import Collector
 
 from server.credentials import AppCredentials
 from server.platforms.alipay_classic import AlipayClient
-from server.platforms.calls import CallOutcome, CallResult
+from server.platforms.calls import CallResult
 from server.settings import Settings
+from server.workers.call_connection import LOST, NO_ANSWER, CallConnection
+from server.workers.call_messages import (
+    CallWorkerOrders,
+    call_request,
+)
 from server.workers.orders import encode_orders
 from server.workers.supervision import (
     WorkerStartFailed,
@@ -60,14 +64,7 @@ from server.workers.supervision import (
     worker_settings,
 )
 from server.workers.wire import (
-    CALL_ANSWERS,
-    CALL_RESULT,
-    CoalescedWriter,
-    FrameReader,
     RelayError,
-    encode_frame,
-    micros,
-    parse_payload,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,183 +72,12 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 60.0
 # A worker's own timeout ends each call; this margin covers the hop back to the primary.
 ANSWER_MARGIN_SECONDS = 5.0
-FRAME_LIMIT_BYTES = 16 * 1024 * 1024
-LOST = "the call process was lost before it answered; the platform may have acted on the call"
-NO_ANSWER = "the call process did not answer in time; the platform may have acted on the call"
-
-
-@dataclass(frozen=True)
-class CallWorkerOrders:
-    """What the primary hands a call worker on its standard input."""
-
-    settings: Settings
-    socket_fd: int
-    log_level: int
-
-
-def call_request(
-    app_id: str, method: str, biz_content: Mapping[str, Any], now: datetime
-) -> tuple[Any, ...]:
-    """The shape of ``CALL_REQUESTS`` (``server/workers/wire.py``): ``biz_content`` as the JSON
-    it is signed as (a str enum becomes its value), the time as microseconds."""
-    plain = json.loads(json.dumps(biz_content, ensure_ascii=False))
-    return (app_id, method, plain, micros(now))
-
-
-def result_values(result: CallResult) -> tuple[Any, ...]:
-    return (
-        result.outcome.value,
-        result.code,
-        result.msg,
-        result.sub_code,
-        result.sub_msg,
-        result.error,
-        dict(result.node),
-    )
-
-
-def result_from_values(values: object) -> CallResult:
-    """A worker's answer, checked field by field: anything else is not the protocol."""
-    return _result(CALL_RESULT(values))
-
-
-def _result(fields: dict[str, Any]) -> CallResult:
-    """A ``CALL_RESULT`` already checked, whose outcome must be one of ours."""
-    outcome = fields.pop("outcome")
-    try:
-        kind = CallOutcome(outcome)
-    except ValueError:
-        raise RelayError(f"unknown call outcome {outcome!r}") from None
-    return CallResult(kind, **fields)
-
-
-class _Connection(asyncio.Protocol):
-    """The primary's end of one worker's socket: numbered calls, answers matched by number.
-
-    A worker that breaks the protocol is broken at once (``on_broken`` kills it, so that it is
-    replaced) and its calls in flight end ``UNKNOWN``. One that leaves a call unanswered past its
-    deadline gets no new call and is broken once its other calls have had their own deadlines.
-    A worker that got SIGTERM says "stopping": it gets no new call, and its socket closes once
-    its calls are answered."""
-
-    def __init__(self, answer_within: float, on_broken: Callable[[], None]) -> None:
-        self._answer_within = answer_within
-        self._on_broken = on_broken
-        self._transport: asyncio.Transport | None = None
-        self._out: CoalescedWriter | None = None  # the calls of one turn share a write
-        self._reader = FrameReader(FRAME_LIMIT_BYTES)
-        self._pending: dict[int, asyncio.Future[CallResult | None]] = {}
-        self._abandoned: set[int] = set()  # calls nobody waits for any more (a cancelled caller)
-        self._numbers = itertools.count(1)
-        self._draining = False
-        self._timed_out = False
-        self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.lost = asyncio.Event()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self._out = CoalescedWriter(self._transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost.set()
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError("the call worker closed its socket"))
-        for future in self._pending.values():
-            if not future.done():
-                future.set_result(CallResult(CallOutcome.UNKNOWN, error=LOST))
-        self._pending.clear()
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            for number, kind, payload in self._reader.feed(data):
-                self._answer(number, kind, parse_payload(CALL_ANSWERS, kind, payload))
-        except RelayError as error:
-            logger.error("call worker broke the protocol (%s); replacing it", error)
-            self._break()
-
-    def _answer(self, number: int, kind: object, payload: Any) -> None:
-        """One message, its payload already of the shape ``CALL_ANSWERS`` gives its kind."""
-        if kind == "ready" and not self.ready.done():
-            self.ready.set_result(payload)
-            return
-        if number in self._abandoned:
-            self._abandoned.discard(number)  # its caller stopped waiting (shutdown): drop it
-            return
-        if kind == "stopping":  # the worker got SIGTERM: route nothing more to it
-            self.drain()
-            self._close_when_idle()
-            return
-        if kind not in ("answer", "refused") or number not in self._pending:
-            raise RelayError(f"unexpected frame {kind!r} for call {number!r}")
-        # "refused": a stopping worker did not make the call; None tells the caller so.
-        result = _result(payload) if kind == "answer" else None
-        future = self._pending[number]
-        if not future.done():
-            future.set_result(result)
-
-    @property
-    def serving(self) -> bool:
-        return (
-            self.ready.done()
-            and not self.ready.cancelled()
-            and not self.ready.exception()
-            and not self.lost.is_set()
-            and not self._draining
-            and self._transport is not None
-            and not self._transport.is_closing()
-        )
-
-    def drain(self) -> None:
-        """Give this worker no new call (it is being stopped)."""
-        self._draining = True
-
-    def _close_when_idle(self) -> None:
-        """A draining worker's socket closes once no call waits on it (the worker exits then)."""
-        if self._draining and not self._pending:
-            self.close()
-
-    async def call(self, request: tuple[Any, ...]) -> CallResult | None:
-        """The worker's result; None if it did not make the call (it was stopping)."""
-        assert self._out is not None
-        number = next(self._numbers)
-        frame = encode_frame((number, "call", request))
-        future: asyncio.Future[CallResult | None] = asyncio.get_running_loop().create_future()
-        self._pending[number] = future
-        self._out.send(frame)
-        try:
-            async with asyncio.timeout(self._answer_within):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            if future.done():  # the answer came in the same turn as the deadline
-                return future.result()
-            # Stuck, or this loop stalled: give it nothing more, and replace it once its other
-            # calls have had their own deadlines (so an answer already on its way still counts).
-            logger.error("call worker left call %d unanswered; replacing it", number)
-            self._timed_out = True
-            self.drain()
-            return CallResult(CallOutcome.UNKNOWN, error=NO_ANSWER)
-        finally:
-            self._pending.pop(number, None)
-            if not future.done():  # timed out, or its caller was cancelled: drop a late answer
-                self._abandoned.add(number)
-            if self._timed_out and not self._pending:
-                self._break()
-            else:
-                self._close_when_idle()
-
-    def _break(self) -> None:
-        self.close()
-        self._on_broken()
-
-    def close(self) -> None:
-        if self._out is not None:
-            self._out.close()
 
 
 @dataclass
 class _Worker:
     process: asyncio.subprocess.Process
-    connection: _Connection
+    connection: CallConnection
 
 
 class CallWorkers:
@@ -346,10 +172,10 @@ class CallWorkers:
         finally:
             theirs.close()
         self._started.add(process)
-        connection: _Connection | None = None
+        connection: CallConnection | None = None
         try:
             _, connection = await loop.create_connection(
-                lambda: _Connection(self._timeout, on_broken=lambda: _kill(process)), sock=ours
+                lambda: CallConnection(self._timeout, on_broken=lambda: _kill(process)), sock=ours
             )
             assert process.stdin is not None
             settings = worker_settings(self._settings)  # no token, TOP secret or database URL

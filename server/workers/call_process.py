@@ -30,7 +30,7 @@ from server.platforms.calls import CallOutcome, CallResult
 from server.runtime.clock import utc_now
 from server.runtime.garbage_collector import settle_garbage_collector
 from server.workers.bootstrap import run_worker
-from server.workers.call_pool import FRAME_LIMIT_BYTES, CallWorkerOrders, result_values
+from server.workers.call_messages import FRAME_LIMIT_BYTES, CallWorkerOrders, result_values
 from server.workers.wire import (
     CALL_REQUESTS,
     CoalescedWriter,

@@ -32,7 +32,8 @@ from server.intake.refusals import RefusalCounter
 from server.ops.metrics import Metrics
 from server.settings import Settings
 from server.workers.orders import encode_orders
-from server.workers.relay import CALL_TIMEOUT_SECONDS, RelayServer, WorkerOrders
+from server.workers.relay import RelayServer, WorkerOrders
+from server.workers.relay_client import CALL_TIMEOUT_SECONDS
 from server.workers.supervision import (
     WorkerStartFailed,
     next_restart_delay,

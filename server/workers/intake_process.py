@@ -42,7 +42,8 @@ from server.settings import Settings
 from server.web.error_middleware import error_middleware
 from server.web.serving import GuardedSite, guarded_runner
 from server.workers.bootstrap import run_worker
-from server.workers.relay import CALL_TIMEOUT_SECONDS, RelayClient, WorkerOrders
+from server.workers.relay import WorkerOrders
+from server.workers.relay_client import CALL_TIMEOUT_SECONDS, RelayClient
 from storage.errors import StorageError, StorageUnavailable
 
 logger = logging.getLogger(__name__)

@@ -3,8 +3,8 @@
 An intake worker (``server/workers/intake_process.py``) parses and verifies notifications on a core
 of its own and relays each verified one here; the primary keeps it through its ``StoreSink`` (the
 same group-committed store write, count and log line as its own intake) and answers once it is
-durable, so a worker acknowledges nothing that is not stored. Workers also relay their refusal and
-error-answer counts, which the primary shows on /metrics and flushes with its own.
+durable, so a worker acknowledges nothing that is not stored. Workers also relay their refusal,
+error-answer and client-cutoff counts, which the primary shows on /metrics and flushes with its own.
 
 Wire format (``server/workers/wire.py``), over a Unix stream socket in a directory only the
 service's user can enter: a stream of MessagePack frames holding plain values only (str, bin,
@@ -14,7 +14,8 @@ to name a class, so a frame can construct no object and run no code. On Linux th
 accepts connections only from the worker processes it started (``SO_PEERCRED``). Frames written
 in one turn of the event loop go out in one write.
 
-    worker -> primary   (seq, op, payload)   op: "hello" | "keep" | "refusals" | "errors" | "ready"
+    worker -> primary   (seq, op, payload)
+                        op: "hello" | "keep" | "refusals" | "errors" | "cutoffs" | "ready"
     primary -> worker   (seq, ok, value)     value: the answer, or the error message
 
 A worker says "hello" with the protocol version and the record's field names before it serves,
@@ -26,10 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,17 +47,11 @@ from server.workers.wire import (
     encode_frame,
     parse_payload,
     peer_pid,
-    record_values,
-    relay_answer,
 )
-from storage.errors import StorageError, StorageUnavailable
-from storage.models import ConsentEvent, NotificationRecord, RecordOutcome
+from storage.errors import StorageError
+from storage.models import ConsentEvent
 
 logger = logging.getLogger(__name__)
-
-# A worker answers 503 for a notification the primary has not answered in this long (the
-# notification may still be stored; Alipay's re-send is then a duplicate, answered success).
-CALL_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -191,113 +184,3 @@ class _WorkerConnection(asyncio.Protocol):
             answer = (seq, False, "the primary failed to keep it; see its log")
         if self._out is not None:
             self._out.send(encode_frame(answer))
-
-
-class RelayClient(asyncio.Protocol):
-    """A worker's end: one connection to the primary, requests answered out of order by seq.
-
-    It is the worker's ``NotificationSink`` and ``RefusalSink``: a call the primary does not
-    answer within ``CALL_TIMEOUT_SECONDS`` raises ``StorageUnavailable``, and once the
-    connection is lost every waiting and later call does too (the notification is answered 503
-    and Alipay sends it again), and ``lost`` is set so the worker can stop.
-    """
-
-    def __init__(self) -> None:
-        self._frames = FrameReader(2**31)  # the primary is trusted; its answers are small
-        self._transport: asyncio.Transport | None = None
-        self._out: CoalescedWriter | None = None
-        self._waiting: dict[int, tuple[asyncio.Future[Any], float, str]] = {}
-        self._seq = 0
-        self._expiry: asyncio.TimerHandle | None = None
-        self.lost = asyncio.Event()
-
-    @classmethod
-    async def connect(cls, path: Path) -> RelayClient:
-        """Connect and say hello: raises ``StorageUnavailable`` if the primary refuses us."""
-        loop = asyncio.get_running_loop()
-        _, client = await loop.create_unix_connection(cls, str(path))
-        await client.call("hello", (PROTOCOL_VERSION, RECORD_FIELDS))
-        return client
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self._out = CoalescedWriter(self._transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        self._out = None
-        if self._expiry is not None:
-            self._expiry.cancel()
-        self._fail(lambda _: True, "the intake relay to the store is closed")
-        self.lost.set()
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            for seq, ok, value in self._frames.feed(data):
-                self._answered(seq, ok, value)
-        except RelayError as error:
-            logger.error("intake relay: dropping the connection: %s", error)
-            self.close()
-
-    def _answered(self, seq: int, ok: object, value: object) -> None:
-        """Settle the call ``seq``; a malformed answer leaves it waiting for the close."""
-        waiting = self._waiting.get(seq)
-        if waiting is None:
-            return
-        answered, answer = relay_answer(waiting[2], ok, value)
-        del self._waiting[seq]
-        if waiting[0].done():
-            return
-        if answered:
-            waiting[0].set_result(answer)
-        else:
-            waiting[0].set_exception(StorageUnavailable(answer))
-
-    async def call(self, op: str, payload: Any) -> Any:
-        if self._out is None:
-            raise StorageUnavailable("the intake relay to the store is closed")
-        self._seq += 1
-        frame = encode_frame((self._seq, op, payload))
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._waiting[self._seq] = (future, time.monotonic() + CALL_TIMEOUT_SECONDS, op)
-        if self._expiry is None:
-            self._expiry = loop.call_later(1.0, self._expire)
-        self._out.send(frame)
-        return await future
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        self._fail(lambda deadline: deadline <= now, "the primary did not answer in time")
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(1.0, self._expire) if self._waiting else None
-
-    def _fail(self, expired: Callable[[float], bool], message: str) -> None:
-        for seq, (future, deadline, _) in list(self._waiting.items()):
-            if expired(deadline):
-                del self._waiting[seq]
-                if not future.done():
-                    future.set_exception(StorageUnavailable(message))
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    async def keep(
-        self, record: NotificationRecord, events: Sequence[ConsentEvent]
-    ) -> RecordOutcome:
-        wire_events = [event.model_dump(mode="json") for event in events]
-        notification_id, duplicate = await self.call("keep", (record_values(record), wire_events))
-        return RecordOutcome.model_construct(notification_id=notification_id, duplicate=duplicate)
-
-    async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
-        await self.call("refusals", [(app, reason, n) for (app, reason), n in counts.items()])
-
-    async def add_error_answers(self, counts: Mapping[str, float]) -> None:
-        await self.call("errors", list(counts.items()))
-
-    async def add_client_cutoffs(self, counts: Mapping[tuple[str, str], int]) -> None:
-        await self.call("cutoffs", [(kind, label, n) for (kind, label), n in counts.items()])
-
-    async def ready(self, pid: int) -> None:
-        await self.call("ready", pid)

@@ -24,14 +24,9 @@ from server.appkeys import CREDENTIALS
 from server.platforms.alipay_classic import AlipayClient
 from server.platforms.calls import CallOutcome
 from server.settings import SettingsError, settings_from_mapping
-from server.workers.call_pool import (
-    CALL_WORKERS,
-    LOST,
-    CallWorkerOrders,
-    CallWorkers,
-    _Connection,
-    result_from_values,
-)
+from server.workers.call_connection import LOST, CallConnection
+from server.workers.call_messages import CallWorkerOrders, result_from_values
+from server.workers.call_pool import CALL_WORKERS, CallWorkers
 from server.workers.supervision import WorkerStartFailed, worker_settings
 from server.workers.wire import RelayError, encode_frame
 from tests.server.conftest import APP_ID, NOW, StartGateway, app_config
@@ -314,13 +309,13 @@ async def test_a_worker_signalled_to_stop_says_so_and_new_calls_are_made_in_the_
     assert not alive(pid)
 
 
-async def socket_worker() -> tuple[_Connection, socket.socket, asyncio.Event]:
-    """A _Connection over a real socket pair whose other end the test speaks for the worker."""
+async def socket_worker() -> tuple[CallConnection, socket.socket, asyncio.Event]:
+    """A CallConnection over a real socket pair whose other end the test speaks for the worker."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     broken = asyncio.Event()
     loop = asyncio.get_running_loop()
     _, connection = await loop.create_connection(
-        lambda: _Connection(30.0, on_broken=broken.set), sock=ours
+        lambda: CallConnection(30.0, on_broken=broken.set), sock=ours
     )
     theirs.sendall(encode_frame((0, "ready", 1)))
     await until(lambda: connection.serving, "the worker said it is ready")

@@ -22,7 +22,8 @@ from server.intake.gateway import StoreSink
 from server.intake.refusals import RefusalCounter
 from server.ops.metrics import Metrics
 from server.settings import StorageSettings, TopAppSettings
-from server.workers.relay import RelayClient, RelayServer, WorkerOrders
+from server.workers.relay import RelayServer, WorkerOrders
+from server.workers.relay_client import RelayClient
 from server.workers.supervision import RESTART_BACKOFF_SECONDS, next_restart_delay, worker_settings
 from server.workers.wire import (
     PROTOCOL_VERSION,
@@ -320,7 +321,7 @@ async def test_a_process_that_is_not_a_worker_is_refused_at_connect(
 async def test_a_call_the_primary_never_answers_is_given_up_as_unavailable(
     ends: Ends, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("server.workers.relay.CALL_TIMEOUT_SECONDS", 0.0)
+    monkeypatch.setattr("server.workers.relay_client.CALL_TIMEOUT_SECONDS", 0.0)
     answered = asyncio.Event()
 
     async def stuck(*args: object) -> RecordOutcome:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from server.platforms.calls import CallOutcome, CallResult
 from server.workers.call_process import _PrimaryConnection
 from server.workers.plain import JSON_DEPTH
-from server.workers.relay import RelayClient
+from server.workers.relay_client import RelayClient
 from server.workers.wire import (
     CALL_ANSWERS,
     CALL_REQUESTS,

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from server.settings import settings_from_mapping
-from server.workers.call_pool import CallWorkerOrders
+from server.workers.call_messages import CallWorkerOrders
 from server.workers.orders import decode_orders, encode_orders
 from server.workers.relay import WorkerOrders
 from server.workers.supervision import worker_settings
