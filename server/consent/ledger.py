@@ -53,6 +53,8 @@ class ConsentLedger:
         self._clock = clock
 
     def view(self, app_id: str, state: ConsentState | ConsentSummary) -> Subscription:
+        """A key's state as the API shows it: ``can_send`` and the credits shown depend on the
+        template's kind, which only the configured templates know."""
         kind = self._templates.kind(app_id, state.channel, state.template_id)
         return Subscription(
             template_id=state.template_id,
@@ -138,6 +140,7 @@ class ConsentLedger:
         return self.view(app_id, state)
 
     async def subscriptions(self, app_id: str, user_id: str) -> SubscriptionList:
+        """Every template and channel the ledger knows for this user (none: an empty list)."""
         states = await self._store.consent_states(app_id, user_id)
         return SubscriptionList(
             user_id=user_id, subscriptions=[self.view(app_id, s) for s in states]
@@ -163,6 +166,8 @@ class ConsentLedger:
         template_id: str,
         channel: str = ConsentChannel.MINI_TEMPLATE,
     ) -> History:
+        """Every event of one key, oldest first, each with its source and evidence: why the
+        ledger says what it says."""
         events = await self._store.consent_history(app_id, user_id, channel, template_id)
         entries = [
             HistoryEntry(

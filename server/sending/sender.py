@@ -79,6 +79,13 @@ class MessageSender:
         self._carried: set[asyncio.Task[MessageView]] = set()
 
     async def send(self, app_id: str, body: Mapping[str, Any], idempotency_key: str) -> MessageView:
+        """Send ``body`` (a channel's request body) if, and only if, the ledger allows it.
+
+        The channel validates the body, then one transaction checks consent, spends a one-time
+        credit and writes the outbox row; the platform call follows (or the outbox worker makes
+        it). The same ``idempotency_key`` always answers the same message, however often and
+        however concurrently it is retried, and spends at most once.
+        """
         channel = self._channel(body.get("channel"))
         message_id = _message_id(app_id, idempotency_key)
         prepared = channel.prepare(app_id, body, self._templates, message_id)
