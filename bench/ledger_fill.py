@@ -3,7 +3,7 @@
 The schema is the store's own (``storage.sqlite.migrate.apply_migrations``). Rows go in with bulk
 SQL in one transaction: each key's events into ``consent_events`` (ids in order, as the store
 assigns them), and its projection into ``consents``, computed with the store's own code
-(``storage.ledger.apply`` per event, ``storage.sqlite.consents.state_values`` for the row). The
+(``storage.ledger.apply`` per event, ``storage.sql.ledger_rows.state_values`` for the row). The
 history tables a real ledger would also hold (``subscribe_reports``, ``messages``) are not
 written: nothing measured here reads them.
 
