@@ -45,6 +45,8 @@ RequestHandlerFn = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 # its bytes still arriving unread, would make the kernel reset the connection, and a reset can
 # discard the answer before the client reads it.
 LINGER_SECONDS = 1.0
+# A timer may run a little before its time (the loop's clock resolution): that close is on time.
+DEADLINE_SLACK_SECONDS = 0.001
 
 
 class Phase(enum.Enum):
@@ -136,7 +138,8 @@ class ConnectionGuard(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._phase = Phase.WAITING
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time by which the current phase must end
+        self._timer: asyncio.TimerHandle | None = None  # set for the deadline or before it
         self._body: StreamReader | None = None
         self._handling = False
         self._next_started = False  # bytes of a next request came while this one was handled
@@ -149,6 +152,8 @@ class ConnectionGuard(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._closing is not None:
             self._closing.cancel()
         self._guards.closed(self._handler)
@@ -211,17 +216,28 @@ class ConnectionGuard(asyncio.Protocol):
             self._phase = Phase.READ if self._handling else Phase.WAITING
 
     def _start(self, phase: Phase) -> None:
-        self._disarm()
+        """Start ``phase``'s deadline. A request only moves the deadline (one float); the one
+        timer of the connection, when it fires early, sets itself again for the deadline then
+        current, so a keep-alive connection makes a timer per ``read_timeout``, not per request."""
         self._phase = phase
-        self._deadline = self._loop.call_later(self._guards.read_timeout, self._late)
+        self._deadline = self._loop.time() + self._guards.read_timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._check)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = None
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        if self._loop.time() + DEADLINE_SLACK_SECONDS < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._check)
+            return
+        self._deadline = None
+        self._late()
 
     def _late(self) -> None:
-        self._deadline = None
         phase, self._phase = self._phase, Phase.READ  # nothing more of it will be read
         self._guards.cutoffs.timed_out(phase.value, self._guards.read_timeout)
         if phase is Phase.BODY and self._body is not None:

@@ -8,6 +8,7 @@ them (aiohttp's keep-alive timeout, set far above the read timeout here, would n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Coroutine
@@ -28,6 +29,7 @@ from tests.server.conftest import APP_ID
 from tests.server.guarded import (
     close,
     connect,
+    dribble,
     dribbled,
     parse_answer,
     read_to_end,
@@ -145,6 +147,29 @@ async def test_genuine_requests_pass_the_guard_kept_alive_and_pipelined(tmp_path
 
         assert raw.count(b"HTTP/1.1 200 OK") == 3
         assert served.metrics.clients.totals() == {}
+
+
+async def test_a_busy_kept_alive_connection_still_holds_each_request_to_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """Requests move the connection's deadline without a timer each; the timer that comes due
+    meanwhile sets itself again, and a later dribbled body is still cut off on time."""
+    async with serve_guarded(slow_settings(tmp_path)) as served:
+        reader, writer = await connect(served.port)
+        started = time.monotonic()
+        while time.monotonic() - started < 3 * TIMEOUT:  # past the first requests' deadlines
+            writer.write(request_head("GET", "/healthz", {}))
+            await reader.readuntil(b'{"status": "ok"}')
+        dribbling = time.monotonic()
+        writer.write(body_head("/alipay/notify", FORM))
+        answer = asyncio.ensure_future(read_to_end(reader))
+        await dribble(writer, answer)
+        elapsed = time.monotonic() - dribbling
+        await close(writer)
+
+        assert parse_answer(await answer).status == 408
+        assert TIMEOUT - EARLY <= elapsed < TIMEOUT + SLACK
+        assert served.metrics.clients.totals() == {(READ_TIMEOUT, "body"): 1}
 
 
 @pytest.mark.parametrize(
