@@ -10,7 +10,7 @@ import time
 from bench.processes import thread_usage
 
 CHILD = """
-import sys, threading
+import sys, threading, time
 
 def burn():
     while True:
@@ -18,7 +18,10 @@ def burn():
 
 threading.Thread(target=burn, daemon=True).start()
 print("ready", flush=True)
-for line in sys.stdin:  # every line read is a wait: a voluntary switch of the main thread
+for line in sys.stdin:
+    # A line may already be waiting when the loaded machine gets back to the read, so the read
+    # alone does not always block: the sleep is the main thread's one certain voluntary switch.
+    time.sleep(0.001)
     print("ok", flush=True)
 """
 
