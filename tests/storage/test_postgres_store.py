@@ -59,9 +59,14 @@ async def test_postgres_scheme_is_accepted_too(postgres_url: str) -> None:
         await store.close()
 
 
-async def test_a_lost_connection_refuses_then_recovers(
+async def test_a_terminated_connection_is_refused_or_replaced_and_the_store_recovers(
     postgres_url: str, admin: asyncpg.Connection[asyncpg.Record]
 ) -> None:
+    """Whether the pool notices the terminated backend before the next write is a race (the
+    backend ends after ``pg_terminate_backend`` returns): that write is refused, or made on a
+    fresh connection. Either way the next one finds the store whole, the notification stored
+    once. (A connection lost at a chosen moment, the COMMIT, is in
+    tests/server/test_postgres_ambiguous_commit.py.)"""
     name = f"subgate-test-{secrets.token_hex(4)}"
     store = await open_store(f"{postgres_url}&application_name={name}")
     try:
@@ -71,12 +76,15 @@ async def test_a_lost_connection_refuses_then_recovers(
             name,
         )
 
-        with pytest.raises(StorageUnavailable):
-            await store.record_notification(notification("after-restart"), [follow()])
-
+        try:
+            first = await store.record_notification(notification("after-restart"), [follow()])
+        except StorageUnavailable:
+            first = None
         outcome = await store.record_notification(notification("after-restart"), [follow()])
-        assert not outcome.duplicate
+
+        assert outcome.duplicate == (first is not None)
         assert await store.count_notifications() == 1
+        assert len(await store.consent_events("2021000000000001")) == 1
     finally:
         await store.close()
 
