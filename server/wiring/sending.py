@@ -28,13 +28,13 @@ from server.platforms.alipay_classic import AlipayClient, OpenApiCaller
 from server.platforms.alipay_v3 import AlipayV3Client
 from server.platforms.top import TopClient
 from server.runtime.clock import Clock
+from server.sending.channels import mini_template
 from server.sending.channels.base import ChannelPlatforms, PreparedSend
 from server.sending.channels.registry import build_send_channels
 from server.sending.outbox_worker import OutboxWorker
 from server.sending.sender import MessageSender, PreSendCheck
 from server.workers.call_pool import CALL_WORKERS, CallWorkerMetrics, CallWorkers
 from storage.errors import StorageError
-from storage.models import ConsentChannel
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _check_with_platform(reconciler: Reconciler, verified_apps: frozenset[str]) 
     """``verify_with_platform``: a template send asks Alipay's subscription query first."""
 
     async def check(app_id: str, channel: str, prepared: PreparedSend) -> None:
-        if app_id in verified_apps and channel == ConsentChannel.MINI_TEMPLATE:
+        if app_id in verified_apps and channel == mini_template.NAME:
             await reconciler.sync_user(app_id, prepared.user_id, [prepared.template_id])
 
     return check

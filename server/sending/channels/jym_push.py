@@ -21,7 +21,10 @@ from server.platforms.top import JYM_APPPUSH_SEND
 from server.sending.channels.base import ChannelPlatforms, ChannelSpec, PreparedSend
 from server.sending.channels.top_apps import TopAppName, TopChannel, TopNumber, require_top_app
 from server.web.json_body import parse_model
-from storage.models import ConsentChannel, TemplateKind
+from storage.models import TemplateKind
+
+# Its sends are gated on the consent channel of the same name (``PreparedSend.ledger_channel``).
+NAME = "jym_push"
 
 
 class _Strict(BaseModel):
@@ -65,7 +68,7 @@ def push_content_dto(content: PushContent) -> dict[str, Any]:
 
 
 class JymPushChannel(TopChannel):
-    name = ConsentChannel.JYM_PUSH.value
+    name = NAME
     method = JYM_APPPUSH_SEND
     retry_transient = True  # always with the same message_id
 

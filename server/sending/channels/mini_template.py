@@ -15,11 +15,14 @@ from server.platforms.alipay_classic import OpenApiCaller
 from server.platforms.calls import CallResult
 from server.sending.channels.base import ChannelPlatforms, ChannelSpec, PreparedSend
 from server.web.json_body import parse_model
-from storage.models import ConsentChannel, TemplateKind
+from storage.models import TemplateKind
 
 METHOD = "alipay.open.app.mini.templatemessage.send"
 MAX_KEYWORD_CHARS = 50  # the platform refuses longer values (USER_KEYWORD_LENGTH_ERROR)
 _ID = r"^[0-9A-Za-z_-]{1,64}$"
+
+# Its sends are gated on the consent channel of the same name (``PreparedSend.ledger_channel``).
+NAME = "mini_template"
 
 
 class KeywordValue(BaseModel):
@@ -45,7 +48,7 @@ class MiniTemplateSend(BaseModel):
 
 
 class MiniTemplateChannel:
-    name = ConsentChannel.MINI_TEMPLATE.value
+    name = NAME
     retry_transient = True  # Alipay refuses a one-time send beyond the user's acceptances
 
     def __init__(self, client: OpenApiCaller) -> None:
