@@ -12,6 +12,8 @@ From the bottom up (a package imports only from those before it, and from ``stor
 - ``consent``: the consent ledger and what feeds it.
 - ``intake``: the notification gateway Alipay posts to.
 - ``sending``: consent-gated sending, the outbox and the send channels.
+- ``events``: what Subgate hands on: each stored event's payload, the feed's cursors.
+- ``delivery``: pushing events to the merchant's destinations, signed, retried, in order.
 - ``workers``: intake and call worker processes, their supervision and wire format.
 - ``api``: the ``/v1`` operations.
 - ``dev``: dev mode and the notification simulator.

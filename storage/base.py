@@ -12,10 +12,16 @@ from typing import Protocol
 
 from storage.models import (
     AttemptResult,
+    ClaimedDelivery,
     ConsentAction,
     ConsentEvent,
     ConsentState,
     ConsentSummary,
+    DeliveryHistory,
+    DeliveryResult,
+    DestinationBacklog,
+    EventHead,
+    EventPosition,
     MessageRecord,
     NotificationRecord,
     RecordOutcome,
@@ -25,11 +31,15 @@ from storage.models import (
     ReserveOutcome,
     SendReservation,
     StoredConsentEvent,
+    StoredEvent,
     StoredNotification,
     SubscribeReport,
 )
 
 CommitObserver = Callable[[float, int], None]
+# Does a destination take this event? Its filters on type, app and kind (pure: a backend may call
+# it on its writer thread, or again when a transaction is retried).
+EventFilter = Callable[[EventHead], bool]
 
 
 class Store(Protocol):
@@ -174,3 +184,59 @@ class Store(Protocol):
 
     async def refusal_counts(self) -> list[RefusalCount]:
         """Every refusal counter, by (app_id, reason): what was turned away, for metrics."""
+
+    async def events_after(
+        self, app_id: str, after: EventPosition, limit: int, types: Sequence[str]
+    ) -> list[StoredEvent]:
+        """The app's events of ``types`` after ``after``, oldest first, at most ``limit``.
+
+        Only events whose place in the order is settled are returned: no event can later
+        commit before the last one returned, so a reader that goes on from there misses none.
+        """
+
+    async def event_by_id(self, event_id: int) -> StoredEvent | None:
+        """One event of any app, or None."""
+
+    async def last_event_position(self) -> EventPosition:
+        """The position of the newest settled event (``START`` for an empty log)."""
+
+    async def fan_out(self, destination: str, wants: EventFilter, now: datetime, limit: int) -> int:
+        """Make a pending delivery to ``destination`` of each settled event after its cursor
+        that ``wants``, and move the cursor past every event read; return how many were read
+        (0: caught up). A destination never seen starts at the end of the log (its history is
+        for replay). One fan-out per destination at a time, across processes: while another
+        holds the cursor this one reads nothing and answers 0."""
+
+    async def claim_deliveries(
+        self, destination: str, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        """Lease due pending deliveries of ``destination`` to ``owner``, oldest event first.
+
+        A delivery whose event has a user is due only when no earlier event of the same
+        (app, user) is still pending for this destination (per-user order); a delivery leased
+        by another live owner is never claimed, so each attempt has one maker at a time.
+        """
+
+    async def finish_deliveries(self, owner: str, results: Sequence[DeliveryResult]) -> int:
+        """Keep each attempt and apply its verdict, for the deliveries ``owner`` still holds;
+        return how many were applied (an attempt whose lease ran out is kept, nothing else)."""
+
+    async def destination_backlogs(self) -> list[DestinationBacklog]:
+        """Every destination with deliveries: counts by state, oldest pending, last error."""
+
+    async def delivery_histories(
+        self, destination: str, status: str, limit: int, before_id: int | None = None
+    ) -> list[DeliveryHistory]:
+        """The destination's deliveries in one state (``failing``: pending with a failed
+        attempt; ``dead``; ``pending``; ``delivered``), newest first, each with its attempts."""
+
+    async def replay_delivery(self, destination: str, event_id: int, now: datetime) -> bool:
+        """Make the destination's delivery of the event pending and due now, its give-up time
+        counted afresh; False when the destination never had that event."""
+
+    async def replay_since(
+        self, destination: str, since: datetime, wants: EventFilter, now: datetime
+    ) -> int:
+        """Replay every event written at or after ``since`` that ``wants``, up to the
+        destination's cursor: deliveries made afresh where there were none, the others as
+        ``replay_delivery``; return how many."""

@@ -29,6 +29,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("server.consent",),
     ("server.intake",),
     ("server.sending",),
+    ("server.events",),
+    ("server.delivery",),
     ("server.workers",),
     ("server.api",),
     ("server.dev",),
