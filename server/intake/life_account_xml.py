@@ -50,6 +50,12 @@ def parse_life_account_xml(text: str) -> LifeAccountMessage:
     )
 
 
+def xml_fields(text: str) -> dict[str, str]:
+    """Every element under the root, by tag, as text (a consumer's view of the message);
+    ``MalformedPayload`` when it is not well-formed XML."""
+    return {child.tag: (child.text or "").strip() for child in _parse_xml(text)}
+
+
 def claimed_app_id(biz_content: str | None) -> str | None:
     """The AppId a life-account message names, read before verification to pick the keys."""
     if not biz_content:

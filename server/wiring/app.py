@@ -30,6 +30,7 @@ from server.runtime.clock import Clock, utc_now
 from server.runtime.log_redaction import redact_parser_errors
 from server.settings import Settings, StorageSettings
 from server.web.error_middleware import error_middleware
+from server.wiring.events import events_context
 from server.wiring.sending import outbound_context
 from server.workers.call_pool import CALL_WORKERS
 from server.workers.intake_pool import INTAKE_WORKERS, IntakeWorkers
@@ -68,7 +69,7 @@ def build_app(
     app[REFUSALS] = RefusalCounter()
     app[TOKENS] = TokenRing(settings.tokens)
     app[METRICS] = Metrics()
-    contexts = [_store_context(registry or default_registry(), clock)]
+    contexts = [_store_context(registry or default_registry(), clock), events_context]
     if settings.server.intake_workers:
         contexts.append(_intake_workers_context)
     if settings.server.intake_workers or settings.outbox.call_processes:
