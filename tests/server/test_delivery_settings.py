@@ -119,7 +119,7 @@ def test_a_bad_secret_in_a_file_is_refused_without_showing_it(tmp_path: Path) ->
     leaked = "whsec_" + base64.b64encode(b"sixteen byte key").decode()
     (tmp_path / "orders.secret").write_text(leaked)
 
-    with pytest.raises(SettingsError, match="destinations.0.secret") as raised:
+    with pytest.raises(SettingsError, match=r"destinations\.0\.secret") as raised:
         settings_with(destination(secret="orders.secret"), base_dir=tmp_path)
 
     assert leaked not in str(raised.value) and leaked[6:] not in str(raised.value)
