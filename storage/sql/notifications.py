@@ -31,8 +31,14 @@ class NotificationStatements:
     notification_of_key: str = (
         f"SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE app_id = ? AND dedupe_key = ?"
     )
+    # A notification whose event still waits to be delivered somewhere is kept: the delivery
+    # reads it. The notifications still waited for are read once, as a table of their own
+    # (DISTINCT keeps SQLite from running the subquery again for every row it deletes).
     prune_notifications: str = (
-        "DELETE FROM notifications WHERE occurred_at IS NOT NULL AND occurred_at < ?"
+        "DELETE FROM notifications WHERE occurred_at IS NOT NULL AND occurred_at < ? "
+        "AND NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT e.notification_id AS id "
+        "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+        "WHERE d.status = 'pending') AS waited WHERE waited.id = notifications.id)"
     )
     count_notifications: str = "SELECT count(*) FROM notifications"
     count_notifications_of_app: str = "SELECT count(*) FROM notifications WHERE app_id = ?"
