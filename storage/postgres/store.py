@@ -3,10 +3,10 @@
 Every guarantee comes from PostgreSQL itself, so it holds across processes and hosts: unique
 constraints for idempotency (``INSERT ... ON CONFLICT DO NOTHING RETURNING``), row locks on the
 consent projection for spend-once and for a projection always equal to the fold, and
-``FOR UPDATE SKIP LOCKED`` with leases for the outbox. Writes run in READ COMMITTED
-transactions through ``transact`` (bounded retry on serialization failure or deadlock); reads
-are single statements, most of them shared with SQLite (``storage.sql.reads``). Times are BIGINT
-epoch milliseconds, as in the SQLite store.
+``FOR UPDATE SKIP LOCKED`` with leases for the outbox and the deliveries of events. Writes run in
+READ COMMITTED transactions through ``transact`` (bounded retry on serialization failure or
+deadlock); reads are single statements, most of them shared with SQLite (``storage.sql.reads``).
+Times are BIGINT epoch milliseconds, as in the SQLite store.
 """
 
 from __future__ import annotations

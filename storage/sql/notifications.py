@@ -32,8 +32,9 @@ class NotificationStatements:
         f"SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE app_id = ? AND dedupe_key = ?"
     )
     # A notification whose event still waits to be delivered somewhere is kept: the delivery
-    # reads it. The notifications still waited for are read once, as a table of their own
-    # (DISTINCT keeps SQLite from running the subquery again for every row it deletes).
+    # will read it. The notifications still owed are a table of their own here: SQLite builds
+    # it once (a DISTINCT subquery is not merged into the correlated one, which SQLite would
+    # run again for every row) and PostgreSQL anti-joins it.
     prune_notifications: str = (
         "DELETE FROM notifications WHERE occurred_at IS NOT NULL AND occurred_at < ? "
         "AND NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT e.notification_id AS id "
