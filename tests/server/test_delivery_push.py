@@ -8,6 +8,7 @@ waiting is on conditions: a request arriving, a row changing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -120,8 +121,13 @@ async def test_a_slow_destination_slows_neither_intake_nor_another_destination(
 
 
 async def test_metrics_count_deliveries_and_show_the_backlog_without_secrets(
-    start_gateway: StartGateway, tmp_path: Path, receiver: Receiver
+    start_gateway: StartGateway,
+    tmp_path: Path,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
+
     async def refuse(request: web.Request, got: Received) -> web.StreamResponse:
         return web.Response(status=503)
 
@@ -155,6 +161,7 @@ async def test_metrics_count_deliveries_and_show_the_backlog_without_secrets(
     assert 'subgate_delivery_attempt_seconds_count{destination="orders"} 2.0' in text
     assert "hunter2" not in text and "hookuser" not in text
     assert SECRET[6:] not in text and "127.0.0.1" not in text
+    assert "hunter2" not in caplog.text and SECRET[6:] not in caplog.text
 
 
 async def test_the_running_destinations_are_there_for_the_routes(
@@ -177,3 +184,31 @@ async def test_the_running_destinations_are_there_for_the_routes(
 
     await eventually(noted)
     assert orders.courier.last.at is not None and orders.courier.last.in_flight == 0
+
+
+async def test_a_replay_is_sent_as_soon_as_the_destination_is_woken(
+    start_gateway: StartGateway, tmp_path: Path, receiver: Receiver
+) -> None:
+    answers = iter([500])
+
+    async def fail_once(request: web.Request, got: Received) -> web.StreamResponse:
+        return web.Response(status=next(answers, 200))
+
+    receiver.answer = fail_once
+    table = destination(receiver.url, poll_seconds=60, retry_initial_seconds=3600)
+    gateway = await pushing(start_gateway, tmp_path, table)
+    await notify(gateway)
+    [first] = await receiver.wait_for(1)
+
+    async def failing() -> bool:
+        return bool(await gateway.store.delivery_histories("orders", "failing", 10))
+
+    await eventually(failing)
+    event_id = int(first.webhook_id.removeprefix("evt_"))
+    assert await gateway.store.replay_delivery("orders", event_id, gateway.clock())
+    gateway.app[DELIVERY].wake("orders")
+    started = time.monotonic()
+    [_, again] = await receiver.wait_for(2)
+
+    assert time.monotonic() - started < 5  # not the hour of the retry, nor the minute of the poll
+    assert again.webhook_id == first.webhook_id

@@ -227,3 +227,18 @@ async def test_a_delivery_leased_by_a_dead_process_is_taken_over_when_its_lease_
     assert while_leased.results == ()
     assert [r.delivery_id for r in after.results] == [taken.delivery.id]
     assert after.results[0].verdict is DELIVERED and len(receiver.received) == 1
+
+
+async def test_a_huge_error_answer_is_cut_off_and_kept_as_a_short_error(
+    gateway: Gateway, receiver: Receiver
+) -> None:
+    receiver.answer = answering(500, b"<html>" + b"x" * 4_000_000)
+    async with stepped_worker(gateway, receiver.url, max_response_bytes=1000) as worker:
+        await notify(gateway)
+
+        [result] = (await worker.step()).results
+
+    assert result.verdict is RETRIED and result.attempt.status_code == 500
+    assert result.attempt.error == "HTTP 500; answer cut off after 1000 bytes"
+    [history] = await gateway.store.delivery_histories("orders", "failing", 10)
+    assert history.delivery.last_error == "HTTP 500; answer cut off after 1000 bytes"
