@@ -53,15 +53,18 @@ class EventWatch:
         whether it is."""
         async with self._moved:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._moved.wait_for(lambda: self.position > position), seconds
-                )
+                async with asyncio.timeout(seconds):
+                    await self._moved.wait_for(lambda: self.position > position)
             return self.position > position
 
     async def _watch_forever(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that lands as the wait completes (a commit's poke just as stop() cancels), and
+            # the loop would then run on and stop() never return.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), self._poll_seconds)
+                async with asyncio.timeout(self._poll_seconds):
+                    await self._poked.wait()
             self._poked.clear()
             await self._check()
 
