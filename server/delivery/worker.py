@@ -31,7 +31,7 @@ from server.runtime.clock import Clock
 from server.settings import DestinationSettings
 from storage import Store
 from storage.errors import StorageError
-from storage.models import ClaimedDelivery, DeliveryResult, DeliveryVerdict, EventPosition
+from storage.models import ClaimedDelivery, DeliveryResult, EventPosition
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,6 @@ class Step:
 
     read: int
     results: tuple[DeliveryResult, ...]
-
-    def count(self, verdict: DeliveryVerdict) -> int:
-        return sum(1 for result in self.results if result.verdict is verdict)
 
 
 class DestinationWorker:
@@ -98,7 +95,7 @@ class DestinationWorker:
         return Step(read, tuple(results))
 
     async def run_forever(self) -> None:
-        """Deliver until cancelled; store failures are logged and waited out."""
+        """Deliver until cancelled; a failed pass is logged and waited out (a poll at most)."""
         while True:
             self._woken.clear()
             seen = None if self._watch is None else self._watch.position
@@ -106,6 +103,9 @@ class DestinationWorker:
                 busy = await self._pass()
             except StorageError as error:
                 logger.warning("destination %s: delivery pass failed: %s", self.name, error)
+                busy = False
+            except Exception:  # a bug must not end this destination's pushes for good
+                logger.exception("destination %s: delivery pass failed", self.name)
                 busy = False
             if not busy:
                 await self._idle(seen)
