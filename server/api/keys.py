@@ -7,9 +7,11 @@ from aiohttp import web
 from server.api.auth import TokenRing
 from server.consent.ledger import ConsentLedger
 from server.consent.reconcile import Reconciler
+from server.events.feed import EventFeed
 from server.sending.sender import MessageSender
 
 LEDGER = web.AppKey("ledger", ConsentLedger)
 TOKENS = web.AppKey("tokens", TokenRing)
 SENDER = web.AppKey("sender", MessageSender)
 RECONCILER = web.AppKey("reconciler", Reconciler)
+FEED = web.AppKey("feed", EventFeed)
