@@ -14,6 +14,7 @@ import storage.errors as storage_errors
 import verify.errors as verify_errors
 from server.settings import (
     AppSettings,
+    DestinationSettings,
     OutboxSettings,
     ReconcileSettings,
     RetentionSettings,
@@ -57,6 +58,7 @@ def request_error_codes() -> set[str]:
         ("outbox", OutboxSettings),
         ("reconcile", ReconcileSettings),
         ("retention", RetentionSettings),
+        ("destinations", DestinationSettings),
     ],
 )
 def test_every_setting_is_documented(section: str, model: type[BaseModel]) -> None:

@@ -1,28 +1,20 @@
-"""The one typed settings object, loaded once from a TOML file.
+"""The sections of the settings file other than ``[[destinations]]``, each a frozen model that
+refuses unknown keys.
 
-Every key is documented in docs/settings.md (a test keeps the two in step). Key material is
-kept as given (base64, PEM text or a file path) and turned into keys by ``credentials``;
-secrets are ``SecretStr`` so that they never show in a repr, a log line or an error.
+Key material is kept as given (base64, PEM text or a file path) and turned into keys by
+``credentials``; secrets are ``SecretStr`` so that they never show in a repr, a log line or an
+error.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import stat
-import tomllib
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, model_validator
 
+from server.settings.section import Section
 from storage import DEFAULT_READ_MMAP_MB
 
-logger = logging.getLogger(__name__)
-
-CONFIG_ENV = "SUBGATE_CONFIG"
-DEFAULT_CONFIG = Path("subgate.toml")
 DEFAULT_GATEWAY = "https://openapi.alipay.com/gateway.do"
 DEFAULT_V3_GATEWAY = "https://openapi.alipay.com"
 DEFAULT_TOP_GATEWAY = "https://eco.taobao.com/router/rest"
@@ -36,15 +28,7 @@ def _rsa2_only() -> list[SignTypeName]:
     return ["RSA2"]
 
 
-class SettingsError(ValueError):
-    """The configuration cannot be used; the message says which key and why (never a secret)."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ServerSettings(_Section):
+class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)
@@ -74,7 +58,7 @@ class ServerSettings(_Section):
         return self
 
 
-class StorageSettings(_Section):
+class StorageSettings(Section):
     url: str = "sqlite:///./data/subgate.db"
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
@@ -91,7 +75,7 @@ class StorageSettings(_Section):
         return self
 
 
-class OutboxSettings(_Section):
+class OutboxSettings(Section):
     call_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     retry_backoff_seconds: list[float] = Field(
         default_factory=lambda: [30.0, 120.0, 600.0, 1800.0, 7200.0], max_length=20
@@ -116,30 +100,30 @@ class OutboxSettings(_Section):
         return self
 
 
-class RetentionSettings(_Section):
+class RetentionSettings(Section):
     notifications_days: float = Field(default=0.0, ge=0)  # 0: keep every notification forever
     prune_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
-class ReconcileSettings(_Section):
+class ReconcileSettings(Section):
     interval_seconds: float = Field(default=0.0, ge=0)  # 0: the periodic job is off
     users_per_run: int = Field(default=100, ge=1, le=100_000)
 
 
-class TemplateSettings(_Section):
+class TemplateSettings(Section):
     id: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")
     kind: Literal["one_time", "long_term"]
     keywords: list[str] = Field(default_factory=list, max_length=20)
     page: str | None = None
 
 
-class TokenSettings(_Section):
+class TokenSettings(Section):
     token: SecretStr = Field(min_length=16)
     apps: list[str] = Field(min_length=1)  # app ids, or "*" for every configured app
     scopes: list[Literal["read", "write", "send"]] = Field(min_length=1)
 
 
-class AppSettings(_Section):
+class AppSettings(Section):
     app_id: AppId
     alipay_public_key: str | None = None
     alipay_public_keys: list[str] = Field(default_factory=list)
@@ -186,7 +170,7 @@ class AppSettings(_Section):
         return [] if paths is None else [paths] if isinstance(paths, str) else paths
 
 
-class TopAppSettings(_Section):
+class TopAppSettings(Section):
     """One Taobao Open Platform app (TOP router calls)."""
 
     name: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")
@@ -195,99 +179,3 @@ class TopAppSettings(_Section):
     sign_method: Literal["md5", "hmac", "hmac-sha256"] = "hmac-sha256"
     gateway_url: str = DEFAULT_TOP_GATEWAY
     session: SecretStr | None = None
-
-
-class Settings(_Section):
-    server: ServerSettings = Field(default_factory=ServerSettings)
-    storage: StorageSettings = Field(default_factory=StorageSettings)
-    apps: list[AppSettings] = Field(min_length=1)
-    tokens: list[TokenSettings] = Field(default_factory=list)
-    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
-    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
-    retention: RetentionSettings = Field(default_factory=RetentionSettings)
-    top_apps: list[TopAppSettings] = Field(default_factory=list)
-    # Where relative paths in the file are resolved from; the config file's directory.
-    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
-    dev_mode: bool = Field(default=False, exclude=True)
-
-    @model_validator(mode="after")
-    def _unique_apps(self) -> Self:
-        ids = [app.app_id for app in self.apps]
-        if len(ids) != len(set(ids)):
-            raise ValueError("each app_id may appear only once in [[apps]]")
-        for index, token in enumerate(self.tokens):
-            unknown = set(token.apps) - set(ids) - {"*"}
-            if unknown:
-                raise ValueError(f"tokens.{index}.apps names apps that are not configured")
-        window = self.server.notify_max_age_seconds + self.server.notify_max_future_seconds
-        kept = self.retention.notifications_days * 86400
-        if kept and kept <= window:
-            raise ValueError(
-                "retention.notifications_days must exceed notify_max_age_seconds + "
-                "notify_max_future_seconds, or a replay of a pruned notification would be fresh"
-            )
-        secrets = [token.token.get_secret_value() for token in self.tokens]
-        if len(secrets) != len(set(secrets)):
-            raise ValueError("each API token may appear only once")
-        return self
-
-    @model_validator(mode="after")
-    def _unique_top_apps(self) -> Self:
-        names = [app.name for app in self.top_apps]
-        if len(names) != len(set(names)):
-            raise ValueError("each name may appear only once in [[top_apps]]")
-        return self
-
-    def app(self, app_id: str) -> AppSettings | None:
-        return next((app for app in self.apps if app.app_id == app_id), None)
-
-
-def find_config(explicit: str | None, environ: dict[str, str] | None = None) -> Path | None:
-    """``--config``, else ``$SUBGATE_CONFIG``, else ``./subgate.toml``, else None (dev mode)."""
-    environ = dict(os.environ) if environ is None else environ
-    if explicit:
-        return Path(explicit)
-    if environ.get(CONFIG_ENV):
-        return Path(environ[CONFIG_ENV])
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
-
-
-def load_settings(path: Path) -> Settings:
-    _warn_if_readable_by_others(path)
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except OSError as error:
-        raise SettingsError(f"cannot read config {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SettingsError(f"config {path} is not valid TOML: {error}") from None
-    return settings_from_mapping(data, base_dir=path.resolve().parent)
-
-
-def _warn_if_readable_by_others(path: Path) -> None:
-    """A config file holds keys and tokens: only its owner should be able to read it."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return  # load_settings reports the unreadable file
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        logger.warning(
-            "config %s is readable by other users (mode %o) and holds secrets; chmod 600 it",
-            path,
-            stat.S_IMODE(mode),
-        )
-
-
-def settings_from_mapping(data: Mapping[str, object], *, base_dir: Path) -> Settings:
-    try:
-        return Settings.model_validate({**data, "base_dir": base_dir})
-    except ValidationError as error:
-        raise SettingsError(_describe(error)) from None
-
-
-def _describe(error: ValidationError) -> str:
-    """Say which key is wrong and why, without echoing any value (it may be a secret)."""
-    lines = []
-    for problem in error.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        lines.append(f"  {where}: {problem['msg']}")
-    return "invalid configuration:\n" + "\n".join(lines)

@@ -1,0 +1,62 @@
+"""The one typed settings object, loaded once from a TOML file.
+
+Every key is documented in docs/settings.md (a test keeps the two in step). The sections live in
+``sections`` (and ``[[destinations]]`` in ``destinations``); ``file`` holds ``Settings`` and its
+loading. Every public name is exported here, so a reader imports from ``server.settings`` alone.
+"""
+
+from server.settings.destinations import DestinationSettings, decode_secret
+from server.settings.file import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    Settings,
+    find_config,
+    load_settings,
+    settings_from_mapping,
+)
+from server.settings.section import Section, SettingsError
+from server.settings.sections import (
+    DEFAULT_GATEWAY,
+    DEFAULT_TOP_GATEWAY,
+    DEFAULT_V3_GATEWAY,
+    AppId,
+    AppSettings,
+    EventLoopChoice,
+    OutboxSettings,
+    ReconcileSettings,
+    RetentionSettings,
+    ServerSettings,
+    SignTypeName,
+    StorageSettings,
+    TemplateSettings,
+    TokenSettings,
+    TopAppSettings,
+)
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG",
+    "DEFAULT_GATEWAY",
+    "DEFAULT_TOP_GATEWAY",
+    "DEFAULT_V3_GATEWAY",
+    "AppId",
+    "AppSettings",
+    "DestinationSettings",
+    "EventLoopChoice",
+    "OutboxSettings",
+    "ReconcileSettings",
+    "RetentionSettings",
+    "Section",
+    "ServerSettings",
+    "Settings",
+    "SettingsError",
+    "SignTypeName",
+    "StorageSettings",
+    "TemplateSettings",
+    "TokenSettings",
+    "TopAppSettings",
+    "decode_secret",
+    "find_config",
+    "load_settings",
+    "settings_from_mapping",
+]
