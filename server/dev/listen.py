@@ -152,7 +152,7 @@ class Listener:
         cursor = None
         while True:
             page = await self._page(cursor, 0, SKIP_PAGE)
-            cursor = page["next_cursor"]
+            cursor = str(page["next_cursor"])
             if len(page["events"]) < SKIP_PAGE:
                 return cursor
 

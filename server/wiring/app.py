@@ -31,7 +31,7 @@ from server.runtime.log_redaction import redact_parser_errors
 from server.settings import Settings, StorageSettings
 from server.web.error_middleware import error_middleware
 from server.wiring.events import events_context
-from server.wiring.feed import feed_context
+from server.wiring.events_api import events_api_context
 from server.wiring.sending import outbound_context
 from server.workers.call_pool import CALL_WORKERS
 from server.workers.intake_pool import INTAKE_WORKERS, IntakeWorkers
@@ -70,11 +70,12 @@ def build_app(
     app[REFUSALS] = RefusalCounter()
     app[TOKENS] = TokenRing(settings.tokens)
     app[METRICS] = Metrics()
-    contexts = [_store_context(registry or default_registry(), clock), events_context, feed_context]
+    contexts = [_store_context(registry or default_registry(), clock), events_context]
     if settings.server.intake_workers:
         contexts.append(_intake_workers_context)
     if settings.server.intake_workers or settings.outbox.call_processes:
         app.on_shutdown.append(_hold_restarts)
+    contexts.append(events_api_context(clock))
     contexts.append(outbound_context(clock))
     app.cleanup_ctx.append(_in_order(contexts))
     setup_notify_routes(app)

@@ -146,8 +146,8 @@ async def listening(
         await process.wait()
 
 
-async def notify(api: Api, **fields: str) -> dict[str, str]:
-    notification = signed(trade_fields(**fields))
+async def notify(api: Api, *, out_trade_no: str) -> dict[str, str]:
+    notification = signed(trade_fields(out_trade_no=out_trade_no))
     status, code, _ = await post(api.gateway.client, notification)
     assert status == 200, code
     return notification
