@@ -3,7 +3,9 @@
 Every append runs inside the caller's transaction and first locks the projection row of each key
 it touches (inserting an empty row when the key is new), in one sorted order so that two
 transactions locking the same keys cannot deadlock. Appends for one key therefore serialise
-across every process, and each computes the new state from the committed state before it.
+across every process, and each computes the new state from the committed state before it. A
+key's state is saved after each of its events, as on SQLite: each save writes the event log's
+``consent.changed`` for the event just appended (``0006_events.sql``).
 """
 
 # ruff: noqa: S608 (every statement is built from constants, at import)
@@ -71,8 +73,7 @@ async def append_events(
             state = apply(current, event, key)
         else:  # arrived late: refold the whole log of this key (this transaction's rows too)
             state = fold(*ident, keyed_events(await connection.fetch(SQL.events_of_key, *ident)))
+        await connection.execute(SQL.save_state, *state_values(state))
         states[ident] = state
         after.append(state)
-    for state in states.values():
-        await connection.execute(SQL.save_state, *state_values(state))
     return after

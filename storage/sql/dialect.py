@@ -1,7 +1,10 @@
 """How SQLite and PostgreSQL spell the statements both backends share.
 
 Every shared statement is written once, with ``?`` for each parameter (standard SQL's marker,
-taken in order) and ``{greatest}`` where the larger of two values is meant. A dialect renders a
+taken in order), ``{greatest}`` where the larger of two values is meant, and, in reads of the
+event log (as ``events AS e``), ``{settled}`` for "the event's place in the order is settled" and
+``{after}`` for "the event comes after the position given by the next two parameters" (txid,
+id): see ``Dialect``. A dialect renders a
 whole group of statements when its backend's module is imported, never per call: the statements
 a request runs are plain strings by then, and a driver that caches prepared statements by their
 text (both do) sees the same text every time.
@@ -27,10 +30,20 @@ class Dialect:
     numbered_parameters: bool
     # The larger of two values: SQLite's scalar ``max``, PostgreSQL's ``greatest``.
     greatest: str
+    # An event (``e``) no transaction can still commit before (``0006_events.sql``): on SQLite
+    # every committed event (txid 0), on PostgreSQL one whose transaction is older than every
+    # transaction still running.
+    settled: str
+    # An event (``e``) after the position (txid, id) of the next two parameters. SQLite's txid is
+    # always 0, so that is ``id > ?`` there, which it answers from the rowid, in order; a row-value
+    # comparison would scan the table.
+    after: str
 
     def render(self, sql: str) -> str:
         """One statement in this dialect (at import time: see the module docstring)."""
-        text = sql.format_map({"greatest": self.greatest})
+        text = sql.format_map(
+            {"greatest": self.greatest, "settled": self.settled, "after": self.after}
+        )
         if not self.numbered_parameters:
             return text
         parts = text.split("?")
@@ -43,8 +56,20 @@ class Dialect:
         return replace(statements, **rendered)
 
 
-SQLITE = Dialect(name="sqlite", numbered_parameters=False, greatest="max")
-POSTGRES = Dialect(name="postgres", numbered_parameters=True, greatest="greatest")
+SQLITE = Dialect(
+    name="sqlite",
+    numbered_parameters=False,
+    greatest="max",
+    settled="e.txid = 0",
+    after="e.txid = ? AND e.id > ?",
+)
+POSTGRES = Dialect(
+    name="postgres",
+    numbered_parameters=True,
+    greatest="greatest",
+    settled="e.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+    after="(e.txid, e.id) > (?, ?)",
+)
 
 
 def marks(count: int) -> str:

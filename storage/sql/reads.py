@@ -13,14 +13,27 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from storage.models import (
+    START,
     ConsentAction,
     ConsentEvent,
     ConsentState,
     ConsentSummary,
+    DeliveryHistory,
+    DestinationBacklog,
+    EventPosition,
     MessageRecord,
     RefusalCount,
     StoredConsentEvent,
+    StoredEvent,
     StoredNotification,
+)
+from storage.sql.event_rows import (
+    HISTORY_STATES,
+    NO_ID_ABOVE,
+    backlog,
+    histories,
+    stored_event,
+    type_slots,
 )
 from storage.sql.ledger_rows import (
     event_from_row,
@@ -151,3 +164,41 @@ class StoreReads:
         """Every refusal counter, by (app, reason)."""
         rows = await self._fetch(self._sql.notifications.refusal_counts, ())
         return [refusal_count(row) for row in rows]
+
+    async def events_after(
+        self, app_id: str, after: EventPosition, limit: int, types: Sequence[str]
+    ) -> list[StoredEvent]:
+        """The app's settled events of ``types`` after ``after``, oldest first: types the log
+        does not know match nothing, and no type at all matches nothing."""
+        slots = type_slots(types)
+        if slots is None:
+            return []
+        rows = await self._fetch(self._sql.events.events_of_app, (app_id, *after, *slots, limit))
+        return [stored_event(row) for row in rows]
+
+    async def event_by_id(self, event_id: int) -> StoredEvent | None:
+        """One event of any app, or None."""
+        return await self._first(self._sql.events.event_by_id, (event_id,), stored_event)
+
+    async def last_event_position(self) -> EventPosition:
+        """The newest settled event's position, ``START`` for an empty log."""
+        rows = await self._fetch(self._sql.events.last_position, ())
+        return EventPosition(rows[0][0], rows[0][1]) if rows else START
+
+    async def destination_backlogs(self) -> list[DestinationBacklog]:
+        """Every destination the fan-out has a cursor for, by name; the last error is the
+        last failing or dead delivery's, at the time it was last updated."""
+        return [backlog(row) for row in await self._fetch(self._sql.events.backlogs, ())]
+
+    async def delivery_histories(
+        self, destination: str, status: str, limit: int, before_id: int | None = None
+    ) -> list[DeliveryHistory]:
+        """A page of the destination's deliveries in one state, newest first, ids below
+        ``before_id``: ``pending`` is every pending one, ``failing`` those of them with an
+        attempt; ``ValueError`` for a state not among the four."""
+        if status not in HISTORY_STATES:
+            raise ValueError(f"no delivery state {status!r}")
+        state, attempts = HISTORY_STATES[status]
+        below = NO_ID_ABOVE if before_id is None else before_id
+        params = (destination, state.value, attempts, below, limit)
+        return histories(await self._fetch(self._sql.events.histories, params))

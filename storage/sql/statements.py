@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from storage.sql.dialect import Dialect
+from storage.sql.events import EVENTS, EventStatements
 from storage.sql.ledger import LEDGER, LedgerStatements
 from storage.sql.notifications import NOTIFICATIONS, NotificationStatements
 from storage.sql.outbox import OUTBOX, OutboxStatements
@@ -15,6 +16,7 @@ from storage.sql.outbox import OUTBOX, OutboxStatements
 class Statements:
     """The shared statements of each concern, in one dialect."""
 
+    events: EventStatements
     ledger: LedgerStatements
     notifications: NotificationStatements
     outbox: OutboxStatements
@@ -25,6 +27,7 @@ def statements_for(dialect: Dialect) -> Statements:
     """Rendered on the first call for a dialect (a backend module's import), then the same
     object for every module of that backend that asks."""
     return Statements(
+        events=dialect.render_all(EVENTS),
         ledger=dialect.render_all(LEDGER),
         notifications=dialect.render_all(NOTIFICATIONS),
         outbox=dialect.render_all(OUTBOX),

@@ -8,7 +8,9 @@ fewer per job, and each statement costs the writer a wait for the GIL. Such a jo
 having changed nothing (the connection's ``total_changes`` tells; SQLite undoes a statement it
 refuses by itself) fails alone; one that raises after changing something cannot be undone
 alone, so it fails the whole batch. (``total_changes`` counts a statement once it has run to
-its end: such a job reads every row its writes return before it may raise.) A failure of the
+its end: such a job reads every row its writes return before it may raise. It also counts the
+rows a trigger wrote for a statement SQLite then refused, although SQLite undid them with the
+statement: a ``one_write`` chunk that SQLite refuses still changed nothing.) A failure of the
 transaction itself (busy, read-only, disk full, I/O error) fails every job of the batch with
 ``StorageUnavailable``: nothing of it was committed, so callers may safely retry.
 
@@ -154,7 +156,8 @@ def _apply_chunk(
     """All items at once, in one savepoint (none for a ``one_write``); if that is refused
     (and undone), each item again in a savepoint of its own, so that only the items at
     fault fail."""
-    outcome = _apply_one(connection, _together(bulk, items), isolated=not bulk.one_write)
+    together = _together(bulk, items)
+    outcome = _apply_one(connection, together, not bulk.one_write, one_write=bulk.one_write)
     if outcome[0]:
         return [(True, result) for result in outcome[1]]
     if len(items) == 1:
@@ -162,10 +165,13 @@ def _apply_chunk(
     return [_apply_one(connection, _alone(bulk, item), isolated=True) for item in items]
 
 
-def _apply_one(connection: sqlite3.Connection, job: WriteJob[Any], isolated: bool) -> Outcome:
+def _apply_one(
+    connection: sqlite3.Connection, job: WriteJob[Any], isolated: bool, *, one_write: bool = False
+) -> Outcome:
     """Run one job; a job that fails is undone alone by its savepoint, a storage error fails
     the whole batch. A job without a savepoint fails alone only if it changed nothing (SQLite
     undoes a statement it refuses); one that fails after changing something fails the batch.
+    A ``one_write`` job that SQLite refused changed nothing, whatever ``total_changes`` says.
     """
     if isolated:
         connection.execute("SAVEPOINT job")
@@ -187,7 +193,9 @@ def _apply_one(connection: sqlite3.Connection, job: WriteJob[Any], isolated: boo
     if isolated:
         connection.execute("ROLLBACK TO job")
         connection.execute("RELEASE job")
-    elif connection.total_changes != changes:  # what it wrote cannot be undone alone
+    elif connection.total_changes != changes and not (
+        one_write and isinstance(failure, sqlite3.IntegrityError)
+    ):  # what it wrote cannot be undone alone
         raise BatchFailed(f"a job failed after writing: {type(failure).__name__}") from failure
     return False, failure
 

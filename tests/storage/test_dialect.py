@@ -6,6 +6,7 @@ import re
 from dataclasses import fields
 
 from storage.sql.dialect import POSTGRES, SQLITE, marks
+from storage.sql.events import EVENTS, EventStatements
 from storage.sql.ledger import LEDGER, LedgerStatements
 from storage.sql.notifications import NOTIFICATIONS, NotificationStatements
 from storage.sql.outbox import OUTBOX, OutboxStatements
@@ -31,7 +32,10 @@ def test_every_shared_statement_is_rendered_once_per_dialect() -> None:
 
 
 def test_each_rendered_statement_has_as_many_parameters_as_its_neutral_text() -> None:
-    neutral: dict[str, LedgerStatements | NotificationStatements | OutboxStatements] = {
+    neutral: dict[
+        str, EventStatements | LedgerStatements | NotificationStatements | OutboxStatements
+    ] = {
+        "events": EVENTS,
         "ledger": LEDGER,
         "notifications": NOTIFICATIONS,
         "outbox": OUTBOX,
@@ -41,11 +45,25 @@ def test_each_rendered_statement_has_as_many_parameters_as_its_neutral_text() ->
         postgres = getattr(statements_for(POSTGRES), group)
         for field in fields(statements):
             text = getattr(statements, field.name)
+            count = text.count("?") + 2 * text.count("{after}")  # a position: (txid, id)
             numbers = [int(n) for n in re.findall(r"\$(\d+)", getattr(postgres, field.name))]
-            assert numbers == list(range(1, text.count("?") + 1)), field.name
+            assert numbers == list(range(1, count + 1)), field.name
             assert "?" not in getattr(postgres, field.name), field.name
-            assert getattr(sqlite, field.name).count("?") == text.count("?"), field.name
+            assert getattr(sqlite, field.name).count("?") == count, field.name
             assert "{" not in getattr(sqlite, field.name), field.name
+
+
+def test_the_event_log_is_read_in_each_databases_own_terms() -> None:
+    """SQLite's txid is always 0: a position is its id there, read from the rowid in order.
+    PostgreSQL reads only events older than every transaction still running."""
+    sqlite, postgres = statements_for(SQLITE).events, statements_for(POSTGRES).events
+
+    assert "e.txid = ? AND e.id > ? AND e.txid = 0 ORDER BY" in sqlite.heads_after
+    assert (
+        "(e.txid, e.id) > ($1, $2) AND e.txid < pg_snapshot_xmin(pg_current_snapshot())"
+        in postgres.heads_after
+    )
+    assert "{after} AND {settled}" in EVENTS.heads_after
 
 
 def test_marks_lists_parameters() -> None:
