@@ -13,7 +13,7 @@ import binascii
 import fnmatch
 from pathlib import Path
 from typing import Self
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -117,6 +117,16 @@ class DestinationSettings(Section):
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise ValueError("retry_max_seconds must not be below retry_initial_seconds")
         return self
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as an answer may show it: without user, password, query or fragment (any of
+        them may carry a credential)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     def signing_keys(self, base_dir: Path) -> tuple[bytes, ...]:
         """Every key to sign with, in the order given: the secrets as written, or read from the

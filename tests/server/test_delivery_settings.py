@@ -143,3 +143,18 @@ def test_secrets_do_not_show_in_reprs() -> None:
     shown = repr(settings) + str(settings) + settings.model_dump_json()
 
     assert SECRET[6:] not in shown and OTHER_SECRET[6:] not in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://orders.internal/alipay-events", "https://orders.internal/alipay-events"),
+        (
+            "https://hook:hunter2@orders.internal:9000/alipay-events?token=abc#top",
+            "https://orders.internal:9000/alipay-events",
+        ),
+        ("http://[::1]:8080/hook", "http://[::1]:8080/hook"),
+    ],
+)
+def test_the_url_an_answer_may_show_carries_no_credential(url: str, shown: str) -> None:
+    assert settings_with(destination(url=url)).destinations[0].shown_url == shown
