@@ -19,7 +19,6 @@ from server.api.destination_views import (
     ReplayAnswer,
     delivery_view,
     destination_view,
-    hidden_parts,
 )
 from server.delivery.filters import destination_filter
 from server.errors import DeliveryNotFound, DestinationNotFound, Forbidden
@@ -82,10 +81,9 @@ class DeliveryDesk:
         self, name: str, grant: Grant, status: str, limit: int, before: int | None
     ) -> DeliveryPage:
         """A page of the destination's deliveries in one state, newest first."""
-        destination = self.destination(name, grant)
+        self.destination(name, grant)
         histories = await self._store.delivery_histories(name, status, limit, before)
-        hidden = hidden_parts(destination.url)
-        views = [delivery_view(history, hidden) for history in histories]
+        views = [delivery_view(history) for history in histories]
         more = len(views) == limit
         return DeliveryPage(deliveries=views, next_before=views[-1].id if more else None)
 

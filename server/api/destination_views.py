@@ -1,17 +1,15 @@
 """What the /v1/destinations routes answer: each destination's filters and state, its deliveries
 with every attempt, and how many deliveries a replay made due.
 
-A destination's URL is shown without what could be a credential (its user and password, the
-values of its query), and an error text is scrubbed of them too: no secret of the settings file
-appears in an answer. The signing secrets are never read here at all.
+A destination's URL is shown as ``DestinationSettings.shown_url`` (without user, password or
+query, any of which may carry a credential); an attempt's error is the short text the push wrote,
+which never repeats the URL (``server.delivery.posting``). The signing secrets are never read here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -25,7 +23,6 @@ from storage.models import (
     EventType,
 )
 
-HIDDEN = "***"
 DeliveryState = Literal["pending", "failing", "delivered", "dead"]
 
 
@@ -50,7 +47,7 @@ class DestinationView(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    url: str = Field(description="Without user, password or query values.")
+    url: str = Field(description="Without user, password or query.")
     apps: list[str] | None = Field(description="null: every app.")
     events: list[str] | None = Field(description="Globs on the type; null: every type.")
     kinds: list[str] | None = Field(description="Globs on a notification's kind; null: all.")
@@ -117,31 +114,6 @@ class ReplayAnswer(BaseModel):
     replayed: int
 
 
-def public_url(url: str) -> str:
-    """The URL with its user, password and query values hidden (they may be credentials)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += f":{parts.port}" if parts.port is not None else ""
-    query = urlencode([(key, HIDDEN) for key, _ in parse_qsl(parts.query, keep_blank_values=True)])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def hidden_parts(url: str) -> list[str]:
-    """What ``public_url`` hides, to scrub from any text that may repeat it."""
-    parts = urlsplit(url)
-    found = [parts.username, parts.password]
-    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
-    return [text for text in found if text and len(text) >= 3]
-
-
-def scrubbed(text: str | None, hidden: Iterable[str]) -> str | None:
-    """``text`` with each hidden part replaced by ``***``."""
-    for part in hidden:
-        text = None if text is None else text.replace(part, HIDDEN)
-    return text
-
-
 def destination_view(
     destination: DestinationSettings, backlog: DestinationBacklog | None, now: datetime
 ) -> DestinationView:
@@ -153,12 +125,12 @@ def destination_view(
         failing=backlog.failing,
         dead=backlog.dead,
         oldest_undelivered_age_seconds=None if oldest is None else (now - oldest).total_seconds(),
-        last_error=scrubbed(backlog.last_error, hidden_parts(destination.url)),
+        last_error=backlog.last_error,
         last_error_at=backlog.last_error_at,
     )
     return DestinationView(
         name=destination.name,
-        url=public_url(destination.url),
+        url=destination.shown_url,
         apps=destination.apps,
         events=destination.events,
         kinds=destination.kinds,
@@ -166,7 +138,7 @@ def destination_view(
     )
 
 
-def delivery_view(history: DeliveryHistory, hidden: list[str]) -> DeliveryView:
+def delivery_view(history: DeliveryHistory) -> DeliveryView:
     """A delivery as an operator reads it."""
     delivery = history.delivery
     pending = delivery.status is DeliveryStatus.PENDING
@@ -180,7 +152,7 @@ def delivery_view(history: DeliveryHistory, hidden: list[str]) -> DeliveryView:
         next_attempt_at=delivery.next_attempt_at if pending else None,
         created_at=delivery.created_at,
         delivered_at=delivery.delivered_at,
-        attempts=[_attempt(attempt, hidden) for attempt in history.attempts],
+        attempts=[_attempt(attempt) for attempt in history.attempts],
     )
 
 
@@ -190,10 +162,10 @@ def _state(status: DeliveryStatus, attempts: int) -> DeliveryState:
     return "delivered" if status is DeliveryStatus.DELIVERED else "dead"
 
 
-def _attempt(attempt: DeliveryAttempt, hidden: list[str]) -> AttemptView:
+def _attempt(attempt: DeliveryAttempt) -> AttemptView:
     return AttemptView(
         attempted_at=attempt.attempted_at,
         status_code=attempt.status_code,
         latency_ms=attempt.latency_ms,
-        error=scrubbed(attempt.error, hidden),
+        error=attempt.error,
     )
