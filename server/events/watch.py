@@ -53,15 +53,17 @@ class EventWatch:
         whether it is."""
         async with self._moved:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._moved.wait_for(lambda: self.position > position), seconds
-                )
+                async with asyncio.timeout(seconds):  # not wait_for: see _watch_forever
+                    await self._moved.wait_for(lambda: self.position > position)
             return self.position > position
 
     async def _watch_forever(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when it is
+            # cancelled just as the poke arrives, and stop() would then wait for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), self._poll_seconds)
+                async with asyncio.timeout(self._poll_seconds):
+                    await self._poked.wait()
             self._poked.clear()
             await self._check()
 
