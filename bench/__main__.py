@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import intake, lookup, scaling, sends
+from bench import delivery, intake, lookup, scaling, sends
 from bench.processes import REST_CPU
 from bench.quiet import least_disturbed
 from bench.report import speed_probe, write_results
 
 # Whatever intake measures by default (ceiling, naive, subgate, and any variants it adds).
 INTAKE_TARGETS = intake.Plan(seconds=0, runs=0, connections=(), bodies=0).targets
-BENCHMARKS = ("intake", "lookup", "sends", "scaling")
+BENCHMARKS = ("intake", "lookup", "sends", "scaling", "delivery")
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
             )
             body["rsa2048_signs_per_second"] = {"before": before, "after": speed_probe()}
             summaries.append(("intake", body, write_results("intake", body)))
-        for name in ("lookup", "sends", "scaling"):
+        for name in ("lookup", "sends", "scaling", "delivery"):
             if name in chosen:
                 print(f"{name} ...", flush=True)
                 (workdir / name).mkdir()
@@ -73,6 +73,8 @@ def main() -> None:
                     body = run_sends(args.quick, seconds, workdir / name, args.runs)
                 elif name == "scaling":
                     body = run_scaling(args.quick, seconds, workdir / name, args.runs)
+                elif name == "delivery":
+                    body = delivery.run_benchmark(args.quick, seconds, workdir / name, args.runs)
                 else:
                     body = RUNNERS[name](args.quick, seconds, workdir / name)
                 body["rsa2048_signs_per_second"] = {"before": before, "after": speed_probe()}
@@ -305,6 +307,7 @@ def _targets(report: dict[str, Any]) -> None:
 
 
 PRINTERS = {
+    "delivery": delivery.print_summary,
     "intake": print_intake,
     "lookup": print_lookup,
     "sends": print_sends,

@@ -1,5 +1,5 @@
-"""Persistence for notifications, the consent ledger and the outbox, behind the ``Store``
-interface.
+"""Persistence for notifications, the consent ledger, the outbox and the event log with its
+deliveries, behind the ``Store`` interface.
 
 ``open_store`` opens the store a URL names; ``Store`` (``base``) is all the server sees of it.
 Next to them live what every backend shares: the models (``models``), the errors (``errors``),

@@ -7,8 +7,9 @@ same across replicas sharing one database.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,8 @@ OUTBOX_STATUSES = (MessageStatus.PENDING, MessageStatus.QUEUED, MessageStatus.SE
 
 AcceptedCounts = Callable[[], Mapping[tuple[str, str, str], int]]  # (app, kind, result) -> n
 RefusedCounts = Callable[[], Mapping[tuple[str, str], int]]  # (app, reason) -> n
+# Read from the store just before a scrape (e.g. the delivery backlogs); may raise StorageError.
+ScrapeRefresh = Callable[[], Awaitable[None]]
 
 
 def _none() -> dict[Any, int]:
@@ -55,6 +58,7 @@ class Metrics:
         self.registry.register(self.clients)
         self.accepted_counts: AcceptedCounts = _none
         self.refused_counts: RefusedCounts = _none
+        self.refreshes: list[ScrapeRefresh] = []
 
     def count_notifications(self, accepted: AcceptedCounts, refused: RefusedCounts) -> None:
         """Where the notification counters live: they are read at scrape time, not copied."""
@@ -122,5 +126,8 @@ async def serve_metrics(request: web.Request) -> web.Response:
     except StorageError:
         metrics.snapshot.store_read_seconds = None
         metrics.error_answers.labels(code="storage_unavailable").inc()
+    for refresh in metrics.refreshes:
+        with contextlib.suppress(StorageError):  # its last values are shown again
+            await refresh()
     body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

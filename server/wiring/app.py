@@ -30,6 +30,7 @@ from server.runtime.clock import Clock, utc_now
 from server.runtime.log_redaction import redact_parser_errors
 from server.settings import Settings, StorageSettings
 from server.web.error_middleware import error_middleware
+from server.wiring.delivery import delivery_context
 from server.wiring.events import events_context
 from server.wiring.events_api import events_api_context
 from server.wiring.sending import outbound_context
@@ -77,6 +78,7 @@ def build_app(
         app.on_shutdown.append(_hold_restarts)
     contexts.append(events_api_context(clock))
     contexts.append(outbound_context(clock))
+    contexts.append(delivery_context(clock))
     app.cleanup_ctx.append(_in_order(contexts))
     setup_notify_routes(app)
     setup_api_routes(app)

@@ -3,10 +3,10 @@
 Every guarantee comes from PostgreSQL itself, so it holds across processes and hosts: unique
 constraints for idempotency (``INSERT ... ON CONFLICT DO NOTHING RETURNING``), row locks on the
 consent projection for spend-once and for a projection always equal to the fold, and
-``FOR UPDATE SKIP LOCKED`` with leases for the outbox. Writes run in READ COMMITTED
-transactions through ``transact`` (bounded retry on serialization failure or deadlock); reads
-are single statements, most of them shared with SQLite (``storage.sql.reads``). Times are BIGINT
-epoch milliseconds, as in the SQLite store.
+``FOR UPDATE SKIP LOCKED`` with leases for the outbox and the deliveries of events. Writes run in
+READ COMMITTED transactions through ``transact`` (bounded retry on serialization failure or
+deadlock); reads are single statements, most of them shared with SQLite (``storage.sql.reads``).
+Times are BIGINT epoch milliseconds, as in the SQLite store.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from storage.base import CommitObserver
+from storage.base import CommitObserver, EventFilter
 from storage.errors import StorageUnavailable
 from storage.models import (
     AttemptResult,
+    ClaimedDelivery,
     ConsentEvent,
     ConsentState,
     ConsentSummary,
+    DeliveryResult,
     MessageRecord,
     NotificationRecord,
     RecordOutcome,
@@ -32,7 +34,7 @@ from storage.models import (
     SendReservation,
     SubscribeReport,
 )
-from storage.postgres import consents, lost_commits, notifications, outbox
+from storage.postgres import consents, deliveries, lost_commits, notifications, outbox
 from storage.postgres.connection import (
     DATABASE_ERRORS,
     Conn,
@@ -230,3 +232,39 @@ class PostgresStore(StoreReads):
             await connection.executemany(add, rows)
 
         await self._transact(job)
+
+    async def fan_out(self, destination: str, wants: EventFilter, now: datetime, limit: int) -> int:
+        """As ``Store.fan_out`` says: one transaction holding the destination's cursor row."""
+        return await self._transact(
+            lambda connection: deliveries.fan_out(connection, destination, wants, now, limit)
+        )
+
+    async def claim_deliveries(
+        self, destination: str, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        """As ``Store.claim_deliveries`` says: rows another worker is claiming are skipped."""
+        return await self._transact(
+            lambda connection: deliveries.claim(
+                connection, destination, owner, now, lease_until, limit
+            )
+        )
+
+    async def finish_deliveries(self, owner: str, results: Sequence[DeliveryResult]) -> int:
+        """As ``Store.finish_deliveries`` says, every result in one transaction."""
+        return await self._transact(
+            lambda connection: deliveries.finish(connection, owner, results)
+        )
+
+    async def replay_delivery(self, destination: str, event_id: int, now: datetime) -> bool:
+        """As ``Store.replay_delivery`` says, in one statement."""
+        return await self._transact(
+            lambda connection: deliveries.replay(connection, destination, event_id, now)
+        )
+
+    async def replay_since(
+        self, destination: str, since: datetime, wants: EventFilter, now: datetime
+    ) -> int:
+        """As ``Store.replay_since`` says, in one transaction."""
+        return await self._transact(
+            lambda connection: deliveries.replay_since(connection, destination, since, wants, now)
+        )

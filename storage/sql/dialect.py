@@ -1,13 +1,12 @@
 """How SQLite and PostgreSQL spell the statements both backends share.
 
 Every shared statement is written once, with ``?`` for each parameter (standard SQL's marker,
-taken in order), ``{greatest}`` where the larger of two values is meant, and, in reads of the
-event log (as ``events AS e``), ``{settled}`` for "the event's place in the order is settled" and
-``{after}`` for "the event comes after the position given by the next two parameters" (txid,
-id): see ``Dialect``. A dialect renders a
-whole group of statements when its backend's module is imported, never per call: the statements
-a request runs are plain strings by then, and a driver that caches prepared statements by their
-text (both do) sees the same text every time.
+taken in order) and ``{greatest}`` where the larger of two values is meant; a read of the event
+log (``events AS e``) says ``{settled}`` for "no event can still commit before this one" and
+``{after}`` for "after the position (txid, id) of the next two parameters" (see ``Dialect``).
+A dialect renders a whole group of statements when its backend's module is imported, never per
+call: the statements a request runs are plain strings by then, and a driver that caches prepared
+statements by their text (both do) sees the same text every time.
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ class Dialect:
     # transaction still running.
     settled: str
     # An event (``e``) after the position (txid, id) of the next two parameters. SQLite's txid is
-    # always 0, so that is ``id > ?`` there, which it answers from the rowid, in order; a row-value
-    # comparison would scan the table.
+    # always 0, so after (0, n) is txid 0 and id above n there, which it reads from the rowid in
+    # order, where a row-value comparison would scan the table.
     after: str
 
     def render(self, sql: str) -> str:

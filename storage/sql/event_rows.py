@@ -43,6 +43,11 @@ HISTORY_STATES = {
     "delivered": (DeliveryStatus.DELIVERED, 0),
     "dead": (DeliveryStatus.DEAD, 0),
 }
+_STATUS_AFTER = {
+    DeliveryVerdict.DELIVERED: DeliveryStatus.DELIVERED,
+    DeliveryVerdict.RETRY: DeliveryStatus.PENDING,
+    DeliveryVerdict.DEAD: DeliveryStatus.DEAD,
+}
 NO_ID_ABOVE = 2**63 - 1  # ``before_id`` when a history starts at its newest delivery
 
 EventRead = tuple[EventPosition, EventHead, str | None]  # a row of ``HEAD_COLUMNS``
@@ -122,10 +127,10 @@ def verdict_values(result: DeliveryResult, owner: str) -> tuple[Any, ...]:
     attempt's time (a retry without a time of its own is due at once)."""
     at = to_millis(result.attempt.attempted_at)
     verdict = result.verdict
-    retry_at = optional_millis(result.next_attempt_at) or at
+    retry = verdict is DeliveryVerdict.RETRY
     return (
-        DeliveryStatus.PENDING.value if verdict is DeliveryVerdict.RETRY else verdict.value,
-        retry_at if verdict is DeliveryVerdict.RETRY else None,
+        _STATUS_AFTER[verdict].value,
+        (optional_millis(result.next_attempt_at) or at) if retry else None,
         at if verdict is DeliveryVerdict.DELIVERED else None,
         result.attempt.status_code,
         result.attempt.error,

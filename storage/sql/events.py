@@ -1,10 +1,12 @@
 """Statements of the event log and its deliveries: the feed, the fan-out, claims and attempts.
 
 Events are written by the migrations' triggers, never here. Every read of the log names it
-``events AS e`` and takes only settled events (``{settled}``) in (txid, id) order, after a
-position given as two parameters (``{after}``): the dialect spells both (``dialect``). A
-delivery is one event on its way to one destination, unique per (destination, event): the
-fan-out and a replay insert it ``ON CONFLICT``, so doing either twice makes nothing twice.
+``events AS e``; the feed and the fan-out take only settled events (``{settled}``) in (txid, id)
+order, after a position given as two parameters (``{after}``), both spelled by the dialect
+(``dialect``). A replay reads up to a destination's cursor, which only ever stood on a settled
+event, so whatever is behind it has committed already. A delivery is one event on its way to one
+destination, unique per (destination, event): the fan-out and a replay insert it ``ON
+CONFLICT``, so doing either twice makes nothing twice.
 """
 
 # ruff: noqa: S608 (every statement is built from constants, at import)

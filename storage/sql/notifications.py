@@ -31,8 +31,15 @@ class NotificationStatements:
     notification_of_key: str = (
         f"SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE app_id = ? AND dedupe_key = ?"
     )
+    # A notification whose event still waits to be delivered somewhere is kept: the delivery
+    # will read it. The notifications still owed are a table of their own here: SQLite builds
+    # it once (a DISTINCT subquery is not merged into the correlated one, which SQLite would
+    # run again for every row) and PostgreSQL anti-joins it.
     prune_notifications: str = (
-        "DELETE FROM notifications WHERE occurred_at IS NOT NULL AND occurred_at < ?"
+        "DELETE FROM notifications WHERE occurred_at IS NOT NULL AND occurred_at < ? "
+        "AND NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT e.notification_id AS id "
+        "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id "
+        "WHERE d.status = 'pending') AS waited WHERE waited.id = notifications.id)"
     )
     count_notifications: str = "SELECT count(*) FROM notifications"
     count_notifications_of_app: str = "SELECT count(*) FROM notifications WHERE app_id = ?"

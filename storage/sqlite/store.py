@@ -26,13 +26,15 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 
-from storage.base import CommitObserver
+from storage.base import CommitObserver, EventFilter
 from storage.errors import StorageUnavailable
 from storage.models import (
     AttemptResult,
+    ClaimedDelivery,
     ConsentEvent,
     ConsentState,
     ConsentSummary,
+    DeliveryResult,
     MessageRecord,
     NotificationRecord,
     RecordOutcome,
@@ -49,7 +51,7 @@ from storage.sql.notification_rows import notification_row, refusal_rows
 from storage.sql.reads import StoreReads
 from storage.sql.rows import Row
 from storage.sql.statements import statements_for
-from storage.sqlite import consents, notifications, outbox, reports
+from storage.sqlite import consents, deliveries, notifications, outbox, reports
 from storage.sqlite.connection import SQLiteOptions, open_connections
 from storage.sqlite.writer import SerialWriter, WriteJob
 from storage.timecodec import to_millis
@@ -220,6 +222,31 @@ class SQLiteStore(StoreReads):
     async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
         """As ``Store.add_refusals`` says, in one writer job."""
         await self._job(notifications.add_refusals, refusal_rows(counts, at))
+
+    async def fan_out(self, destination: str, wants: EventFilter, now: datetime, limit: int) -> int:
+        """As ``Store.fan_out`` says, in one writer job (``wants`` runs on the writer thread)."""
+        return await self._job(deliveries.fan_out, destination, wants, now, limit)
+
+    async def claim_deliveries(
+        self, destination: str, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        """As ``Store.claim_deliveries`` says: the writer alone leases, so no row locks."""
+        operation = deliveries.claim
+        return await self._job(operation, destination, owner, now, lease_until, limit)
+
+    async def finish_deliveries(self, owner: str, results: Sequence[DeliveryResult]) -> int:
+        """As ``Store.finish_deliveries`` says, every result in one writer job."""
+        return await self._job(deliveries.finish, owner, results)
+
+    async def replay_delivery(self, destination: str, event_id: int, now: datetime) -> bool:
+        """As ``Store.replay_delivery`` says, in one writer job."""
+        return await self._job(deliveries.replay, destination, event_id, now)
+
+    async def replay_since(
+        self, destination: str, since: datetime, wants: EventFilter, now: datetime
+    ) -> int:
+        """As ``Store.replay_since`` says, in one writer job."""
+        return await self._job(deliveries.replay_since, destination, since, wants, now)
 
 
 def _bound(

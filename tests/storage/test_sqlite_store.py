@@ -219,3 +219,38 @@ async def test_chunks_of_a_large_batch_keep_ids_and_duplicates_and_a_bad_row_fai
         assert outcome.duplicate == (index in (64, 100)), key
     assert recorded[100].notification_id == stored.notification_id  # type: ignore[union-attr]
     assert await sqlite_store.count_notifications() == 129
+
+
+async def test_ids_counted_from_the_last_rowid_are_the_notifications_not_their_events(
+    sqlite_store: Store,
+) -> None:
+    """Each row of a chunk's one insert fires a trigger that inserts its event: the ids the
+    chunk answers, counted from the last rowid, must be the notifications' own (the events are
+    numbered apart, one ahead here), and each new notification has exactly one event."""
+    assert isinstance(sqlite_store, SQLiteStore)
+    writer = sqlite_store.writer
+    sizes: list[int] = []
+    await sqlite_store.append_consent_events([accept(1)], NOW)  # event 1: no notification
+    await sqlite_store.record_notification(notification("before"))
+    writer.observe = lambda seconds, jobs: sizes.append(jobs)
+    keys = [f"n-{i}" for i in range(150)]
+    keys[70], keys[140], keys[149] = keys[10], keys[139], "before"
+
+    outcomes = await asyncio.gather(
+        *(sqlite_store.record_notification(notification(key)) for key in keys)
+    )
+
+    assert any(size > 64 for size in sizes)  # several chunks in one batch
+    rows = await writer.maintain(
+        lambda connection: connection.execute("SELECT dedupe_key, id FROM notifications").fetchall()
+    )
+    stored = dict(rows)
+    assert [o.notification_id for o in outcomes] == [stored[key] for key in keys]
+    assert [o.duplicate for o in outcomes].count(False) == 147
+    events = await writer.maintain(
+        lambda connection: connection.execute(
+            "SELECT id, notification_id FROM events WHERE notification_id IS NOT NULL ORDER BY id"
+        ).fetchall()
+    )
+    assert [n for _, n in events] == sorted(stored.values())
+    assert [e for e, _ in events] == [n + 1 for n in sorted(stored.values())]

@@ -1,0 +1,180 @@
+"""One destination's loop: read new events into deliveries, claim a batch, hand it over, repeat.
+
+Each pass calls ``Store.fan_out`` (the destination's cursor moves past new events, a pending
+delivery is made of each one it takes), then ``Store.claim_deliveries`` (due deliveries leased to
+this process, per-user order kept by the store), and hands the batch to the ``Courier``. Up to
+``BATCHES_IN_FLIGHT`` batches are out at once, sharing the destination's ``concurrency``: while
+one batch's answers are awaited and its verdicts committed, the next is already being posted.
+
+With nothing to do the loop sleeps until it is woken: by the event watch (an event was written),
+by a batch finishing (a user's next event may now be due), by ``wake()`` (a replay), or at the
+latest after ``poll_seconds`` (events of other replicas, retries coming due). It never spins.
+
+A batch's lease outlasts every post it may start (``BATCHES_IN_FLIGHT`` timeouts, plus a margin
+for the commit and for clocks that differ between replicas); a process that dies leaves leases
+that run out and are claimed again, so every event is delivered at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from server.delivery.batch import Courier
+from server.delivery.filters import destination_filter
+from server.events.watch import EventWatch
+from server.runtime.clock import Clock
+from server.settings import DestinationSettings
+from storage import Store
+from storage.errors import StorageError
+from storage.models import ClaimedDelivery, DeliveryResult, DeliveryVerdict, EventPosition
+
+logger = logging.getLogger(__name__)
+
+FAN_OUT_LIMIT = 500  # events read per fan-out; a full read is followed by another at once
+BATCHES_IN_FLIGHT = 2
+LEASE_MARGIN_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one pass did: events read by the fan-out, and the verdicts of its batch."""
+
+    read: int
+    results: tuple[DeliveryResult, ...]
+
+    def count(self, verdict: DeliveryVerdict) -> int:
+        return sum(1 for result in self.results if result.verdict is verdict)
+
+
+class DestinationWorker:
+    """Pushes the events one destination takes; one per destination and process."""
+
+    def __init__(
+        self,
+        settings: DestinationSettings,
+        courier: Courier,
+        store: Store,
+        clock: Clock,
+        owner: str,
+        watch: EventWatch | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.courier = courier
+        self._store = store
+        self._clock = clock
+        self.owner = owner
+        self._watch = watch
+        self.wants = destination_filter(settings)  # also what a replay of a window takes
+        self.batch_size = settings.concurrency
+        self.lease_seconds = BATCHES_IN_FLIGHT * settings.timeout_seconds + LEASE_MARGIN_SECONDS
+        self._woken = asyncio.Event()
+        self._next_retry: datetime | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """Look for work now (a replay made a delivery due)."""
+        self._woken.set()
+
+    async def fan_out(self) -> int:
+        """Make deliveries of the events written since the last call; how many were read."""
+        return await self._store.fan_out(self.name, self.wants, self._clock(), FAN_OUT_LIMIT)
+
+    async def step(self) -> Step:
+        """One whole pass, batch included: fan out, claim, post, finish."""
+        read = await self.fan_out()
+        now = self._clock()
+        lease_until = now + timedelta(seconds=self.lease_seconds)
+        claimed = await self._store.claim_deliveries(
+            self.name, self.owner, now, lease_until, self.batch_size
+        )
+        results = await self.courier.deliver(self._store, self.owner, claimed, lease_until)
+        self._note_retries(results)
+        return Step(read, tuple(results))
+
+    async def run_forever(self) -> None:
+        """Deliver until cancelled; store failures are logged and waited out."""
+        while True:
+            self._woken.clear()
+            seen = None if self._watch is None else self._watch.position
+            try:
+                busy = await self._pass()
+            except StorageError as error:
+                logger.warning("destination %s: delivery pass failed: %s", self.name, error)
+                busy = False
+            if not busy:
+                await self._idle(seen)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Let batches in flight finish (their verdicts kept) for up to ``grace_seconds``."""
+        if self._batches:
+            await asyncio.wait(set(self._batches), timeout=grace_seconds)
+        for task in set(self._batches):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _pass(self) -> bool:
+        """Fan out and send one batch off; whether there is more to do at once."""
+        read = await self.fan_out()
+        if len(self._batches) >= BATCHES_IN_FLIGHT:
+            await asyncio.wait(set(self._batches), return_when=asyncio.FIRST_COMPLETED)
+            return True
+        now = self._clock()
+        lease_until = now + timedelta(seconds=self.lease_seconds)
+        claimed = await self._store.claim_deliveries(
+            self.name, self.owner, now, lease_until, self.batch_size
+        )
+        if claimed:
+            task = asyncio.create_task(self._deliver(claimed, lease_until))
+            self._batches.add(task)
+            task.add_done_callback(self._batch_done)
+        return bool(claimed) or read >= FAN_OUT_LIMIT
+
+    async def _deliver(self, claimed: Sequence[ClaimedDelivery], lease_until: datetime) -> None:
+        try:
+            results = await self.courier.deliver(self._store, self.owner, claimed, lease_until)
+        except StorageError as error:
+            logger.warning("destination %s: verdicts not kept: %s", self.name, error)
+            return
+        self._note_retries(results)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("destination %s: batch failed", self.name, exc_info=task.exception())
+        self._woken.set()
+
+    def _note_retries(self, results: Sequence[DeliveryResult]) -> None:
+        """Remember the earliest retry this process scheduled: the loop wakes for it."""
+        for result in results:
+            due = result.next_attempt_at
+            if due is not None and (self._next_retry is None or due < self._next_retry):
+                self._next_retry = due
+
+    def _idle_seconds(self) -> float:
+        seconds = self.settings.poll_seconds
+        if self._next_retry is not None:
+            until = (self._next_retry - self._clock()).total_seconds()
+            if until <= seconds:
+                self._next_retry = None  # this wait covers it
+            seconds = max(0.0, min(seconds, until))
+        return seconds
+
+    async def _idle(self, seen: EventPosition | None) -> None:
+        """Sleep until woken, an event is written, a retry is due or the poll interval passes."""
+        seconds = self._idle_seconds()
+        waits: list[asyncio.Task[bool]] = [asyncio.create_task(self._woken.wait())]
+        if self._watch is not None and seen is not None:
+            waits.append(asyncio.create_task(self._watch.wait_beyond(seen, seconds)))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)

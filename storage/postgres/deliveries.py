@@ -1,0 +1,102 @@
+"""Deliveries of events for the PostgreSQL store: the fan-out, claims, attempts and replays,
+each inside one ``transact`` transaction.
+
+A destination's fan-out holds its cursor row (``FOR UPDATE SKIP LOCKED``): one process at a time
+reads the log for it, and a process that finds the row held reads nothing. It reads only settled
+events (``storage.sql.dialect``), so its cursor never passes an event that commits later.
+Workers claim with ``FOR UPDATE SKIP LOCKED`` and a lease, as the outbox does: a delivery is
+leased to one owner at a time, and only a lease that has run out can be claimed again. A finish
+locks the deliveries it reports on, in id order, before it reads whose lease they are under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from storage.models import START, ClaimedDelivery, DeliveryResult, EventHead
+from storage.postgres.connection import Conn
+from storage.sql.dialect import POSTGRES
+from storage.sql.event_rows import (
+    attempt_values,
+    claimed,
+    event_read,
+    verdict_values,
+    wanted_deliveries,
+)
+from storage.sql.events import EVENTS
+from storage.sql.statements import statements_for
+from storage.timecodec import to_millis
+
+SQL = statements_for(POSTGRES).events
+Wants = Callable[[EventHead], bool]
+_HOLD_CURSOR = POSTGRES.render(f"{EVENTS.cursor_of} FOR UPDATE SKIP LOCKED")
+_CLAIM = POSTGRES.render(f"{EVENTS.due_deliveries} FOR UPDATE OF d SKIP LOCKED")
+_HELD = POSTGRES.render(
+    "SELECT id FROM deliveries WHERE id = ANY(?::bigint[]) AND lease_owner = ? "
+    "ORDER BY id FOR UPDATE"
+)
+
+
+async def fan_out(
+    connection: Conn, destination: str, wants: Wants, now: datetime, limit: int
+) -> int:
+    """As ``Store.fan_out`` says. No cursor row to hold: the destination is new (its cursor
+    is made at the end of the log) or another process holds it (the insert does nothing)."""
+    cursor = await connection.fetchrow(_HOLD_CURSOR, destination)
+    if cursor is None:
+        last = await connection.fetchrow(SQL.last_position)
+        await connection.execute(SQL.insert_cursor, destination, *(last or START))
+        return 0
+    reads = [event_read(row) for row in await connection.fetch(SQL.heads_after, *cursor, limit)]
+    made = wanted_deliveries(destination, reads, wants, to_millis(now))
+    await connection.executemany(SQL.insert_delivery, made)
+    if reads:
+        await connection.execute(SQL.move_cursor, *reads[-1][0], destination)
+    return len(reads)
+
+
+async def claim(
+    connection: Conn,
+    destination: str,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+) -> list[ClaimedDelivery]:
+    """Lease the due deliveries to ``owner``; those another worker is claiming are skipped."""
+    at = to_millis(now)
+    rows = await connection.fetch(_CLAIM, destination, at, at, limit)
+    until = to_millis(lease_until)
+    await connection.executemany(SQL.lease_delivery, [(owner, until, row[0]) for row in rows])
+    return [claimed(row) for row in rows]
+
+
+async def finish(connection: Conn, owner: str, results: Sequence[DeliveryResult]) -> int:
+    """Keep every attempt; apply the verdicts of the deliveries ``owner`` still holds."""
+    ids = sorted({result.delivery_id for result in results})
+    held = {row[0] for row in await connection.fetch(_HELD, ids, owner)}
+    await connection.executemany(SQL.insert_attempt, [attempt_values(r) for r in results])
+    verdicts = [verdict_values(r, owner) for r in results if r.delivery_id in held]
+    await connection.executemany(SQL.apply_verdict, verdicts)
+    return len(held)
+
+
+async def replay(connection: Conn, destination: str, event_id: int, now: datetime) -> bool:
+    """As ``Store.replay_delivery`` says."""
+    at = to_millis(now)
+    status = await connection.execute(SQL.replay_delivery, at, at, at, destination, event_id)
+    return status != "UPDATE 0"
+
+
+async def replay_since(
+    connection: Conn, destination: str, since: datetime, wants: Wants, now: datetime
+) -> int:
+    """As ``Store.replay_since`` says; nothing for a destination without a cursor."""
+    cursor = await connection.fetchrow(SQL.cursor_of, destination)
+    if cursor is None:
+        return 0
+    rows = await connection.fetch(SQL.heads_since, to_millis(since), *cursor)
+    replayed = wanted_deliveries(destination, map(event_read, rows), wants, to_millis(now))
+    await connection.executemany(SQL.replay_or_insert_delivery, replayed)
+    return len(replayed)
