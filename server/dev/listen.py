@@ -56,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``run.py listen``."""
     parser.add_argument("--forward-to", required=True, help="the local URL to post events to")
     parser.add_argument("--app", default=DEV_APP_ID, help=f"the app (default: {DEV_APP_ID})")
-    parser.add_argument("--url", default="http://127.0.0.1:8080", help="the running Subgate")
+    parser.add_argument(
+        "--url", default="http://127.0.0.1:8080", help="the running Subgate (default: %(default)s)"
+    )
     parser.add_argument(
         "--token",
         help=f"an API token with the read scope (default: ${TOKEN_VARIABLE}, else the dev token)",

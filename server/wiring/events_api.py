@@ -1,4 +1,5 @@
-"""The /v1 parts that read the event log: the feed, and the desk of the destinations."""
+"""The /v1 parts that read the event log: the feed, and the desk of the destinations (which
+wakes a destination's worker after a replay, through ``DELIVERY``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from prometheus_client import Gauge
 from server.api.destination_desk import DeliveryDesk
 from server.api.keys import DESK, FEED
 from server.appkeys import SETTINGS, STORE
+from server.delivery.keys import DELIVERY
 from server.events.feed import EventFeed
 from server.events.keys import EVENT_PAYLOADS, EVENT_WATCH
 from server.ops.metrics import METRICS
@@ -23,7 +25,13 @@ def events_api_context(clock: Clock) -> Callable[[web.Application], AsyncIterato
         app[FEED] = feed = EventFeed(app[STORE], app[EVENT_PAYLOADS], app[EVENT_WATCH])
         settings = app[SETTINGS]
         app_ids = [app_settings.app_id for app_settings in settings.apps]
-        app[DESK] = DeliveryDesk(app[STORE], settings.destinations, app_ids, clock)
+        app[DESK] = DeliveryDesk(
+            app[STORE],
+            settings.destinations,
+            app_ids,
+            clock,
+            wake=lambda name: app[DELIVERY].wake(name),  # DELIVERY opens later, before serving
+        )
         gauge = Gauge(
             "subgate_feed_long_polls",
             "Feed requests waiting for an event (wait=) right now.",

@@ -41,6 +41,7 @@ from tests.server.conftest import APP_ID, OTHER_APP_ID, StartGateway
 from tests.server.guarded import serve_guarded, until
 from tests.server.notifications import life_account_fields, message_fields, post, signed
 from tests.server.notifications import trade_fields as trade
+from tests.server.test_openapi import documented_codes, validator
 from tests.storage.postgres_env import fresh_schema, server_url
 
 FOLLOWER = "2088000000000077"
@@ -336,3 +337,26 @@ async def test_a_client_hanging_up_mid_wait_leaves_no_waiter_behind(
                 200,
                 {"events": [], "next_cursor": encode_cursor(START)},
             )
+
+
+async def test_real_answers_of_the_feed_validate_against_the_document(api: Api) -> None:
+    document = (await api.as_token(None).request("GET", "/openapi.json")).body
+    responses = document["paths"]["/v1/apps/{app_id}/events"]["get"]["responses"]
+    await notify(api, trade())
+    await report(api, ONE_TIME)
+
+    answers = [
+        await feed(api),
+        await feed(api, types="nothing.*"),
+        await feed(api, limit="0"),
+        await feed(api, after="x"),
+        await feed(api.as_token(OTHER_APP_TOKEN)),
+        await feed(api, app="2021009999999999"),
+    ]
+
+    assert [a.status for a in answers] == [200, 400, 400, 400, 403, 404]
+    for answer in answers:
+        response = responses[str(answer.status)]
+        schema = response["content"]["application/json"]["schema"]
+        validator(document, schema).validate(answer.body)
+        assert answer.status == 200 or answer.code in documented_codes(response)
