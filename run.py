@@ -2,6 +2,7 @@
 
     python run.py [serve] [--config PATH] [--host H] [--port N]
     python run.py simulate {message,trade,follow,unfollow,check} [--url URL] ...
+    python run.py listen --forward-to URL [--app APP] [--url URL] [--token T] [--types GLOB]
     python run.py migrate [--config PATH]
 
 Configuration: --config PATH, else $SUBGATE_CONFIG, else ./subgate.toml; with none of them,
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server.dev import listen
 from server.dev.mode import DEV_APP_ID, dev_keys, dev_settings
 from server.dev.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
 from server.runtime.event_loop import new_event_loop
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
+        if args.command == "listen":
+            return listen.run_listen(args, DATA_DIR)
         settings = _settings(args.config)
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
@@ -83,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         "--no-header-charset", action="store_true", help="omit charset from Content-Type"
     )
     simulate.add_argument("--alipay-key", help="stand-in Alipay private key (default: the dev key)")
+    listen.add_arguments(
+        commands.add_parser(
+            "listen", help="forward a running Subgate's events to a local URL, signed"
+        )
+    )
     parser.set_defaults(command="serve")
     return parser
 

@@ -24,6 +24,11 @@
     ├── UnknownTopApp              unknown_top_app         422  a TOP send names no [[top_apps]]
     ├── PlatformUnavailable        platform_unavailable    503  a pre-send platform check failed
     ├── RequestTimeout             request_timeout         408  the body did not arrive in time
+    ├── InvalidCursor              invalid_cursor          400  /v1 feed: not a cursor we gave out
+    ├── UnknownEventType           unknown_event_type      400  /v1 feed: a glob matches no type
+    ├── InvalidParameter           invalid_parameter       400  /v1: a query value out of range
+    ├── DestinationNotFound        destination_not_found   404  /v1: no such [[destinations]]
+    ├── DeliveryNotFound           delivery_not_found      404  /v1: the destination never had it
     └── OverCapacity               over_capacity           503  past server.max_connections
     storage.errors.ConsentRequired consent_required        403
     storage.errors.WeeklyLimitReached weekly_limit         429  adds ``retry_at`` to the body
@@ -163,6 +168,26 @@ class OverCapacity(RequestRefused):
     code = "over_capacity"
 
 
+class InvalidCursor(RequestRefused):
+    code = "invalid_cursor"
+
+
+class UnknownEventType(RequestRefused):
+    code = "unknown_event_type"
+
+
+class InvalidParameter(RequestRefused):
+    code = "invalid_parameter"
+
+
+class DestinationNotFound(RequestRefused):
+    code = "destination_not_found"
+
+
+class DeliveryNotFound(RequestRefused):
+    code = "delivery_not_found"
+
+
 SubgateError = VerificationError | RequestRefused | StorageError | LedgerRefusal
 SUBGATE_ERRORS = (VerificationError, RequestRefused, StorageError, LedgerRefusal)
 
@@ -197,6 +222,11 @@ STATUS_BY_CODE: dict[str, int] = {
     PlatformUnavailable.code: 503,
     RequestTimeout.code: 408,
     OverCapacity.code: 503,
+    InvalidCursor.code: 400,
+    UnknownEventType.code: 400,
+    InvalidParameter.code: 400,
+    DestinationNotFound.code: 404,
+    DeliveryNotFound.code: 404,
     ConsentRequired.code: 403,
     WeeklyLimitReached.code: 429,
     StorageUnavailable.code: 503,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,10 +24,18 @@ class Grant:
     scopes: frozenset[str]
 
     def require(self, app_id: str, scope: Scope) -> None:
-        if "*" not in self.apps and app_id not in self.apps:
+        if not self.covers((app_id,)):
             raise Forbidden("this token may not act for this app")
+        self.require_scope(scope)
+
+    def require_scope(self, scope: Scope) -> None:
+        """For operations that are no one app's (the destinations): the scope alone."""
         if scope not in self.scopes:
             raise Forbidden(f"this token lacks the {scope!r} scope")
+
+    def covers(self, apps: Iterable[str]) -> bool:
+        """May this token act for every one of ``apps``?"""
+        return "*" in self.apps or self.apps.issuperset(apps)
 
 
 class TokenRing:

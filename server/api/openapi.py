@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from server.api.models import ErrorAnswer
-from server.api.operations import Operation
+from server.api.operations import Operation, QueryParameter
 from server.api.routes import all_operations
 from server.errors import STATUS_BY_CODE
 
@@ -50,7 +50,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "operationId": operation.operation_id,
         "summary": operation.summary,
-        "description": f"Needs a token with the `{operation.scope}` scope for the app.",
+        "description": _who_may(operation),
         "parameters": _parameters(operation),
         "responses": _responses(operation),
     }
@@ -59,20 +59,33 @@ def _operation(operation: Operation) -> dict[str, Any]:
     return spec
 
 
+def _who_may(operation: Operation) -> str:
+    if operation.for_app:
+        return f"Needs a token with the `{operation.scope}` scope for the app."
+    return (
+        f"Needs a token with the `{operation.scope}` scope; a token for some apps only sees "
+        "the destinations that carry none but its apps."
+    )
+
+
 def _parameters(operation: Operation) -> list[dict[str, Any]]:
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in _PATH_PARAMETER.findall(operation.path)
     ]
-    parameters += [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-        for name in operation.query
-    ]
+    parameters += [_query_parameter(query) for query in operation.query]
     parameters += [
         {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
         for name in operation.headers
     ]
     return parameters
+
+
+def _query_parameter(query: str | QueryParameter) -> dict[str, Any]:
+    if isinstance(query, str):
+        return {"name": query, "in": "query", "required": False, "schema": {"type": "string"}}
+    parameter = {"name": query.name, "in": "query", "required": False, "schema": dict(query.schema)}
+    return parameter | ({"description": query.description} if query.description else {})
 
 
 def _responses(operation: Operation) -> dict[str, Any]:
@@ -82,7 +95,7 @@ def _responses(operation: Operation) -> dict[str, Any]:
             "description": "Accepted: the outbox still owns it (queued, or unknown outcome)",
             "content": _json(operation.response),
         }
-    codes = ("unauthorized", "forbidden", "app_not_found", "validation_failed", *operation.errors)
+    codes = (*operation.common_errors, *operation.errors)
     by_status: dict[int, list[str]] = {}
     for code in (*codes, "storage_unavailable", "internal_error"):
         by_status.setdefault(STATUS_BY_CODE[code], []).append(code)

@@ -1,5 +1,6 @@
 """One /v1 operation: its route, scope, handler and documented answers, and the request
-parsing every operation shares (path identifiers, the channel, Idempotency-Key).
+parsing every operation shares (path identifiers, the channel, Idempotency-Key, numbers in the
+query).
 
 The table of operations is the single source of the routes (``server.api.routes``) and of
 the OpenAPI document (``server.api.openapi``), so neither can drift from the other.
@@ -7,27 +8,42 @@ the OpenAPI document (``server.api.openapi``), so neither can drift from the oth
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from server.api.auth import Scope
+from server.api.auth import Grant, Scope
 from server.api.keys import LEDGER, TOKENS
 from server.appkeys import CREDENTIALS
 from server.consent.ledger import ConsentLedger
 from server.consent.views import USER_ID_PATTERN
-from server.errors import AppNotFound, IdempotencyKeyRequired, ValidationFailed
+from server.errors import AppNotFound, IdempotencyKeyRequired, InvalidParameter, ValidationFailed
 from storage.models import ConsentChannel
 
 Handler = Callable[[web.Request, ConsentLedger, str], Awaitable[BaseModel]]
 
 _IDENTIFIER = re.compile(USER_ID_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+_WHOLE = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() would take "1_0" and "٣"
+_DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 COMMON_ERRORS = ("unauthorized", "forbidden", "app_not_found", "validation_failed")
 BODY_ERRORS = ("invalid_json", "unsupported_media_type", "too_large", "request_timeout")
+# The caller's grant, for operations that are no one app's and decide what the token may see.
+GRANT = web.RequestKey("grant", Grant)
+
+
+@dataclass(frozen=True)
+class QueryParameter:
+    """A query parameter with its own schema (a bare name in ``Operation.query`` is a string)."""
+
+    name: str
+    schema: Mapping[str, Any]
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,10 +56,18 @@ class Operation:
     handler: Handler
     response: type[BaseModel]
     request: type[BaseModel] | None = None
-    query: tuple[str, ...] = ()
+    query: tuple[str | QueryParameter, ...] = ()
     headers: tuple[str, ...] = ()
     errors: tuple[str, ...] = field(default=())
     accepted: bool = False  # may answer 202 (still being processed) as well as 200
+    for_app: bool = True  # False: no {app_id}; the handler reads the token's GRANT instead
+
+    @property
+    def common_errors(self) -> tuple[str, ...]:
+        """What any operation of its kind may answer, before its own errors."""
+        if self.for_app:
+            return COMMON_ERRORS
+        return tuple(code for code in COMMON_ERRORS if code != "app_not_found")
 
 
 def path_value(request: web.Request, name: str) -> str:
@@ -71,20 +95,49 @@ def idempotency_key(request: web.Request) -> str:
     return key
 
 
+def query_number(
+    request: web.Request, name: str, default: float, low: float, high: float, *, whole: bool = True
+) -> float:
+    """A number of the query within [low, high] (a whole one unless ``whole`` is False), or
+    ``default`` when absent; anything else is ``invalid_parameter``."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    kind = "an integer" if whole else "a number"
+    value: float = math.nan
+    if (_WHOLE if whole else _DECIMAL).fullmatch(text):
+        value = int(text) if whole else float(text)
+    if not low <= value <= high:  # NaN is in no range
+        raise InvalidParameter(f"{name} must be {kind} from {low:g} to {high:g}")
+    return value
+
+
 def guarded(operation: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Authenticate, authorise for the app and scope, then run the operation."""
+    """Authenticate, authorise for the app (or, for an operation of no app, only the scope)
+    and scope, then run the operation."""
 
     async def handle(request: web.Request) -> web.Response:
         grant = request.app[TOKENS].authenticate(request.headers.get("Authorization"))
-        app_id = request.match_info["app_id"]
-        grant.require(app_id, operation.scope)
-        if app_id not in request.app[CREDENTIALS]:
-            raise AppNotFound("no such app is configured")
+        app_id = _authorised_app(request, grant, operation)
         answer = await operation.handler(request, request.app[LEDGER], app_id)
         status = getattr(answer, "http_status", 200)
         return json_answer(answer, status)
 
     return handle
+
+
+def _authorised_app(request: web.Request, grant: Grant, operation: Operation) -> str:
+    """The app in the path, once the grant covers it; "" for an operation of no app (its
+    handler checks what the grant covers, with ``request[GRANT]``)."""
+    if not operation.for_app:
+        grant.require_scope(operation.scope)
+        request[GRANT] = grant
+        return ""
+    app_id = request.match_info["app_id"]
+    grant.require(app_id, operation.scope)
+    if app_id not in request.app[CREDENTIALS]:
+        raise AppNotFound("no such app is configured")
+    return app_id
 
 
 def json_answer(answer: BaseModel, status: int = 200) -> web.Response:

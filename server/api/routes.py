@@ -1,17 +1,20 @@
-"""Every /v1 route, from the operation tables of the consent ledger and of sending."""
+"""Every /v1 route, from the operation tables of the consent ledger, of sending, of the events
+feed and of the destinations."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from server.api.consents import CONSENT_OPERATIONS
+from server.api.destinations import DESTINATION_OPERATIONS
+from server.api.events import EVENT_OPERATIONS
 from server.api.messages import MESSAGE_OPERATIONS
 from server.api.operations import Operation, guarded
 
 
 def all_operations() -> tuple[Operation, ...]:
-    """Consent routes first, then sending and reconciliation."""
-    return CONSENT_OPERATIONS + MESSAGE_OPERATIONS
+    """Consent routes first, then sending and reconciliation, then events and their push."""
+    return CONSENT_OPERATIONS + MESSAGE_OPERATIONS + EVENT_OPERATIONS + DESTINATION_OPERATIONS
 
 
 def setup_api_routes(app: web.Application) -> None:

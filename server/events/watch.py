@@ -51,17 +51,15 @@ class EventWatch:
     async def wait_beyond(self, position: EventPosition, seconds: float) -> bool:
         """Wait until the log's position is past ``position``, at most ``seconds``;
         whether it is."""
-        async with self._moved:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
-                    await self._moved.wait_for(lambda: self.position > position)
-            return self.position > position
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds), self._moved:
+                await self._moved.wait_for(lambda: self.position > position)
+        return self.position > position
 
     async def _watch_forever(self) -> None:
         while True:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
-            # that lands as the wait completes (a commit's poke just as stop() cancels), and
-            # the loop would then run on and stop() never return.
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the stop's
+            # cancellation when the poke lands at the same moment, and the watch never ends.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_seconds):
                     await self._poked.wait()

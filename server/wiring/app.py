@@ -32,6 +32,7 @@ from server.settings import Settings, StorageSettings
 from server.web.error_middleware import error_middleware
 from server.wiring.delivery import delivery_context
 from server.wiring.events import events_context
+from server.wiring.events_api import events_api_context
 from server.wiring.sending import outbound_context
 from server.workers.call_pool import CALL_WORKERS
 from server.workers.intake_pool import INTAKE_WORKERS, IntakeWorkers
@@ -75,6 +76,7 @@ def build_app(
         contexts.append(_intake_workers_context)
     if settings.server.intake_workers or settings.outbox.call_processes:
         app.on_shutdown.append(_hold_restarts)
+    contexts.append(events_api_context(clock))
     contexts.append(outbound_context(clock))
     contexts.append(delivery_context(clock))
     app.cleanup_ctx.append(_in_order(contexts))
