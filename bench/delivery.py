@@ -35,7 +35,7 @@ from typing import Any
 from bench.intake import APP_ID, ROOT, Workspace, serve_command, signed_bodies
 from bench.load import run_wrk
 from bench.notifications_fill import record
-from bench.processes import free_port, serving
+from bench.processes import free_port, serving, thread_usage
 from bench.report import latency_summary, verdict
 from bench.service import new_token
 from storage import open_store
@@ -200,9 +200,13 @@ def throughput_round(space: Workspace, plan: DeliveryPlan, index: int) -> dict[s
     config = write_config(stand, space, plan, destination=True)
     with (
         receiver(stand),
-        serving(serve_command(config, stand.port), stand.port, ROOT, stand.run_dir / "server.log"),
+        serving(
+            serve_command(config, stand.port), stand.port, ROOT, stand.run_dir / "server.log"
+        ) as server,
     ):
+        before = thread_usage(server.pid)
         pushed = wait_for_events(stand, plan.events, 600)
+        usage = (thread_usage(server.pid) - before).per_request(plan.events)
         payloads = fetch_feed(stand, plan.events)
     path = stand.run_dir / "payloads.jsonl"
     path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in payloads))
@@ -218,6 +222,7 @@ def throughput_round(space: Workspace, plan: DeliveryPlan, index: int) -> dict[s
         "subgate_per_second": arrival_rate(pushed),
         "ceiling_delivered": ceiling["events"],
         "ceiling_per_second": arrival_rate(ceiling),
+        **{name.replace("request", "delivery"): value for name, value in usage.items()},
     }
     print(
         f"  push #{index + 1}: Subgate {result['subgate_per_second']:.0f}/s, "

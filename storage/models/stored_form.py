@@ -14,9 +14,24 @@ from urllib.parse import unquote_to_bytes
 
 def stored_form_fields(raw_body: bytes, charset: str) -> dict[str, str]:
     """The fields of a verified form body, in wire order, decoded in the charset it was
-    verified in (``+`` is a space, as in every form body)."""
-    pairs = (segment.partition(b"=") for segment in raw_body.split(b"&") if segment)
-    return {_text(key, "ascii"): _text(value, charset) for key, _, value in pairs}
+    verified in (``+`` is a space, as in every form body).
+
+    Every event pushed on reads a notification's fields, so the values are unescaped and
+    decoded in one pass, joined by NUL: a verified body holds no NUL, raw or escaped
+    (``verify.form``), and no byte of a multi-byte character in these charsets is 0. A body
+    kept before that rule, with a NUL in a value, splits into more parts than it has fields and
+    is read field by field instead.
+    """
+    pairs = [segment.partition(b"=") for segment in raw_body.split(b"&") if segment]
+    joined = b"\x00".join(value for _, _, value in pairs)
+    values = _text(joined, charset).split("\x00")
+    if len(values) != len(pairs):
+        values = [_text(value, charset) for _, _, value in pairs]
+    return {_key(key): value for (key, _, _), value in zip(pairs, values, strict=True)}
+
+
+def _key(part: bytes) -> str:
+    return part.decode("ascii") if b"%" not in part and b"+" not in part else _text(part, "ascii")
 
 
 def _text(part: bytes, charset: str) -> str:

@@ -46,3 +46,8 @@ def test_encoded_forms_in_each_charset_read_back_as_the_verifier_decodes_them(
     body = form_body({k: v for k, v in fields.items() if k != "charset"}, charset)
     form = parse_form(body, charset)
     assert list(stored_form_fields(body, form.charset).items()) == list(form.fields.items())
+
+
+def test_a_body_kept_before_nul_was_refused_still_reads_field_by_field() -> None:
+    body = b"a=x%00y&b=%E4%B8%AD+z&c="
+    assert stored_form_fields(body, "utf-8") == {"a": "x\x00y", "b": "中 z", "c": ""}

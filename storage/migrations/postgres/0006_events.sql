@@ -88,7 +88,9 @@ CREATE TABLE deliveries (
     delivered_at    BIGINT,
     CONSTRAINT deliveries_once UNIQUE (destination, event_id)
 );
-CREATE INDEX deliveries_due ON deliveries (destination, status, next_attempt_at);
+-- Claims walk a destination's pending deliveries in event order (the per-user order), skipping
+-- those not yet due or leased, and stop at their limit: no sort of the whole backlog per claim.
+CREATE INDEX deliveries_due ON deliveries (destination, status, event_txid, event_id);
 CREATE INDEX deliveries_of_user ON deliveries (destination, app_id, user_id, event_txid, event_id)
     WHERE status = 'pending';
 
