@@ -23,6 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from server.delivery.batch import Courier
 from server.delivery.filters import destination_filter
@@ -42,12 +43,25 @@ BATCHES_IN_FLIGHT = 2
 # commit of verdicts are shared by them all, instead of bounding the pace at one post per slot
 # per commit.
 ROUNDS_PER_BATCH = 8
-# Intake first: while one yield to the event loop takes longer than this, the loop is busy with
-# work that cannot wait (acknowledging Alipay, answering lookups). Pushes then go on at a trickle,
-# one post per pause, and the backlog (kept, visible in /metrics) drains once the loop calms.
-BUSY_YIELD_SECONDS = 0.002
-BUSY_PAUSE_SECONDS = 0.05
+# Intake first: while each of a few yields to the event loop takes longer than this (the quickest
+# of BUSY_YIELDS), the loop is busy with work that cannot wait (acknowledging Alipay, answering
+# lookups). A pass then waits BUSY_PAUSE_SECONDS and goes on at a trickle (BUSY_PACE: a few
+# events fanned out, one posted), so that the events keep moving without taking the loop; the
+# backlog (kept, visible in /metrics) drains at full pace once the loop calms.
+BUSY_YIELD_SECONDS = 0.001
+BUSY_YIELDS = 3
+BUSY_PAUSE_SECONDS = 0.25
 LEASE_MARGIN_SECONDS = 10.0
+
+
+class Pace(NamedTuple):
+    """How much one pass takes on: events read by its fan-out, deliveries in its claim."""
+
+    fan_out: int
+    claim: int
+
+
+BUSY_PACE = Pace(fan_out=100, claim=1)
 
 
 @dataclass(frozen=True)
@@ -132,27 +146,29 @@ class DestinationWorker:
 
     async def _pass(self) -> bool:
         """Fan out and send one batch off; whether there is more to do at once."""
-        read = await self.fan_out()
+        pace = await self.next_pace()
+        now = self._clock()
+        read = await self._store.fan_out(self.name, self.wants, now, pace.fan_out)
         if len(self._batches) >= BATCHES_IN_FLIGHT:
             await asyncio.wait(set(self._batches), return_when=asyncio.FIRST_COMPLETED)
             return True
-        size = await self.next_batch_size()
-        now = self._clock()
         lease_until = now + timedelta(seconds=self.lease_seconds)
-        claimed = await self._store.claim_deliveries(self.name, self.owner, now, lease_until, size)
+        claimed = await self._store.claim_deliveries(
+            self.name, self.owner, now, lease_until, pace.claim
+        )
         if claimed:
             task = asyncio.create_task(self._deliver(claimed, lease_until))
             self._batches.add(task)
             task.add_done_callback(self._batch_done)
-        return bool(claimed) or read >= FAN_OUT_LIMIT
+        return bool(claimed) or read >= pace.fan_out
 
-    async def next_batch_size(self) -> int:
-        """A whole batch, or while the loop is busy (see ``BUSY_YIELD_SECONDS``) one delivery
-        after a pause."""
-        if await yield_seconds() < BUSY_YIELD_SECONDS:
-            return self.batch_size
+    async def next_pace(self) -> Pace:
+        """Whole reads and batches; or while the loop is busy (``BUSY_YIELD_SECONDS``), after a
+        pause, ``BUSY_PACE``."""
+        if await yield_seconds(BUSY_YIELDS) < BUSY_YIELD_SECONDS:
+            return Pace(FAN_OUT_LIMIT, self.batch_size)
         await asyncio.sleep(BUSY_PAUSE_SECONDS)
-        return 1
+        return BUSY_PACE
 
     async def _deliver(self, claimed: Sequence[ClaimedDelivery], lease_until: datetime) -> None:
         try:

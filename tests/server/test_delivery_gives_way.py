@@ -1,5 +1,5 @@
-"""Pushing events on gives way to intake: while the event loop is busy, a destination takes one
-delivery per pause instead of a whole batch (``server.delivery.worker``)."""
+"""Pushing events on gives way to intake: while the event loop is busy, a destination reads a few
+events and posts one per pause instead of whole reads and batches (``server.delivery.worker``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-from server.delivery.worker import DestinationWorker
+from server.delivery.worker import BUSY_PACE, FAN_OUT_LIMIT, DestinationWorker, Pace
 from server.runtime.loop_load import yield_seconds
 from tests.server.conftest import Gateway
 from tests.server.delivery_fixtures import stepped_worker
@@ -40,12 +40,14 @@ async def test_a_yield_is_quick_at_rest_and_slow_while_the_loop_is_busy() -> Non
         assert await yield_seconds() >= 0.005
 
 
-async def test_a_destination_takes_a_whole_batch_at_rest_and_one_while_busy(
+async def test_a_destination_takes_whole_batches_at_rest_and_a_trickle_while_busy(
     gateway: Gateway,
 ) -> None:
     async with receiving() as receiver, stepped_worker(gateway, receiver.url) as worker:
         assert isinstance(worker, DestinationWorker)
-        assert await worker.next_batch_size() == worker.batch_size > 1
+        whole = Pace(FAN_OUT_LIMIT, worker.batch_size)
+        assert await worker.next_pace() == whole
         async with busy_loop(0.005):
-            assert await worker.next_batch_size() == 1
-        assert await worker.next_batch_size() == worker.batch_size
+            assert await worker.next_pace() == BUSY_PACE
+        assert await worker.next_pace() == whole
+    assert BUSY_PACE.claim < worker.batch_size and BUSY_PACE.fan_out < FAN_OUT_LIMIT
