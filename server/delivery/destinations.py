@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from server.delivery.backoff import Draw
@@ -89,6 +89,7 @@ def build_deliveries(
     watch: EventWatch | None = None,
     metrics: DeliveryMetrics | None = None,
     draw: Draw = random.random,
+    intake_in_flight: Callable[[], int] = lambda: 0,
 ) -> Deliveries:
     """A worker per destination, all leasing as one owner (this process)."""
     owner = f"subgate-push-{secrets.token_hex(6)}"
@@ -96,5 +97,7 @@ def build_deliveries(
     for settings in destinations:
         keys = settings.signing_keys(base_dir)
         courier = Courier(settings, keys, payloads, clock, metrics, draw)
-        workers.append(DestinationWorker(settings, courier, store, clock, owner, watch))
+        workers.append(
+            DestinationWorker(settings, courier, store, clock, owner, watch, intake_in_flight)
+        )
     return Deliveries(workers)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -29,7 +29,6 @@ from server.delivery.batch import Courier
 from server.delivery.filters import destination_filter
 from server.events.watch import EventWatch
 from server.runtime.clock import Clock
-from server.runtime.loop_load import yield_seconds
 from server.settings import DestinationSettings
 from storage import Store
 from storage.errors import StorageError
@@ -43,13 +42,14 @@ BATCHES_IN_FLIGHT = 2
 # commit of verdicts are shared by them all, instead of bounding the pace at one post per slot
 # per commit.
 ROUNDS_PER_BATCH = 8
-# Intake first: while each of a few yields to the event loop takes longer than this (the quickest
-# of BUSY_YIELDS), the loop is busy with work that cannot wait (acknowledging Alipay, answering
-# lookups). A pass then waits BUSY_PAUSE_SECONDS and goes on at a trickle (BUSY_PACE: a few
-# events fanned out, one posted), so that the events keep moving without taking the loop; the
-# backlog (kept, visible in /metrics) drains at full pace once the loop calms.
-BUSY_YIELD_SECONDS = 0.001
-BUSY_YIELDS = 3
+# Intake first: while at least BUSY_IN_FLIGHT notifications are waiting for their commit, the
+# process is full of work that cannot wait (acknowledging Alipay). A pass then waits
+# BUSY_PAUSE_SECONDS and goes on at a trickle (BUSY_PACE: a few events fanned out, one posted),
+# so that events keep moving without taking the loop; the backlog (kept, visible in /metrics)
+# drains at full pace once intake calms. At a steady half of capacity a few notifications are in
+# flight at a time; a burst that fills the loop keeps dozens waiting on each group commit (a bar
+# of 16 was crossed at half load too, while a batch of pushes held the loop: bench/README.md).
+BUSY_IN_FLIGHT = 32
 BUSY_PAUSE_SECONDS = 0.25
 LEASE_MARGIN_SECONDS = 10.0
 
@@ -83,6 +83,7 @@ class DestinationWorker:
         clock: Clock,
         owner: str,
         watch: EventWatch | None = None,
+        intake_in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -96,6 +97,7 @@ class DestinationWorker:
         rounds = BATCHES_IN_FLIGHT * ROUNDS_PER_BATCH  # the most posts one slot may make in turn
         self.lease_seconds = rounds * settings.timeout_seconds + LEASE_MARGIN_SECONDS
         self._woken = asyncio.Event()
+        self._intake_in_flight = intake_in_flight  # notifications waiting for their commit
         self._next_retry: datetime | None = None
         self._batches: set[asyncio.Task[None]] = set()
 
@@ -163,9 +165,9 @@ class DestinationWorker:
         return bool(claimed) or read >= pace.fan_out
 
     async def next_pace(self) -> Pace:
-        """Whole reads and batches; or while the loop is busy (``BUSY_YIELD_SECONDS``), after a
+        """Whole reads and batches; or while intake is busy (``BUSY_IN_FLIGHT``), after a
         pause, ``BUSY_PACE``."""
-        if await yield_seconds(BUSY_YIELDS) < BUSY_YIELD_SECONDS:
+        if self._intake_in_flight() < BUSY_IN_FLIGHT:
             return Pace(FAN_OUT_LIMIT, self.batch_size)
         await asyncio.sleep(BUSY_PAUSE_SECONDS)
         return BUSY_PACE

@@ -17,6 +17,7 @@ from server.delivery.destinations import build_deliveries
 from server.delivery.keys import DELIVERY
 from server.delivery.metrics import DeliveryMetrics
 from server.events.keys import EVENT_PAYLOADS, EVENT_WATCH
+from server.intake.keys import STORE_SINK
 from server.ops.metrics import METRICS
 from server.runtime.clock import Clock
 
@@ -37,6 +38,7 @@ def delivery_context(clock: Clock) -> Callable[[web.Application], AsyncIterator[
             clock,
             watch=app[EVENT_WATCH],
             metrics=metrics,
+            intake_in_flight=lambda: app[STORE_SINK].in_flight,
         )
         await deliveries.start()
         try:
