@@ -21,6 +21,7 @@ from storage import Store
 from storage.models import ConsentEvent
 from storage.sqlite.connection import path_from_url
 from tests.pki import private_pem_pkcs8, rsa_key, spki_base64
+from tests.storage.postgres_env import fresh_schema, server_url
 
 if TYPE_CHECKING:
     from tests.server.fake_alipay import FakeAlipay
@@ -110,6 +111,16 @@ def make_settings(
 
 
 StartGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A store on each backend, for the tests that run on both (a fresh schema on PostgreSQL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'subgate.db'}"
+        return
+    async with fresh_schema(server_url()) as url:
+        yield url
 
 
 @pytest.fixture

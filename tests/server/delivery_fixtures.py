@@ -56,7 +56,11 @@ def real_now() -> datetime:
 
 @asynccontextmanager
 async def stepped_worker(
-    gateway: Gateway, url: str, draw: Callable[[], float] = lambda: 1.0, **overrides: Any
+    gateway: Gateway,
+    url: str,
+    draw: Callable[[], float] = lambda: 1.0,
+    intake_in_flight: Callable[[], int] = lambda: 0,
+    **overrides: Any,
 ) -> AsyncIterator[DestinationWorker]:
     """A worker of one destination on the gateway's store and clock, not running: the test calls
     ``step()``. It has fanned out once, so its cursor stands at the end of the log."""
@@ -68,6 +72,7 @@ async def stepped_worker(
         gateway.app[EVENT_PAYLOADS],
         gateway.clock,
         draw=draw,
+        intake_in_flight=intake_in_flight,
     )
     worker = deliveries.get(settings.name)
     assert worker is not None

@@ -4,29 +4,18 @@ destination reads a few events and posts one per pause instead of whole reads an
 
 from __future__ import annotations
 
-from server.delivery.destinations import build_deliveries
 from server.delivery.worker import BUSY_IN_FLIGHT, BUSY_PACE, FAN_OUT_LIMIT, Pace
-from server.events.keys import EVENT_PAYLOADS
-from server.settings import DestinationSettings
 from tests.server.conftest import Gateway
-from tests.server.delivery_fixtures import destination
+from tests.server.delivery_fixtures import stepped_worker
 from tests.server.receiver import receiving
 
 
 async def test_a_destination_takes_whole_batches_unless_intake_is_busy(gateway: Gateway) -> None:
     in_flight = [0]
-    async with receiving() as receiver:
-        settings = DestinationSettings.model_validate(destination(receiver.url))
-        deliveries = build_deliveries(
-            [settings],
-            gateway.settings.base_dir,
-            gateway.store,
-            gateway.app[EVENT_PAYLOADS],
-            gateway.clock,
-            intake_in_flight=lambda: in_flight[0],
-        )
-        worker = deliveries.get(settings.name)
-        assert worker is not None
+    async with (
+        receiving() as receiver,
+        stepped_worker(gateway, receiver.url, intake_in_flight=lambda: in_flight[0]) as worker,
+    ):
         whole = Pace(FAN_OUT_LIMIT, worker.batch_size)
 
         paces: list[Pace] = []

@@ -36,22 +36,12 @@ from tests.server.delivery_fixtures import SECRET, destination, eventually
 from tests.server.notifications import post, signed, trade_fields
 from tests.server.receiver import Received, Receiver, receiving
 from tests.server.test_openapi import documented_codes, validator
-from tests.storage.postgres_env import fresh_schema, server_url
 
 PASSWORD = "hunter2-hook-password"
 QUERY_TOKEN = "query-token-0123456789"
 GIVE_UP_SECONDS = 60
 REPLAY_ONE = "/v1/destinations/{name}/deliveries/{event_id}:replay"
 REPLAY_WINDOW = "/v1/destinations/{name}:replay"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'subgate.db'}"
-        return
-    async with fresh_schema(server_url()) as url:
-        yield url
 
 
 @dataclass

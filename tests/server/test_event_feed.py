@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +42,9 @@ from tests.server.guarded import serve_guarded, until
 from tests.server.notifications import life_account_fields, message_fields, post, signed
 from tests.server.notifications import trade_fields as trade
 from tests.server.test_openapi import documented_codes, validator
-from tests.storage.postgres_env import fresh_schema, server_url
 
 FOLLOWER = "2088000000000077"
 StartApi = Callable[[], Awaitable[Api]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'subgate.db'}"
-        return
-    async with fresh_schema(server_url()) as url:
-        yield url
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ intact on both. Each test runs on SQLite and on PostgreSQL (a schema of its own)
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +28,6 @@ from tests.server.api_client import (
 )
 from tests.server.conftest import APP_ID, StartGateway
 from tests.server.notifications import message_fields, post, signed, trade_fields
-from tests.storage.postgres_env import fresh_schema, server_url
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'subgate.db'}"
-        return
-    async with fresh_schema(server_url()) as url:
-        yield url
 
 
 @pytest.fixture
