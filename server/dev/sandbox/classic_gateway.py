@@ -25,6 +25,7 @@ from server.dev.sandbox.platform import SandboxPlatform
 from verify import SignRule, SignType, VerificationError, parse_sign_type, sign, sign_content
 from verify.aes import aes_decrypt, aes_encrypt
 from verify.form import normalize_charset
+from verify.openapi import response_node_name
 from verify.signing import verify_signature
 
 NO_SUBSCRIPTION = "SANDBOX_NO_SUBSCRIPTION"  # the sandbox's own: the real code is not documented
@@ -46,7 +47,8 @@ class ClassicGateway:
             return self._answer(protocol.ERROR_NODE, protocol.refusal_node(str(problem)), False)
         method = form["method"]
         node = self._act(method, biz)
-        return self._answer(protocol.node_name(method), node, form.get("encrypt_type") == "AES")
+        encrypt = form.get("encrypt_type") == "AES"
+        return self._answer(response_node_name(method), node, encrypt)
 
     def _checked_biz(self, form: Mapping[str, str]) -> Mapping[str, Any]:
         """The call's decoded ``biz_content``; ``ValueError`` saying why it is refused."""

@@ -22,11 +22,6 @@ REQUIRED_PARAMS = (*COMMON_PARAMS, "biz_content", "sign")
 ERROR_NODE = "error_response"
 
 
-def node_name(method: str) -> str:
-    """``alipay.open.x`` -> ``alipay_open_x_response``."""
-    return method.replace(".", "_") + "_response"
-
-
 def success_node(**fields: Any) -> dict[str, Any]:
     return {"code": "10000", "msg": "Success", **fields}
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from verify.top import top_response_name
+
 PATH = "/router/rest"
 GMT8 = timezone(timedelta(hours=8))
 SKEW = timedelta(minutes=10)
@@ -24,10 +26,6 @@ BAD_TIMESTAMP = 31
 BAD_VERSION = 32
 BAD_FORMAT = 23
 BAD_OBJECT_PARAM = 41
-
-
-def response_name(method: str) -> str:
-    return method.removeprefix("taobao.").replace(".", "_") + "_response"
 
 
 def fresh(timestamp: str, now: datetime) -> bool:
@@ -72,4 +70,4 @@ def success_document(
     node = {"result": dict(result), "request_id": request_id}
     if params.get("simplify") == "true":
         return node
-    return {response_name(params["method"]): node}
+    return {top_response_name(params["method"]): node}
