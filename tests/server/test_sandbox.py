@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from server.credentials import AppCredentials, TopAppCredentials
+from server.dev.mode import dev_sandbox, dev_settings
 from server.dev.sandbox.platform import SandboxPlatform
 from server.dev.sandbox.record import LONG_TERM, ONE_TIME, SandboxRecord
 from server.dev.sandbox.service import Sandbox
@@ -275,3 +276,20 @@ async def test_a_restarted_sandbox_remembers_its_record(tmp_path: Path) -> None:
     assert again.take_send(USER, "one") and not again.take_send(USER, "one")
     assert not again.take_label_send(APP_ID, clock())
     assert os.stat(path).st_size > 0
+
+
+async def test_dev_settings_name_no_platform_beyond_loopback(tmp_path: Path) -> None:
+    """Before the sandbox is bound and after it points every client at itself."""
+    settings = dev_settings(tmp_path)
+    sandbox = dev_sandbox(tmp_path, settings)
+    configured = sandbox.configure(settings)
+    await sandbox.close()
+
+    for each in (settings, configured):
+        urls = [url for app in each.apps for url in (app.gateway_url, app.v3_gateway_url)]
+        urls += [app.gateway_url for app in each.top_apps]
+        assert len(urls) == 3
+        assert all(url.startswith("http://127.0.0.1:") for url in urls), urls
+    assert configured.apps[0].gateway_url == sandbox.url + "/gateway.do"
+    assert configured.top_apps[0].gateway_url == sandbox.url + "/router/rest"
+    assert (tmp_path / "dev" / "sandbox_url").read_text().strip() == sandbox.url

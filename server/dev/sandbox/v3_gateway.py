@@ -21,6 +21,7 @@ from aiohttp import web
 
 from server.dev.sandbox import v3_protocol as protocol
 from server.dev.sandbox.platform import SandboxPlatform
+from server.dev.sandbox.record import LABEL_SENDS_PER_WEEK
 from server.sending.channels.life_label import ledger_user_id
 from verify import SignatureMismatch, SignType, sign
 from verify.alipay_v3 import v3_response_content, v3_sign_content
@@ -83,7 +84,7 @@ class V3Gateway:
             )
         now = self._platform.clock()
         if not self._platform.record.take_label_send(self._platform.app_id, now):
-            message = "the label-send API may be called at most 5 times a week"
+            message = f"the label-send API may be called {LABEL_SENDS_PER_WEEK} times a week"
             return self._answer(429, protocol.error_document(protocol.CALL_LIMITED, message))
         material = send.get("material")
         self._platform.record.deliver(
