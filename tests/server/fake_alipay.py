@@ -16,7 +16,6 @@ with the queue empty a method answers ``success()``, and ``subscribe.query`` ans
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import json
 from collections import defaultdict, deque
@@ -28,12 +27,11 @@ from typing import Any, Literal
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from alipay.aop.api.util import SignatureUtils
-from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from tests.oracle import oracle_content, oracle_verify
 from tests.pki import pkcs1_base64, rsa_key
+from tests.server.fake_aes import aes_decrypt, aes_encrypt
 
 SEND_METHOD = "alipay.open.app.mini.templatemessage.send"
 QUERY_METHOD = "alipay.open.app.messagetemplate.subscribe.query"
@@ -223,7 +221,7 @@ class FakeAlipay:
         content = form["biz_content"]
         if form.get("encrypt_type") == "AES":
             assert self.encrypt_key is not None
-            content = _aes_decrypt(self.encrypt_key, content)
+            content = aes_decrypt(self.encrypt_key, content)
         decoded: dict[str, Any] = json.loads(content)
         return decoded
 
@@ -251,7 +249,7 @@ class FakeAlipay:
         if reply.kind == "encrypted":
             aes_key = reply.aes_key or self.encrypt_key
             assert aes_key is not None, "encrypted answers need an AES key"
-            node_text = json.dumps(_aes_encrypt(aes_key, node_text))
+            node_text = json.dumps(aes_encrypt(aes_key, node_text))
         parts = [f"{json.dumps(name)}:{node_text}"]
         if self.alipay_cert_sn is not None:
             parts.append(f'"alipay_cert_sn":{json.dumps(self.alipay_cert_sn)}')
@@ -278,21 +276,3 @@ def _sign(key_pkcs1_base64: str, content: str) -> str:
     answer; it keeps the pure-Python signer off the clock of the client's call timeout."""
     signature: str = SignatureUtils.sign_with_rsa2(key_pkcs1_base64, content, "utf-8")
     return signature
-
-
-def _aes_cipher(key: bytes) -> Cipher[modes.CBC]:
-    return Cipher(algorithms.AES(key), modes.CBC(bytes(16)))
-
-
-def _aes_encrypt(key: bytes, text: str) -> str:
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(text.encode("utf-8")) + padder.finalize()
-    encryptor = _aes_cipher(key).encryptor()
-    return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode("ascii")
-
-
-def _aes_decrypt(key: bytes, ciphertext: str) -> str:
-    decryptor = _aes_cipher(key).decryptor()
-    padded = decryptor.update(base64.b64decode(ciphertext)) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
-    return (unpadder.update(padded) + unpadder.finalize()).decode("utf-8")
