@@ -1,18 +1,15 @@
 """The single SQLite writer: one connection, one thread, group commit.
 
 Every write is a *job*: a plain function run on the writer thread against the write
-connection. Jobs that arrive while a batch is being committed form the next batch, so under
-load many jobs share one fsync and at rest a job is committed at once (no collection window:
-a fixed one costs throughput at low concurrency). The next batch starts when the event loop
-gets round to it, which under load lets more jobs share it: a writer thread that looped on its
-own committed more, smaller batches for the same throughput, at more CPU per request.
-
-Before it takes a batch, the event loop runs ``GATHER_ITERATIONS`` more iterations, so that the
-requests already on the loop (read, but still being parsed and verified) join this batch instead
-of waiting for the next. It is a count of iterations, not a time: at rest each takes
-microseconds, under load each runs whatever the loop has ready. Every batch costs a hand-off to
-this thread and back, and on some machines waking another thread is slow: there it cut the
-event loop's waits per notification, for more throughput and a lower p99 (bench/README.md).
+connection. Jobs are gathered into batches by ``storage.group_commit`` (the rule PostgreSQL's
+notification intake shares): jobs that arrive while a batch is being committed form the next
+batch, so under load many jobs share one fsync and at rest a job is committed at once. One batch
+is in flight at a time. The next batch starts when the event loop gets round to it, which under
+load lets more jobs share it: a writer thread that looped on its own committed more, smaller
+batches for the same throughput, at more CPU per request. Every batch costs a hand-off to this
+thread and back, and on some machines waking another thread is slow: gathering the requests
+already on the event loop first (``GATHER_ITERATIONS``) cut the event loop's waits per
+notification there, for more throughput and a lower p99 (bench/README.md).
 
 How a batch is applied on the thread (a savepoint per job, bulk writes in chunks, a batch of one
 chunk as its statement alone) is ``storage.sqlite.batch``.
@@ -30,11 +27,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from storage.group_commit import GATHER_ITERATIONS, GroupCommit
 from storage.sqlite.batch import BulkWrite, Pending, WriteJob, apply_batch
-
-# Event-loop iterations between the first pending job and taking the batch (see above): fewer
-# gathered less, more gathered no more (bench/README.md).
-GATHER_ITERATIONS = 6
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -59,10 +53,7 @@ class SerialWriter:
     def __init__(self, connection: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
         self._connection = connection
         self._thread = thread
-        self._pending: list[Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.jobs = 0
+        self._group = GroupCommit(self._commit)
         # Called with (seconds, jobs) after each batch: how long the commit path took.
         self.observe: Callable[[float, int], None] | None = None
 
@@ -85,9 +76,17 @@ class SerialWriter:
         return await future
 
     def _enqueue(self, pending: Pending) -> None:
-        self._pending.append(pending)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_while_pending())
+        self._group.add(pending)
+
+    @property
+    def batches(self) -> int:
+        """Batches committed (or failed) so far."""
+        return self._group.batches
+
+    @property
+    def jobs(self) -> int:
+        """Jobs and bulk items those batches held."""
+        return self._group.writes
 
     async def maintain(self, job: WriteJob[T]) -> T:
         """Run ``job`` on the writer thread between batches, outside any transaction
@@ -95,35 +94,24 @@ class SerialWriter:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, job, self._connection)
 
-    async def _flush_while_pending(self) -> None:
+    async def _commit(self, batch: list[Pending]) -> None:
+        """Apply ``batch`` on the writer thread; settle each job's future with its outcome."""
+        started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                for _ in range(GATHER_ITERATIONS):  # let the jobs on their way join this batch
-                    await asyncio.sleep(0)
-                batch, self._pending = self._pending, []
-                started = time.perf_counter()
-                outcomes = await loop.run_in_executor(
-                    self._thread, apply_batch, self._connection, batch
-                )
-                self.batches += 1
-                self.jobs += len(batch)
-                if self.observe is not None:
-                    self.observe(time.perf_counter() - started, len(batch))
-                for pending, (ok, value) in zip(batch, outcomes, strict=True):
-                    if pending.future.done():
-                        continue
-                    if ok:
-                        pending.future.set_result(value)
-                    else:
-                        pending.future.set_exception(value)
-        finally:
-            self._flusher = None
+        outcomes = await loop.run_in_executor(self._thread, apply_batch, self._connection, batch)
+        if self.observe is not None:
+            self.observe(time.perf_counter() - started, len(batch))
+        for pending, (ok, value) in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
 
     async def close(self) -> None:
         """Let pending batches finish, then close the connection on its thread."""
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        await self._group.drain()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._connection.close)
         self._thread.shutdown(wait=True)
