@@ -3,7 +3,7 @@
 When the connection breaks while a COMMIT is on its way or its answer is on its way back, the
 client cannot tell whether the server committed. For a notification the answer matters: Alipay
 is told ``success`` only for what is stored, and what is stored should be counted and logged as
-stored. Its key is known, so the question can be asked again on a fresh connection, once the old
+stored. Its keys are known, so the question can be asked again on a fresh connection, once the old
 server process has ended: a backend that has exited has either committed its transaction or
 rolled it back, never anything in between. Until it has ended (a peer that vanished may not be
 noticed for a while) the row's absence proves nothing, so after ``wait_seconds`` the caller is
@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import asyncpg
 
 from storage.errors import StorageUnavailable
-from storage.models import NotificationRecord, RecordOutcome
-from storage.postgres.connection import Conn, Pool, fetch
+from storage.postgres.connection import Pool, fetch
+from storage.postgres.intake_rows import IDS_OF_KEYS as _IDS_OF_KEYS
+from storage.postgres.intake_rows import BatchAttempt, Key
 
 logger = logging.getLogger(__name__)
 
@@ -40,49 +41,31 @@ def is_ambiguous(error: BaseException) -> bool:
     return cause is not None
 
 
-@dataclass
-class CommitAttempt:
-    """What a notification's transaction knew before its COMMIT: its server process and the id
-    its insert took (``None`` until the insert ran, or when the key was already stored)."""
-
-    backend_pid: int | None = None
-    inserted_id: int | None = None
-
-    def watch(self, connection: Conn, inserted_id: int | None) -> None:
-        self.backend_pid = connection.get_server_pid()
-        self.inserted_id = inserted_id
-
-
 async def settle(
-    pool: Pool,
-    record: NotificationRecord,
-    attempt: CommitAttempt,
-    wait_seconds: float = WAIT_SECONDS,
-) -> RecordOutcome | None:
-    """The outcome the lost commit had, or ``None`` when it cannot be known in time."""
-    if attempt.backend_pid is None or attempt.inserted_id is None:
+    pool: Pool, attempt: BatchAttempt, keys: Sequence[Key], wait_seconds: float = WAIT_SECONDS
+) -> dict[Key, int] | None:
+    """The id stored under each of ``keys`` once the lost commit's server process has ended
+    (a key not stored is left out), or ``None`` when that cannot be known in time."""
+    if attempt.backend_pid is None or not attempt.inserted:
         return None  # nothing was inserted: there was no commit to lose
     try:
         if not await _ended(pool, attempt.backend_pid, wait_seconds):
             return None
-        rows = await fetch(
-            pool,
-            "SELECT id FROM notifications WHERE app_id = $1 AND dedupe_key = $2",
-            record.app_id,
-            record.dedupe_key,
-        )
+        apps, dedupe_keys = [key[0] for key in keys], [key[1] for key in keys]
+        rows = await fetch(pool, _IDS_OF_KEYS, apps, dedupe_keys)
     except StorageUnavailable:
         return None
-    if not rows:
-        logger.warning("notification %s: commit lost; it was not stored", record.dedupe_key)
-        return None
-    landed = rows[0]["id"] == attempt.inserted_id
-    logger.warning(
-        "notification %s: commit lost; %s",
-        record.dedupe_key,
-        "it was stored" if landed else "another request stored it",
-    )
-    return RecordOutcome(notification_id=rows[0]["id"], duplicate=not landed)
+    stored = {(row[0], row[1]): row[2] for row in rows}
+    for key in keys:
+        logger.warning("notification %s: commit lost; %s", key[1], _fate(key, stored, attempt))
+    return stored
+
+
+def _fate(key: Key, stored: dict[Key, int], attempt: BatchAttempt) -> str:
+    if key not in stored:
+        return "it was not stored"
+    landed = stored[key] == attempt.inserted.get(key)
+    return "it was stored" if landed else "another request stored it"
 
 
 async def _ended(pool: Pool, pid: int, wait_seconds: float) -> bool:

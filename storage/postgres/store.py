@@ -35,7 +35,8 @@ from storage.models import (
     Settlement,
     SubscribeReport,
 )
-from storage.postgres import consents, deliveries, lost_commits, notifications, outbox
+from storage.postgres import consents, deliveries, notifications, outbox
+from storage.postgres.batches import NotificationBatches
 from storage.postgres.connection import (
     DATABASE_ERRORS,
     Conn,
@@ -74,6 +75,7 @@ class PostgresStore(StoreReads):
         self._retries = options.retries
         self._closed = False
         self._observer: CommitObserver | None = None
+        self._batches = NotificationBatches(pool, options.retries)
 
     @classmethod
     async def open(cls, options: PostgresOptions) -> PostgresStore:
@@ -95,11 +97,17 @@ class PostgresStore(StoreReads):
         """The connection pool (for tests and maintenance)."""
         return self._pool
 
+    @property
+    def batches(self) -> NotificationBatches:
+        """The group commit of notifications (its counters, for tests and the bench)."""
+        return self._batches
+
     async def close(self) -> None:
         """Wait for connections in use, then close the pool. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        await self._batches.drain()
         await self._pool.close()
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
@@ -108,6 +116,7 @@ class PostgresStore(StoreReads):
     def observe_commits(self, observer: CommitObserver) -> None:
         """As ``Store.observe_commits`` says: after each committed transaction."""
         self._observer = observer
+        self._batches.observe = observer
 
     async def _transact(self, job: Job[T]) -> T:
         started = time.perf_counter()
@@ -119,24 +128,11 @@ class PostgresStore(StoreReads):
     async def record_notification(
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()
     ) -> RecordOutcome:
-        """As ``Store.record_notification`` says, in one transaction; a connection lost around
-        its COMMIT is settled by ``lost_commits``."""
-        attempt = lost_commits.CommitAttempt()
-
-        async def job(connection: Conn) -> RecordOutcome:
-            outcome = await notifications.record(connection, record, events)
-            attempt.watch(connection, None if outcome.duplicate else outcome.notification_id)
-            return outcome
-
-        try:
-            return await self._transact(job)
-        except StorageUnavailable as error:
-            if not lost_commits.is_ambiguous(error):
-                raise
-            settled = await lost_commits.settle(self._pool, record, attempt)
-            if settled is None:
-                raise
-            return settled
+        """As ``Store.record_notification`` says, in the next group commit (``batches``); a
+        connection lost around its COMMIT is settled by ``lost_commits``."""
+        if self._closed:
+            raise StorageUnavailable("the store is closed")
+        return await self._batches.record(record, events)
 
     async def prune_notifications(self, signed_before: datetime) -> int:
         """As ``Store.prune_notifications`` says, in one transaction."""
