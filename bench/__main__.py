@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--seconds S] [--runs N] [--pin] [--only intake,lookup,sends,scaling]
+"""python -m bench [--quick] [--seconds S] [--runs N] [--pin] [--only intake,lookup,sends,...]
 
 Runs every benchmark (bench/README.md), writes bench/results/<name>-<time>.json for each, and
 prints the numbers with their ratios and targets last. ``--only`` also takes intake's targets
@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import delivery, intake, lookup, scaling, sends
+from bench import delivery, intake, lookup, postgres, scaling, sends
 from bench.processes import REST_CPU
 from bench.quiet import least_disturbed
 from bench.report import speed_probe, write_results
 
 # Whatever intake measures by default (ceiling, naive, subgate, and any variants it adds).
 INTAKE_TARGETS = intake.Plan(seconds=0, runs=0, connections=(), bodies=0).targets
-BENCHMARKS = ("intake", "lookup", "sends", "scaling", "delivery")
+BENCHMARKS = ("intake", "lookup", "sends", "scaling", "delivery", "postgres")
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
             )
             body["rsa2048_signs_per_second"] = {"before": before, "after": speed_probe()}
             summaries.append(("intake", body, write_results("intake", body)))
-        for name in ("lookup", "sends", "scaling", "delivery"):
+        for name in BENCHMARKS[1:]:
             if name in chosen:
                 print(f"{name} ...", flush=True)
                 (workdir / name).mkdir()
@@ -73,8 +73,9 @@ def main() -> None:
                     body = run_sends(args.quick, seconds, workdir / name, args.runs)
                 elif name == "scaling":
                     body = run_scaling(args.quick, seconds, workdir / name, args.runs)
-                elif name == "delivery":
-                    body = delivery.run_benchmark(args.quick, seconds, workdir / name, args.runs)
+                elif name in ("delivery", "postgres"):
+                    run = delivery.run_benchmark if name == "delivery" else postgres.run_benchmark
+                    body = run(args.quick, seconds, workdir / name, args.runs)
                 else:
                     body = RUNNERS[name](args.quick, seconds, workdir / name)
                 body["rsa2048_signs_per_second"] = {"before": before, "after": speed_probe()}
@@ -308,6 +309,7 @@ def _targets(report: dict[str, Any]) -> None:
 
 PRINTERS = {
     "delivery": delivery.print_summary,
+    "postgres": postgres.print_summary,
     "intake": print_intake,
     "lookup": print_lookup,
     "sends": print_sends,
