@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from bench.intake import APP_ID, ROOT, Workspace, serve_command, signed_bodies, stored_rows
 from bench.load import run_wrk
 from bench.postgres_db import bench_database, fetch_value, fresh_schema
+from bench.postgres_reads import run_lookups
 from bench.processes import free_port, serving, tree_cpu_seconds
 from bench.report import verdict
 from bench.wrk import LoadResult
@@ -209,13 +210,16 @@ def run_benchmark(quick: bool, seconds: float, workdir: Path, runs: int) -> dict
     with bench_database() as database:
         print(f"  PostgreSQL: {urlsplit(database).hostname}, database {database.rsplit('/', 1)[1]}")
         results = run_intake(plan, space, database)
+        (workdir / "lookups").mkdir()
+        lookups = run_lookups(quick, seconds, workdir / "lookups", database)
     ratios = intake_ratios(results)
     return {
         "plan": {"seconds": plan.seconds, "runs": plan.runs, "connections": plan.connections},
         "intake": {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in results.items()},
         "runs": {k: v["runs"] for k, v in results.items()},
-        "ratios": ratios,
-        "targets": intake_targets(results, ratios),
+        "lookups": lookups,
+        "ratios": {**ratios, **lookups["ratios"]},
+        "targets": {**intake_targets(results, ratios), **lookups["targets"]},
     }
 
 
@@ -226,6 +230,13 @@ def print_summary(report: dict[str, Any]) -> None:
             f"p99 {entry['p99_ms']:6.2f} ms  cpu {entry['cpu_us_per_request']:6.0f} us/req  "
             f"errors {entry['errors']}  lost {entry['lost']}"
         )
+    for store, loads in report["lookups"]["http_single"].items():
+        for load, entry in loads.items():
+            print(
+                f"  lookup {store:8} {load:4} {entry['rps']:>8.0f} req/s  "
+                f"p50 {entry['p50_ms']:.2f} ms  p99 {entry['p99_ms']:.2f} ms  "
+                f"errors {entry['errors']}"
+            )
     for name, value in report["ratios"].items():
         print(f"    {name:34} {value:.3f}")
     for name, outcome in report["targets"].items():

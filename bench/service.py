@@ -54,17 +54,21 @@ def new_token() -> str:
 
 def write_config(
     path: Path,
-    database: Path,
+    database: Path | str,
     keys: Keys,
     token: str,
     gateway_url: str | None = None,
     call_processes: int = 0,
 ) -> Path:
-    """One app with the three templates and a token with every scope; calls go to the fake."""
+    """One app with the three templates and a token with every scope; calls go to the fake.
+    ``database``: a SQLite file, or a store URL (``bench/postgres_ledger.py``)."""
+    if isinstance(database, Path):
+        store = [f'url = "sqlite:///{database.resolve()}"', 'synchronous = "FULL"']
+    else:
+        store = [f'url = "{database}"']
     lines = [
         "[storage]",
-        f'url = "sqlite:///{database.resolve()}"',
-        'synchronous = "FULL"',
+        *store,
         "[outbox]",
         f"call_processes = {call_processes}",
         "[[apps]]",
