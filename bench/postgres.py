@@ -27,6 +27,7 @@ from bench.intake import APP_ID, ROOT, Workspace, serve_command, signed_bodies, 
 from bench.load import run_wrk
 from bench.postgres_db import bench_database, fetch_value, fresh_schema
 from bench.postgres_reads import run_lookups
+from bench.postgres_sends import run_sends
 from bench.processes import free_port, serving, tree_cpu_seconds
 from bench.report import verdict
 from bench.wrk import LoadResult
@@ -212,14 +213,16 @@ def run_benchmark(quick: bool, seconds: float, workdir: Path, runs: int) -> dict
         results = run_intake(plan, space, database)
         (workdir / "lookups").mkdir()
         lookups = run_lookups(quick, seconds, workdir / "lookups", database)
+        gated = run_sends(quick, seconds, workdir / "sends", database, plan.runs)
     ratios = intake_ratios(results)
     return {
         "plan": {"seconds": plan.seconds, "runs": plan.runs, "connections": plan.connections},
         "intake": {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in results.items()},
         "runs": {k: v["runs"] for k, v in results.items()},
         "lookups": lookups,
-        "ratios": {**ratios, **lookups["ratios"]},
-        "targets": {**intake_targets(results, ratios), **lookups["targets"]},
+        "sends": gated,
+        "ratios": {**ratios, **lookups["ratios"], **gated["ratios"]},
+        "targets": {**intake_targets(results, ratios), **lookups["targets"], **gated["targets"]},
     }
 
 
@@ -237,6 +240,8 @@ def print_summary(report: dict[str, Any]) -> None:
                 f"p50 {entry['p50_ms']:.2f} ms  p99 {entry['p99_ms']:.2f} ms  "
                 f"errors {entry['errors']}"
             )
+    for store, rates in report["sends"]["sends_per_second"].items():
+        print(f"  sends  {store:8} {rates} sent/s by round")
     for name, value in report["ratios"].items():
         print(f"    {name:34} {value:.3f}")
     for name, outcome in report["targets"].items():

@@ -82,7 +82,8 @@ async def _to_sqlite(schema_url: str, database: Path) -> None:
         for (name,) in target.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"):
             target.execute(f'DROP TRIGGER "{name}"')
         for table in BOOK_TABLES:
-            names = [n for n, _ in await _column_types(connection, table)]
+            here = {row[1] for row in target.execute(f"PRAGMA table_info({table})")}
+            names = [n for n, _ in await _column_types(connection, table) if n in here]
             target.execute(f"DELETE FROM {table}")  # noqa: S608
             rows = await connection.fetch(f"SELECT {', '.join(names)} FROM {table}")  # noqa: S608
             marks = ", ".join("?" * len(names))

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import postgres_ledger
 from bench.intake import APP_ID, ROOT
 from bench.ledger_fill import CHANNEL, cached_ledger, copy_to, credits_family
+from bench.postgres_db import fetch_value
 from bench.processes import cpu_seconds, free_port, serving, tree_cpu_seconds
 from bench.quiet import Foreign
 from bench.report import latency_summary, verdict
@@ -93,14 +95,18 @@ class SendsPlan:
         return self.credits + self.extra + self.duplicates
 
 
-def run(plan: SendsPlan, workdir: Path) -> dict[str, Any]:
+def run(plan: SendsPlan, workdir: Path, postgres: str | None = None) -> dict[str, Any]:
+    """``postgres``: the URL of an empty PostgreSQL schema to run on instead of SQLite (the
+    ledger is copied in, and the books read from a SQLite copy of what it holds afterwards)."""
     ledger = cached_ledger(credits_family(plan.credits), plan.users)
     database = copy_to(ledger, workdir / "subgate.db")
+    if postgres is not None:
+        postgres_ledger.to_postgres(database, postgres)
     keys, token = write_keys(workdir), new_token()
     fake_port, port = free_port(), free_port()
     gateway = f"http://127.0.0.1:{fake_port}/gateway.do"
     config = write_config(
-        workdir / "subgate.toml", database, keys, token, gateway, plan.call_processes
+        workdir / "subgate.toml", postgres or database, keys, token, gateway, plan.call_processes
     )
     fake_cmd = [
         sys.executable,
@@ -126,12 +132,14 @@ def run(plan: SendsPlan, workdir: Path) -> dict[str, Any]:
         foreign = watch.stop()
         cpu = tree_cpu_seconds(server.pid) - before[0], cpu_seconds(fake.pid) - before[1]
         commits = _commit_delta(commits_before, commit_metrics(port), load.load.seconds)
-        drained = _drain(database)
+        drained = _drain(database, postgres)
         with urllib.request.urlopen(f"http://127.0.0.1:{fake_port}/stats") as answer:
             stats: dict[str, Any] = json.loads(answer.read())
+    if postgres is not None:
+        postgres_ledger.to_sqlite(postgres, database)
     books = _books(database, plan, stats)
     sample = asyncio.run(
-        _fold_sample(f"sqlite:///{database.resolve()}", plan, books.pop("sent_by_user"))
+        _fold_sample(postgres or f"sqlite:///{database.resolve()}", plan, books.pop("sent_by_user"))
     )
     timing = _timing(database, started_ms, ended_ms)
     sends_per_second = timing.pop("sent_in_run") / ((ended_ms - started_ms) / 1000)
@@ -223,14 +231,18 @@ def _read(database: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
 
 
-def _drain(database: Path, deadline: float = 30.0) -> bool:
+_BUSY = "SELECT count(*) FROM messages WHERE status IN ('pending', 'sending')"
+
+
+def _drain(database: Path, postgres: str | None = None, deadline: float = 30.0) -> bool:
     """Wait until no message is reserved but unattempted or in flight."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        with _read(database) as db:
-            busy = db.execute(
-                "SELECT count(*) FROM messages WHERE status IN ('pending', 'sending')"
-            ).fetchone()[0]
+        if postgres is not None:
+            busy = int(fetch_value(postgres, _BUSY))
+        else:
+            with _read(database) as db:
+                busy = db.execute(_BUSY).fetchone()[0]
         if busy == 0:
             return True
         time.sleep(0.2)

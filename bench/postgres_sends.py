@@ -1,0 +1,53 @@
+"""Consent-gated sends on PostgreSQL beside SQLite, in the same run.
+
+The sends benchmark's clean load (``bench/sends.py``: 64 senders, every attempt holds a credit,
+every call made in the server process) runs on SQLite and on a PostgreSQL schema holding a copy
+of the same ledger, round by round. Each run's books must balance: no double spend, no user
+sent more than its credits, the projection equal to the fold for a sample of users.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench import sends
+from bench.postgres_db import fresh_schema
+from bench.report import verdict
+
+SENDS_VS_SQLITE = 0.8
+STORES = ("sqlite", "postgres")
+
+
+def run_sends(
+    quick: bool, seconds: float, workdir: Path, database: str, rounds: int
+) -> dict[str, Any]:
+    plan = sends.SendsPlan(
+        "clean", 20_000 if quick else 100_000, 3, 0, 0, seconds=seconds, connections=64
+    )
+    runs: dict[str, list[dict[str, Any]]] = {store: [] for store in STORES}
+    for number in range(rounds):
+        for store in STORES:
+            run_dir = workdir / f"{store}-{number}"
+            run_dir.mkdir(parents=True)
+            schema = fresh_schema(database) if store == "postgres" else None
+            print(f"  sends on {store}, round {number + 1}:", flush=True)
+            runs[store].append(sends.run(plan, run_dir, postgres=schema))
+    rates = {store: [r["sends_per_second"] for r in results] for store, results in runs.items()}
+    pairs = zip(rates["postgres"], rates["sqlite"], strict=True)
+    per_round = [round(on_postgres / max(on_sqlite, 1), 3) for on_postgres, on_sqlite in pairs]
+    ratio = statistics.median(per_round)
+    balanced = all(r["targets"]["zero_double_spends"] == "met" for r in runs["postgres"])
+    return {
+        "plan": plan.__dict__,
+        "sends_per_second": rates,
+        "books": {store: [r["books"] for r in results] for store, results in runs.items()},
+        "ratios": {"postgres_sends_vs_sqlite": ratio},
+        "targets": {
+            f"postgres_sends_at_least_{SENDS_VS_SQLITE}x_sqlite": verdict(
+                ratio, SENDS_VS_SQLITE, below=False
+            ),
+            "zero_double_spends_postgres": "met" if balanced else "MISSED",
+        },
+    }
