@@ -49,7 +49,6 @@ from storage.postgres.connection import (
     open_pool,
     transact,
 )
-from storage.postgres.job_batches import JobBatches
 from storage.postgres.migrate import apply_migrations
 from storage.postgres.settle import settle_message
 from storage.sending import replay
@@ -77,7 +76,6 @@ class PostgresStore(StoreReads):
         self._closed = False
         self._observer: CommitObserver | None = None
         self._batches = NotificationBatches(pool, options.retries)
-        self._jobs = JobBatches(pool, options.retries)  # the hot writes of sending and reports
 
     @classmethod
     async def open(cls, options: PostgresOptions) -> PostgresStore:
@@ -104,18 +102,12 @@ class PostgresStore(StoreReads):
         """The group commit of notifications (its counters, for tests and the bench)."""
         return self._batches
 
-    @property
-    def jobs(self) -> JobBatches:
-        """The group commit of sending's and reports' writes (its counters, for tests)."""
-        return self._jobs
-
     async def close(self) -> None:
         """Wait for connections in use, then close the pool. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         await self._batches.drain()
-        await self._jobs.drain()
         await self._pool.close()
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
@@ -125,7 +117,6 @@ class PostgresStore(StoreReads):
         """As ``Store.observe_commits`` says: after each committed transaction."""
         self._observer = observer
         self._batches.observe = observer
-        self._jobs.observe = observer
 
     async def _transact(self, job: Job[T]) -> T:
         started = time.perf_counter()
@@ -165,9 +156,8 @@ class PostgresStore(StoreReads):
     async def record_subscribe_report(
         self, report: SubscribeReport, events: Sequence[ConsentEvent], answer: ReportAnswer
     ) -> ReportOutcome:
-        """As the protocol says, in the next group commit (``job_batches``); ``answer`` may run
-        again if the transaction is retried."""
-        return await self._jobs.run(
+        """As the protocol says; ``answer`` may run again if the transaction is retried."""
+        return await self._transact(
             lambda connection: notifications.record_report(connection, report, events, answer)
         )
 
@@ -186,8 +176,8 @@ class PostgresStore(StoreReads):
         by a racing request rolls this one back and answers from that request's message."""
         existing = await self._message_by_key(reservation.app_id, reservation.idempotency_key)
         if existing is None:
-            try:  # in the next group commit (``job_batches``)
-                return await self._jobs.run(
+            try:
+                return await self._transact(
                     lambda connection: outbox.reserve(connection, reservation, begin=begin)
                 )
             except outbox.KeyTaken:  # rolled back: answer from the request that took the key
@@ -205,17 +195,16 @@ class PostgresStore(StoreReads):
     async def begin_attempt(
         self, message_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> MessageRecord | None:
-        """As ``Store.begin_attempt`` says, in the next group commit (``job_batches``)."""
-        return await self._jobs.run(
+        """As ``Store.begin_attempt`` says, in one transaction."""
+        return await self._transact(
             lambda connection: outbox.begin_attempt(connection, message_id, owner, now, lease_until)
         )
 
     async def finish_attempt(
         self, message_id: str, result: AttemptResult, now: datetime
     ) -> MessageRecord:
-        """As ``Store.finish_attempt`` says: the message's row is locked first; in the next
-        group commit (``job_batches``)."""
-        return await self._jobs.run(
+        """As ``Store.finish_attempt`` says: the message's row is locked first."""
+        return await self._transact(
             lambda connection: outbox.finish_attempt(connection, message_id, result, now)
         )
 
