@@ -50,7 +50,7 @@ def run_lookups(quick: bool, seconds: float, workdir: Path, database: str) -> di
             )
             http[name] = _every_load(f"lookup {name}", base, args, plan, workdir, server.pid)
     ratios = {
-        f"postgres_p99_vs_sqlite_{load.name}": round(
+        f"lookup_postgres_p99_vs_sqlite_{load.name}": round(
             http["postgres"][load.name]["p99_ms"] / max(http["sqlite"][load.name]["p99_ms"], 1e-3),
             3,
         )
@@ -62,7 +62,7 @@ def run_lookups(quick: bool, seconds: float, workdir: Path, database: str) -> di
         "ratios": ratios,
         "targets": {
             f"postgres_lookup_p99_within_{P99_VS_SQLITE}x_sqlite_c8": verdict(
-                ratios["postgres_p99_vs_sqlite_c8"], P99_VS_SQLITE + 1e-9, below=True
+                ratios["lookup_postgres_p99_vs_sqlite_c8"], P99_VS_SQLITE + 1e-9, below=True
             )
         },
     }
