@@ -63,7 +63,9 @@ async def test_two_replicas_racing_on_one_users_credits_spend_each_once(
     assert len(won) == 5, answers
     assert all(isinstance(a, ReserveOutcome | ConsentRequired) for a in answers), answers
     for key in won:
-        [message_id] = {a.message.id for a in answers if _for_key(a, key)}
+        [message_id] = {
+            a.message.id for a in answers if isinstance(a, ReserveOutcome) and _for_key(a, key)
+        }
         stored = await other.get_message(APP, message_id)
         assert stored is not None and stored.idempotency_key == key
     history = await one.consent_history(APP, USER, "mini_template", TEMPLATE)
@@ -73,5 +75,5 @@ async def test_two_replicas_racing_on_one_users_credits_spend_each_once(
     assert state.credits == 0
 
 
-def _for_key(answer: object, key: str) -> bool:
-    return isinstance(answer, ReserveOutcome) and answer.message.idempotency_key == key
+def _for_key(answer: ReserveOutcome, key: str) -> bool:
+    return answer.message.idempotency_key == key
