@@ -58,20 +58,33 @@ class PostgresOptions:
 
 
 async def open_pool(options: PostgresOptions) -> Pool:
-    """The pool, each connection waiting at most ``lock_timeout_ms`` for a row lock."""
+    """The pool, each connection waiting at most ``lock_timeout_ms`` for a row lock.
+
+    A commit must return only once it is durable: a notification is acknowledged after its
+    batch's COMMIT. Where ``synchronous_commit`` is ``off`` (for the server, the database, the
+    role or in the URL) the pool is opened again with it ``on`` for every connection (a setting
+    of the connection's start, which the pool's reset between uses keeps)."""
     # lock_timeout 0 would mean "wait forever": the smallest wait is 1 ms.
     settings = {"lock_timeout": f"{max(1, options.lock_timeout_ms)}ms"}
     try:
-        return await asyncpg.create_pool(
-            options.dsn,
-            min_size=options.pool_min,
-            max_size=options.pool_max,
-            timeout=options.connect_timeout,
-            command_timeout=options.command_timeout,
-            server_settings=settings,
-        )
+        pool = await _create_pool(options, settings)
+        if await pool.fetchval("SELECT current_setting('synchronous_commit')") != "off":
+            return pool
+        await pool.close()
+        return await _create_pool(options, {**settings, "synchronous_commit": "on"})
     except DATABASE_ERRORS as error:
         raise StorageUnavailable(f"cannot reach PostgreSQL: {describe(error)}") from error
+
+
+async def _create_pool(options: PostgresOptions, settings: dict[str, str]) -> Pool:
+    return await asyncpg.create_pool(
+        options.dsn,
+        min_size=options.pool_min,
+        max_size=options.pool_max,
+        timeout=options.connect_timeout,
+        command_timeout=options.command_timeout,
+        server_settings=settings,
+    )
 
 
 async def transact(pool: Pool, job: Job[T], *, retries: int) -> T:

@@ -167,3 +167,17 @@ async def test_retries_are_bounded(postgres_url: str) -> None:
         assert await store.refusal_counts() == []
     finally:
         await store.close()
+
+
+async def test_commits_are_durable_even_where_the_database_says_otherwise(
+    postgres_url: str,
+) -> None:
+    store = await open_store(f"{postgres_url}&synchronous_commit=off")
+    try:
+        assert isinstance(store, PostgresStore)
+        for _ in range(2):  # and again after the pool's reset of a released connection
+            async with store.pool.acquire() as connection:
+                on = await connection.fetchval("SELECT current_setting('synchronous_commit')")
+            assert on == "on"
+    finally:
+        await store.close()
