@@ -4,9 +4,10 @@ deliveries, behind the ``Store`` interface.
 ``open_store`` opens the store a URL names; ``Store`` (``base``) is all the server sees of it.
 Next to them live what every backend shares: the models (``models``), the errors (``errors``),
 the ledger's fold (``ledger``) and the rules of a send (``sending``), the time and JSON codecs,
-the SQL both databases speak (``sql``) and group commit (``group_commit``); each backend (``sqlite``, ``postgres``) keeps only
-its connections, transactions, locking and what truly differs. Nothing in ``storage`` imports
-the server or the verifier; only the backends import a database driver.
+the SQL both databases speak (``sql``) and group commit (``group_commit``); each backend
+(``sqlite``, ``postgres``) keeps only its connections, transactions, locking and what truly
+differs. Nothing in ``storage`` imports the server or the verifier; only the backends import a
+database driver.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ What lives here is only what PostgreSQL does its own way: the pool and the retri
 (``connection``), the migrations runner under an advisory lock, and the writes that hold their
 guarantees with constraints and row locks (``consents``, ``deliveries``, ``notifications``,
 ``outbox``), the group commit of notifications (``batches``, ``intake_rows``, and
-``lost_commits`` for a connection lost around a COMMIT), and the store itself. The statements both backends share, and their row decoders,
-are ``storage.sql``'s. Modules here may import asyncpg and ``storage``'s shared modules; never
-sqlite3, the SQLite store, the server or the verifier.
+``lost_commits`` for a connection lost around a COMMIT), and the store itself. The statements
+both backends share, and their row decoders, are ``storage.sql``'s. Modules here may import
+asyncpg and ``storage``'s shared modules; never sqlite3, the SQLite store, the server or the
+verifier.
 """
 
 from storage.postgres.connection import PostgresOptions
