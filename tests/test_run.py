@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-import run
+from server.cli.service import settle_collector
 from server.runtime.garbage_collector import GC_THRESHOLDS
 from tests.pki import public_pem, rsa_key
 
@@ -139,7 +139,7 @@ def test_a_bad_config_stops_start_up_with_a_clear_message(tmp_path: Path) -> Non
         check=False,
     )
 
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "app 2021000000000001" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -174,7 +174,7 @@ def test_the_service_names_its_event_loop_and_serves_on_it(tmp_path: Path) -> No
 async def test_start_up_freezes_what_it_made_and_collects_less_often() -> None:
     saved = gc.get_threshold()
     try:
-        await run._settle_garbage_collector(web.Application())
+        await settle_collector(web.Application())
         assert gc.get_freeze_count() > 0
         assert gc.get_threshold() == GC_THRESHOLDS
     finally:

@@ -1,0 +1,34 @@
+"""Where and how the process logs: to stderr, as text for a terminal or as one JSON object per
+line for a log collector (``--log-format json``, with ``python-json-logger``).
+
+The format changes nothing of what is logged: the same records, after the same redaction
+(``server.runtime.log_redaction`` filters aiohttp's records, whichever formatter writes them).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pythonjsonlogger.json import JsonFormatter
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# A JSON line's keys: time, level, logger and message (exc_info too when there is one).
+JSON_FIELDS = ("asctime", "levelname", "name", "message")
+JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+
+
+def formatter_for(log_format: LogFormat) -> logging.Formatter:
+    """The formatter of ``log_format``."""
+    if log_format == "json":
+        return JsonFormatter(list(JSON_FIELDS), rename_fields=JSON_NAMES, json_ensure_ascii=False)
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Every record at ``level`` or above to stderr, in ``log_format``."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter_for(log_format))
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
