@@ -170,6 +170,19 @@ class Store(Protocol):
     async def get_message(self, app_id: str, message_id: str) -> MessageRecord | None:
         """The app's message of this id, or None: another app's message is never shown."""
 
+    async def messages_page(
+        self,
+        app_id: str,
+        limit: int,
+        *,
+        status: str | None = None,
+        channel: str | None = None,
+        below: tuple[datetime, str] | None = None,
+    ) -> list[MessageRecord]:
+        """A page of the app's messages, newest first (by creation time, then id): at most
+        ``limit``, only those below ``below`` (the ``(created_at, id)`` of the previous page's
+        last message; None: from the newest), only in ``status`` and on ``channel`` if given."""
+
     async def count_messages(self, status: str | None = None) -> int:
         """How many messages are in the outbox (in one status, or in all): for metrics."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shlex
 import signal
 import socket
 import sqlite3
@@ -22,6 +23,7 @@ from tests.pki import public_pem, rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(ROOT / "run.py")]
+SERVE_OUTPUT = "serve.out"
 
 
 def free_port() -> int:
@@ -45,22 +47,29 @@ def wait_until_listening(port: int, process: subprocess.Popen[str], deadline: fl
 
 @contextmanager
 def dev_process(cwd: Path) -> Iterator[tuple[int, list[str]]]:
-    """``run.py serve`` in dev mode; its whole output is in the list once it has stopped."""
+    """``run.py serve`` in dev mode; its whole output is in the list once it has stopped (and in
+    ``output_so_far`` while it runs)."""
     port = free_port()
-    process = subprocess.Popen(
-        [*RUN, "serve", "--port", str(port)],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with (cwd / SERVE_OUTPUT).open("w") as sink:
+        process = subprocess.Popen(
+            [*RUN, "serve", "--port", str(port)],
+            cwd=cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     output: list[str] = []
     try:
         wait_until_listening(port, process)
         yield port, output
     finally:
         process.send_signal(signal.SIGINT)
-        output.append(process.communicate(timeout=30)[0])
+        process.wait(timeout=30)
+        output.append((cwd / SERVE_OUTPUT).read_text())
+
+
+def output_so_far(cwd: Path) -> list[str]:
+    return (cwd / SERVE_OUTPUT).read_text().splitlines()
 
 
 @pytest.fixture
@@ -180,3 +189,22 @@ async def test_start_up_freezes_what_it_made_and_collects_less_often() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*saved)
+
+
+def test_the_dev_banner_prints_commands_that_run_as_printed(tmp_path: Path) -> None:
+    with dev_process(tmp_path) as (port, output):
+        # The banner is printed before the service listens: it is in the output already.
+        commands = [line.split("#")[0].strip() for line in output_so_far(tmp_path)]
+        printed = [c for c in commands if "run.py simulate check " in c or "run.py user " in c]
+        results = [
+            subprocess.run(
+                shlex.split(command), cwd=tmp_path, capture_output=True, text=True, timeout=60
+            )
+            for command in printed
+        ]
+
+    assert len(printed) == 2, "\n".join(commands)
+    assert all(command.startswith(f"{sys.executable} {ROOT / 'run.py'} ") for command in printed)
+    assert f"--url http://127.0.0.1:{port}" in printed[0]
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert "<success>true</success>" in results[0].stdout

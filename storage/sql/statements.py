@@ -8,6 +8,7 @@ from functools import cache
 from storage.sql.dialect import Dialect
 from storage.sql.events import EVENTS, EventStatements
 from storage.sql.ledger import LEDGER, LedgerStatements
+from storage.sql.message_pages import MESSAGE_PAGES, MessagePageStatements
 from storage.sql.notifications import NOTIFICATIONS, NotificationStatements
 from storage.sql.outbox import OUTBOX, OutboxStatements
 
@@ -18,6 +19,7 @@ class Statements:
 
     events: EventStatements
     ledger: LedgerStatements
+    message_pages: MessagePageStatements
     notifications: NotificationStatements
     outbox: OutboxStatements
 
@@ -29,6 +31,7 @@ def statements_for(dialect: Dialect) -> Statements:
     return Statements(
         events=dialect.render_all(EVENTS),
         ledger=dialect.render_all(LEDGER),
+        message_pages=dialect.render_all(MESSAGE_PAGES),
         notifications=dialect.render_all(NOTIFICATIONS),
         outbox=dialect.render_all(OUTBOX),
     )
