@@ -28,6 +28,7 @@ from server.settings import (
     StorageSettings,
     find_config,
     load_settings,
+    with_environment,
 )
 from server.web.serving import serve_app
 from server.wiring import build_app
@@ -64,7 +65,7 @@ def settings_of(explicit: str | None) -> Settings:
     without any."""
     try:
         path = find_config(explicit)
-        return dev_settings(DATA_DIR) if path is None else load_settings(path)
+        return with_environment(dev_settings(DATA_DIR)) if path is None else load_settings(path)
     except SettingsError as error:
         raise CommandFailed(str(error)) from None
 

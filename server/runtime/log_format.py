@@ -15,15 +15,18 @@ from pythonjsonlogger.json import JsonFormatter
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# A JSON line's keys: time, level, logger and message (exc_info too when there is one).
-JSON_FIELDS = ("asctime", "levelname", "name", "message")
-JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+# A JSON line's keys: time (ISO 8601, UTC), level, logger and message (exc_info when there is
+# one).
+JSON_FIELDS = ("levelname", "name", "message")
+JSON_NAMES = {"levelname": "level", "name": "logger"}
 
 
 def formatter_for(log_format: LogFormat) -> logging.Formatter:
     """The formatter of ``log_format``."""
     if log_format == "json":
-        return JsonFormatter(list(JSON_FIELDS), rename_fields=JSON_NAMES, json_ensure_ascii=False)
+        return JsonFormatter(
+            list(JSON_FIELDS), rename_fields=JSON_NAMES, timestamp="time", json_ensure_ascii=False
+        )
     return logging.Formatter(TEXT_FORMAT)
 
 
