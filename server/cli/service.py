@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import errno
 import logging
+import os
 from typing import Any
 
 from aiohttp import web
@@ -89,8 +90,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as error:
         if error.errno not in LISTEN_ERRORS:
             raise
-        why = error.strerror or str(error)
-        raise CommandFailed(f"cannot listen on {host}:{port}: {why}") from None
+        # uvloop's strerror is a sentence of its own; the system's says it in a few words.
+        raise CommandFailed(f"cannot listen on {host}:{port}: {os.strerror(error.errno)}") from None
     return 0
 
 
