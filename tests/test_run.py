@@ -192,7 +192,7 @@ async def test_start_up_freezes_what_it_made_and_collects_less_often() -> None:
 
 
 def test_the_dev_banner_prints_commands_that_run_as_printed(tmp_path: Path) -> None:
-    with dev_process(tmp_path) as (port, output):
+    with dev_process(tmp_path) as (port, _):
         # The banner is printed before the service listens: it is in the output already.
         commands = [line.split("#")[0].strip() for line in output_so_far(tmp_path)]
         printed = [c for c in commands if "run.py simulate check " in c or "run.py user " in c]
