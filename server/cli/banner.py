@@ -1,5 +1,6 @@
-"""What dev mode prints at start: where Subgate listens, and commands to try that run as printed
-(with the interpreter and the entry point this process was started with)."""
+"""What dev mode prints at start: that it is a sandbox, where everything is, and commands to
+paste that run as printed, with the interpreter and the entry point this process was started
+with (and ``--url`` when it does not listen where the commands look by default)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import sys
 from pathlib import Path
 
 from server.cli.client import DEFAULT_URL
-from server.dev.mode import DEV_APP_ID, dev_keys
+from server.dev.mode import DEV_APP_ID, DEV_TOP_APP, dev_keys
 
 
 def shown_path(path: str) -> str:
     """``path`` relative to the working directory when it lies below it, else as it is."""
     absolute = Path(path).absolute()
     try:
-        return str(Path(".") / absolute.relative_to(Path.cwd()))
+        return str(absolute.relative_to(Path.cwd()))
     except ValueError:
         return str(absolute)
 
@@ -36,32 +37,42 @@ def command_prefix(argv0: str | None = None, interpreter: str | None = None) -> 
     return shlex.quote(shown_path(program))
 
 
-def print_dev_banner(host: str, port: int, data_dir: Path) -> None:
-    """The banner, on stdout, at once."""
+def dev_banner(data_dir: Path, host: str, port: int, sandbox_url: str) -> str:
+    """The banner's text."""
     keys = dev_keys(data_dir)
     run = command_prefix()
     reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (compared)
     base = f"http://{reach}:{port}"
     url = "" if base == DEFAULT_URL else f" --url {base}"
-    notify_url = "" if base == DEFAULT_URL else f" --url {base}/alipay/notify"
-    sys.stdout.write(
-        f"""
-Subgate is running in dev mode (no config file found).
+    notify = "" if base == DEFAULT_URL else f" --url {base}/alipay/notify"
+    return f"""
+Subgate is running in dev mode (no config file found): a sandbox, nothing reaches a real platform.
   Gateway URL (应用网关):  {base}/alipay/notify
-  Dev app id:             {DEV_APP_ID}
+  Dev app id:             {DEV_APP_ID}   (TOP app: {DEV_TOP_APP})
+  Sandbox platform:       {sandbox_url}   (stands in for Alipay and TOP; what it delivered:
+                          {sandbox_url}/sandbox/users/USER_ID)
   Database:               {data_dir / "subgate.db"}
   Stand-in Alipay key:    {keys.alipay_private_key}
 
 Simulate Alipay from another terminal:
-  {run} simulate check{notify_url}       # the life-account console's gateway check
-  {run} simulate follow{notify_url}      # a user follows the life account
-  {run} simulate unfollow{notify_url}
-  {run} simulate message{notify_url}     # a generic message-service notification
-  {run} simulate trade --charset gbk{notify_url}
+  {run} simulate subscribe{notify}   # the user accepts dev_one_time; the mini-program reports it
+  {run} simulate check{notify}       # the life-account console's gateway check
+  {run} simulate follow{notify}      # a user follows the life account
+  {run} simulate message{notify}     # a generic message-service notification
+  {run} simulate trade --charset gbk{notify}
 
 Look at what happened (the dev token is read from {keys.api_token}):
-  {run} notifications {DEV_APP_ID}{url}
   {run} user {DEV_APP_ID} 2088000000000001{url}
+  {run} messages {DEV_APP_ID}{url}
+  {run} notifications {DEV_APP_ID}{url}
+
+Consent and send API (templates dev_one_time and dev_long_term):
+  curl -H "Authorization: Bearer $(cat {keys.api_token})" \\
+    {base}/v1/apps/{DEV_APP_ID}/users/2088000000000001/subscriptions
 """
-    )
+
+
+def print_dev_banner(data_dir: Path, host: str, port: int, sandbox_url: str) -> None:
+    """The banner, on stdout, at once."""
+    sys.stdout.write(dev_banner(data_dir, host, port, sandbox_url))
     sys.stdout.flush()

@@ -19,7 +19,7 @@ from aiohttp import web
 from server.cli.banner import print_dev_banner
 from server.cli.failure import CommandFailed
 from server.cli.paths import DATA_DIR
-from server.dev.mode import dev_settings
+from server.dev.mode import dev_sandbox, dev_settings
 from server.runtime.event_loop import new_event_loop
 from server.runtime.garbage_collector import settle_garbage_collector
 from server.runtime.open_files import connection_cap, raise_open_file_limit
@@ -97,13 +97,17 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _serve(settings: Settings, host: str, port: int) -> None:
     cap = connection_cap(settings, raise_open_file_limit())
+    sandbox = dev_sandbox(DATA_DIR, settings) if settings.dev_mode else None
+    settings = sandbox.configure(settings) if sandbox is not None else settings
     app = build_app(settings)
+    if sandbox is not None:
+        sandbox.attach(app)
     app.on_startup.append(settle_collector)
     loop, loop_name = new_event_loop(settings.server.event_loop)
     logger.info("serving on %s:%d with the %s event loop", host, port, loop_name)
     logger.info("at most %d connections open at once (server.max_connections)", cap)
-    if settings.dev_mode:
-        print_dev_banner(host, port, DATA_DIR)
+    if sandbox is not None:
+        print_dev_banner(DATA_DIR, host, port, sandbox.url)
     serve_app(app, host, port, cap, loop)
 
 

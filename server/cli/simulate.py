@@ -1,6 +1,7 @@
 """``simulate``: post a notification signed as Alipay would, to a running Subgate (dev mode's
-stand-in Alipay key by default). Every ``simulate`` argument is defined here, in
-``add_commands``."""
+stand-in Alipay key by default), or answer a subscribe panel as the dev user
+(``simulate subscribe``: ``server.dev.subscribe``). The ``simulate`` command is defined here, in
+``add_commands``; a kind of its own adds its options there (``add_subscribe_arguments``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from server.cli.failure import USAGE_STATUS, CommandFailed
 from server.cli.paths import DATA_DIR
 from server.dev.mode import DEV_APP_ID, dev_keys
 from server.dev.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
+from server.dev.subscribe import SUBSCRIBE_KINDS, add_subscribe_arguments, run_subscribe
 from verify import SignType, load_private_key
 from verify.form import normalize_charset
 
@@ -29,7 +31,9 @@ def add_commands(commands: Any) -> None:
         description="Sign a notification as Alipay does and post it to a running Subgate; "
         "prints the HTTP status and Subgate's answer.",
     )
-    simulate.add_argument("kind", choices=KINDS, help="which notification")
+    simulate.add_argument(
+        "kind", choices=(*KINDS, *SUBSCRIBE_KINDS), help="which notification (or subscribe)"
+    )
     simulate.add_argument("--url", default="http://127.0.0.1:8080/alipay/notify")
     simulate.add_argument("--app-id", default=DEV_APP_ID)
     simulate.add_argument("--user-id", default="2088000000000001")
@@ -39,11 +43,14 @@ def add_commands(commands: Any) -> None:
         "--no-header-charset", action="store_true", help="omit charset from Content-Type"
     )
     simulate.add_argument("--alipay-key", help="stand-in Alipay private key (default: the dev key)")
+    add_subscribe_arguments(simulate)
     simulate.set_defaults(run=run_simulate, command_name="simulate")
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    """Post one notification; 0 when Subgate answered 200."""
+    """Post one notification (0 when Subgate answered 200), or simulate a subscribe panel."""
+    if args.kind in SUBSCRIBE_KINDS:
+        return run_subscribe(args, DATA_DIR)
     return asyncio.run(_simulate(args))
 
 
