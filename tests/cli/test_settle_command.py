@@ -38,7 +38,7 @@ class SettleRoute:
             error = {"code": "message_not_unknown", "message": "only an unknown message settles"}
             return web.json_response({"error": error}, status=409)
         self.settled.add(message_id)
-        status = "delivered" if body["outcome"] == "delivered" else "not_delivered"
+        status = f"settled_{body['outcome']}"
         return web.json_response({"message_id": message_id, "status": status, "attempts": 1})
 
 
@@ -74,7 +74,7 @@ async def test_settle_posts_the_outcome_and_the_reason_and_prints_the_message(
         (f"Bearer {TOKEN}", "msg_unknown", {"outcome": "not_delivered", "reason": "never came"})
     ]
     lines = dict(line.split(None, 1) for line in done.out.splitlines())
-    assert (lines["message_id"], lines["status"]) == ("msg_unknown", "not_delivered")
+    assert (lines["message_id"], lines["status"]) == ("msg_unknown", "settled_not_delivered")
 
 
 async def test_settle_as_json_prints_the_answer(
@@ -85,7 +85,7 @@ async def test_settle_as_json_prints_the_answer(
     done = await settle(url, tmp_path, "msg_unknown", "--delivered", "--reason", "seen", "--json")
 
     assert done.status == 0, done.err
-    assert json.loads(done.out)["status"] == "delivered"
+    assert json.loads(done.out)["status"] == "settled_delivered"
     assert contract.received[0][2] == {"outcome": "delivered", "reason": "seen"}
 
 
