@@ -17,6 +17,7 @@ import aiohttp
 from server.cli.failure import USAGE_STATUS, CommandFailed
 from server.cli.paths import DATA_DIR
 from server.dev.mode import dev_keys
+from server.settings.secret_files import secret_value
 
 TOKEN_VARIABLE = "SUBGATE_TOKEN"  # noqa: S105 (the variable's name, not a token)
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -45,10 +46,15 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
 
 def target_of(args: argparse.Namespace, data_dir: Path) -> ApiTarget:
     """The target the options name; the token from ``--token``, ``$SUBGATE_TOKEN`` or dev mode's
-    token file, else ``CommandFailed`` saying where to put one."""
+    token file (either may name a file holding it), else ``CommandFailed`` saying where to put
+    one."""
     token = args.token or os.environ.get(TOKEN_VARIABLE) or _dev_token(data_dir)
     if not token:
         raise CommandFailed(f"no API token: pass --token or set ${TOKEN_VARIABLE}", USAGE_STATUS)
+    try:  # the token, or the path of a file holding it, as in the settings
+        token = secret_value(token, Path.cwd())
+    except ValueError as error:
+        raise CommandFailed(str(error), USAGE_STATUS) from None
     return ApiTarget(url=args.url.rstrip("/"), token=token)
 
 

@@ -14,6 +14,7 @@ from tests.cli.operator_service import SUBGATE, Running, start_command
 from tests.server.api_client import USER
 from tests.server.conftest import APP_ID
 from tests.server.send_fixtures import ONE_TIME
+from tests.server.subgate_process import TOKEN
 
 
 async def test_user_prints_each_state_and_every_event_as_tables(running: Running) -> None:
@@ -140,3 +141,16 @@ async def test_a_refusal_is_one_line_with_the_api_code_and_exit_1(
     assert done.status == 1 and done.out == ""
     [line] = done.err.splitlines()
     assert line.startswith(expected)
+
+
+async def test_the_token_may_be_the_path_of_a_file_holding_it(running: Running) -> None:
+    token_file = running.cwd / "api-token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+
+    done = await running.run(
+        "messages", APP_ID, "--status", "unknown", "--url", running.url, token=str(token_file)
+    )
+
+    assert done.status == 0, done.err
+    assert running.messages["unknown"] in done.out
