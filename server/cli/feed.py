@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +34,19 @@ class FeedReader:
 
     async def end_of_log(self) -> str | None:
         """The cursor past every event already written (their history is not followed)."""
+        _, cursor = await self.latest(0)
+        return cursor
+
+    async def latest(self, count: int) -> tuple[list[Mapping[str, Any]], str | None]:
+        """The last ``count`` events already written, and the cursor past them."""
+        kept: deque[Mapping[str, Any]] = deque(maxlen=count)
         cursor = None
         while True:
             page = await self.page(cursor, 0, SKIP_PAGE)
+            kept.extend(page["events"])
             cursor = str(page["next_cursor"])
             if len(page["events"]) < SKIP_PAGE:
-                return cursor
+                return list(kept), cursor
 
     async def follow(self, cursor: str | None) -> AsyncIterator[Mapping[str, Any]]:
         """Every event after ``cursor``, in the feed's order, for ever (long-polling)."""

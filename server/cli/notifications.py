@@ -9,12 +9,11 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 from server.cli.client import SubgateApi, add_target_options, with_api
-from server.cli.feed import SKIP_PAGE, FeedReader
+from server.cli.feed import FeedReader
 from server.cli.output import print_table, table_lines, write_line
 
 EVENT_TYPE = "notification.received"
@@ -47,7 +46,7 @@ def run_notifications(args: argparse.Namespace) -> int:
 async def show_notifications(api: SubgateApi, args: argparse.Namespace) -> None:
     """The last ``--last`` notifications, then every new one while ``--tail``."""
     feed = FeedReader(api, args.app, EVENT_TYPE)
-    latest, cursor = await _latest(feed, max(0, args.last))
+    latest, cursor = await feed.latest(max(0, args.last))
     rows = [row_of(event) for event in latest]
     if args.json:
         for event in latest:
@@ -60,18 +59,6 @@ async def show_notifications(api: SubgateApi, args: argparse.Namespace) -> None:
     if args.tail:
         async for event in feed.follow(cursor):
             write_line(sys.stdout, _line(event, args.json))
-
-
-async def _latest(feed: FeedReader, count: int) -> tuple[list[Mapping[str, Any]], str | None]:
-    """The last ``count`` notifications, and the cursor past them."""
-    kept: deque[Mapping[str, Any]] = deque(maxlen=count)
-    cursor = None
-    while True:
-        page = await feed.page(cursor, 0, SKIP_PAGE)
-        kept.extend(page["events"])
-        cursor = page["next_cursor"]
-        if len(page["events"]) < SKIP_PAGE:
-            return list(kept), cursor
 
 
 def row_of(event: Mapping[str, Any]) -> dict[str, Any]:
