@@ -56,6 +56,8 @@ from storage.models.outbox import (
     MessageStatus,
     ReserveOutcome,
     SendReservation,
+    Settlement,
+    SettleOutcome,
     SkippedRecipient,
 )
 
@@ -96,6 +98,8 @@ __all__ = [
     "ReportOutcome",
     "ReserveOutcome",
     "SendReservation",
+    "SettleOutcome",
+    "Settlement",
     "SkippedRecipient",
     "StoredConsentEvent",
     "StoredEvent",
