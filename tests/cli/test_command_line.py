@@ -81,3 +81,10 @@ def test_the_banner_names_the_interpreter_and_the_script_as_started(
     assert inside == ".venv/bin/python run.py"
     assert outside == "/usr/bin/python3 /srv/subgate/run.py"
     assert script in ("subgate", shown_path(SUBGATE))
+
+
+async def test_settle_takes_exactly_one_outcome(tmp_path: Path) -> None:
+    both = await run("settle", "2021000000000001", "m", "--delivered", "--not-delivered",
+                     "--reason", "x", cwd=tmp_path)  # fmt: skip
+
+    assert both.status == 2 and "not allowed with argument" in both.err

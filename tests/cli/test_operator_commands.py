@@ -154,3 +154,58 @@ async def test_the_token_may_be_the_path_of_a_file_holding_it(running: Running) 
 
     assert done.status == 0, done.err
     assert running.messages["unknown"] in done.out
+
+
+async def test_settle_refunds_a_not_delivered_message_once(running: Running) -> None:
+    unknown = running.messages["unknown"]
+
+    settled = await running.run(
+        "settle", APP_ID, unknown, "--not-delivered", "--reason", "support: never shown",
+        "--url", running.url,
+    )  # fmt: skip
+    again = await running.run(
+        "settle",
+        APP_ID,
+        unknown,
+        "--delivered",
+        "--reason",
+        "second thoughts",
+        "--url",
+        running.url,
+    )
+    after = await running.run("user", APP_ID, USER, "--json", "--url", running.url)
+
+    assert settled.status == 0, settled.err
+    fields = dict(line.split(None, 1) for line in settled.out.splitlines() if " " in line.strip())
+    assert (fields["message_id"], fields["status"]) == (unknown, "settled_not_delivered")
+    assert again.status == 1 and again.out == ""
+    [line] = again.err.splitlines()
+    assert line.startswith("subgate settle: Subgate answered 409 message_not_unknown: ")
+    [state] = after.json()["subscriptions"]
+    assert state["credits"] == 1  # the unknown send's credit came back, the sent one's did not
+
+
+async def test_settle_as_json_prints_the_settled_message(running: Running) -> None:
+    unknown = running.messages["unknown"]
+
+    done = await running.run(
+        "settle", APP_ID, unknown, "--delivered", "--reason", "the user saw it", "--json",
+        "--url", running.url,
+    )  # fmt: skip
+    listed = await running.run(
+        "messages", APP_ID, "--status", "settled_delivered", "--json", "--url", running.url
+    )
+
+    assert done.status == listed.status == 0, done.err + listed.err
+    assert (done.json()["message_id"], done.json()["status"]) == (unknown, "settled_delivered")
+    assert [m["message_id"] for m in listed.json()] == [unknown]
+
+
+async def test_settling_a_sent_message_is_refused_with_its_code(running: Running) -> None:
+    done = await running.run(
+        "settle", APP_ID, running.messages["sent"], "--delivered", "--reason", "x",
+        "--url", running.url,
+    )  # fmt: skip
+
+    assert done.status == 1
+    assert done.err.startswith("subgate settle: Subgate answered 409 message_not_unknown: ")
