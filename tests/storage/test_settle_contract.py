@@ -272,3 +272,60 @@ def test_a_confirmed_spend_can_never_be_refunded_and_a_refund_closes_it_once() -
     assert credits(refund) == 1
     assert credits(refund, late_refund) == 1
     assert credits(other) == 0
+
+
+def granted(user_id: str) -> ConsentEvent:
+    """An opt-in on the workcore channel, as an operator recorded it."""
+    return ConsentEvent(
+        app_id=APP,
+        user_id=user_id,
+        channel="workcore",
+        template_id="order_shipped",
+        action=ConsentAction.GRANT,
+        occurred_at=NOW,
+        source=ConsentSource.OPERATOR,
+        evidence=f"form:{user_id}",
+    )
+
+
+async def test_a_batch_settled_not_delivered_refunds_each_recipient_it_went_to(
+    store: Store,
+) -> None:
+    await store.append_consent_events([granted("1001"), granted("1002")], NOW)
+    batch = reservation("k-batch").model_copy(
+        update={
+            "channel": "workcore_batch",
+            "user_id": "1001",
+            "template_id": "order_shipped",
+            "kind": TemplateKind.LONG_TERM,
+            "recipients": ("1001", "1002", "1003"),
+            "consent_mode": "split",
+            "ledger_channel": "workcore",
+        }
+    )
+    message = (await store.reserve_send(batch, begin=True)).message
+    unknown = AttemptResult(outcome=AttemptOutcome.UNKNOWN)
+    await store.finish_attempt(message.id, unknown, CREATED)
+
+    settled = await store.settle_message(APP, message.id, verdict(SettleOutcome.NOT_DELIVERED))
+
+    assert settled is not None and settled.allowed == ("1001", "1002")
+    for user_id in ("1001", "1002"):
+        history = await store.consent_history(APP, user_id, "workcore", "order_shipped")
+        assert [(e.action, e.source) for e in history][-1] == (
+            ConsentAction.REFUND,
+            ConsentSource.OPERATOR,
+        )
+        assert history[-1].evidence.startswith(f"message:{message.id} settled not_delivered")
+    assert await store.consent_history(APP, "1003", "workcore", "order_shipped") == []
+
+
+async def test_a_spend_cancelled_since_gives_nothing_back(store: Store) -> None:
+    message = await unknown_message(store)
+    cancel = accept(60 * 24 * 2).model_copy(update={"action": ConsentAction.CANCEL})
+    await store.append_consent_events([cancel], SETTLED_AT)
+
+    await store.settle_message(APP, message.id, verdict(SettleOutcome.NOT_DELIVERED))
+
+    state = await folded_state(store)
+    assert (state.credits, state.status.value) == (0, "cancelled")
