@@ -186,7 +186,7 @@ class Store(Protocol):
     async def get_message(self, app_id: str, message_id: str) -> MessageRecord | None:
         """The app's message of this id, or None: another app's message is never shown."""
 
-    async def messages_page(
+    async def app_messages_page(
         self,
         app_id: str,
         limit: int,

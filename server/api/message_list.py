@@ -64,7 +64,7 @@ def decode_place(cursor: str) -> Place | None:
 
 async def list_messages(request: web.Request, ledger: ConsentLedger, app_id: str) -> BaseModel:
     limit = int(query_number(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT))
-    records = await request.app[STORE].messages_page(
+    records = await request.app[STORE].app_messages_page(
         app_id,
         limit,
         status=_one_of(request, "status", tuple(MessageStatus)),

@@ -145,7 +145,7 @@ class StoreReads:
         sql = self._sql.outbox.message_of_app
         return await self._first(sql, (app_id, message_id), message_from_row)
 
-    async def messages_page(
+    async def app_messages_page(
         self,
         app_id: str,
         limit: int,

@@ -36,11 +36,11 @@ def newest_first(messages: list[MessageRecord]) -> list[str]:
 
 async def test_pages_walk_every_message_newest_first_once(store: Store) -> None:
     await sent_messages(store, 7)
-    everything = await store.messages_page("2021000000000001", 100)
+    everything = await store.app_messages_page("2021000000000001", 100)
 
     pages, below = [], None
     while True:
-        page = await store.messages_page("2021000000000001", 3, below=below)
+        page = await store.app_messages_page("2021000000000001", 3, below=below)
         pages.append([m.id for m in page])
         if len(page) < 3:
             break
@@ -59,8 +59,8 @@ async def test_a_status_filter_shows_only_the_messages_in_it(store: Store) -> No
         result = AttemptResult(outcome=AttemptOutcome.UNKNOWN, error="no answer")
         await store.finish_attempt(message_id, result, later)
 
-    unknown = await store.messages_page("2021000000000001", 10, status="unknown")
-    pending = await store.messages_page("2021000000000001", 10, status="pending")
+    unknown = await store.app_messages_page("2021000000000001", 10, status="unknown")
+    pending = await store.app_messages_page("2021000000000001", 10, status="pending")
 
     assert sorted(m.id for m in unknown) == sorted(ids[1:3])
     assert {m.status for m in unknown} == {"unknown"}
@@ -71,11 +71,11 @@ async def test_channel_filters_and_other_apps_are_kept_apart(store: Store) -> No
     ours = await sent_messages(store, 2)
     await sent_messages(store, 2, app_id="2021000000000002")
 
-    mine = await store.messages_page("2021000000000001", 10, channel="mini_template")
-    both = await store.messages_page(
+    mine = await store.app_messages_page("2021000000000001", 10, channel="mini_template")
+    both = await store.app_messages_page(
         "2021000000000001", 10, status="pending", channel="mini_template"
     )
 
     assert sorted(m.id for m in mine) == sorted(m.id for m in both) == sorted(ours)
-    assert await store.messages_page("2021000000000001", 10, channel="jym_push") == []
-    assert await store.messages_page("2021000000000003", 10) == []
+    assert await store.app_messages_page("2021000000000001", 10, channel="jym_push") == []
+    assert await store.app_messages_page("2021000000000003", 10) == []
