@@ -24,6 +24,7 @@ from storage.models.consent import (
     SubscribeReport,
     TemplateKind,
 )
+from storage.models.console import MessageQuery, NotificationQuery, TimeBucket
 from storage.models.events import (
     START,
     ClaimedDelivery,
@@ -87,8 +88,10 @@ __all__ = [
     "EventType",
     "Frozen",
     "Instant",
+    "MessageQuery",
     "MessageRecord",
     "MessageStatus",
+    "NotificationQuery",
     "NotificationRecord",
     "RecordOutcome",
     "RefusalCount",
@@ -102,4 +105,5 @@ __all__ = [
     "StoredNotification",
     "SubscribeReport",
     "TemplateKind",
+    "TimeBucket",
 ]
