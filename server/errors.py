@@ -29,7 +29,8 @@
     ├── InvalidParameter           invalid_parameter       400  /v1: a query value out of range
     ├── DestinationNotFound        destination_not_found   404  /v1: no such [[destinations]]
     ├── DeliveryNotFound           delivery_not_found      404  /v1: the destination never had it
-    └── OverCapacity               over_capacity           503  past server.max_connections
+    ├── OverCapacity               over_capacity           503  past server.max_connections
+    └── CsrfRefused                csrf_refused            403  /console: a POST without its token
     storage.errors.ConsentRequired consent_required        403
     storage.errors.WeeklyLimitReached weekly_limit         429  adds ``retry_at`` to the body
 
@@ -188,6 +189,10 @@ class DeliveryNotFound(RequestRefused):
     code = "delivery_not_found"
 
 
+class CsrfRefused(RequestRefused):
+    code = "csrf_refused"
+
+
 SubgateError = VerificationError | RequestRefused | StorageError | LedgerRefusal
 SUBGATE_ERRORS = (VerificationError, RequestRefused, StorageError, LedgerRefusal)
 
@@ -227,6 +232,7 @@ STATUS_BY_CODE: dict[str, int] = {
     InvalidParameter.code: 400,
     DestinationNotFound.code: 404,
     DeliveryNotFound.code: 404,
+    CsrfRefused.code: 403,
     ConsentRequired.code: 403,
     WeeklyLimitReached.code: 429,
     StorageUnavailable.code: 503,

@@ -5,6 +5,7 @@ Every key is documented in docs/settings.md (a test keeps the two in step). The 
 loading. Every public name is exported here, so a reader imports from ``server.settings`` alone.
 """
 
+from server.settings.console import ConsoleSettings
 from server.settings.destinations import DestinationSettings, decode_secret
 from server.settings.file import (
     CONFIG_ENV,
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_V3_GATEWAY",
     "AppId",
     "AppSettings",
+    "ConsoleSettings",
     "DestinationSettings",
     "EventLoopChoice",
     "OutboxSettings",
