@@ -96,9 +96,10 @@ def visible_apps(request: web.Request) -> list[str]:
     return [a.app_id for a in request.app[SETTINGS].apps if grant.covers((a.app_id,))]
 
 
-def app_of(request: web.Request, scope: Scope = "read") -> str:
-    """The page's app, when it is configured and the session's token may act for it."""
-    app_id = request.match_info["app_id"]
+def app_of(request: web.Request, scope: Scope = "read", app_id: str | None = None) -> str:
+    """The page's app (or ``app_id``), when it is configured and the session's token may act
+    for it."""
+    app_id = app_id or request.match_info["app_id"]
     if app_id not in {a.app_id for a in request.app[SETTINGS].apps}:
         raise AppNotFound("no [[apps]] entry has this app_id")
     request[SESSION].grant.require(app_id, scope)
