@@ -29,7 +29,7 @@ async def test_the_overview_draws_each_apps_charts_and_counts(
 
     assert text.count("<svg") == 4  # two charts for each of the two apps
     assert "2 accepted, 1 refused" in text  # the last hour of APP_ID
-    assert "<code>signature_mismatch</code>" in text
+    assert "<code>bad_signature</code>" in text
     assert 'class="accepted"' in text and 'class="refused"' in text
 
 
