@@ -13,12 +13,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent / "screenshots"  # Playwright makes it when it saves
-LAPTOP = {"width": 1366, "height": 900}
-PHONE = {"width": 390, "height": 844}
+LAPTOP = ViewportSize(width=1366, height=900)
+PHONE = ViewportSize(width=390, height=844)
 
 
 CHROMIUM_INSTALLED = CHROMIUM.exists()  # read once, at import
@@ -75,7 +75,7 @@ class Tab:
 
 @asynccontextmanager
 async def tab(browser: Browser, base: str) -> AsyncIterator[Tab]:
-    context = await browser.new_context(viewport=LAPTOP)  # type: ignore[arg-type]
+    context = await browser.new_context(viewport=LAPTOP)
     try:
         yield Tab(await context.new_page(), base)
     finally:
