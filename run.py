@@ -1,7 +1,7 @@
 """Subgate's one entry point.
 
     python run.py [serve] [--config PATH] [--host H] [--port N]
-    python run.py simulate {message,trade,follow,unfollow,check} [--url URL] ...
+    python run.py simulate {message,trade,follow,unfollow,check,subscribe} [--url URL] ...
     python run.py listen --forward-to URL [--app APP] [--url URL] [--token T] [--types GLOB]
     python run.py migrate [--config PATH]
 
@@ -21,8 +21,10 @@ from pathlib import Path
 from aiohttp import web
 
 from server.dev import listen
-from server.dev.mode import DEV_APP_ID, dev_keys, dev_settings
+from server.dev.banner import dev_banner
+from server.dev.mode import DEV_APP_ID, dev_keys, dev_sandbox, dev_settings
 from server.dev.simulator import KINDS, build_fields, encode_form, post_notification, sign_as_alipay
+from server.dev.subscribe import SUBSCRIBE_KINDS, add_subscribe_arguments, run_subscribe
 from server.runtime.event_loop import new_event_loop
 from server.runtime.garbage_collector import settle_garbage_collector
 from server.runtime.open_files import connection_cap, raise_open_file_limit
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.command == "simulate" and args.kind in SUBSCRIBE_KINDS:
+            return run_subscribe(args, DATA_DIR)
         if args.command == "simulate":
             return asyncio.run(_simulate(args))
         if args.command == "listen":
@@ -77,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=argparse.SUPPRESS)
     commands.add_parser("migrate", help="apply schema migrations and exit")
     simulate = commands.add_parser("simulate", help="post a notification signed as Alipay would")
-    simulate.add_argument("kind", choices=KINDS)
+    simulate.add_argument("kind", choices=(*KINDS, *SUBSCRIBE_KINDS))
     simulate.add_argument("--url", default="http://127.0.0.1:8080/alipay/notify")
     simulate.add_argument("--app-id", default=DEV_APP_ID)
     simulate.add_argument("--user-id", default="2088000000000001")
@@ -87,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-header-charset", action="store_true", help="omit charset from Content-Type"
     )
     simulate.add_argument("--alipay-key", help="stand-in Alipay private key (default: the dev key)")
+    add_subscribe_arguments(simulate)
     listen.add_arguments(
         commands.add_parser(
             "listen", help="forward a running Subgate's events to a local URL, signed"
@@ -112,44 +117,23 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     server = settings.server.model_copy(update={"host": host, "port": port})
     settings = settings.model_copy(update={"server": server})
     cap = connection_cap(settings, raise_open_file_limit())
+    sandbox = dev_sandbox(DATA_DIR, settings) if settings.dev_mode else None
+    settings = sandbox.configure(settings) if sandbox is not None else settings
     app = build_app(settings)
+    if sandbox is not None:
+        sandbox.attach(app)
     app.on_startup.append(_settle_garbage_collector)
     loop, loop_name = new_event_loop(settings.server.event_loop)
     logger.info("serving on %s:%d with the %s event loop", host, port, loop_name)
     logger.info("at most %d connections open at once (server.max_connections)", cap)
-    if settings.dev_mode:
-        _print_dev_banner(host, port)
+    if sandbox is not None:
+        print(dev_banner(DATA_DIR, host, port, sandbox.url), flush=True)
     serve_app(app, host, port, cap, loop)
     return 0
 
 
 async def _settle_garbage_collector(app: web.Application) -> None:
     settle_garbage_collector()
-
-
-def _print_dev_banner(host: str, port: int) -> None:
-    keys = dev_keys(DATA_DIR)
-    print(
-        f"""
-Subgate is running in dev mode (no config file found).
-  Gateway URL (应用网关):  http://{host}:{port}/alipay/notify
-  Dev app id:             {DEV_APP_ID}
-  Database:               {DATA_DIR / "subgate.db"}
-  Stand-in Alipay key:    {keys.alipay_private_key}
-
-Simulate Alipay from another terminal:
-  python run.py simulate check       # the life-account console's gateway check
-  python run.py simulate follow      # a user follows the life account
-  python run.py simulate unfollow
-  python run.py simulate message     # a generic message-service notification
-  python run.py simulate trade --charset gbk
-
-Consent API (token in {keys.api_token}, templates dev_one_time and dev_long_term):
-  curl -H "Authorization: Bearer $(cat {keys.api_token})" \\
-    http://{host}:{port}/v1/apps/{DEV_APP_ID}/users/2088000000000001/subscriptions
-""",
-        flush=True,
-    )
 
 
 async def _simulate(args: argparse.Namespace) -> int:

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import aiohttp
-
 from server.delivery.backoff import Backoff, Draw
 from server.delivery.metrics import DeliveryMetrics
+from server.delivery.pool import DestinationPool
 from server.delivery.posting import Answer, Request, post_event
 from server.delivery.signing import webhook_headers
 from server.events.payloads import EventPayloads, event_id
@@ -94,18 +93,18 @@ class Courier:
         self._clock = clock
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: DestinationPool | None = None
         self.last = LastAttempt()
 
     async def open(self) -> None:
-        """Open the destination's own connection pool, as wide as its concurrency."""
-        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout())
+        """Open the destination's own connection pool (as wide as the posts in flight, which
+        the slots bound to its concurrency)."""
+        self._pool = DestinationPool(self.request.url, self.request.max_response_bytes)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     async def deliver(
         self, store: Store, owner: str, claimed: Sequence[ClaimedDelivery], lease_until: datetime
@@ -137,7 +136,7 @@ class Courier:
         return result
 
     async def _post(self, claimed: ClaimedDelivery, at: datetime) -> Answer:
-        assert self._session is not None, "open() the courier first"
+        assert self._pool is not None, "open() the courier first"
         try:
             body = self._payloads.body(claimed.event)
         except Exception:  # a payload that cannot be built fails like a refused post
@@ -145,4 +144,4 @@ class Courier:
             return Answer(None, 0, "the event's payload could not be built")
         headers = webhook_headers(self._keys, event_id(claimed.event), at, body)
         headers["content-type"] = "application/json"
-        return await post_event(self._session, self.request, body, headers)
+        return await post_event(self._pool, self.request, body, headers)

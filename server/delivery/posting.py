@@ -13,13 +13,19 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import aiohttp
+from server.delivery.connection import (
+    ClosedWithoutAnswer,
+    ExchangeFailed,
+    MalformedAnswer,
+    Progress,
+)
+from server.delivery.pool import DestinationPool
 
-READ_CHUNK_BYTES = 65536
 MAX_ERROR_CHARS = 200
 
 
@@ -47,41 +53,28 @@ class Request:
 
 
 async def post_event(
-    session: aiohttp.ClientSession, request: Request, body: bytes, headers: Mapping[str, str]
+    pool: DestinationPool, request: Request, body: bytes, headers: Mapping[str, str]
 ) -> Answer:
     """Post ``body`` once; every failure becomes an ``Answer`` (a cancellation still raises)."""
     started = time.perf_counter()
     status: int | None = None
+    progress = Progress()
     try:
         async with asyncio.timeout(request.timeout_seconds):
-            async with session.post(
-                request.url, data=body, headers=dict(headers), allow_redirects=False
-            ) as response:
-                status = response.status
-                cut = await _read_capped(response.content, request.max_response_bytes)
-                if cut:
-                    response.close()  # the rest is never read: the connection is not reused
-                error = _status_error(status, cut, request.max_response_bytes)
+            answered = await pool.post(headers, body, progress)
+        status = answered.status
+        error = _status_error(status, answered.cut, request.max_response_bytes)
     except TimeoutError:
+        status = progress.status
         error = _joined(_status_error(status), "timed out reading the answer" if status else None)
         error = error or f"timed out after {request.timeout_seconds:g} s"
-    except aiohttp.ClientError as problem:
+    except (ExchangeFailed, OSError) as problem:
+        status = problem.status if isinstance(problem, MalformedAnswer) else None
         error = _joined(_status_error(status), describe_failure(problem))
     latency_ms = round((time.perf_counter() - started) * 1000)
     if error is None or (status is not None and 200 <= status < 300):
         return Answer(status, latency_ms)  # a 2xx took the event, however its body ended
     return Answer(status, latency_ms, error[:MAX_ERROR_CHARS])
-
-
-async def _read_capped(content: aiohttp.StreamReader, limit: int) -> bool:
-    """Read the answer's body up to ``limit`` bytes; whether more was left (it was cut off)."""
-    read = 0
-    while read <= limit:
-        chunk = await content.read(min(READ_CHUNK_BYTES, limit + 1 - read))
-        if not chunk:
-            return False
-        read += len(chunk)
-    return True
 
 
 def _status_error(status: int | None, cut: bool = False, limit: int = 0) -> str | None:
@@ -95,18 +88,19 @@ def _joined(*parts: str | None) -> str | None:
     return "; ".join(kept) if kept else None
 
 
-def describe_failure(problem: aiohttp.ClientError) -> str:
+def describe_failure(problem: ExchangeFailed | OSError) -> str:
     """A short name for a failed exchange, from the error's kind and its OS error number only:
-    an aiohttp error's own text may repeat the URL."""
-    if isinstance(problem, aiohttp.ClientConnectorError):
-        if isinstance(problem.os_error, socket.gaierror):
-            return "cannot connect: the host name does not resolve"
-        number = problem.os_error.errno
-        return "cannot connect: " + (os.strerror(number) if number else "no answer")
-    if isinstance(problem, aiohttp.ServerDisconnectedError):
+    an error's own text may repeat the host or the URL."""
+    if isinstance(problem, socket.gaierror):
+        return "cannot connect: the host name does not resolve"
+    if isinstance(problem, ssl.SSLCertVerificationError):
+        return "cannot connect: the certificate was not trusted"
+    if isinstance(problem, ssl.SSLError):
+        return "cannot connect: the TLS handshake failed"
+    if isinstance(problem, OSError):
+        return "cannot connect: " + (os.strerror(problem.errno) if problem.errno else "no answer")
+    if isinstance(problem, ClosedWithoutAnswer):
         return "the server closed the connection without an answer"
-    if isinstance(problem, aiohttp.ClientPayloadError):
+    if isinstance(problem, MalformedAnswer) and problem.status is not None:
         return "the answer's body was malformed"
-    if isinstance(problem, aiohttp.ClientResponseError):
-        return f"malformed answer (HTTP {problem.status})" if problem.status else "malformed answer"
-    return f"request failed ({type(problem).__name__})"
+    return "malformed answer"

@@ -1,8 +1,13 @@
 """Dev mode: no config file, so one dev app and a stand-in "Alipay", keys made on first start.
 
 The stand-in Alipay key pair lets ``python run.py simulate`` sign notifications exactly as
-Alipay does, so a new user sees the whole flow without an Alipay account. Nothing here is
-ever used when a config file exists.
+Alipay does, and lets the sandbox (``server.dev.sandbox``) answer the dev app's calls as Alipay
+does, so a new user sees the whole flow without an Alipay account. Nothing here is ever used
+when a config file exists.
+
+Dev settings never name a real platform: until ``dev_sandbox(...).configure`` puts the
+sandbox's address in, every gateway URL is loopback's discard port (``UNSERVED``), where a
+call fails at once.
 """
 
 from __future__ import annotations
@@ -15,11 +20,25 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from server.settings import AppSettings, Settings, StorageSettings, TemplateSettings, TokenSettings
+from server.dev.sandbox.platform import SandboxPlatform
+from server.dev.sandbox.record import LONG_TERM, ONE_TIME, SandboxRecord
+from server.dev.sandbox.service import Sandbox
+from server.settings import (
+    AppSettings,
+    Settings,
+    StorageSettings,
+    TemplateSettings,
+    TokenSettings,
+    TopAppSettings,
+)
+from verify import load_private_key
 
 DEV_APP_ID = "2021000000000001"
 DEV_ONE_TIME_TEMPLATE = "dev_one_time"
 DEV_LONG_TERM_TEMPLATE = "dev_long_term"
+DEV_TOP_APP = "dev_top"
+DEV_TOP_APP_KEY = "12345678"
+UNSERVED = "http://127.0.0.1:9"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +47,9 @@ class DevKeys:
     alipay_private_key: Path
     alipay_public_key: Path
     api_token: Path
+    top_app_secret: Path
+    sandbox_url: Path  # where the running sandbox listens, for ``simulate subscribe``
+    sandbox_record: Path  # what the sandbox remembers (``server.dev.sandbox.record``)
 
 
 def dev_keys(data_dir: Path) -> DevKeys:
@@ -37,6 +59,9 @@ def dev_keys(data_dir: Path) -> DevKeys:
         alipay_private_key=folder / "alipay_private_key.pem",
         alipay_public_key=folder / "alipay_public_key.pem",
         api_token=folder / "api_token",
+        top_app_secret=folder / "top_app_secret",
+        sandbox_url=folder / "sandbox_url",
+        sandbox_record=folder / "sandbox.json",
     )
 
 
@@ -56,6 +81,8 @@ def ensure_dev_keys(data_dir: Path) -> DevKeys:
         )
     if not keys.api_token.exists():
         _write_private(keys.api_token, secrets.token_urlsafe(32).encode("ascii"))
+    if not keys.top_app_secret.exists():
+        _write_private(keys.top_app_secret, secrets.token_hex(16).encode("ascii"))
     return keys
 
 
@@ -66,6 +93,8 @@ def dev_settings(data_dir: Path) -> Settings:
         alipay_public_key=str(keys.alipay_public_key.resolve()),
         app_private_key=str(keys.app_private_key.resolve()),  # type: ignore[arg-type]
         sign_types=["RSA2", "RSA"],
+        gateway_url=f"{UNSERVED}/gateway.do",
+        v3_gateway_url=UNSERVED,
         templates=[
             TemplateSettings(
                 id=DEV_ONE_TIME_TEMPLATE, kind="one_time", keywords=["keyword1", "keyword2"]
@@ -78,8 +107,40 @@ def dev_settings(data_dir: Path) -> Settings:
         apps=["*"],
         scopes=["read", "write", "send"],
     )
+    top_app = TopAppSettings(
+        name=DEV_TOP_APP,
+        app_key=DEV_TOP_APP_KEY,
+        app_secret=keys.top_app_secret.read_text("ascii").strip(),  # type: ignore[arg-type]
+        gateway_url=f"{UNSERVED}/router/rest",
+    )
     storage = StorageSettings(url=f"sqlite:///{(data_dir / 'subgate.db').resolve()}")
-    return Settings(apps=[app], tokens=[token], storage=storage, base_dir=Path.cwd(), dev_mode=True)
+    return Settings(
+        apps=[app],
+        tokens=[token],
+        top_apps=[top_app],
+        storage=storage,
+        base_dir=Path.cwd(),
+        dev_mode=True,
+    )
+
+
+def dev_sandbox(data_dir: Path, settings: Settings) -> Sandbox:
+    """The stand-in platform for the dev app of ``settings`` (bound, not yet serving)."""
+    keys = ensure_dev_keys(data_dir)
+    app = settings.apps[0]
+    app_key = load_private_key(keys.app_private_key.read_text("utf-8"))
+    kinds = {"one_time": ONE_TIME, "long_term": LONG_TERM}
+    top_app = settings.top_apps[0]
+    platform = SandboxPlatform(
+        app_id=app.app_id,
+        app_public_key=app_key.public_key(),
+        alipay_private_key=load_private_key(keys.alipay_private_key.read_text("utf-8")),
+        top_app_key=top_app.app_key,
+        top_secret=top_app.app_secret.get_secret_value(),
+        templates={template.id: kinds[template.kind] for template in app.templates},
+        record=SandboxRecord(keys.sandbox_record),
+    )
+    return Sandbox(platform, url_file=keys.sandbox_url)
 
 
 def _write_private_key(path: Path, key: rsa.RSAPrivateKey) -> None:

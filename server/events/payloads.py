@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from server.consent.templates import TemplateRegistry
 from server.credentials import AppCredentials
 from server.intake.life_account_xml import xml_fields
@@ -159,5 +161,12 @@ def decoded_content(text: str) -> Any:
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON (no ASCII escapes: consumers read Chinese text as it is)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON (no ASCII escapes: consumers read Chinese text as it is).
+
+    Every push encodes its payload, so orjson writes it; it refuses an integer beyond 64 bits
+    (a ``biz_content`` may hold one), which the standard library then writes, to the same bytes.
+    """
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 BASE_RESERVE = 64
 # The shared outbound aiohttp ClientSession: its connector keeps at most 100 connections.
 OUTBOUND_RESERVE = 100
+# Each destination's own connections (server/delivery/pool.py): at most its concurrency.
 # SQLite: each connection holds the file, its WAL and its shared memory (PostgreSQL adds
 # storage.pool_max sockets, counted separately).
 STORE_RESERVE = 16
@@ -59,6 +60,7 @@ def reserved_descriptors(settings: Settings) -> int:
     return (
         BASE_RESERVE
         + OUTBOUND_RESERVE
+        + sum(destination.concurrency for destination in settings.destinations)
         + STORE_RESERVE
         + settings.storage.pool_max
         + PER_WORKER_RESERVE * workers

@@ -7,7 +7,9 @@ and kept in ``refused``; one that verifies is kept in ``calls`` with its form pa
 decoded (and decrypted) ``biz_content``.
 
 Answers are signed with the official SDK over the exact node text the fake writes, in Alipay's
-shape ``{"<method with _>_response": NODE, ["alipay_cert_sn": SN,] "sign": SIG}``. What each
+shape ``{"<method with _>_response": NODE, ["alipay_cert_sn": SN,] "sign": SIG}``. The shapes
+(nodes, envelope, the required params) are the package's ``server.dev.sandbox.classic_protocol``,
+which the dev sandbox answers with too; the signatures and the AES stay the fake's own. What each
 method answers is scripted with a queue of ``Reply`` values (``fake.script(method, ...)``);
 with the queue empty a method answers ``success()``, and ``subscribe.query`` answers from
 ``fake.relations``. ``hang()`` blocks until ``close()`` so that the client times out.
@@ -32,13 +34,12 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from server.dev.sandbox import classic_protocol as protocol
+from server.dev.sandbox.classic_protocol import GATEWAY_PATH as GATEWAY_PATH
+from server.dev.sandbox.classic_protocol import QUERY_METHOD as QUERY_METHOD
+from server.dev.sandbox.classic_protocol import SEND_METHOD as SEND_METHOD
 from tests.oracle import oracle_content, oracle_verify
 from tests.pki import pkcs1_base64, rsa_key
-
-SEND_METHOD = "alipay.open.app.mini.templatemessage.send"
-QUERY_METHOD = "alipay.open.app.messagetemplate.subscribe.query"
-GATEWAY_PATH = "/gateway.do"
-COMMON_PARAMS = ("app_id", "method", "format", "charset", "sign_type", "timestamp", "version")
 
 ReplyKind = Literal["signed", "unsigned", "bad_signature", "encrypted", "hang", "http_500"]
 
@@ -53,24 +54,17 @@ class Reply:
 
 
 def success(**fields: Any) -> Reply:
-    return Reply("signed", {"code": "10000", "msg": "Success", **fields})
+    return Reply("signed", protocol.success_node(**fields))
 
 
 def transient() -> Reply:
     """``20000``: the gateway's own "try again" answer."""
-    node = {
-        "code": "20000",
-        "msg": "Service Currently Unavailable",
-        "sub_code": "isp.unknow-error",
-        "sub_msg": "系统繁忙",
-    }
-    return Reply("signed", node)
+    return Reply("signed", protocol.transient_node())
 
 
 def rejected(sub_code: str, sub_msg: str = "模板非法") -> Reply:
     """``40004``: a definite business failure."""
-    node = {"code": "40004", "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg}
-    return Reply("signed", node)
+    return Reply("signed", protocol.rejected_node(sub_code, sub_msg))
 
 
 def unsigned() -> Reply:
@@ -180,13 +174,8 @@ class FakeAlipay:
         problem = self._refusal(form)
         if problem is not None:
             self.refused.append(RefusedCall(form, problem))
-            refusal = {
-                "code": "40002",
-                "msg": "Invalid Arguments",
-                "sub_code": "isv.invalid-signature",
-                "sub_msg": problem,
-            }
-            return self._answer("error_response", Reply("signed", refusal))
+            refusal = protocol.refusal_node(problem)
+            return self._answer(protocol.ERROR_NODE, Reply("signed", refusal))
         method = form["method"]
         queue = self._scripts[method]
         reply = queue.popleft() if queue else success()
@@ -203,11 +192,11 @@ class FakeAlipay:
         if method == QUERY_METHOD and node.get("code") == "10000":
             node.setdefault("show_component", True)
             node.setdefault("subscribe_relations", self._relations(biz))
-        name = method.replace(".", "_") + "_response"
+        name = method.replace(".", "_") + "_response"  # the fake's own reading of the rule
         return self._answer(name, Reply(reply.kind, node, reply.aes_key))
 
     def _refusal(self, form: Mapping[str, str]) -> str | None:
-        missing = [name for name in (*COMMON_PARAMS, "biz_content", "sign") if not form.get(name)]
+        missing = protocol.missing_params(form)
         if missing:
             return f"missing {', '.join(missing)}"
         if form["sign_type"] != "RSA2":
@@ -234,31 +223,21 @@ class FakeAlipay:
             known = self.relations.get((who, template))
             if known is not None:
                 state, subscribe_type = known
-                answer.append(
-                    {
-                        "template_id": template,
-                        "subscribe_type": subscribe_type,
-                        "subscribe_state": state,
-                        "keep_state": "0",
-                        "show": True,
-                    }
-                )
+                answer.append(protocol.subscribe_relation(template, state, subscribe_type))
         return answer
 
     def _answer(self, name: str, reply: Reply) -> web.Response:
         assert reply.node is not None
-        node_text = json.dumps(reply.node, ensure_ascii=False, separators=(",", ":"))
+        node_text = protocol.node_text(reply.node)
         if reply.kind == "encrypted":
             aes_key = reply.aes_key or self.encrypt_key
             assert aes_key is not None, "encrypted answers need an AES key"
-            node_text = json.dumps(_aes_encrypt(aes_key, node_text))
-        parts = [f"{json.dumps(name)}:{node_text}"]
-        if self.alipay_cert_sn is not None:
-            parts.append(f'"alipay_cert_sn":{json.dumps(self.alipay_cert_sn)}')
+            node_text = protocol.encrypted_node_text(_aes_encrypt(aes_key, node_text))
+        signature = None
         if reply.kind != "unsigned":
             key = self.stranger_key if reply.kind == "bad_signature" else self.alipay_key
-            parts.append(f'"sign":{json.dumps(_sign(pkcs1_base64(key), node_text))}')
-        body = "{" + ",".join(parts) + "}"
+            signature = _sign(pkcs1_base64(key), node_text)
+        body = protocol.answer_text(name, node_text, signature, self.alipay_cert_sn)
         return web.Response(text=body, content_type="text/html", charset="utf-8")
 
 

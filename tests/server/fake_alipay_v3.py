@@ -5,7 +5,9 @@ Independent of the code under test (recipe T3/T4): requests are checked and answ
 ``,sign=`` and the auth string used verbatim; the signed content is rebuilt from the method, the
 *raw* request target (query included, exactly as received), the raw body and the
 ``alipay-app-auth-token`` header. Refusals are answered as Alipay documents them (4xx
-``{code, message, links}``), signed like any other answer.
+``{code, message, links}``), signed like any other answer. The shapes (the error document, the
+answer's headers, the scheme and the request rules) are the package's
+``server.dev.sandbox.v3_protocol``, which the dev sandbox answers with too.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
-import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime
+from typing import Literal
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-SCHEME = "ALIPAY-SHA256withRSA "
-TOLERANCE = timedelta(minutes=5)  # not documented by the platform; a test constant
-_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+from server.dev.sandbox import v3_protocol as protocol
+
+TOLERANCE = protocol.TOLERANCE
 
 Signing = Literal["good", "none", "wrong_key", "no_newline", "tampered"]
 
@@ -62,10 +62,9 @@ class V3Reply:
 def v3_error(
     status: int, code: str, message: str, links: object = None, signing: Signing = "good"
 ) -> V3Reply:
-    document: dict[str, Any] = {"code": code, "message": message}
-    if links is not None:
-        document["links"] = links
-    return V3Reply(status=status, body=json.dumps(document, ensure_ascii=False), signing=signing)
+    return V3Reply(
+        status=status, body=protocol.error_document(code, message, links), signing=signing
+    )
 
 
 @dataclass
@@ -132,11 +131,10 @@ class FakeAlipayV3:
     def _check(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[dict[str, str], str | None]:
-        header = headers.get("authorization", "")
-        if not header.startswith(SCHEME) or ",sign=" not in header:
+        parts = protocol.split_authorization(headers.get("authorization", ""))
+        if parts is None:
             return {}, "missing-signature"
-        auth_string, signature = header[len(SCHEME) :].rsplit(",sign=", 1)
-        auth = dict(item.split("=", 1) for item in auth_string.split(",") if "=" in item)
+        auth_string, signature, auth = parts
         content = f"{auth_string}\n{method}\n{target}\n".encode() + body + b"\n"
         token = headers.get("alipay-app-auth-token")
         if token:
@@ -147,7 +145,7 @@ class FakeAlipayV3:
             return auth, "invalid-app-id"
         if not self._fresh(auth.get("timestamp", "")):
             return auth, "invalid-timestamp"
-        if not _REQUEST_ID.match(headers.get("alipay-request-id", "")):
+        if not protocol.REQUEST_ID.match(headers.get("alipay-request-id", "")):
             return auth, "invalid-parameter"
         if self.app_cert_sn is not None and auth.get("app_cert_sn") != self.app_cert_sn:
             return auth, "missing-app-cert-sn"
@@ -175,16 +173,12 @@ class FakeAlipayV3:
         elif reply.signing == "no_newline":
             content = content[:-1]
         sent_body = reply.body + " " if reply.signing == "tampered" else reply.body
-        headers = {"alipay-trace-id": f"trace-{self._count}"}
+        trace_id = f"trace-{self._count}"
+        headers = {"alipay-trace-id": trace_id}
         if reply.signing != "none":
-            headers |= {
-                "alipay-timestamp": timestamp,
-                "alipay-nonce": nonce,
-                "alipay-signature": rsa_sign(key, content),
-            }
-            sn = reply.alipay_sn or self.alipay_sn
-            if sn is not None and not reply.omit_sn:
-                headers["alipay-sn"] = sn
+            sn = None if reply.omit_sn else reply.alipay_sn or self.alipay_sn
+            signature = rsa_sign(key, content)
+            headers = protocol.answer_headers(timestamp, nonce, signature, trace_id, sn)
         return web.Response(
             status=reply.status,
             body=sent_body.encode("utf-8"),

@@ -8,7 +8,9 @@ everything in the form), query and form params are merged before anything is che
 Checks, in order, each answered like the gateway in a 200: unknown ``app_key`` 29, bad ``sign``
 25, ``timestamp`` not GMT+8 ``yyyy-MM-dd HH:mm:ss`` within 10 minutes of the fake's clock 31,
 ``v`` not 2.0 32, ``format`` not json 23, an object param that is not JSON 41. Then the next
-scripted reply (default: success in the shape ``simplify`` asks for).
+scripted reply (default: success in the shape ``simplify`` asks for). The order, the codes and
+the answers' shapes are the package's ``server.dev.sandbox.top_protocol``, which the dev sandbox
+answers with too; the signature check stays the fake's own.
 """
 
 from __future__ import annotations
@@ -20,17 +22,15 @@ import json
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-GMT8 = timezone(timedelta(hours=8))
-SKEW = timedelta(minutes=10)
-OBJECT_PARAMS = frozenset({"push_content_dto", "work_bench_context", "batch_message_d_t_o"})
-PATH = "/router/rest"
+from server.dev.sandbox import top_protocol as protocol
+from server.dev.sandbox.top_protocol import PATH
 
 
 def reference_top_sign(params: Mapping[str, str], secret: str, sign_method: str) -> str:
@@ -51,11 +51,6 @@ def reference_top_sign(params: Mapping[str, str], secret: str, sign_method: str)
     raise ValueError(sign_method)
 
 
-def response_name(method: str) -> str:
-    name = method[len("taobao.") :] if method.startswith("taobao.") else method
-    return name.replace(".", "_") + "_response"
-
-
 @dataclass(frozen=True)
 class TopReply:
     """What the fake answers. ``body=None``: a success envelope for the method called."""
@@ -71,12 +66,8 @@ def success(**result: Any) -> TopReply:
 
 
 def error(code: int, msg: str, sub_code: str | None = None, sub_msg: str | None = None) -> TopReply:
-    node: dict[str, Any] = {"code": code, "msg": msg, "request_id": "fake-request-id"}
-    if sub_code is not None:
-        node["sub_code"] = sub_code
-    if sub_msg is not None:
-        node["sub_msg"] = sub_msg
-    return TopReply(body=json.dumps({"error_response": node}, ensure_ascii=False))
+    document = protocol.error_document(code, msg, "fake-request-id", sub_code, sub_msg)
+    return TopReply(body=json.dumps(document, ensure_ascii=False))
 
 
 def business_failure(**result: Any) -> TopReply:
@@ -146,40 +137,20 @@ class FakeTop:
             return web.Response(
                 status=reply.status, text=reply.body, content_type="application/json"
             )
-        node = {"result": dict(reply.result or {"success": True}), "request_id": "fake-rid"}
-        if params.get("simplify") == "true":
-            return _json(node, reply.status)
-        return _json({response_name(params["method"]): node}, reply.status)
+        result = reply.result or {"success": True}
+        return _json(protocol.success_document(params, result, "fake-rid"), reply.status)
 
     def _check(self, params: Mapping[str, str]) -> int | None:
         secret = self.secrets.get(params.get("app_key", ""))
         if secret is None:
-            return 29
+            return protocol.UNKNOWN_APP_KEY
         try:
             expected = reference_top_sign(params, secret, params.get("sign_method", "md5"))
         except ValueError:
-            return 25
+            return protocol.BAD_SIGNATURE
         if not hmac.compare_digest(expected, params.get("sign", "")):
-            return 25
-        if not self._fresh(params.get("timestamp", "")):
-            return 31
-        if params.get("v") != "2.0":
-            return 32
-        if params.get("format") != "json":
-            return 23
-        for name in OBJECT_PARAMS & set(params):
-            try:
-                json.loads(params[name])
-            except ValueError:
-                return 41
-        return None
-
-    def _fresh(self, timestamp: str) -> bool:
-        try:
-            sent = datetime.strptime(timestamp, "%Y-%m-%d %H:%M:%S").replace(tzinfo=GMT8)
-        except ValueError:
-            return False
-        return abs(sent - self.clock()) <= SKEW
+            return protocol.BAD_SIGNATURE
+        return protocol.form_refusal(params, self.clock())
 
 
 def _json(document: Mapping[str, Any], status: int = 200) -> web.Response:

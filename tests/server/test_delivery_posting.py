@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aiohttp
 import pytest
 from aiohttp import web
 
-from server.delivery.posting import Request, post_event
+from server.delivery.pool import DestinationPool
+from server.delivery.posting import Answer, Request, post_event
 from tests.server.receiver import Received, Receiver, answering, receiving
 from tests.server.subgate_process import free_port
 
@@ -20,10 +20,23 @@ HEADERS = {"content-type": "application/json", "webhook-id": "evt_1"}
 CHUNK = b"x" * 65536
 
 
+Post = Callable[[Request], Awaitable[Answer]]
+
+
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as opened:
-        yield opened
+async def post() -> AsyncIterator[Post]:
+    """Posts ``BODY`` as a courier would: one pool per destination URL, reused across posts."""
+    pools: dict[str, DestinationPool] = {}
+
+    async def posting(request: Request) -> Answer:
+        pool = pools.setdefault(
+            request.url, DestinationPool(request.url, request.max_response_bytes)
+        )
+        return await post_event(pool, request, BODY, HEADERS)
+
+    yield posting
+    for pool in pools.values():
+        pool.close()
 
 
 @pytest.fixture
@@ -33,12 +46,10 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
-async def test_any_2xx_delivers(
-    session: aiohttp.ClientSession, receiver: Receiver, status: int
-) -> None:
+async def test_any_2xx_delivers(post: Post, receiver: Receiver, status: int) -> None:
     receiver.answer = answering(status, b"thanks")
 
-    answer = await post_event(session, Request(receiver.url, 5.0, 1024), BODY, HEADERS)
+    answer = await post(Request(receiver.url, 5.0, 1024))
 
     assert (answer.delivered, answer.status_code, answer.error) == (True, status, None)
     (received,) = receiver.received
@@ -47,40 +58,36 @@ async def test_any_2xx_delivers(
 
 @pytest.mark.parametrize("status", [301, 400, 404, 409, 429, 500, 503])
 async def test_anything_else_is_not_delivered_and_says_its_status(
-    session: aiohttp.ClientSession, receiver: Receiver, status: int
+    post: Post, receiver: Receiver, status: int
 ) -> None:
     receiver.answer = answering(status, b"the receiver's own words")
 
-    answer = await post_event(session, Request(receiver.url, 5.0, 1024), BODY, HEADERS)
+    answer = await post(Request(receiver.url, 5.0, 1024))
 
     assert (answer.delivered, answer.status_code, answer.error) == (False, status, f"HTTP {status}")
 
 
-async def test_a_redirect_is_not_followed(
-    session: aiohttp.ClientSession, receiver: Receiver
-) -> None:
+async def test_a_redirect_is_not_followed(post: Post, receiver: Receiver) -> None:
     async def elsewhere(request: web.Request, received: Received) -> web.StreamResponse:
         raise web.HTTPTemporaryRedirect(receiver.url + "/again")
 
     receiver.answer = elsewhere
 
-    answer = await post_event(session, Request(receiver.url, 5.0, 1024), BODY, HEADERS)
+    answer = await post(Request(receiver.url, 5.0, 1024))
 
     assert (answer.status_code, answer.error, len(receiver.received)) == (307, "HTTP 307", 1)
 
 
-async def test_a_refused_connection_has_no_status(session: aiohttp.ClientSession) -> None:
+async def test_a_refused_connection_has_no_status(post: Post) -> None:
     url = f"http://127.0.0.1:{free_port()}/hook"
 
-    answer = await post_event(session, Request(url, 5.0, 1024), BODY, HEADERS)
+    answer = await post(Request(url, 5.0, 1024))
 
     assert (answer.delivered, answer.status_code) == (False, None)
     assert answer.error == "cannot connect: Connection refused"
 
 
-async def test_a_hanging_receiver_is_cut_off_at_the_timeout(
-    session: aiohttp.ClientSession, receiver: Receiver
-) -> None:
+async def test_a_hanging_receiver_is_cut_off_at_the_timeout(post: Post, receiver: Receiver) -> None:
     async def hang(request: web.Request, received: Received) -> web.StreamResponse:
         await asyncio.sleep(30)
         return web.Response()
@@ -88,7 +95,7 @@ async def test_a_hanging_receiver_is_cut_off_at_the_timeout(
     receiver.answer = hang
     started = time.monotonic()
 
-    answer = await post_event(session, Request(receiver.url, 0.5, 1024), BODY, HEADERS)
+    answer = await post(Request(receiver.url, 0.5, 1024))
 
     assert 0.45 < time.monotonic() - started < 2.0
     assert (answer.status_code, answer.error) == (None, "timed out after 0.5 s")
@@ -108,7 +115,7 @@ async def flood(request: web.Request, status: int, sent: list[int]) -> web.Strea
 
 @pytest.mark.parametrize(("status", "error"), [(500, "HTTP 500; answer cut off"), (200, None)])
 async def test_a_huge_answer_is_read_up_to_the_limit_then_dropped(
-    session: aiohttp.ClientSession, receiver: Receiver, status: int, error: str | None
+    post: Post, receiver: Receiver, status: int, error: str | None
 ) -> None:
     sent: list[int] = []
 
@@ -117,7 +124,7 @@ async def test_a_huge_answer_is_read_up_to_the_limit_then_dropped(
 
     receiver.answer = huge
 
-    answer = await post_event(session, Request(receiver.url, 10.0, 100_000), BODY, HEADERS)
+    answer = await post(Request(receiver.url, 10.0, 100_000))
 
     assert answer.status_code == status and answer.latency_ms < 5000
     assert (answer.error or "").startswith(error or "") and (error is None) == (
@@ -127,9 +134,7 @@ async def test_a_huge_answer_is_read_up_to_the_limit_then_dropped(
     assert sum(sent) < 64 * 1024 * 1024
 
 
-async def test_a_body_trickling_past_the_timeout_is_cut_off(
-    session: aiohttp.ClientSession, receiver: Receiver
-) -> None:
+async def test_a_body_trickling_past_the_timeout_is_cut_off(post: Post, receiver: Receiver) -> None:
     async def trickle(request: web.Request, received: Received) -> web.StreamResponse:
         response = web.StreamResponse(status=503)
         await response.prepare(request)
@@ -140,21 +145,21 @@ async def test_a_body_trickling_past_the_timeout_is_cut_off(
 
     receiver.answer = trickle
 
-    answer = await post_event(session, Request(receiver.url, 0.5, 100_000), BODY, HEADERS)
+    answer = await post(Request(receiver.url, 0.5, 100_000))
 
     assert answer.status_code == 503 and answer.latency_ms < 2000
     assert answer.error == "HTTP 503; timed out reading the answer"
 
 
 async def test_an_answer_read_whole_keeps_the_connection_a_cut_one_drops_it(
-    session: aiohttp.ClientSession, receiver: Receiver
+    post: Post, receiver: Receiver
 ) -> None:
     receiver.answer = answering(200, b"x" * 1000)
     request = Request(receiver.url, 5.0, 1000)
 
-    answers = [await post_event(session, request, BODY, HEADERS) for _ in range(3)]
+    answers = [await post(request) for _ in range(3)]
     receiver.answer = answering(200, b"x" * 4_000_000)
-    answers += [await post_event(session, request, BODY, HEADERS) for _ in range(2)]
+    answers += [await post(request) for _ in range(2)]
 
     assert all(answer.delivered for answer in answers)
     peers = [received.peer for received in receiver.received]

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from server.consent.templates import TemplateRegistry
 from server.credentials import AppCredentials
 from server.events.cursor import decode_cursor, encode_cursor
@@ -120,6 +122,14 @@ def test_a_life_account_message_reads_as_its_elements() -> None:
     )
     data = data_of(notification_event({"biz_content": xml}))
     assert data["biz_content"] == {"AppId": "1", "FromAlipayUserId": "2088", "EventType": "follow"}
+
+
+@pytest.mark.parametrize("number", ["88.80", "2088000000000001", "123456789012345678901234567890"])
+def test_numbers_in_content_survive_whatever_their_size(number: str) -> None:
+    content = f'{{"amount": {number}, "note": "值"}}'
+    body = payloads().body(notification_event({"biz_content": content}))
+    read = json.loads(body)["data"]["biz_content"]
+    assert read == json.loads(content) and "值".encode() in body and b"\\u" not in body
 
 
 def test_consent_changed_says_whether_a_send_is_allowed() -> None:

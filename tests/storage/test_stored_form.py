@@ -51,3 +51,9 @@ def test_encoded_forms_in_each_charset_read_back_as_the_verifier_decodes_them(
 def test_a_body_kept_before_nul_was_refused_still_reads_field_by_field() -> None:
     body = b"a=x%00y&b=%E4%B8%AD+z&c="
     assert stored_form_fields(body, "utf-8") == {"a": "x\x00y", "b": "中 z", "c": ""}
+
+
+def test_backslashes_raw_or_escaped_read_as_themselves() -> None:
+    body = b"a=%5Cx41%5C%5Cn&b=raw\\x41+%E4%B8%AD&c=%5C"
+    assert stored_form_fields(body, "utf-8") == {"a": "\\x41\\\\n", "b": "raw\\x41 中", "c": "\\"}
+    assert stored_form_fields(body, "utf-8") == dict(parse_form(body, "utf-8").fields)
