@@ -29,10 +29,12 @@
     ├── InvalidParameter           invalid_parameter       400  /v1: a query value out of range
     ├── DestinationNotFound        destination_not_found   404  /v1: no such [[destinations]]
     ├── DeliveryNotFound           delivery_not_found      404  /v1: the destination never had it
+    ├── MessageNotFound            message_not_found       404  /v1 settle: no such message
     ├── OverCapacity               over_capacity           503  past server.max_connections
     └── CsrfRefused                csrf_refused            403  /console: a POST without its token
     storage.errors.ConsentRequired consent_required        403
     storage.errors.WeeklyLimitReached weekly_limit         429  adds ``retry_at`` to the body
+    storage.errors.MessageNotUnknown message_not_unknown   409  a settle of a message not unknown
 
 ``verify.errors`` and ``storage.errors`` codes are mapped here too; nothing else in the
 code base decides an HTTP status for an error. docs/errors.md lists every code (checked by
@@ -48,6 +50,7 @@ from typing import ClassVar
 from storage.errors import (
     ConsentRequired,
     LedgerRefusal,
+    MessageNotUnknown,
     StorageError,
     StorageUnavailable,
     WeeklyLimitReached,
@@ -189,6 +192,10 @@ class DeliveryNotFound(RequestRefused):
     code = "delivery_not_found"
 
 
+class MessageNotFound(RequestRefused):
+    code = "message_not_found"
+
+
 class CsrfRefused(RequestRefused):
     code = "csrf_refused"
 
@@ -232,9 +239,11 @@ STATUS_BY_CODE: dict[str, int] = {
     InvalidParameter.code: 400,
     DestinationNotFound.code: 404,
     DeliveryNotFound.code: 404,
+    MessageNotFound.code: 404,
     CsrfRefused.code: 403,
     ConsentRequired.code: 403,
     WeeklyLimitReached.code: 429,
+    MessageNotUnknown.code: 409,
     StorageUnavailable.code: 503,
     INTERNAL_ERROR: 500,
 }

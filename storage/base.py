@@ -32,6 +32,7 @@ from storage.models import (
     ReportOutcome,
     ReserveOutcome,
     SendReservation,
+    Settlement,
     StoredConsentEvent,
     StoredEvent,
     StoredNotification,
@@ -161,6 +162,21 @@ class Store(Protocol):
     ) -> MessageRecord:
         """Record the outcome; a definite failure refunds each recipient's spend in the same
         transaction."""
+
+    async def settle_message(
+        self, app_id: str, message_id: str, settlement: Settlement
+    ) -> MessageRecord | None:
+        """A person's verdict on a message of unknown outcome, atomically: the message becomes
+        ``settled_delivered`` or ``settled_not_delivered`` with the settlement kept on it (its
+        ``message.updated`` event carries it), and each recipient's ledger gets an ``operator``
+        event whose evidence names the message, who settled it and why: ``not_delivered`` a
+        ``refund`` of the message's spend, ``delivered`` a ``confirm`` that keeps it spent
+        (``storage.settlement``).
+
+        None when the app has no message of this id. Raises ``MessageNotUnknown`` (nothing
+        written) when the message is not ``unknown``: already settled, or in any other status.
+        Of any number of concurrent settles of one message, on any replicas, exactly one wins.
+        """
 
     async def claim_due_messages(
         self, owner: str, now: datetime, lease_until: datetime, limit: int

@@ -5,7 +5,8 @@ StorageError
 LedgerRefusal                                  the ledger refused; nothing was written
 ├── ConsentRequired      consent_required
 ├── IdempotencyMismatch  idempotency_conflict
-└── WeeklyLimitReached   weekly_limit          a send limit per rolling window; ``retry_at``
+├── WeeklyLimitReached   weekly_limit          a send limit per rolling window; ``retry_at``
+└── MessageNotUnknown    message_not_unknown   a settle of a message that is not ``unknown``
 """
 
 from __future__ import annotations
@@ -61,3 +62,9 @@ class WeeklyLimitReached(LedgerRefusal):
         super().__init__(message)
         self.retry_at = retry_at
         self.refused_at = refused_at
+
+
+class MessageNotUnknown(LedgerRefusal):
+    """Only a message whose outcome is ``unknown`` can be settled, once: nothing was written."""
+
+    code = "message_not_unknown"

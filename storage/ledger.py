@@ -35,6 +35,7 @@ _RANK = {
     ConsentAction.FOLLOW: 0,
     ConsentAction.GRANT: 0,
     ConsentAction.REFUND: 1,
+    ConsentAction.CONFIRM: 1,
     ConsentAction.SPEND: 2,
     ConsentAction.REJECT: 3,
     ConsentAction.UNFOLLOW: 3,
@@ -50,6 +51,8 @@ _STATUS_AFTER = {
     ConsentAction.GRANT: ConsentStatus.GRANTED,
     ConsentAction.REVOKE: ConsentStatus.REVOKED,
 }
+
+_CLOSES_A_SPEND = frozenset({ConsentAction.REFUND, ConsentAction.CONFIRM})
 
 EventKey = tuple[int, int, str, str, str, int]
 Ident = tuple[str, str, str, str]  # a ledger key: app_id, user_id, channel, template_id
@@ -72,6 +75,12 @@ def event_key(event: ConsentEvent, event_id: int) -> EventKey:
     )
 
 
+def spend_of(evidence: str) -> str:
+    """The spend a refund or confirm is about: its evidence up to the first space
+    (``message:<id>``; a settle adds who and why after it, ``storage.settlement``)."""
+    return evidence.partition(" ")[0]
+
+
 def empty_state(app_id: str, user_id: str, channel: str, template_id: str) -> ConsentState:
     """The state of a key without events: the fold of an empty log (nothing granted)."""
     return ConsentState(app_id=app_id, user_id=user_id, channel=channel, template_id=template_id)
@@ -87,10 +96,11 @@ def apply(state: ConsentState, event: ConsentEvent, key: EventKey) -> ConsentSta
     elif event.action is ConsentAction.SPEND:
         credits = max(0, credits - 1)
         open_spends.add(event.evidence)
-    elif event.action is ConsentAction.REFUND and event.evidence in open_spends:
-        # Only a spend made after the last cancel gives its credit back.
-        credits += 1
-        open_spends.discard(event.evidence)
+    elif event.action in _CLOSES_A_SPEND and spend_of(event.evidence) in open_spends:
+        # Only a spend made after the last cancel gives its credit back (a confirm gives
+        # nothing, and no later refund can).
+        credits += 1 if event.action is ConsentAction.REFUND else 0
+        open_spends.discard(spend_of(event.evidence))
     return state.model_copy(
         update={
             "status": _STATUS_AFTER.get(event.action, state.status),

@@ -7,11 +7,17 @@ Request (the format the official Node SDK sends):
     content = auth \\n METHOD \\n path-with-query \\n body \\n [app_auth_token \\n]
 
 signed RSA PKCS#1 v1.5 SHA-256 with the app private key. The URI is the request target exactly as
-sent (no scheme or host), the body the exact JSON text sent (``""`` when there is none).
+sent (no scheme or host), the body the exact text sent (``""`` when there is none).
 
 Answer: ``alipay-signature`` over ``alipay-timestamp \\n alipay-nonce \\n body \\n``
 with the Alipay public key; the trailing newline is required (the SDK rejects a signature made
 without it). In certificate mode ``alipay-sn`` names the Alipay certificate that signed.
+
+Content encryption (接口内容加密, as the official Node SDK's ``needEncrypt`` sends it): the
+body is the JSON text AES-encrypted (``verify.aes``: CBC, zero IV, PKCS#7, base64) and sent as
+``text/plain`` with ``V3_ENCRYPTION_HEADERS``; both signatures cover the body *as sent*, so the
+request is signed over the ciphertext and a successful answer's ciphertext is verified first,
+then decrypted (``v3_decrypt_body``). Error answers (4xx) stay plain JSON.
 """
 
 from __future__ import annotations
@@ -20,20 +26,24 @@ from collections.abc import Collection, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from verify.errors import SignatureMismatch
+from verify.aes import aes_decrypt
+from verify.errors import DecryptionFailed, SignatureMismatch
 from verify.notification import TrustedKey
 from verify.signing import SignType, decode_signature, sign, verify_decoded_signature
 
 __all__ = [
+    "V3_ENCRYPTION_HEADERS",
     "V3_SCHEME",
     "v3_auth_string",
     "v3_authorization",
+    "v3_decrypt_body",
     "v3_response_content",
     "v3_sign_content",
     "verify_v3_response",
 ]
 
 V3_SCHEME = "ALIPAY-SHA256withRSA"
+V3_ENCRYPTION_HEADERS = {"alipay-encrypt-type": "AES", "alipay-encryption-algm": "AES"}
 _FORBIDDEN = frozenset(",=\r\n")  # would make the auth string ambiguous
 
 
@@ -132,3 +142,13 @@ def verify_v3_response(
             continue
         return trusted.label
     raise SignatureMismatch("no trusted key verifies the answer")
+
+
+def v3_decrypt_body(key: bytes, raw: bytes) -> str:
+    """The JSON text of an encrypted answer's body (its base64 ciphertext, as received);
+    ``DecryptionFailed`` when it is not ciphertext of UTF-8 text under ``key``."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise DecryptionFailed("the answer is not base64 ciphertext") from None
+    return aes_decrypt(key, text)

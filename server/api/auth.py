@@ -22,6 +22,9 @@ Scope = Literal["read", "write", "send"]
 class Grant:
     apps: frozenset[str]  # "*" is every configured app
     scopes: frozenset[str]
+    # Who acts, for the record (a settle's evidence): ``token:`` and the first 8 hex digits of
+    # the token's SHA-256, which tell the configured tokens apart and reveal nothing of them.
+    identity: str = ""
 
     def require(self, app_id: str, scope: Scope) -> None:
         if not self.covers((app_id,)):
@@ -40,9 +43,10 @@ class Grant:
 
 class TokenRing:
     def __init__(self, tokens: list[TokenSettings]) -> None:
+        digests = [_digest(t.token.get_secret_value()) for t in tokens]
         self._grants = [
-            (_digest(t.token.get_secret_value()), Grant(frozenset(t.apps), frozenset(t.scopes)))
-            for t in tokens
+            (digest, Grant(frozenset(t.apps), frozenset(t.scopes), f"token:{digest.hex()[:8]}"))
+            for digest, t in zip(digests, tokens, strict=True)
         ]
 
     def authenticate(self, authorization: str | None) -> Grant:

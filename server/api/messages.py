@@ -10,7 +10,13 @@ from aiohttp import web
 from pydantic import BaseModel, RootModel
 
 from server.api.keys import RECONCILER, SENDER
-from server.api.operations import BODY_ERRORS, Operation, idempotency_key, path_value
+from server.api.operations import (
+    BODY_ERRORS,
+    GRANT,
+    Operation,
+    idempotency_key,
+    path_value,
+)
 from server.appkeys import STORE
 from server.consent.ledger import ConsentLedger
 from server.consent.reconcile import SyncAnswer
@@ -18,7 +24,8 @@ from server.consent.views import USER_ID_PATTERN
 from server.errors import NotFound, ValidationFailed
 from server.sending.channels.registry import SendBody
 from server.sending.messages import MessageView, StoredMessage
-from server.web.json_body import read_json
+from server.sending.settle import SettleRequest
+from server.web.json_body import read_json, read_model
 
 _IDENTIFIER = re.compile(USER_ID_PATTERN)
 
@@ -42,6 +49,13 @@ async def get_message(request: web.Request, ledger: ConsentLedger, app_id: str) 
     if message is None:
         raise NotFound("no such message for this app")
     return StoredMessage.of(message)
+
+
+async def settle_message(request: web.Request, ledger: ConsentLedger, app_id: str) -> BaseModel:
+    message_id = path_value(request, "message_id")
+    verdict = await read_model(request, SettleRequest)
+    who = request[GRANT].identity
+    return await request.app[SENDER].settle(app_id, message_id, verdict, who)
 
 
 async def sync_subscriptions(request: web.Request, ledger: ConsentLedger, app_id: str) -> BaseModel:
@@ -89,6 +103,18 @@ MESSAGE_OPERATIONS = (
         get_message,
         MessageView,
         errors=("not_found",),
+    ),
+    Operation(
+        "POST",
+        "/v1/apps/{app_id}/messages/{message_id}:settle",
+        "settleMessage",
+        "Settle a message whose outcome is unknown: delivered keeps its credit spent, "
+        "not_delivered refunds it; the reason and who settled it are kept as evidence",
+        "send",
+        settle_message,
+        MessageView,
+        SettleRequest,
+        errors=(*BODY_ERRORS, "message_not_found", "message_not_unknown"),
     ),
     Operation(
         "POST",

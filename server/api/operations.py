@@ -33,7 +33,7 @@ _WHOLE = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() would take "1_0"
 _DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 COMMON_ERRORS = ("unauthorized", "forbidden", "app_not_found", "validation_failed")
 BODY_ERRORS = ("invalid_json", "unsupported_media_type", "too_large", "request_timeout")
-# The caller's grant, for operations that are no one app's and decide what the token may see.
+# The caller's grant: what operations of no app decide the token may see, and who acts.
 GRANT = web.RequestKey("grant", Grant)
 
 
@@ -129,9 +129,9 @@ def guarded(operation: Operation) -> Callable[[web.Request], Awaitable[web.Respo
 def _authorised_app(request: web.Request, grant: Grant, operation: Operation) -> str:
     """The app in the path, once the grant covers it; "" for an operation of no app (its
     handler checks what the grant covers, with ``request[GRANT]``)."""
+    request[GRANT] = grant
     if not operation.for_app:
         grant.require_scope(operation.scope)
-        request[GRANT] = grant
         return ""
     app_id = request.match_info["app_id"]
     grant.require(app_id, operation.scope)

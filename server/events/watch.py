@@ -5,6 +5,10 @@ commits write none, and the delivery workers' own commits must not wake them in 
 commit only pokes the watch; the watch then reads the log's last position (one read for a burst
 of commits) and wakes its waiters only when that moved. Commits of other processes (replicas on
 one PostgreSQL database) are seen by a slow poll of the same read.
+
+With nobody waiting (a busy delivery worker reads the log on every pass anyway), a poke only
+marks the position as possibly behind, and the first waiter to come reads it: a pushing process
+commits many times a second, and a read after each commit would cost more than the push.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class EventWatch:
         self._poked = asyncio.Event()
         self._moved = asyncio.Condition()
         self.position: EventPosition = START
+        self._behind = False  # poked since the last read
+        self._waiting = 0
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -45,15 +51,24 @@ class EventWatch:
             self._task = None
 
     def poke(self, _seconds: float = 0.0, _writes: int = 0) -> None:
-        """Something committed: check the log soon. Fits ``Store.observe_commits``."""
-        self._poked.set()
+        """Something committed: check the log soon, or when someone waits. Fits
+        ``Store.observe_commits``."""
+        self._behind = True
+        if self._waiting:
+            self._poked.set()
 
     async def wait_beyond(self, position: EventPosition, seconds: float) -> bool:
         """Wait until the log's position is past ``position``, at most ``seconds``;
         whether it is."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds), self._moved:
-                await self._moved.wait_for(lambda: self.position > position)
+        self._waiting += 1
+        try:
+            if self._behind:
+                await self._check()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds), self._moved:
+                    await self._moved.wait_for(lambda: self.position > position)
+        finally:
+            self._waiting -= 1
         return self.position > position
 
     async def _watch_forever(self) -> None:
@@ -67,6 +82,7 @@ class EventWatch:
             await self._check()
 
     async def _check(self) -> None:
+        self._behind = False  # a commit during the read marks it again
         try:
             position = await self._store.last_event_position()
         except StorageError as error:

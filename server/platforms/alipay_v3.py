@@ -17,7 +17,11 @@ its code instead (a *badly* signed answer is UNKNOWN either way). ``links`` in a
 a string in the Java models and a list of ``{link, desc}`` in the Node SDK: both are accepted
 (``error_links``).
 
-Bodies are sent as plain JSON: the optional v3 AES body encryption is not implemented.
+An app with an ``encrypt_key`` (接口内容加密 on) has every call with a body AES-encrypted: the
+ciphertext is sent as ``text/plain`` with ``alipay-encrypt-type: AES`` and signed as sent, and a
+2xx answer's body is verified as received, then decrypted; one that does not decrypt to JSON is
+UNKNOWN, as an unverifiable answer is. Error answers are read as plain JSON, as the official Node
+SDK reads them (``verify.alipay_v3``).
 """
 
 from __future__ import annotations
@@ -41,8 +45,14 @@ from server.platforms.calls import (
     log_call,
     text_or_none,
 )
-from verify.alipay_v3 import v3_authorization, verify_v3_response
-from verify.errors import SignatureMismatch
+from verify.aes import aes_encrypt
+from verify.alipay_v3 import (
+    V3_ENCRYPTION_HEADERS,
+    v3_authorization,
+    v3_decrypt_body,
+    verify_v3_response,
+)
+from verify.errors import DecryptionFailed, SignatureMismatch
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +93,23 @@ class AlipayV3Client(PlatformClient):
         """One signed call of ``method`` (``"POST"``) on ``path`` (``/v3/...``, query included,
         already percent-encoded: it is sent and signed byte for byte) with ``body`` as JSON.
 
-        Each call gets a fresh ``nonce`` and ``alipay-request-id`` (32 hex characters).
+        Each call gets a fresh ``nonce`` and ``alipay-request-id`` (32 hex characters). With
+        the app's ``encrypt_key`` the body goes encrypted and the answer comes back so.
         """
         if app.app_private_key is None:
             raise AppNotReady(f"app {app.app_id} has no app_private_key to sign calls with")
         if not path.startswith("/") or not path.isascii():
             raise ValueError("path must be an ASCII, percent-encoded path starting with /")
+        key = None if body is None else app.policy.encrypt_key
         text = "" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        if key is not None:
+            text = aes_encrypt(key, text)
         request_id = self._new_id()
         headers = self._headers(app, method, path, text, request_id, app_auth_token)
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = "application/json" if key is None else "text/plain"
+        if key is not None:
+            headers.update(V3_ENCRYPTION_HEADERS)
         url = URL(app.v3_gateway_url.rstrip("/") + path, encoded=True)
         data = text.encode("utf-8") if body is not None else None
         try:
@@ -104,7 +120,7 @@ class AlipayV3Client(PlatformClient):
         except aiohttp.ClientError as error:
             result = CallResult(CallOutcome.TRANSIENT, error=type(error).__name__)
             return _logged(method, path, app, request_id, None, result)
-        result = self.classify(status, answer_headers, raw, app)
+        result = self.classify(status, answer_headers, raw, app, encrypted=key is not None)
         trace_id = answer_headers.get("alipay-trace-id")
         return _logged(method, path, app, request_id, trace_id, result)
 
@@ -157,10 +173,17 @@ class AlipayV3Client(PlatformClient):
             return response.status, response.headers, await response.read()
 
     def classify(
-        self, status: int, headers: Mapping[str, str], raw: bytes, app: AppCredentials
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        raw: bytes,
+        app: AppCredentials,
+        *,
+        encrypted: bool = False,
     ) -> CallResult:
         """The outcome of one answer: status, headers (lower-case names, or case-insensitive)
-        and the raw body bytes, which the signature covers exactly."""
+        and the raw body bytes, which the signature covers exactly; ``encrypted``: the request
+        was, so a 2xx body is the app's ciphertext."""
         node = _decode(raw)
         code, message = text_or_none(node.get("code")), text_or_none(node.get("message"))
         if status >= 500:
@@ -185,7 +208,7 @@ class AlipayV3Client(PlatformClient):
         if error is not None and not unsigned_error_ok:
             return CallResult(CallOutcome.UNKNOWN, code=code, msg=message, error=error, node=node)
         if 200 <= status < 300:
-            return CallResult(CallOutcome.SUCCESS, node=node)
+            return _success(raw, app, encrypted)
         if not 400 <= status < 500:
             return CallResult(
                 CallOutcome.UNKNOWN, code=code, msg=message, error=f"HTTP {status}", node=node
@@ -197,6 +220,23 @@ class AlipayV3Client(PlatformClient):
         else:
             outcome = CallOutcome.REJECTED
         return CallResult(outcome, code=code, msg=message, error=error, node=node)
+
+
+def _success(raw: bytes, app: AppCredentials, encrypted: bool) -> CallResult:
+    """A verified 2xx: its body as JSON, decrypted first when it is ciphertext."""
+    key = app.policy.encrypt_key
+    if not encrypted or key is None or not raw.strip():
+        return CallResult(CallOutcome.SUCCESS, node=_decode(raw))
+    try:
+        node = json.loads(v3_decrypt_body(key, raw.strip()))
+    except DecryptionFailed as failure:
+        return CallResult(CallOutcome.UNKNOWN, error=f"{failure.code}: {failure}")
+    except ValueError:
+        node = None
+    if not isinstance(node, dict):
+        error = f"{DecryptionFailed.code}: the decrypted answer is not a JSON object"
+        return CallResult(CallOutcome.UNKNOWN, error=error)
+    return CallResult(CallOutcome.SUCCESS, node=node)
 
 
 def error_links(node: Mapping[str, Any]) -> tuple[str, ...]:

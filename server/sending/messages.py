@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.models import MessageRecord, MessageStatus
+from storage.models import FINAL_STATUSES, MessageRecord, MessageStatus, SettleOutcome
 
 
 class PlatformAnswer(BaseModel):
@@ -21,6 +21,16 @@ class Skipped(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     user_id: str
     reason: str = Field(description="Why this recipient was left out: consent_required.")
+
+
+class SettlementView(BaseModel):
+    """How a person settled a message whose outcome was unknown."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    outcome: SettleOutcome
+    reason: str
+    settled_by: str = Field(description="Who settled it: the API token's fingerprint.")
+    settled_at: datetime
 
 
 class MessageView(BaseModel):
@@ -46,6 +56,9 @@ class MessageView(BaseModel):
     )
     skipped: list[Skipped] = Field(description="Recipients left out, with the reason.")
     warnings: list[str] = Field(description="What the caller should know about this delivery.")
+    settlement: SettlementView | None = Field(
+        default=None, description="Set once a person settled the message's unknown outcome."
+    )
 
     @classmethod
     def of(cls, message: MessageRecord) -> MessageView:
@@ -75,12 +88,15 @@ class MessageView(BaseModel):
             recipients=list(message.allowed),
             skipped=[Skipped(user_id=s.user_id, reason=s.reason) for s in message.skipped],
             warnings=list(message.warnings),
+            settlement=None
+            if message.settlement is None
+            else SettlementView.model_validate(message.settlement.model_dump()),
         )
 
     @property
     def http_status(self) -> int:
-        """200 once final; 202 while the outbox still owns it."""
-        final = self.status in (MessageStatus.SENT, MessageStatus.FAILED)
+        """200 once final; 202 while the outbox still owns it, or its outcome is unknown."""
+        final = self.status in FINAL_STATUSES and self.status is not MessageStatus.UNKNOWN
         return 200 if final else 202
 
 

@@ -31,6 +31,7 @@ from server.platforms.calls import CallOutcome, CallResult
 from server.runtime.clock import Clock
 from server.sending.channels.base import PreparedSend, RecentActivityWarning, SendChannel
 from server.sending.messages import MessageView
+from server.sending.settle import SettleRequest, settle_message
 from server.settings import OutboxSettings
 from storage import Store
 from storage.models import (
@@ -117,6 +118,13 @@ class MessageSender:
             warnings=warnings,
         )
         return await self._to_the_end(self._reserve_and_attempt(reservation))
+
+    async def settle(
+        self, app_id: str, message_id: str, verdict: SettleRequest, settled_by: str
+    ) -> MessageView:
+        """Settle an ``unknown`` message as a person decided (``server.sending.settle``)."""
+        now = self._clock()
+        return await settle_message(self._store, app_id, message_id, verdict, settled_by, now)
 
     async def _reserve_and_attempt(self, reservation: SendReservation) -> MessageView:
         outcome = await self._store.reserve_send(reservation, begin=True)

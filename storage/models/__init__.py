@@ -57,6 +57,8 @@ from storage.models.outbox import (
     MessageStatus,
     ReserveOutcome,
     SendReservation,
+    Settlement,
+    SettleOutcome,
     SkippedRecipient,
 )
 
@@ -99,6 +101,8 @@ __all__ = [
     "ReportOutcome",
     "ReserveOutcome",
     "SendReservation",
+    "SettleOutcome",
+    "Settlement",
     "SkippedRecipient",
     "StoredConsentEvent",
     "StoredEvent",

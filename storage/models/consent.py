@@ -18,6 +18,7 @@ class ConsentAction(StrEnum):
     CANCEL = "cancel"
     SPEND = "spend"
     REFUND = "refund"
+    CONFIRM = "confirm"  # a person settled a send of unknown outcome as delivered: stays spent
     FOLLOW = "follow"
     UNFOLLOW = "unfollow"
     GRANT = "grant"

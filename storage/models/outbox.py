@@ -20,9 +20,19 @@ class MessageStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # definite: the credit was refunded
     UNKNOWN = "unknown"  # the outcome cannot be known (crash in flight, unverifiable answer)
+    SETTLED_DELIVERED = "settled_delivered"  # unknown, then a person said delivered: spent
+    SETTLED_NOT_DELIVERED = "settled_not_delivered"  # unknown, then not delivered: refunded
 
 
-FINAL_STATUSES = frozenset({MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.UNKNOWN})
+FINAL_STATUSES = frozenset(
+    {
+        MessageStatus.SENT,
+        MessageStatus.FAILED,
+        MessageStatus.UNKNOWN,
+        MessageStatus.SETTLED_DELIVERED,
+        MessageStatus.SETTLED_NOT_DELIVERED,
+    }
+)
 
 
 ConsentMode = Literal["single", "split", "none"]
@@ -93,6 +103,30 @@ class SendReservation(Frozen):
         return self.ledger_channel or self.channel
 
 
+class SettleOutcome(StrEnum):
+    """What a person found out about an ``unknown`` message (``Store.settle_message``)."""
+
+    DELIVERED = "delivered"  # the credit stays spent
+    NOT_DELIVERED = "not_delivered"  # each recipient's spend is refunded
+
+    @property
+    def status(self) -> MessageStatus:
+        """The final status a settle of this outcome leaves its message in."""
+        if self is SettleOutcome.DELIVERED:
+            return MessageStatus.SETTLED_DELIVERED
+        return MessageStatus.SETTLED_NOT_DELIVERED
+
+
+class Settlement(Frozen):
+    """Who settled an ``unknown`` message, how and why: kept on the message and, as the
+    evidence of an ``operator`` event, in each recipient's ledger."""
+
+    outcome: SettleOutcome
+    reason: str
+    settled_by: str  # the caller's identity (an API token's fingerprint), never a secret
+    settled_at: Instant
+
+
 class MessageRecord(Frozen):
     """A message of the outbox as stored: what it sends, to whom, and how its attempts went."""
 
@@ -121,6 +155,7 @@ class MessageRecord(Frozen):
     skipped: tuple[SkippedRecipient, ...] = ()
     warnings: tuple[str, ...] = ()
     ledger_channel: str = ""  # empty: the message's channel
+    settlement: Settlement | None = None  # how a person settled it, once it was ``unknown``
 
     @property
     def consent_channel(self) -> str:

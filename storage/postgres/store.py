@@ -32,6 +32,7 @@ from storage.models import (
     ReportOutcome,
     ReserveOutcome,
     SendReservation,
+    Settlement,
     SubscribeReport,
 )
 from storage.postgres import consents, deliveries, lost_commits, notifications, outbox
@@ -48,6 +49,7 @@ from storage.postgres.connection import (
     transact,
 )
 from storage.postgres.migrate import apply_migrations
+from storage.postgres.settle import settle_message
 from storage.sending import replay
 from storage.sql.dialect import POSTGRES
 from storage.sql.ledger import LEDGER
@@ -208,6 +210,14 @@ class PostgresStore(StoreReads):
         """As ``Store.finish_attempt`` says: the message's row is locked first."""
         return await self._transact(
             lambda connection: outbox.finish_attempt(connection, message_id, result, now)
+        )
+
+    async def settle_message(
+        self, app_id: str, message_id: str, settlement: Settlement
+    ) -> MessageRecord | None:
+        """As ``Store.settle_message`` says: the message's row is locked first."""
+        return await self._transact(
+            lambda connection: settle_message(connection, app_id, message_id, settlement)
         )
 
     async def claim_due_messages(

@@ -1,7 +1,7 @@
 """Statements of the operator console's reads: keyset pages newest first, bucketed counts, and
 what one notification caused.
 
-Every page reads an index in order and stops at its limit (``0007_console.sql`` adds the
+Every page reads an index in order and stops at its limit (``0008_console.sql`` adds the
 indexes): a cursor is the (time, id) of the last row shown, so a page never counts past rows.
 Each optional filter is its own statement, not ``? IS NULL OR ...``, so that the planner of
 either database sees the index that filter can use.

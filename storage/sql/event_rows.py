@@ -1,6 +1,11 @@
 """Event and delivery rows, both ways: events as the feed returns them, the heads the fan-out
 filters on, deliveries with their attempts, and the values an attempt's verdict writes.
 
+Rows are read back into models without validating them again (``model_construct``): every value
+was validated on its way in, each column is converted here to exactly the type the model holds
+(times by ``storage.timecodec``, enums by value), and a claim builds several models per event
+pushed.
+
 A consent or message event's ``data`` is the JSON text its trigger wrote (SQLite's
 ``json_object``, PostgreSQL's ``json_build_object``): both write strings, integers and nulls
 the same way, so parsed it is the same dict from either database.
@@ -64,7 +69,7 @@ def stored_event(row: Row, start: int = 0) -> StoredEvent:
     """The event whose ``EVENT_COLUMNS`` start at column ``start``."""
     values = row[start : start + _EVENT_WIDTH]
     notification = row[start + _EVENT_WIDTH :]
-    return StoredEvent(
+    return StoredEvent.model_construct(
         id=values[0],
         txid=values[1],
         type=EventType(values[2]),
@@ -88,12 +93,15 @@ def delivery(row: Row) -> Delivery:
     for name in _DELIVERY_TIMES:
         values[name] = from_millis(values[name])
     values["delivered_at"] = optional_datetime(values["delivered_at"])
-    return Delivery.model_validate(values)
+    values["status"] = DeliveryStatus(values["status"])
+    return Delivery.model_construct(**values)
 
 
 def claimed(row: Row) -> ClaimedDelivery:
     """A row of ``due_deliveries``: the delivery, then its event."""
-    return ClaimedDelivery(delivery=delivery(row), event=stored_event(row, _DELIVERY_WIDTH))
+    return ClaimedDelivery.model_construct(
+        delivery=delivery(row), event=stored_event(row, _DELIVERY_WIDTH)
+    )
 
 
 def new_delivery_values(destination: str, read: EventRead, now: int) -> tuple[Any, ...]:

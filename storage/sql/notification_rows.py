@@ -38,7 +38,7 @@ def notification_row(record: NotificationRecord) -> NotificationRow:
 
 def stored_notification(row: Row) -> StoredNotification:
     """A row of ``NOTIFICATION_COLUMNS``."""
-    return StoredNotification(
+    return StoredNotification.model_construct(  # as storage/sql/event_rows.py says why
         id=row[0],
         app_id=row[1],
         dedupe_key=row[2],

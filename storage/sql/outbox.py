@@ -1,7 +1,8 @@
 """Statements of the outbox: a send's message from its reservation to its final outcome.
 
 An attempt begins only for a due (pending or queued) message its worker holds the lease of, and
-finishes only while it is in flight (``sending``): a second finish changes nothing.
+finishes only while it is in flight (``sending``): a second finish changes nothing. Only an
+``unknown`` message is settled by a person (``storage.settlement``), once.
 """
 
 # ruff: noqa: S608 (every statement is built from constants, at import)
@@ -15,7 +16,7 @@ MESSAGE_COLUMNS = (
     "id, app_id, idempotency_key, request_sha256, channel, user_id, template_id, payload, "
     "status, attempts, next_attempt_at, lease_owner, lease_until, platform_code, platform_msg, "
     "sub_code, sub_msg, last_error, created_at, updated_at, sent_at, recipients, skipped, "
-    "warnings, ledger_channel"
+    "warnings, ledger_channel, settled_reason, settled_by, settled_at"
 )
 MESSAGE_NAMES = tuple(MESSAGE_COLUMNS.split(", "))
 _SELECT = f"SELECT {MESSAGE_COLUMNS} FROM messages"
@@ -43,6 +44,11 @@ class OutboxStatements:
         "UPDATE messages SET status = ?, next_attempt_at = ?, lease_owner = NULL, "
         "lease_until = NULL, platform_code = ?, platform_msg = ?, sub_code = ?, sub_msg = ?, "
         "last_error = ?, updated_at = ?, sent_at = ? WHERE id = ? AND status = 'sending' "
+        f"RETURNING {MESSAGE_COLUMNS}"
+    )
+    settle_message: str = (
+        "UPDATE messages SET status = ?, settled_reason = ?, settled_by = ?, settled_at = ?, "
+        "updated_at = ? WHERE id = ? AND status = 'unknown' "
         f"RETURNING {MESSAGE_COLUMNS}"
     )
     count_messages: str = "SELECT count(*) FROM messages"

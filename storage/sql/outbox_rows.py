@@ -12,6 +12,8 @@ from storage.models import (
     MessageRecord,
     MessageStatus,
     SendReservation,
+    Settlement,
+    SettleOutcome,
     SkippedRecipient,
 )
 from storage.sending import status_after
@@ -33,7 +35,19 @@ def message_from_row(row: Row) -> MessageRecord:
         values[name] = optional_datetime(values[name])
     for name in _JSON_LISTS:
         values[name] = json_list(values[name])
+    values["settlement"] = _settlement(values)
     return MessageRecord.model_validate(values)
+
+
+def _settlement(values: dict[str, Any]) -> Settlement | None:
+    """The settle kept in a row's ``settled_*`` columns (taken out of ``values``); its outcome
+    is the status it left."""
+    reason, by, at = (values.pop(f"settled_{name}") for name in ("reason", "by", "at"))
+    if at is None:
+        return None
+    delivered = values["status"] == MessageStatus.SETTLED_DELIVERED
+    outcome = SettleOutcome.DELIVERED if delivered else SettleOutcome.NOT_DELIVERED
+    return Settlement(outcome=outcome, reason=reason, settled_by=by, settled_at=from_millis(at))
 
 
 def new_message_row(
@@ -69,6 +83,9 @@ def new_message_row(
         compact_json([s.model_dump() for s in skipped]),
         compact_json(list(r.warnings)),
         r.consent_channel,
+        None,
+        None,
+        None,
     )
 
 

@@ -42,6 +42,7 @@ from storage.models import (
     ReportOutcome,
     ReserveOutcome,
     SendReservation,
+    Settlement,
     SubscribeReport,
 )
 from storage.sql.dialect import SQLITE, marks
@@ -53,6 +54,7 @@ from storage.sql.rows import Row
 from storage.sql.statements import statements_for
 from storage.sqlite import consents, deliveries, notifications, outbox, reports
 from storage.sqlite.connection import SQLiteOptions, open_connections
+from storage.sqlite.settle import settle_message
 from storage.sqlite.writer import SerialWriter, WriteJob
 from storage.timecodec import to_millis
 
@@ -208,6 +210,12 @@ class SQLiteStore(StoreReads):
     ) -> MessageRecord:
         """It refuses (an unknown message) only when its update changed nothing."""
         return await self._job_without_savepoint(outbox.finish_attempt, message_id, result, now)
+
+    async def settle_message(
+        self, app_id: str, message_id: str, settlement: Settlement
+    ) -> MessageRecord | None:
+        """As ``Store.settle_message`` says, in one writer job."""
+        return await self._job(settle_message, app_id, message_id, settlement)
 
     async def claim_due_messages(
         self, owner: str, now: datetime, lease_until: datetime, limit: int

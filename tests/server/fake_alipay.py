@@ -18,7 +18,6 @@ with the queue empty a method answers ``success()``, and ``subscribe.query`` ans
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import json
 from collections import defaultdict, deque
@@ -30,9 +29,7 @@ from typing import Any, Literal
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from alipay.aop.api.util import SignatureUtils
-from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from server.dev.sandbox import classic_protocol as protocol
 from server.dev.sandbox.classic_protocol import GATEWAY_PATH as GATEWAY_PATH
@@ -40,6 +37,7 @@ from server.dev.sandbox.classic_protocol import QUERY_METHOD as QUERY_METHOD
 from server.dev.sandbox.classic_protocol import SEND_METHOD as SEND_METHOD
 from tests.oracle import oracle_content, oracle_verify
 from tests.pki import pkcs1_base64, rsa_key
+from tests.server.fake_aes import aes_decrypt, aes_encrypt
 
 ReplyKind = Literal["signed", "unsigned", "bad_signature", "encrypted", "hang", "http_500"]
 
@@ -212,7 +210,7 @@ class FakeAlipay:
         content = form["biz_content"]
         if form.get("encrypt_type") == "AES":
             assert self.encrypt_key is not None
-            content = _aes_decrypt(self.encrypt_key, content)
+            content = aes_decrypt(self.encrypt_key, content)
         decoded: dict[str, Any] = json.loads(content)
         return decoded
 
@@ -232,7 +230,7 @@ class FakeAlipay:
         if reply.kind == "encrypted":
             aes_key = reply.aes_key or self.encrypt_key
             assert aes_key is not None, "encrypted answers need an AES key"
-            node_text = protocol.encrypted_node_text(_aes_encrypt(aes_key, node_text))
+            node_text = protocol.encrypted_node_text(aes_encrypt(aes_key, node_text))
         signature = None
         if reply.kind != "unsigned":
             key = self.stranger_key if reply.kind == "bad_signature" else self.alipay_key
@@ -257,21 +255,3 @@ def _sign(key_pkcs1_base64: str, content: str) -> str:
     answer; it keeps the pure-Python signer off the clock of the client's call timeout."""
     signature: str = SignatureUtils.sign_with_rsa2(key_pkcs1_base64, content, "utf-8")
     return signature
-
-
-def _aes_cipher(key: bytes) -> Cipher[modes.CBC]:
-    return Cipher(algorithms.AES(key), modes.CBC(bytes(16)))
-
-
-def _aes_encrypt(key: bytes, text: str) -> str:
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(text.encode("utf-8")) + padder.finalize()
-    encryptor = _aes_cipher(key).encryptor()
-    return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode("ascii")
-
-
-def _aes_decrypt(key: bytes, ciphertext: str) -> str:
-    decryptor = _aes_cipher(key).decryptor()
-    padded = decryptor.update(base64.b64decode(ciphertext)) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
-    return (unpadder.update(padded) + unpadder.finalize()).decode("utf-8")

@@ -8,6 +8,10 @@ Independent of the code under test (recipe T3/T4): requests are checked and answ
 ``{code, message, links}``), signed like any other answer. The shapes (the error document, the
 answer's headers, the scheme and the request rules) are the package's
 ``server.dev.sandbox.v3_protocol``, which the dev sandbox answers with too.
+
+With ``encrypt_key`` (the app's 接口内容加密 on) the fake requires every body to come AES-encrypted
+(``alipay-encrypt-type: AES``, ``text/plain``, signed over the ciphertext), refuses anything else
+with ``decryption-error``, and answers a 2xx encrypted too, signed over its ciphertext.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import base64
 import binascii
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -29,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from server.dev.sandbox import v3_protocol as protocol
+from tests.server.fake_aes import aes_decrypt, aes_encrypt
 
 TOLERANCE = protocol.TOLERANCE
 
@@ -57,6 +62,8 @@ class V3Reply:
     alipay_sn: str | None = None  # overrides the fake's own alipay-sn
     omit_sn: bool = False
     hang: bool = False  # wait for FakeAlipayV3.release before answering
+    plain: bool = False  # answer an encrypted request's 2xx unencrypted all the same
+    aes_key: bytes | None = None  # encrypt a 2xx with this key instead of the app's
 
 
 def v3_error(
@@ -75,6 +82,7 @@ class ReceivedV3:
     body: bytes
     auth: dict[str, str]  # the auth string's items
     refused: str | None  # the error code the fake's own checks answered, None if they passed
+    content: bytes = b""  # the body's JSON text, decrypted when it came encrypted
 
 
 @dataclass
@@ -87,6 +95,7 @@ class FakeAlipayV3:
     alipay_sn: str | None = None  # certificate mode: sent as alipay-sn
     app_cert_sn: str | None = None  # certificate mode: expected in the auth string
     root_cert_sn: str | None = None  # certificate mode: expected in alipay-root-cert-sn
+    encrypt_key: bytes | None = None  # the app's AES key: bodies must come encrypted with it
     received: list[ReceivedV3] = field(default_factory=list)
     replies: deque[V3Reply] = field(default_factory=deque)
     release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -117,8 +126,10 @@ class FakeAlipayV3:
         body = await request.read()
         headers = {name.lower(): value for name, value in request.headers.items()}
         auth, refused = self._check(request.method, request.raw_path, headers, body)
+        content, undecryptable = self._content(headers, body)
+        refused = refused or undecryptable
         self.received.append(
-            ReceivedV3(request.method, request.raw_path, headers, body, auth, refused)
+            ReceivedV3(request.method, request.raw_path, headers, body, auth, refused, content)
         )
         if refused is not None:
             reply = v3_error(401, refused, "refused by the fake", [{"link": "x", "desc": "y"}])
@@ -126,7 +137,21 @@ class FakeAlipayV3:
             reply = self.replies.popleft() if self.replies else V3Reply()
         if reply.hang:
             await self.release.wait()
-        return self._answer(reply)
+        return self._answer(reply, encrypted=body != content)
+
+    def _content(self, headers: Mapping[str, str], body: bytes) -> tuple[bytes, str | None]:
+        """The body's JSON text, and ``decryption-error`` when it is not as the app's
+        encryption setting requires (a body-less request has nothing to encrypt)."""
+        encrypted = headers.get("alipay-encrypt-type") == "AES"
+        if not body or (self.encrypt_key is None and not encrypted):
+            return body, None
+        plain_type = headers.get("content-type", "").startswith("text/plain")
+        if self.encrypt_key is None or not encrypted or not plain_type:
+            return body, "decryption-error"
+        try:
+            return aes_decrypt(self.encrypt_key, body.decode("ascii")).encode("utf-8"), None
+        except ValueError:
+            return body, "decryption-error"
 
     def _check(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -161,10 +186,14 @@ class FakeAlipayV3:
         now_ms = self.clock().timestamp() * 1000
         return abs(int(timestamp_ms) - now_ms) <= TOLERANCE.total_seconds() * 1000
 
-    def _answer(self, reply: V3Reply) -> web.Response:
+    def _answer(self, reply: V3Reply, *, encrypted: bool = False) -> web.Response:
         self._count += 1
         timestamp = str(int(self.clock().timestamp() * 1000))
         nonce = f"fake-nonce-{self._count}"
+        if encrypted and reply.status < 300 and reply.body and not reply.plain:
+            aes_key = reply.aes_key or self.encrypt_key
+            assert aes_key is not None
+            reply = replace(reply, body=aes_encrypt(aes_key, reply.body))
         signed_body = reply.body
         content = f"{timestamp}\n{nonce}\n{signed_body}\n"
         key = self.alipay_private_key

@@ -127,12 +127,14 @@ async def deliveries(api: Api, name: str = "orders", **params: Any) -> Answer:
     return await api.request("GET", f"/v1/destinations/{name}/deliveries", params=query)
 
 
-async def until_deliveries(api: Api, status: str, count: int) -> list[dict[str, Any]]:
-    """Wait until the orders destination has ``count`` deliveries in ``status``; them."""
+async def until_deliveries(
+    api: Api, status: str, count: int, name: str = "orders"
+) -> list[dict[str, Any]]:
+    """Wait until the destination has ``count`` deliveries in ``status``; them."""
     found: list[dict[str, Any]] = []
 
     async def there() -> bool:
-        answer = await deliveries(api, status=status, limit=100)
+        answer = await deliveries(api, name, status=status, limit=100)
         found[:] = answer.body["deliveries"]
         return len(found) == count
 
@@ -159,6 +161,7 @@ async def test_each_destination_is_listed_with_its_filters_and_state_and_no_secr
     await notify(api, "fine")
     await notify(api, "broken")
     await until_deliveries(api, "failing", 1)
+    await until_deliveries(api, "delivered", 2, name="audit")  # its verdicts kept, not only sent
     api.later(seconds=90)
 
     answer = await api.request("GET", "/v1/destinations")

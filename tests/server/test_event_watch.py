@@ -54,3 +54,30 @@ async def test_a_waiter_cancelled_as_the_log_moves_ends_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     await watch.stop()
+
+
+async def test_commits_with_nobody_waiting_cost_no_read_and_the_next_waiter_reads_first() -> None:
+    log = GrowingLog()
+    watch = EventWatch(cast(Store, log), poll_seconds=30.0)
+    await watch.start()
+    reads = log.position.id
+    for _ in range(100):
+        watch.poke()
+        await asyncio.sleep(0)
+
+    assert log.position.id == reads  # a hundred commits, not one read
+    assert await watch.wait_beyond(EventPosition(0, reads), 30)  # read at once, not at the poll
+    assert log.position.id == reads + 1
+    await watch.stop()
+
+
+async def test_a_commit_wakes_a_waiter_at_once() -> None:
+    watch = await started_watch()
+    waiter = asyncio.create_task(watch.wait_beyond(watch.position, 30))
+    for _ in range(2):
+        await asyncio.sleep(0)  # the waiter now waits on the watch's condition
+
+    watch.poke()
+
+    assert await asyncio.wait_for(waiter, 5)
+    await watch.stop()

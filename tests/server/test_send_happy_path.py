@@ -147,6 +147,7 @@ async def test_get_message_shows_status_attempts_platform_codes_and_timestamps(
         "recipients": [USER],
         "skipped": [],
         "warnings": [],
+        "settlement": None,
     }
     assert answer.body == sent.body
 
