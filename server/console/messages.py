@@ -8,6 +8,7 @@ from aiohttp import web
 
 from server.appkeys import STORE
 from server.console.guard import app_of, console_page, render
+from server.console.keys import SESSION
 from server.console.queries import PAGE_SIZE, cursor, cursor_of, text
 from server.errors import InvalidParameter, NotFound
 from server.sending.messages import MessageView
@@ -43,5 +44,10 @@ async def message_detail(request: web.Request) -> web.StreamResponse:
     message = await request.app[STORE].get_message(app_id, request.match_info["message_id"])
     if message is None:
         raise NotFound("no message of this app has this id")
-    context = {"m": MessageView.of(message), "record": message}
+    grant = request[SESSION].grant
+    context = {
+        "m": MessageView.of(message),
+        "can_settle": message.status is MessageStatus.UNKNOWN and {"write", "send"} <= grant.scopes,
+        "notice": "Settled." if request.query.get("settled") else None,
+    }
     return render(request, "message.html", context)

@@ -20,6 +20,7 @@ from server.console.login import log_in, log_out
 from server.console.messages import message_detail, message_list
 from server.console.notifications import notification_detail, notification_list
 from server.console.overview import overview
+from server.console.settle import settle
 from server.console.users import find_user, user_page
 
 HERE = Path(__file__).resolve().parent
@@ -52,6 +53,7 @@ def add_app_pages(router: web.UrlDispatcher) -> None:
     router.add_get(f"{app}/users/{{user_id}}", user_page)
     router.add_get(f"{app}/messages", message_list)
     router.add_get(f"{app}/messages/{{message_id}}", message_detail)
+    router.add_post(f"{app}/messages/{{message_id}}/settle", settle)
 
 
 def add_delivery_pages(router: web.UrlDispatcher) -> None:
