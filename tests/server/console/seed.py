@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from storage.models import TemplateKind
 from tests.server.api_client import ADMIN_TOKEN, ONE_TIME, USER, new_key, success_report
-from tests.server.conftest import APP_ID, OTHER_APP_ID, Gateway
+from tests.server.conftest import APP_ID, Gateway
 from tests.server.notifications import life_account_fields, post, signed, trade_fields
 from tests.storage.records import reservation
 
@@ -65,6 +65,3 @@ async def unknown_message(gateway: Gateway, user_id: str = USER) -> str:
     assert outcome.begun
     assert outcome.message.id in await store.abandon_in_flight(now + timedelta(minutes=1))
     return outcome.message.id
-
-
-__all__ = ["OTHER_APP_ID", "OTHER_USER"]
