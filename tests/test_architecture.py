@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("server.delivery",),
     ("server.workers",),
     ("server.api",),
+    ("server.console",),
     ("server.dev",),
     ("server.wiring",),
     ("server.cli",),

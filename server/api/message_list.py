@@ -1,15 +1,16 @@
 """GET /v1/apps/{app_id}/messages: the app's messages, newest first, a page at a time, in one
 status (``status=unknown``: those an operator settles) or on one channel.
 
-The cursor is the last message's place (creation time, then id) in URL-safe base64 with a
-version: opaque to callers, so that the order may change its spelling later.
+The store reads the page (``Store.messages_page``, keyset on the indexes of migration 0008, the
+same read the console's messages page makes). The cursor is the last message's place (creation
+time, then id) in URL-safe base64 with a version: opaque to callers, so that the order may
+change its spelling later.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,14 +21,14 @@ from server.consent.ledger import ConsentLedger
 from server.errors import InvalidCursor, InvalidParameter
 from server.sending.channels.registry import SEND_CHANNELS
 from server.sending.messages import MessageView
-from storage.models import MessageStatus
-from storage.timecodec import from_millis, to_millis
+from storage.models import MessageQuery, MessageStatus
+from storage.timecodec import to_millis
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 50
 _VERSION = "1"
 _MAX_CURSOR = 200
-Place = tuple[datetime, str]
+Place = tuple[int, str]  # created_at in epoch milliseconds, then the message id
 
 
 class MessagePage(BaseModel):
@@ -43,7 +44,7 @@ class MessagePage(BaseModel):
 
 def encode_place(place: Place) -> str:
     """The cursor of the page after the message at ``place``."""
-    text = f"{_VERSION}.{to_millis(place[0])}.{place[1]}".encode()
+    text = f"{_VERSION}.{place[0]}.{place[1]}".encode()
     return base64.urlsafe_b64encode(text).decode("ascii").rstrip("=")
 
 
@@ -59,22 +60,22 @@ def decode_place(cursor: str) -> Place | None:
     millis, _, message_id = rest.partition(".")
     if version != _VERSION or not millis.isdigit() or not message_id:
         return None
-    return from_millis(int(millis)), message_id
+    return int(millis), message_id
 
 
 async def list_messages(request: web.Request, ledger: ConsentLedger, app_id: str) -> BaseModel:
     limit = int(query_number(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT))
-    records = await request.app[STORE].app_messages_page(
-        app_id,
-        limit,
+    query = MessageQuery(
+        limit=limit,
         status=_one_of(request, "status", tuple(MessageStatus)),
         channel=_one_of(request, "channel", tuple(spec.name for spec in SEND_CHANNELS)),
-        below=_below(request),
+        before=_below(request),
     )
+    records = await request.app[STORE].messages_page(app_id, query)
     last = records[-1] if len(records) == limit else None
     return MessagePage(
         messages=[MessageView.of(record) for record in records],
-        next_cursor=None if last is None else encode_place((last.created_at, last.id)),
+        next_cursor=None if last is None else encode_place((to_millis(last.created_at), last.id)),
     )
 
 

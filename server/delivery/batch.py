@@ -109,14 +109,24 @@ class Courier:
     async def deliver(
         self, store: Store, owner: str, claimed: Sequence[ClaimedDelivery], lease_until: datetime
     ) -> list[DeliveryResult]:
-        """Post each claimed delivery and keep every verdict in one ``finish_deliveries``."""
+        """Post each claimed delivery, then keep every verdict in one ``finish_deliveries``."""
+        results = await self.post(claimed, lease_until)
+        await self.keep(store, owner, results)
+        return results
+
+    async def post(
+        self, claimed: Sequence[ClaimedDelivery], lease_until: datetime
+    ) -> list[DeliveryResult]:
+        """Post each claimed delivery (as many at once as the concurrency); their verdicts."""
         answers = await asyncio.gather(*(self._attempt(item, lease_until) for item in claimed))
-        results = [result for result in answers if result is not None]
+        return [result for result in answers if result is not None]
+
+    async def keep(self, store: Store, owner: str, results: Sequence[DeliveryResult]) -> None:
+        """Keep the verdicts of the deliveries ``owner`` still holds, in one commit."""
         if results:
             applied = await store.finish_deliveries(owner, results)
             if self._metrics is not None:
                 self._metrics.observe(self.name, results, applied)
-        return results
 
     async def _attempt(
         self, claimed: ClaimedDelivery, lease_until: datetime

@@ -3,8 +3,10 @@
 Each pass calls ``Store.fan_out`` (the destination's cursor moves past new events, a pending
 delivery is made of each one it takes), then ``Store.claim_deliveries`` (due deliveries leased to
 this process, per-user order kept by the store), and hands the batch to the ``Courier``. Up to
-``BATCHES_IN_FLIGHT`` batches are out at once, sharing the destination's ``concurrency``: while
-one batch's answers are awaited and its verdicts committed, the next is already being posted.
+``BATCHES_IN_FLIGHT`` batches are posted at once, sharing the destination's ``concurrency``: while
+one batch's answers are awaited, the next is already being posted, and once its answers are all
+in, its verdicts are committed while the next batch is claimed (a user's next event waits for
+that commit: the store keeps per-user order).
 
 With nothing to do the loop sleeps until it is woken: by the event watch (an event was written),
 by a batch finishing (a user's next event may now be due), by ``wake()`` (a replay), or at the
@@ -38,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 FAN_OUT_LIMIT = 500  # events read per fan-out; a full read is followed by another at once
 BATCHES_IN_FLIGHT = 2
+# A batch whose posts are done no longer counts as in flight while its verdicts are committed:
+# the next batch is claimed and posted meanwhile. Batches open in all (posting or committing)
+# are bounded too.
+BATCHES_OPEN = 2 * BATCHES_IN_FLIGHT
 # A batch holds this many posts per slot of the destination's concurrency: its claim and its
 # commit of verdicts are shared by them all, instead of bounding the pace at one post per slot
 # per commit.
@@ -100,6 +106,8 @@ class DestinationWorker:
         self._intake_in_flight = intake_in_flight  # notifications waiting for their commit
         self._next_retry: datetime | None = None
         self._batches: set[asyncio.Task[None]] = set()
+        self._posting = 0  # batches whose posts are not all answered yet
+        self._batch_moved = asyncio.Event()  # a batch's posts were answered, or it ended
 
     def wake(self) -> None:
         """Look for work now (a replay made a delivery due)."""
@@ -151,8 +159,9 @@ class DestinationWorker:
         pace = await self.next_pace()
         now = self._clock()
         read = await self._store.fan_out(self.name, self.wants, now, pace.fan_out)
-        if len(self._batches) >= BATCHES_IN_FLIGHT:
-            await asyncio.wait(set(self._batches), return_when=asyncio.FIRST_COMPLETED)
+        if self._posting >= BATCHES_IN_FLIGHT or len(self._batches) >= BATCHES_OPEN:
+            self._batch_moved.clear()
+            await self._batch_moved.wait()
             return True
         lease_until = now + timedelta(seconds=self.lease_seconds)
         claimed = await self._store.claim_deliveries(
@@ -160,6 +169,7 @@ class DestinationWorker:
         )
         if claimed:
             task = asyncio.create_task(self._deliver(claimed, lease_until))
+            self._posting += 1
             self._batches.add(task)
             task.add_done_callback(self._batch_done)
         return bool(claimed) or read >= pace.fan_out
@@ -174,7 +184,12 @@ class DestinationWorker:
 
     async def _deliver(self, claimed: Sequence[ClaimedDelivery], lease_until: datetime) -> None:
         try:
-            results = await self.courier.deliver(self._store, self.owner, claimed, lease_until)
+            results = await self.courier.post(claimed, lease_until)
+        finally:
+            self._posting -= 1
+            self._batch_moved.set()
+        try:
+            await self.courier.keep(self._store, self.owner, results)
         except StorageError as error:
             logger.warning("destination %s: verdicts not kept: %s", self.name, error)
             return
@@ -182,6 +197,7 @@ class DestinationWorker:
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
+        self._batch_moved.set()
         if not task.cancelled() and task.exception() is not None:
             logger.error("destination %s: batch failed", self.name, exc_info=task.exception())
         self._woken.set()

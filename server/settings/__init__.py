@@ -7,6 +7,7 @@ one rule for secrets kept in files. Every public name is exported here, so a rea
 from ``server.settings`` alone.
 """
 
+from server.settings.console import ConsoleSettings
 from server.settings.destinations import DestinationSettings, decode_secret
 from server.settings.file import (
     CONFIG_ENV,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_V3_GATEWAY",
     "AppId",
     "AppSettings",
+    "ConsoleSettings",
     "DestinationSettings",
     "EventLoopChoice",
     "OutboxSettings",

@@ -14,6 +14,7 @@ from typing import Self
 
 from pydantic import Field, ValidationError, model_validator
 
+from server.settings.console import ConsoleSettings
 from server.settings.destinations import DestinationSettings
 from server.settings.environment import environment_layer, merged
 from server.settings.secret_files import with_secrets_read
@@ -43,6 +44,7 @@ class Settings(Section):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     top_apps: list[TopAppSettings] = Field(default_factory=list)
     destinations: list[DestinationSettings] = Field(default_factory=list)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     # Where relative paths in the file are resolved from; the config file's directory.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     dev_mode: bool = Field(default=False, exclude=True)

@@ -27,6 +27,7 @@ from storage.models import (
     StoredEvent,
     StoredNotification,
 )
+from storage.sql.console_reads import ConsoleReads
 from storage.sql.event_rows import (
     HISTORY_STATES,
     NO_ID_ABOVE,
@@ -41,7 +42,6 @@ from storage.sql.ledger_rows import (
     stored_events_in_order,
     summary_from_row,
 )
-from storage.sql.message_pages import FIRST_PAGE_BELOW
 from storage.sql.notification_rows import refusal_count, stored_notification
 from storage.sql.outbox_rows import message_from_row
 from storage.sql.rows import Row
@@ -51,7 +51,7 @@ from storage.timecodec import to_millis
 Decoded = TypeVar("Decoded")
 
 
-class StoreReads:
+class StoreReads(ConsoleReads):
     """Reads with the shared statements, rendered in the backend's dialect (``_sql``)."""
 
     _sql: Statements
@@ -144,24 +144,6 @@ class StoreReads:
         """The app's message of this id, or None (another app's is none of its business)."""
         sql = self._sql.outbox.message_of_app
         return await self._first(sql, (app_id, message_id), message_from_row)
-
-    async def app_messages_page(
-        self,
-        app_id: str,
-        limit: int,
-        *,
-        status: str | None = None,
-        channel: str | None = None,
-        below: tuple[datetime, str] | None = None,
-    ) -> list[MessageRecord]:
-        """The app's messages newest first (by creation, then id), up to ``limit``, those
-        created below ``below`` (an earlier page's last message's ``(created_at, id)``), in
-        ``status`` and on ``channel`` when given."""
-        created, message_id = FIRST_PAGE_BELOW if below is None else (to_millis(below[0]), below[1])
-        filters = tuple(value for value in (status, channel) if value is not None)
-        sql = self._sql.message_pages.choose(status, channel)
-        rows = await self._fetch(sql, (app_id, *filters, created, created, message_id, limit))
-        return [message_from_row(row) for row in rows]
 
     async def count_messages(self, status: str | None = None) -> int:
         """How many messages there are (in one status, or in all)."""

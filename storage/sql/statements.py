@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from storage.sql.console import CONSOLE, ConsoleStatements
 from storage.sql.dialect import Dialect
 from storage.sql.events import EVENTS, EventStatements
 from storage.sql.ledger import LEDGER, LedgerStatements
-from storage.sql.message_pages import MESSAGE_PAGES, MessagePageStatements
 from storage.sql.notifications import NOTIFICATIONS, NotificationStatements
 from storage.sql.outbox import OUTBOX, OutboxStatements
 
@@ -17,9 +17,9 @@ from storage.sql.outbox import OUTBOX, OutboxStatements
 class Statements:
     """The shared statements of each concern, in one dialect."""
 
+    console: ConsoleStatements
     events: EventStatements
     ledger: LedgerStatements
-    message_pages: MessagePageStatements
     notifications: NotificationStatements
     outbox: OutboxStatements
 
@@ -29,9 +29,9 @@ def statements_for(dialect: Dialect) -> Statements:
     """Rendered on the first call for a dialect (a backend module's import), then the same
     object for every module of that backend that asks."""
     return Statements(
+        console=dialect.render_all(CONSOLE),
         events=dialect.render_all(EVENTS),
         ledger=dialect.render_all(LEDGER),
-        message_pages=dialect.render_all(MESSAGE_PAGES),
         notifications=dialect.render_all(NOTIFICATIONS),
         outbox=dialect.render_all(OUTBOX),
     )

@@ -1,6 +1,7 @@
 """GET /v1/apps/{app_id}/messages, the list ``subgate messages`` reads: its answers validate
 against /openapi.json, filters and pages are applied, bad parameters are refused with their
-codes (the store's side runs on both backends in tests/storage/test_message_pages_contract.py)."""
+codes (the store's read, ``messages_page``, runs on both backends in
+tests/storage/test_console_reads_contract.py)."""
 
 from __future__ import annotations
 
