@@ -6,6 +6,7 @@ processes throughout (``run.py``, as an operator starts it)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -159,6 +160,36 @@ def test_json_logs_parse_line_by_line_and_hold_no_secret(tmp_path: Path) -> None
     for secret in [token, *bodies]:
         assert secret not in err
     assert "PRIVATE KEY" not in err
+
+
+def test_an_intake_worker_logs_as_its_primary_does(tmp_path: Path) -> None:
+    port, intake_port = free_port(), free_port()
+    workers = {
+        "SUBGATE_SERVER__INTAKE_WORKERS": "1",
+        "SUBGATE_SERVER__INTAKE_PORT": str(intake_port),
+    }
+    process = subprocess.Popen(
+        [*RUN, "--log-format", "json", "--log-level", "DEBUG", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **workers},
+    )
+    try:
+        wait_for_port(port, process)
+        wait_for_port(intake_port, process)  # served by the worker alone
+        token = (tmp_path / "data" / "dev" / "api_token").read_text().strip()
+        refused = malformed_request(intake_port, token)
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+
+    assert refused.startswith(b"HTTP/1.0 400")
+    records = [json.loads(line) for line in err.splitlines()]  # the worker's lines parse too
+    by_worker = [r for r in records if r["pid"] != process.pid]
+    assert any(r["message"].startswith("refused a malformed HTTP request") for r in by_worker)
+    assert token not in err
 
 
 def wait_for_port(port: int, process: subprocess.Popen[str], deadline: float = 30.0) -> None:
