@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -196,6 +197,9 @@ def test_the_dev_banner_prints_commands_that_run_as_printed(tmp_path: Path) -> N
         # The banner is printed before the service listens: it is in the output already.
         commands = [line.split("#")[0].strip() for line in output_so_far(tmp_path)]
         printed = [c for c in commands if "run.py simulate check " in c or "run.py user " in c]
+        console = next(c.split()[0] for c in commands if c.endswith("/console") or "/console " in c)
+        with urllib.request.urlopen(console, timeout=30) as answer:  # noqa: S310 (loopback)
+            login_page = answer.read().decode()
         results = [
             subprocess.run(
                 shlex.split(command), cwd=tmp_path, capture_output=True, text=True, timeout=60
@@ -208,3 +212,4 @@ def test_the_dev_banner_prints_commands_that_run_as_printed(tmp_path: Path) -> N
     assert f"--url http://127.0.0.1:{port}" in printed[0]
     assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
     assert "<success>true</success>" in results[0].stdout
+    assert console == f"http://127.0.0.1:{port}/console" and 'name="token"' in login_page

@@ -65,6 +65,7 @@ Look at what happened (the dev token is read from {keys.api_token}):
   {run} user {DEV_APP_ID} 2088000000000001{url}
   {run} messages {DEV_APP_ID}{url}
   {run} notifications {DEV_APP_ID}{url}
+  {base}/console   (the web console: sign in with the token in {keys.api_token})
 
 Consent and send API (templates dev_one_time and dev_long_term):
   curl -H "Authorization: Bearer $(cat {keys.api_token})" \\
