@@ -30,7 +30,8 @@
     ├── DestinationNotFound        destination_not_found   404  /v1: no such [[destinations]]
     ├── DeliveryNotFound           delivery_not_found      404  /v1: the destination never had it
     ├── MessageNotFound            message_not_found       404  /v1 settle: no such message
-    └── OverCapacity               over_capacity           503  past server.max_connections
+    ├── OverCapacity               over_capacity           503  past server.max_connections
+    └── CsrfRefused                csrf_refused            403  /console: a POST without its token
     storage.errors.ConsentRequired consent_required        403
     storage.errors.WeeklyLimitReached weekly_limit         429  adds ``retry_at`` to the body
     storage.errors.MessageNotUnknown message_not_unknown   409  a settle of a message not unknown
@@ -195,6 +196,10 @@ class MessageNotFound(RequestRefused):
     code = "message_not_found"
 
 
+class CsrfRefused(RequestRefused):
+    code = "csrf_refused"
+
+
 SubgateError = VerificationError | RequestRefused | StorageError | LedgerRefusal
 SUBGATE_ERRORS = (VerificationError, RequestRefused, StorageError, LedgerRefusal)
 
@@ -235,6 +240,7 @@ STATUS_BY_CODE: dict[str, int] = {
     DestinationNotFound.code: 404,
     DeliveryNotFound.code: 404,
     MessageNotFound.code: 404,
+    CsrfRefused.code: 403,
     ConsentRequired.code: 403,
     WeeklyLimitReached.code: 429,
     MessageNotUnknown.code: 409,

@@ -14,6 +14,7 @@ import storage.errors as storage_errors
 import verify.errors as verify_errors
 from server.settings import (
     AppSettings,
+    ConsoleSettings,
     DestinationSettings,
     OutboxSettings,
     ReconcileSettings,
@@ -59,6 +60,7 @@ def request_error_codes() -> set[str]:
         ("reconcile", ReconcileSettings),
         ("retention", RetentionSettings),
         ("destinations", DestinationSettings),
+        ("console", ConsoleSettings),
     ],
 )
 def test_every_setting_is_documented(section: str, model: type[BaseModel]) -> None:

@@ -36,21 +36,28 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    checks: dict[str, object] = {"apps": len(request.app[CREDENTIALS])}
-    ready = bool(request.app[CREDENTIALS])
+    ready, checks = await readiness(request.app)
+    status = "ready" if ready else "unready"
+    return web.json_response({"status": status, "checks": checks}, status=200 if ready else 503)
+
+
+async def readiness(app: web.Application) -> tuple[bool, dict[str, object]]:
+    """Is the service ready, and what each check found: what /readyz answers and the operator
+    console shows."""
+    checks: dict[str, object] = {"apps": len(app[CREDENTIALS])}
+    ready = bool(app[CREDENTIALS])
     started = time.perf_counter()
     try:
-        await request.app[STORE].ping()
+        await app[STORE].ping()
         checks["store"] = "ok"
         checks["store_ms"] = round((time.perf_counter() - started) * 1000, 2)
     except StorageError as error:
         checks["store"] = error.code
         ready = False
-    for name, check in request.app.get(WORKER_POOLS, {}).items():
+    for name, check in app.get(WORKER_POOLS, {}).items():
         checks[name] = len(check.pool.pids)
         ready = ready and (bool(check.pool.pids) or not check.required)
-    status = "ready" if ready else "unready"
-    return web.json_response({"status": status, "checks": checks}, status=200 if ready else 503)
+    return ready, checks
 
 
 def watch_pool(app: web.Application, name: str, check: PoolCheck) -> None:

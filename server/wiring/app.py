@@ -30,6 +30,7 @@ from server.runtime.clock import Clock, utc_now
 from server.runtime.log_redaction import redact_parser_errors
 from server.settings import Settings, StorageSettings
 from server.web.error_middleware import error_middleware
+from server.wiring.console import add_console
 from server.wiring.delivery import delivery_context
 from server.wiring.events import events_context
 from server.wiring.events_api import events_api_context
@@ -85,6 +86,7 @@ def build_app(
     app.router.add_get("/openapi.json", serve_openapi)
     app.router.add_get("/metrics", serve_metrics)
     setup_health_routes(app)
+    add_console(app, settings, clock)
     return app
 
 

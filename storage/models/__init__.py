@@ -24,6 +24,7 @@ from storage.models.consent import (
     SubscribeReport,
     TemplateKind,
 )
+from storage.models.console import MessageQuery, NotificationQuery, TimeBucket
 from storage.models.events import (
     START,
     ClaimedDelivery,
@@ -89,8 +90,10 @@ __all__ = [
     "EventType",
     "Frozen",
     "Instant",
+    "MessageQuery",
     "MessageRecord",
     "MessageStatus",
+    "NotificationQuery",
     "NotificationRecord",
     "RecordOutcome",
     "RefusalCount",
@@ -106,4 +109,5 @@ __all__ = [
     "StoredNotification",
     "SubscribeReport",
     "TemplateKind",
+    "TimeBucket",
 ]

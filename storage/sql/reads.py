@@ -27,6 +27,7 @@ from storage.models import (
     StoredEvent,
     StoredNotification,
 )
+from storage.sql.console_reads import ConsoleReads
 from storage.sql.event_rows import (
     HISTORY_STATES,
     NO_ID_ABOVE,
@@ -50,7 +51,7 @@ from storage.timecodec import to_millis
 Decoded = TypeVar("Decoded")
 
 
-class StoreReads:
+class StoreReads(ConsoleReads):
     """Reads with the shared statements, rendered in the backend's dialect (``_sql``)."""
 
     _sql: Statements

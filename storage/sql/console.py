@@ -1,0 +1,72 @@
+"""Statements of the operator console's reads: keyset pages newest first, bucketed counts, and
+what one notification caused.
+
+Every page reads an index in order and stops at its limit (``0008_console.sql`` adds the
+indexes): a cursor is the (time, id) of the last row shown, so a page never counts past rows.
+Each optional filter is its own statement, not ``? IS NULL OR ...``, so that the planner of
+either database sees the index that filter can use.
+"""
+
+# ruff: noqa: S608 (every statement is built from constants, at import)
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.sql.events import DELIVERY_COLUMNS
+from storage.sql.ledger import EVENT_COLUMNS
+from storage.sql.notifications import NOTIFICATION_COLUMNS
+from storage.sql.outbox import MESSAGE_COLUMNS
+
+_NOTIFICATIONS = (
+    f"SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE app_id = ? "
+    "AND received_at >= ? AND received_at <= ? AND (received_at < ? OR id < ?) "
+    "AND dedupe_key LIKE ? ESCAPE '!'"
+)
+_NOTIFICATIONS_ORDER = " ORDER BY received_at DESC, id DESC LIMIT ?"
+_MESSAGES = (
+    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE app_id = ? "
+    "AND created_at <= ? AND (created_at < ? OR id < ?)"
+)
+_MESSAGES_ORDER = " ORDER BY created_at DESC, id DESC LIMIT ?"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleStatements:
+    """Each console read, neutral (``?``) until a dialect renders it."""
+
+    notifications: str = _NOTIFICATIONS + _NOTIFICATIONS_ORDER
+    notifications_of_kind: str = _NOTIFICATIONS + " AND kind = ?" + _NOTIFICATIONS_ORDER
+    # Buckets are whole multiples of the width in milliseconds since the epoch.
+    notification_buckets: str = (
+        "SELECT received_at / ?, count(*) FROM notifications "
+        "WHERE app_id = ? AND received_at >= ? GROUP BY 1 ORDER BY 1"
+    )
+    refusal_buckets: str = (
+        "SELECT minute * 60000 / ?, sum(count) FROM refusal_minutes "
+        "WHERE app_id = ? AND minute >= ? GROUP BY 1 ORDER BY 1"
+    )
+    messages: str = _MESSAGES + _MESSAGES_ORDER
+    messages_of_status: str = _MESSAGES + " AND status = ?" + _MESSAGES_ORDER
+    messages_of_channel: str = _MESSAGES + " AND channel = ?" + _MESSAGES_ORDER
+    messages_of_both: str = _MESSAGES + " AND status = ? AND channel = ?" + _MESSAGES_ORDER
+    messages_of_user: str = (
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE app_id = ? AND user_id = ? "
+        "ORDER BY created_at DESC, id DESC LIMIT ?"
+    )
+    message_counts_of_app: str = (
+        "SELECT channel, status, count(*) FROM messages WHERE app_id = ? GROUP BY 1, 2"
+    )
+    # The consent events a life-account notification caused name it as their evidence.
+    consent_events_of_notification: str = (
+        f"SELECT {EVENT_COLUMNS}, id, recorded_at FROM consent_events "
+        "WHERE app_id = ? AND evidence = ?"
+    )
+    deliveries_of_notification: str = (
+        f"SELECT {DELIVERY_COLUMNS}, e.type, a.attempted_at, a.status_code, a.latency_ms, "
+        "a.error FROM events AS e JOIN deliveries AS d ON d.event_id = e.id "
+        "LEFT JOIN delivery_attempts AS a ON a.delivery_id = d.id "
+        "WHERE e.notification_id = ? ORDER BY d.id DESC, a.attempted_at, a.id"
+    )
+
+
+CONSOLE = ConsoleStatements()
