@@ -181,3 +181,24 @@ async def test_commits_are_durable_even_where_the_database_says_otherwise(
             assert on == "on"
     finally:
         await store.close()
+
+
+async def test_a_connection_goes_back_to_the_pool_without_an_open_transaction(
+    postgres_url: str,
+) -> None:
+    """The pool's reset between uses is only the rollback of a transaction left open (the
+    store leaves no other session state): what that transaction wrote is undone."""
+    store = await open_store(postgres_url)
+    try:
+        assert isinstance(store, PostgresStore)
+        async with store.pool.acquire() as connection:
+            await connection.execute("BEGIN")
+            await connection.execute(
+                "INSERT INTO refusal_counts (app_id, reason, count, last_at) "
+                "VALUES ('a', 'b', 1, 0)"
+            )
+        async with store.pool.acquire() as connection:
+            assert not connection.is_in_transaction()
+            assert await connection.fetchval("SELECT count(*) FROM refusal_counts") == 0
+    finally:
+        await store.close()
