@@ -22,6 +22,7 @@ from storage.models import (
     DestinationBacklog,
     EventHead,
     EventPosition,
+    MessageAttempt,
     MessageQuery,
     MessageRecord,
     NotificationQuery,
@@ -288,6 +289,9 @@ class Store(Protocol):
 
     async def message_counts_of_app(self, app_id: str) -> dict[tuple[str, str], int]:
         """The app's messages by (channel, status)."""
+
+    async def message_attempts(self, message_id: str) -> list[MessageAttempt]:
+        """Every recorded attempt of the message, first first (``0009_message_attempts``)."""
 
     async def consent_events_of_notification(
         self, app_id: str, dedupe_key: str

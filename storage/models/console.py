@@ -44,3 +44,20 @@ class TimeBucket(Frozen):
 
     start: Instant
     count: int
+
+
+class MessageAttempt(Frozen):
+    """One attempt of a message (``0009_message_attempts.sql``): when it began and ended, the
+    status it left the message in (``sent``, ``queued`` to be retried, ``failed``, ``unknown``),
+    the platform's answer and the error. Times are None for an attempt recorded from its
+    message's row when the table was made."""
+
+    number: int
+    started_at: Instant | None
+    finished_at: Instant | None
+    status: str
+    platform_code: str | None
+    platform_msg: str | None
+    sub_code: str | None
+    sub_msg: str | None
+    error: str | None

@@ -61,6 +61,10 @@ class ConsoleStatements:
         f"SELECT {EVENT_COLUMNS}, id, recorded_at FROM consent_events "
         "WHERE app_id = ? AND evidence = ?"
     )
+    message_attempts: str = (
+        "SELECT number, started_at, finished_at, status, platform_code, platform_msg, "
+        "sub_code, sub_msg, error FROM message_attempts WHERE message_id = ? ORDER BY number"
+    )
     deliveries_of_notification: str = (
         f"SELECT {DELIVERY_COLUMNS}, e.type, a.attempted_at, a.status_code, a.latency_ms, "
         "a.error FROM events AS e JOIN deliveries AS d ON d.event_id = e.id "

@@ -12,6 +12,7 @@ from typing import Any
 
 from storage.models import (
     DeliveryHistory,
+    MessageAttempt,
     MessageQuery,
     MessageRecord,
     NotificationQuery,
@@ -26,7 +27,7 @@ from storage.sql.notification_rows import stored_notification
 from storage.sql.outbox_rows import message_from_row
 from storage.sql.rows import Row
 from storage.sql.statements import Statements
-from storage.timecodec import from_millis, to_millis
+from storage.timecodec import from_millis, optional_datetime, to_millis
 
 _LAST_ID = "\U0010ffff"  # above every message id: a first page of messages starts under it
 
@@ -101,6 +102,11 @@ class ConsoleReads:
         rows = await self._fetch(self._sql.console.message_counts_of_app, (app_id,))
         return {(row[0], row[1]): int(row[2]) for row in rows}
 
+    async def message_attempts(self, message_id: str) -> list[MessageAttempt]:
+        """Every attempt of the message the store has recorded, first first."""
+        rows = await self._fetch(self._sql.console.message_attempts, (message_id,))
+        return [_attempt(row) for row in rows]
+
     async def consent_events_of_notification(
         self, app_id: str, dedupe_key: str
     ) -> list[StoredConsentEvent]:
@@ -113,6 +119,20 @@ class ConsoleReads:
         """Every destination's delivery of the notification's event, with its attempts."""
         params = (notification_id,)
         return histories(await self._fetch(self._sql.console.deliveries_of_notification, params))
+
+
+def _attempt(row: Row) -> MessageAttempt:
+    return MessageAttempt(
+        number=int(row[0]),
+        started_at=optional_datetime(row[1]),
+        finished_at=optional_datetime(row[2]),
+        status=row[3],
+        platform_code=row[4],
+        platform_msg=row[5],
+        sub_code=row[6],
+        sub_msg=row[7],
+        error=row[8],
+    )
 
 
 def _buckets(rows: Sequence[Row], width: int) -> list[TimeBucket]:
