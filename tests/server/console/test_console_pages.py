@@ -11,7 +11,15 @@ from server.intake.keys import REFUSALS
 from tests.server.api_client import ADMIN_TOKEN, ONE_TIME, OTHER_APP_TOKEN, READER_TOKEN, USER
 from tests.server.conftest import APP_ID, OTHER_APP_ID, Gateway
 from tests.server.console.http import Console
-from tests.server.console.seed import OTHER_USER, accepted, follow, forged, trade, unknown_message
+from tests.server.console.seed import (
+    OTHER_USER,
+    accepted,
+    follow,
+    forged,
+    retried_message,
+    trade,
+    unknown_message,
+)
 
 APP_PAGES = ["notifications", f"users/{USER}", "messages"]
 
@@ -91,6 +99,24 @@ async def test_messages_are_filtered_by_status_and_opened(
 
     assert message_id in unknown and message_id not in sent
     assert "Attempts" in opened and USER in opened and "unknown" in opened
+    assert "no answer" in opened  # the abandoned attempt: nothing from the platform
+
+
+async def test_a_message_shows_every_attempt_with_its_codes(
+    console: Console, gateway: Gateway
+) -> None:
+    await accepted(gateway)
+    message_id = await retried_message(gateway)
+    await console.log_in(READER_TOKEN)
+
+    text = (await console.get(f"/console/apps/{APP_ID}/messages/{message_id}")).text
+    attempts = text.split('id="attempts"')[1].split("</table>")[0]
+    rows = attempts.split("<tr>")[2:]  # after the header row
+
+    assert len(rows) == 2
+    assert "retry" in rows[0] and "isp.unknow-error" in rows[0] and "系统繁忙" in rows[0]
+    assert "the platform was busy" in rows[0] and "10000" not in rows[0]
+    assert "sent" in rows[1] and "10000" in rows[1] and "Success" in rows[1]
 
 
 async def test_the_search_box_leads_to_the_users_page(console: Console) -> None:
