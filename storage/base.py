@@ -269,6 +269,13 @@ class Store(Protocol):
         """A page of the app's notifications, newest first: of one kind, received within a
         time range, whose notify id contains a text, as ``query`` says."""
 
+    async def notifications_scan_end(
+        self, app_id: str, query: NotificationQuery, rows: int
+    ) -> tuple[int, int] | None:
+        """The (received time in epoch milliseconds, id) of the ``rows``-th notification of the
+        query's range, newest first (its kind and times, not its text), read from an index;
+        None when the range holds fewer. A text search reads down to it and no further."""
+
     async def notification_buckets(
         self, app_id: str, since: datetime, width_seconds: int
     ) -> list[TimeBucket]:

@@ -17,7 +17,9 @@ class NotificationQuery:
     ``before`` is the (received time in epoch milliseconds, id) of the last row of the previous
     page: the page holds rows strictly older in that order. ``notify_id_text`` keeps notifications
     whose notify id contains the text; ``kind`` those of one kind; ``since`` and ``until``
-    (epoch milliseconds, inclusive) bound the received time.
+    (epoch milliseconds, inclusive) bound the received time. ``down_to`` (a received time and
+    id) ends the page there, that row included: a text search reads no further than the bound
+    ``notifications_scan_end`` found.
     """
 
     limit: int
@@ -26,6 +28,7 @@ class NotificationQuery:
     since: int = 0
     until: int = NO_ID_ABOVE
     before: tuple[int, int] | None = None
+    down_to: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

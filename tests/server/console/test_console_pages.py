@@ -3,10 +3,13 @@ with their status and code."""
 
 from __future__ import annotations
 
+import html
+import re
 from urllib.parse import quote
 
 import pytest
 
+from server.console import notifications
 from server.intake.keys import REFUSALS
 from tests.server.api_client import ADMIN_TOKEN, ONE_TIME, OTHER_APP_TOKEN, READER_TOKEN, USER
 from tests.server.conftest import APP_ID, OTHER_APP_ID, Gateway
@@ -70,6 +73,27 @@ async def test_notifications_are_filtered_and_paged(console: Console, gateway: G
 
     assert second in text and first not in text
     assert (bad.status, bad.headers["X-Subgate-Error"]) == (400, "invalid_parameter")
+
+
+async def test_a_text_search_reads_a_bounded_stretch_and_offers_to_go_on(
+    console: Console, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notifications, "SEARCH_ROWS", 2)
+    oldest = await trade(gateway, "order-1")
+    for order in ("order-2", "order-3"):
+        await trade(gateway, order)
+    await console.log_in(ADMIN_TOKEN)
+
+    page = f"/console/apps/{APP_ID}/notifications"
+    first = (await console.get(f"{page}?q={oldest}")).text
+    onward = re.search(r'href="\?([^"]+)" rel="next">Search older', first)
+    assert onward is not None
+    second = (await console.get(f"{page}?{html.unescape(onward.group(1))}")).text
+
+    listed = first.split("<table>")[1] if "<table>" in first else ""
+    assert oldest not in listed and "Searched 2 notifications of this range" in first
+    assert f'Notify id <a class="mono" href="{page}/{oldest}">{oldest}</a>' in first
+    assert oldest in second.split("<table>")[1] and "Search older" not in second
 
 
 async def test_a_user_page_shows_state_history_and_messages(
