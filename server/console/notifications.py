@@ -26,7 +26,7 @@ from storage.timecodec import from_millis
 # How many of the range's notifications, newest first, a text search reads for one page: the
 # text is matched inside the notify id, which no index orders, so a text that matches nothing
 # would otherwise read back through every notification of the app.
-SEARCH_ROWS = 10_000
+SEARCH_ROWS = 5_000
 # Where a row finds its user and what happened, in the fields or the parsed biz_content.
 _WHO = ("buyer_id", "FromAlipayUserId", "from_user_id", "user_id", "open_id")
 _WHAT = ("trade_status", "EventType", "msg_method", "status", "notify_type")
