@@ -18,6 +18,8 @@ From the bottom up (a package imports only from those before it, and from ``stor
 - ``api``: the ``/v1`` operations.
 - ``dev``: dev mode and the notification simulator.
 - ``wiring``: the one place that builds the parts and connects them into the application.
+- ``cli``: the command line (``subgate``, ``python run.py``): runs the service and asks a
+  running one over its API.
 
 Nothing is imported here, so that a worker process loads only what it runs.
 """

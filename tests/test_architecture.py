@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("server.console",),
     ("server.dev",),
     ("server.wiring",),
+    ("server.cli",),
 )
 # The worker processes' entry points: they run apart from the service and build their own.
 WORKER_ENTRY_POINTS = ("server.workers.intake_process", "server.workers.call_process")

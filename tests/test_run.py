@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import shlex
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +18,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-import run
+from server.cli.service import settle_collector
 from server.runtime.garbage_collector import GC_THRESHOLDS
 from tests.pki import public_pem, rsa_key
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = [sys.executable, str(ROOT / "run.py")]
+SERVE_OUTPUT = "serve.out"
 
 
 def free_port() -> int:
@@ -45,22 +48,29 @@ def wait_until_listening(port: int, process: subprocess.Popen[str], deadline: fl
 
 @contextmanager
 def dev_process(cwd: Path) -> Iterator[tuple[int, list[str]]]:
-    """``run.py serve`` in dev mode; its whole output is in the list once it has stopped."""
+    """``run.py serve`` in dev mode; its whole output is in the list once it has stopped (and in
+    ``output_so_far`` while it runs)."""
     port = free_port()
-    process = subprocess.Popen(
-        [*RUN, "serve", "--port", str(port)],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with (cwd / SERVE_OUTPUT).open("w") as sink:
+        process = subprocess.Popen(
+            [*RUN, "serve", "--port", str(port)],
+            cwd=cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     output: list[str] = []
     try:
         wait_until_listening(port, process)
         yield port, output
     finally:
         process.send_signal(signal.SIGINT)
-        output.append(process.communicate(timeout=30)[0])
+        process.wait(timeout=30)
+        output.append((cwd / SERVE_OUTPUT).read_text())
+
+
+def output_so_far(cwd: Path) -> list[str]:
+    return (cwd / SERVE_OUTPUT).read_text().splitlines()
 
 
 @pytest.fixture
@@ -139,7 +149,7 @@ def test_a_bad_config_stops_start_up_with_a_clear_message(tmp_path: Path) -> Non
         check=False,
     )
 
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "app 2021000000000001" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -174,9 +184,32 @@ def test_the_service_names_its_event_loop_and_serves_on_it(tmp_path: Path) -> No
 async def test_start_up_freezes_what_it_made_and_collects_less_often() -> None:
     saved = gc.get_threshold()
     try:
-        await run._settle_garbage_collector(web.Application())
+        await settle_collector(web.Application())
         assert gc.get_freeze_count() > 0
         assert gc.get_threshold() == GC_THRESHOLDS
     finally:
         gc.unfreeze()
         gc.set_threshold(*saved)
+
+
+def test_the_dev_banner_prints_commands_that_run_as_printed(tmp_path: Path) -> None:
+    with dev_process(tmp_path) as (port, _):
+        # The banner is printed before the service listens: it is in the output already.
+        commands = [line.split("#")[0].strip() for line in output_so_far(tmp_path)]
+        printed = [c for c in commands if "run.py simulate check " in c or "run.py user " in c]
+        console = next(c.split()[0] for c in commands if c.endswith("/console") or "/console " in c)
+        with urllib.request.urlopen(console, timeout=30) as answer:  # noqa: S310 (loopback)
+            login_page = answer.read().decode()
+        results = [
+            subprocess.run(
+                shlex.split(command), cwd=tmp_path, capture_output=True, text=True, timeout=60
+            )
+            for command in printed
+        ]
+
+    assert len(printed) == 2, "\n".join(commands)
+    assert all(command.startswith(f"{sys.executable} {ROOT / 'run.py'} ") for command in printed)
+    assert f"--url http://127.0.0.1:{port}" in printed[0]
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert "<success>true</success>" in results[0].stdout
+    assert console == f"http://127.0.0.1:{port}/console" and 'name="token"' in login_page

@@ -8,13 +8,20 @@ from aiohttp import web
 from server.api.consents import CONSENT_OPERATIONS
 from server.api.destinations import DESTINATION_OPERATIONS
 from server.api.events import EVENT_OPERATIONS
+from server.api.message_list import MESSAGE_LIST_OPERATIONS
 from server.api.messages import MESSAGE_OPERATIONS
 from server.api.operations import Operation, guarded
 
 
 def all_operations() -> tuple[Operation, ...]:
     """Consent routes first, then sending and reconciliation, then events and their push."""
-    return CONSENT_OPERATIONS + MESSAGE_OPERATIONS + EVENT_OPERATIONS + DESTINATION_OPERATIONS
+    return (
+        CONSENT_OPERATIONS
+        + MESSAGE_OPERATIONS
+        + MESSAGE_LIST_OPERATIONS
+        + EVENT_OPERATIONS
+        + DESTINATION_OPERATIONS
+    )
 
 
 def setup_api_routes(app: web.Application) -> None:

@@ -1,8 +1,10 @@
-"""The one typed settings object, loaded once from a TOML file.
+"""The one typed settings object, loaded once from a TOML file and the environment.
 
 Every key is documented in docs/settings.md (a test keeps the two in step). The sections live in
 ``sections`` (and ``[[destinations]]`` in ``destinations``); ``file`` holds ``Settings`` and its
-loading. Every public name is exported here, so a reader imports from ``server.settings`` alone.
+loading, ``environment`` the ``SUBGATE_`` variables laid over the file and ``secret_files`` the
+one rule for secrets kept in files. Every public name is exported here, so a reader imports
+from ``server.settings`` alone.
 """
 
 from server.settings.console import ConsoleSettings
@@ -14,6 +16,7 @@ from server.settings.file import (
     find_config,
     load_settings,
     settings_from_mapping,
+    with_environment,
 )
 from server.settings.section import Section, SettingsError
 from server.settings.sections import (
@@ -61,4 +64,5 @@ __all__ = [
     "find_config",
     "load_settings",
     "settings_from_mapping",
+    "with_environment",
 ]

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from server.settings.section import Section, warn_if_readable_by_others
+from server.settings.secret_files import read_secret_text
+from server.settings.section import Section
 from storage.models import EventType
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix every secret shares, not a secret)
@@ -45,13 +46,13 @@ def decode_secret(text: str) -> bytes:
 
 
 def read_secret_file(path: Path) -> list[str]:
-    """The secrets a file holds: whitespace-separated, lines starting with ``#`` ignored."""
-    warn_if_readable_by_others(path)
+    """The secrets a file holds (read as every secret file is, ``secret_files``):
+    whitespace-separated, lines starting with ``#`` ignored."""
     try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = read_secret_text(path)
+    except ValueError as error:
         raise ValueError(
-            "is neither a whsec_ secret nor the path of a readable UTF-8 file"
+            f"is neither a whsec_ secret nor a readable secret file ({error})"
         ) from None
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     secrets = " ".join(lines).split()

@@ -16,6 +16,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from server.settings.console import ConsoleSettings
 from server.settings.destinations import DestinationSettings
+from server.settings.environment import environment_layer, merged
+from server.settings.secret_files import with_secrets_read
 from server.settings.section import Section, SettingsError, warn_if_readable_by_others
 from server.settings.sections import (
     AppSettings,
@@ -104,7 +106,8 @@ def find_config(explicit: str | None, environ: dict[str, str] | None = None) -> 
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
-def load_settings(path: Path) -> Settings:
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings of the file at ``path``, with the environment's laid over them."""
     warn_if_readable_by_others(path)
     try:
         data = tomllib.loads(path.read_text("utf-8"))
@@ -112,20 +115,43 @@ def load_settings(path: Path) -> Settings:
         raise SettingsError(f"cannot read config {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"config {path} is not valid TOML: {error}") from None
-    return settings_from_mapping(data, base_dir=path.resolve().parent)
-
-
-def settings_from_mapping(data: Mapping[str, object], *, base_dir: Path) -> Settings:
     try:
-        return Settings.model_validate({**data, "base_dir": base_dir})
+        return settings_from_mapping(data, base_dir=path.resolve().parent, environ=environ)
+    except SettingsError as error:
+        raise SettingsError(f"config {path}: {error}") from None
+
+
+def settings_from_mapping(
+    data: Mapping[str, object], *, base_dir: Path, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Validated settings from a file's data, the ``SUBGATE_`` variables of ``environ``
+    (default: the process's) laid over it and secrets kept in files read."""
+    layered = merged(data, environment_layer(Settings, environ))
+    try:
+        return Settings.model_validate(
+            {**with_secrets_read(layered, base_dir), "base_dir": base_dir}
+        )
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
+    except ValueError as error:  # a secret file that cannot be read
+        raise SettingsError(str(error)) from None
+
+
+def with_environment(settings: Settings, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings made in code (dev mode's) with the environment's laid over them too."""
+    data = settings.model_dump(exclude={"base_dir", "dev_mode"})
+    layered = settings_from_mapping(data, base_dir=settings.base_dir, environ=environ)
+    return layered.model_copy(update={"dev_mode": settings.dev_mode})
 
 
 def _describe(error: ValidationError) -> str:
-    """Say which key is wrong and why, without echoing any value (it may be a secret)."""
-    lines = []
+    """Say which key is wrong and why, in one line, without echoing any value (it may be a
+    secret)."""
+    problems = []
     for problem in error.errors(include_input=False, include_url=False):
         where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        lines.append(f"  {where}: {problem['msg']}")
-    return "invalid configuration:\n" + "\n".join(lines)
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key (a typo?)"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)

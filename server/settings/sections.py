@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from server.settings.section import Section
-from storage import DEFAULT_READ_MMAP_MB
+from storage import DEFAULT_READ_MMAP_MB, POSTGRES_SCHEMES
+from storage.sqlite.connection import path_from_url
 
 DEFAULT_GATEWAY = "https://openapi.alipay.com/gateway.do"
 DEFAULT_V3_GATEWAY = "https://openapi.alipay.com"
@@ -67,6 +68,16 @@ class StorageSettings(Section):
     # PostgreSQL only: the connection pool of each process.
     pool_min: int = Field(default=1, ge=0, le=1000)
     pool_max: int = Field(default=10, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _a_store_subgate_knows(cls, url: str) -> str:
+        # The message never repeats the URL: it may carry a password.
+        if url.startswith("sqlite:"):
+            path_from_url(url)  # its ValueError says what a SQLite URL looks like
+        elif not url.startswith(POSTGRES_SCHEMES):
+            raise ValueError("must be sqlite:///path/to/file.db or postgresql://user@host/db")
+        return url
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Self:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from server.runtime.event_loop import new_event_loop
+from server.runtime.log_format import LogFormat, configure_logging
 from server.runtime.open_files import raise_open_file_limit
 from server.settings import Settings
 from server.workers.orders import decode_orders
@@ -25,9 +26,11 @@ class _Orders(Protocol):
     @property
     def log_level(self) -> int: ...
 
+    @property
+    def log_format(self) -> LogFormat: ...
+
 
 Orders = TypeVar("Orders", bound=_Orders)
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def run_worker(
@@ -41,7 +44,7 @@ def run_worker(
     it with status 2 and one log line instead of a traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     orders = decode_orders(orders_type, sys.stdin.buffer.readline())
-    logging.basicConfig(level=orders.log_level, format=LOG_FORMAT)
+    configure_logging(orders.log_level, orders.log_format)
     raise_open_file_limit()  # as the primary did: client connections and outbound calls need them
     loop, _ = new_event_loop(orders.settings.server.event_loop)
     try:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from server.platforms.calls import CallOutcome, CallResult
+from server.runtime.log_format import LogFormat
 from server.settings import Settings
 from server.workers.wire import (
     CALL_RESULT,
@@ -28,6 +29,7 @@ class CallWorkerOrders:
     settings: Settings
     socket_fd: int
     log_level: int
+    log_format: LogFormat = "text"
 
 
 def call_request(

@@ -50,6 +50,7 @@ from prometheus_client.registry import Collector
 from server.credentials import AppCredentials
 from server.platforms.alipay_classic import AlipayClient
 from server.platforms.calls import CallResult
+from server.runtime.log_format import active_log_format
 from server.settings import Settings
 from server.workers.call_connection import LOST, NO_ANSWER, CallConnection
 from server.workers.call_messages import (
@@ -179,7 +180,7 @@ class CallWorkers:
             )
             assert process.stdin is not None
             settings = worker_settings(self._settings)  # no token, TOP secret or database URL
-            orders = CallWorkerOrders(settings, their_fd, self._log_level)
+            orders = CallWorkerOrders(settings, their_fd, self._log_level, active_log_format())
             process.stdin.write(encode_orders(orders))
             with contextlib.suppress(ConnectionError):  # it died at once: reported below
                 await process.stdin.drain()

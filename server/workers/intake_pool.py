@@ -30,6 +30,7 @@ from aiohttp import web
 from server.intake.gateway import StoreSink
 from server.intake.refusals import RefusalCounter
 from server.ops.metrics import Metrics
+from server.runtime.log_format import active_log_format
 from server.settings import Settings
 from server.workers.orders import encode_orders
 from server.workers.relay import RelayServer, WorkerOrders
@@ -117,7 +118,12 @@ class IntakeWorkers:
         ready = self._ready[process.pid] = asyncio.get_running_loop().create_future()
         try:
             assert process.stdin is not None
-            orders = WorkerOrders(worker_settings(self._settings), self.relay_path, self._log_level)
+            orders = WorkerOrders(
+                worker_settings(self._settings),
+                self.relay_path,
+                self._log_level,
+                active_log_format(),
+            )
             process.stdin.write(encode_orders(orders))
             with contextlib.suppress(ConnectionError):  # it died at once: reported below
                 await process.stdin.drain()

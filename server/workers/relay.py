@@ -35,6 +35,7 @@ from typing import Any, cast
 from server.intake.gateway import StoreSink
 from server.intake.refusals import RefusalCounter
 from server.ops.metrics import Metrics
+from server.runtime.log_format import LogFormat
 from server.settings import Settings
 from server.workers.wire import (
     FRAME_OVERHEAD_BYTES,
@@ -61,6 +62,7 @@ class WorkerOrders:
     settings: Settings
     relay_path: Path
     log_level: int
+    log_format: LogFormat = "text"
 
 
 class RelayServer:

@@ -94,7 +94,7 @@ async def open_connections(
     opened only once the one before it is, and all closed again if one cannot be."""
     try:
         writer = await SerialWriter.open(lambda: _migrated(options))
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:  # OSError: its folder cannot be made
         raise StorageUnavailable(f"cannot open {options.path}: {error}") from error
     try:
         reader = await _open_reader(options)

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from server.api.keys import FEED
+from server.appkeys import STORE
 from server.events.cursor import encode_cursor
 from server.events.keys import EVENT_PAYLOADS
 from server.events.payloads import encode, parse_event_id
@@ -42,6 +43,7 @@ from tests.server.guarded import serve_guarded, until
 from tests.server.notifications import life_account_fields, message_fields, post, signed
 from tests.server.notifications import trade_fields as trade
 from tests.server.test_openapi import documented_codes, validator
+from tests.storage.event_log import settled
 
 FOLLOWER = "2088000000000077"
 StartApi = Callable[[], Awaitable[Api]]
@@ -72,6 +74,9 @@ async def feed(api: Api, app: str = APP_ID, **params: Any) -> Answer:
 
 
 async def read(api: Api, **params: Any) -> dict[str, Any]:
+    """The feed's answer once what was written so far is settled (on PostgreSQL another
+    session's open transaction may hold events back a moment: tests/storage/event_log.py)."""
+    await settled(api.gateway.app[STORE])
     answer = await feed(api, **params)
     assert answer.status == 200, answer.text
     body: dict[str, Any] = answer.body

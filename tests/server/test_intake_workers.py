@@ -451,8 +451,8 @@ def test_the_service_exits_with_a_clear_error_when_the_intake_port_is_taken(
             check=False,
         )
 
-    assert result.returncode == 2, result.stderr
-    assert "subgate: intake worker" in result.stderr and "did not start" in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "subgate serve: intake worker" in result.stderr and "did not start" in result.stderr
 
 
 def test_serve_refuses_a_port_that_is_the_intake_port(tmp_path: Path) -> None:
@@ -474,5 +474,5 @@ def test_serve_refuses_a_port_that_is_the_intake_port(tmp_path: Path) -> None:
         check=False,
     )
 
-    assert result.returncode == 2
-    assert "subgate: --port 18999 is the intake_port" in result.stderr
+    assert result.returncode == 1
+    assert "subgate serve: --port 18999 is the intake_port" in result.stderr

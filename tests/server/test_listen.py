@@ -251,7 +251,7 @@ async def test_help_names_every_option(tmp_path: Path) -> None:
 
 
 def test_the_printed_secret_is_a_standard_webhooks_secret() -> None:
-    from server.dev.listen import new_secret
+    from server.cli.listen import new_secret
 
     secret = new_secret()
 
