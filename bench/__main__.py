@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--seconds S] [--runs N] [--pin] [--only intake,lookup,sends,...]
+"""python -m bench [--quick] [--seconds S] [--runs N] [--pin] [--only intake,lookup,...,postgres]
 
 Runs every benchmark (bench/README.md), writes bench/results/<name>-<time>.json for each, and
 prints the numbers with their ratios and targets last. ``--only`` also takes intake's targets
@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import delivery, intake, lookup, postgres, scaling, sends
+from bench import console, delivery, intake, lookup, postgres, scaling, sends
 from bench.processes import REST_CPU
 from bench.quiet import least_disturbed
 from bench.report import speed_probe, write_results
 
 # Whatever intake measures by default (ceiling, naive, subgate, and any variants it adds).
 INTAKE_TARGETS = intake.Plan(seconds=0, runs=0, connections=(), bodies=0).targets
-BENCHMARKS = ("intake", "lookup", "sends", "scaling", "delivery", "postgres")
+BENCHMARKS = ("intake", "lookup", "sends", "scaling", "delivery", "console", "postgres")
 
 
 def main() -> None:
@@ -224,7 +224,8 @@ def run_scaling(quick: bool, seconds: float, workdir: Path, rounds: int) -> dict
     return scaling.run(plan, workdir)
 
 
-RUNNERS = {"lookup": run_lookup}  # sends and scaling also take the rounds
+# sends and scaling also take the rounds
+RUNNERS = {"lookup": run_lookup, "console": console.run_benchmark}
 
 
 def print_intake(report: dict[str, Any]) -> None:
@@ -308,6 +309,7 @@ def _targets(report: dict[str, Any]) -> None:
 
 
 PRINTERS = {
+    "console": console.print_summary,
     "delivery": delivery.print_summary,
     "postgres": postgres.print_summary,
     "intake": print_intake,

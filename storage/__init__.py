@@ -1,7 +1,8 @@
 """Persistence for notifications, the consent ledger, the outbox and the event log with its
 deliveries, behind the ``Store`` interface.
 
-``open_store`` opens the store a URL names; ``Store`` (``base``) is all the server sees of it.
+``open_store`` opens the store a URL names; ``Store`` (``base``, the console's reads in
+``console_queries``) is all the server sees of it.
 Next to them live what every backend shares: the models (``models``), the errors (``errors``),
 the ledger's fold (``ledger``) and the rules of a send (``sending``), the time and JSON codecs,
 the SQL both databases speak (``sql``) and group commit (``group_commit``); each backend

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from storage.console_queries import ConsoleQueries
 from storage.models import (
     AttemptResult,
     ClaimedDelivery,
@@ -22,9 +23,7 @@ from storage.models import (
     DestinationBacklog,
     EventHead,
     EventPosition,
-    MessageQuery,
     MessageRecord,
-    NotificationQuery,
     NotificationRecord,
     RecordOutcome,
     RefusalCount,
@@ -37,7 +36,6 @@ from storage.models import (
     StoredEvent,
     StoredNotification,
     SubscribeReport,
-    TimeBucket,
 )
 
 CommitObserver = Callable[[float, int], None]
@@ -46,9 +44,10 @@ CommitObserver = Callable[[float, int], None]
 EventFilter = Callable[[EventHead], bool]
 
 
-class Store(Protocol):
+class Store(ConsoleQueries, Protocol):
     """What the gateway, the ledger and the sender need kept: one interface for every backend,
-    so that the server never knows which database it runs on (``open_store`` picks one)."""
+    so that the server never knows which database it runs on (``open_store`` picks one). The
+    operator console's reads are ``ConsoleQueries``."""
 
     async def close(self) -> None:
         """Finish what is in flight and release every connection; safe to call twice."""
@@ -259,40 +258,3 @@ class Store(Protocol):
         """Replay every event written at or after ``since`` that ``wants``, up to the
         destination's cursor: deliveries made afresh where there were none, the others as
         ``replay_delivery``; return how many."""
-
-    # The operator console's reads (server/console/): each an indexed read, pages by keyset.
-
-    async def notifications_page(
-        self, app_id: str, query: NotificationQuery
-    ) -> list[StoredNotification]:
-        """A page of the app's notifications, newest first: of one kind, received within a
-        time range, whose notify id contains a text, as ``query`` says."""
-
-    async def notification_buckets(
-        self, app_id: str, since: datetime, width_seconds: int
-    ) -> list[TimeBucket]:
-        """How many of the app's notifications were received in each bucket of
-        ``width_seconds`` since ``since``, oldest first; empty buckets are absent."""
-
-    async def refusal_buckets(
-        self, app_id: str, since: datetime, width_seconds: int
-    ) -> list[TimeBucket]:
-        """How many of the app's requests were refused in each bucket (a whole number of
-        minutes) since ``since``, by the time the counters were flushed; empty ones absent."""
-
-    async def messages_page(self, app_id: str, query: MessageQuery) -> list[MessageRecord]:
-        """A page of the app's messages, newest first, of one status and channel if given."""
-
-    async def messages_of_user(self, app_id: str, user_id: str, limit: int) -> list[MessageRecord]:
-        """The newest ``limit`` messages addressed to the user, newest first."""
-
-    async def message_counts_of_app(self, app_id: str) -> dict[tuple[str, str], int]:
-        """The app's messages by (channel, status)."""
-
-    async def consent_events_of_notification(
-        self, app_id: str, dedupe_key: str
-    ) -> list[StoredConsentEvent]:
-        """The consent events the notification caused, in fold order."""
-
-    async def deliveries_of_notification(self, notification_id: int) -> list[DeliveryHistory]:
-        """Every destination's delivery of the notification's event, with its attempts."""

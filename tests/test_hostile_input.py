@@ -208,7 +208,9 @@ async def target(start_gateway: StartGateway, tmp_path: Path, fake: FakeAlipay) 
         await send(target, report(accepted_report(ONE_TIME), key=STORED_REPORT_KEY)),
         await send(target, message(one_time_body(), key=STORED_SEND_KEY)),
     ]
-    assert [answer.status for answer in setup] == [200, 200, 200]
+    # The send is stored either way: sent within the answer (200) or, on a loaded machine, queued
+    # with the outcome still to come (202).
+    assert [answer.status for answer in setup[:2]] == [200, 200] and setup[2].status in (200, 202)
     return target
 
 

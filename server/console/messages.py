@@ -1,6 +1,7 @@
 """/console/apps/{app}/messages: the app's messages newest first, filtered by status and
-channel; one message with its attempts, the platform's codes, its recipients and those the
-consent check left out (the same view ``GET /v1/apps/{app}/messages/{id}`` answers)."""
+channel; one message as ``GET /v1/apps/{app}/messages/{id}`` answers it (the last answer, its
+recipients and those the consent check left out), with every attempt the store recorded
+(``0009_message_attempts``): when, what it left the message in, the platform's codes, the error."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ async def message_detail(request: web.Request) -> web.StreamResponse:
     grant = request[SESSION].grant
     context = {
         "m": MessageView.of(message),
+        "attempts": await request.app[STORE].message_attempts(message.id),
         "can_settle": message.status is MessageStatus.UNKNOWN and {"write", "send"} <= grant.scopes,
         "notice": "Settled." if request.query.get("settled") else None,
     }

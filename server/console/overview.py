@@ -1,8 +1,9 @@
 """/console: where every app the token may see stands, at a glance.
 
 Per app: notifications accepted and refused per minute over the last hour and per hour over the
-last day (charts), refusals by reason, messages by channel and status, the outbox's depth; then
-the destinations' backlogs and failures, and the health checks /readyz makes.
+last day (charts; each settled bucket counted once, ``tallies``), refusals by reason, messages
+by channel and status (totals kept by triggers), the outbox's depth; then the destinations'
+backlogs and failures, and the health checks /readyz makes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from server.appkeys import STORE
 from server.console.charts import Chart, slots, stacked_chart
 from server.console.guard import console_page, render, visible_apps
 from server.console.keys import CONSOLE, SESSION
+from server.console.tallies import NotificationTallies
 from server.ops.health import readiness
 from server.ops.metrics import OUTBOX_STATUSES
 from storage import Store
@@ -38,20 +40,22 @@ class AppOverview:
     unknown: int
 
 
-async def app_overview(store: Store, app_id: str, now: datetime) -> AppOverview:
+async def app_overview(
+    store: Store, tallies: NotificationTallies, app_id: str, now: datetime
+) -> AppOverview:
     """The charts and counts of one app at ``now``."""
     minutes, hours = slots(now, MINUTE, 60), slots(now, HOUR, 24)
     last_hour = stacked_chart(
         "Notifications per minute, last hour",
         minutes,
-        await store.notification_buckets(app_id, minutes[0], 60),
+        await tallies.buckets(store, app_id, minutes[0], 60, now),
         await store.refusal_buckets(app_id, minutes[0], 60),
         "%H:%M",
     )
     last_day = stacked_chart(
         "Notifications per hour, last day",
         hours,
-        await store.notification_buckets(app_id, hours[0], 3600),
+        await tallies.buckets(store, app_id, hours[0], 3600, now),
         await store.refusal_buckets(app_id, hours[0], 3600),
         "%H:00",
     )
@@ -68,8 +72,11 @@ async def app_overview(store: Store, app_id: str, now: datetime) -> AppOverview:
 
 @console_page
 async def overview(request: web.Request) -> web.StreamResponse:
-    store, now = request.app[STORE], request.app[CONSOLE].clock()
-    apps = [await app_overview(store, app_id, now) for app_id in visible_apps(request)]
+    store, console = request.app[STORE], request.app[CONSOLE]
+    now = console.clock()
+    apps = [
+        await app_overview(store, console.tallies, app_id, now) for app_id in visible_apps(request)
+    ]
     desk = request.app.get(DESK)
     destinations: list[DestinationView] = []
     if desk is not None:

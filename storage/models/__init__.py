@@ -24,7 +24,7 @@ from storage.models.consent import (
     SubscribeReport,
     TemplateKind,
 )
-from storage.models.console import MessageQuery, NotificationQuery, TimeBucket
+from storage.models.console import MessageAttempt, MessageQuery, NotificationQuery, TimeBucket
 from storage.models.events import (
     START,
     ClaimedDelivery,
@@ -90,6 +90,7 @@ __all__ = [
     "EventType",
     "Frozen",
     "Instant",
+    "MessageAttempt",
     "MessageQuery",
     "MessageRecord",
     "MessageStatus",

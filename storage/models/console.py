@@ -17,7 +17,9 @@ class NotificationQuery:
     ``before`` is the (received time in epoch milliseconds, id) of the last row of the previous
     page: the page holds rows strictly older in that order. ``notify_id_text`` keeps notifications
     whose notify id contains the text; ``kind`` those of one kind; ``since`` and ``until``
-    (epoch milliseconds, inclusive) bound the received time.
+    (epoch milliseconds, inclusive) bound the received time. ``down_to`` (a received time and
+    id) ends the page there, that row included: a text search reads no further than the bound
+    ``notifications_scan_end`` found.
     """
 
     limit: int
@@ -26,6 +28,7 @@ class NotificationQuery:
     since: int = 0
     until: int = NO_ID_ABOVE
     before: tuple[int, int] | None = None
+    down_to: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +47,20 @@ class TimeBucket(Frozen):
 
     start: Instant
     count: int
+
+
+class MessageAttempt(Frozen):
+    """One attempt of a message (``0009_message_attempts.sql``): when it began and ended, the
+    status it left the message in (``sent``, ``queued`` to be retried, ``failed``, ``unknown``),
+    the platform's answer and the error. Times are None for an attempt recorded from its
+    message's row when the table was made."""
+
+    number: int
+    started_at: Instant | None
+    finished_at: Instant | None
+    status: str
+    platform_code: str | None
+    platform_msg: str | None
+    sub_code: str | None
+    sub_msg: str | None
+    error: str | None

@@ -17,12 +17,18 @@ from storage.sql.ledger import EVENT_COLUMNS
 from storage.sql.notifications import NOTIFICATION_COLUMNS
 from storage.sql.outbox import MESSAGE_COLUMNS
 
-_NOTIFICATIONS = (
-    f"SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE app_id = ? "
-    "AND received_at >= ? AND received_at <= ? AND (received_at < ? OR id < ?) "
-    "AND dedupe_key LIKE ? ESCAPE '!'"
+# The range of a page: received within [since, until], older than the cursor, and not older
+# than the (time, id) it goes down to.
+_RANGE = (
+    "FROM notifications WHERE app_id = ? AND received_at >= ? AND received_at <= ? "
+    "AND (received_at < ? OR id < ?) AND (received_at > ? OR id >= ?)"
 )
+_NOTIFICATIONS = f"SELECT {NOTIFICATION_COLUMNS} {_RANGE} AND dedupe_key LIKE ? ESCAPE '!'"
 _NOTIFICATIONS_ORDER = " ORDER BY received_at DESC, id DESC LIMIT ?"
+# The row ``?`` rows down the range, in index order (skipped over the index, never the table):
+# as far as a text search reads.
+_SCAN_END = f"SELECT received_at, id {_RANGE}"
+_SCAN_END_ORDER = " ORDER BY received_at DESC, id DESC LIMIT 1 OFFSET ?"
 _MESSAGES = (
     f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE app_id = ? "
     "AND created_at <= ? AND (created_at < ? OR id < ?)"
@@ -36,6 +42,8 @@ class ConsoleStatements:
 
     notifications: str = _NOTIFICATIONS + _NOTIFICATIONS_ORDER
     notifications_of_kind: str = _NOTIFICATIONS + " AND kind = ?" + _NOTIFICATIONS_ORDER
+    scan_end: str = _SCAN_END + _SCAN_END_ORDER
+    scan_end_of_kind: str = _SCAN_END + " AND kind = ?" + _SCAN_END_ORDER
     # Buckets are whole multiples of the width in milliseconds since the epoch.
     notification_buckets: str = (
         "SELECT received_at / ?, count(*) FROM notifications "
@@ -53,13 +61,19 @@ class ConsoleStatements:
         f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE app_id = ? AND user_id = ? "
         "ORDER BY created_at DESC, id DESC LIMIT ?"
     )
+    # Totals kept by triggers (0010_message_counts.sql); PostgreSQL spreads each over rows.
     message_counts_of_app: str = (
-        "SELECT channel, status, count(*) FROM messages WHERE app_id = ? GROUP BY 1, 2"
+        "SELECT channel, status, sum(count) FROM message_counts WHERE app_id = ? "
+        "GROUP BY 1, 2 HAVING sum(count) > 0"
     )
     # The consent events a life-account notification caused name it as their evidence.
     consent_events_of_notification: str = (
         f"SELECT {EVENT_COLUMNS}, id, recorded_at FROM consent_events "
         "WHERE app_id = ? AND evidence = ?"
+    )
+    message_attempts: str = (
+        "SELECT number, started_at, finished_at, status, platform_code, platform_msg, "
+        "sub_code, sub_msg, error FROM message_attempts WHERE message_id = ? ORDER BY number"
     )
     deliveries_of_notification: str = (
         f"SELECT {DELIVERY_COLUMNS}, e.type, a.attempted_at, a.status_code, a.latency_ms, "

@@ -12,6 +12,7 @@ from typing import Any
 
 from storage.models import (
     DeliveryHistory,
+    MessageAttempt,
     MessageQuery,
     MessageRecord,
     NotificationQuery,
@@ -26,7 +27,7 @@ from storage.sql.notification_rows import stored_notification
 from storage.sql.outbox_rows import message_from_row
 from storage.sql.rows import Row
 from storage.sql.statements import Statements
-from storage.timecodec import from_millis, to_millis
+from storage.timecodec import from_millis, optional_datetime, to_millis
 
 _LAST_ID = "\U0010ffff"  # above every message id: a first page of messages starts under it
 
@@ -49,15 +50,26 @@ class ConsoleReads:
         self, app_id: str, query: NotificationQuery
     ) -> list[StoredNotification]:
         """A page of the app's notifications, newest first (``NotificationQuery``)."""
-        at, below = query.before or (NO_ID_ABOVE, NO_ID_ABOVE)
-        params: list[Any] = [app_id, query.since, min(query.until, at), at, below]
-        params.append(like_containing(query.notify_id_text))
+        params = [*_range(app_id, query), like_containing(query.notify_id_text)]
         sql = self._sql.console.notifications
         if query.kind is not None:
             sql = self._sql.console.notifications_of_kind
             params.append(query.kind)
         rows = await self._fetch(sql, (*params, query.limit))
         return [stored_notification(row) for row in rows]
+
+    async def notifications_scan_end(
+        self, app_id: str, query: NotificationQuery, rows: int
+    ) -> tuple[int, int] | None:
+        """The (received time, id) of the ``rows``-th notification of the query's range (kind
+        and times; not the text), newest first; None when the range holds fewer."""
+        params = _range(app_id, query)
+        sql = self._sql.console.scan_end
+        if query.kind is not None:
+            sql = self._sql.console.scan_end_of_kind
+            params.append(query.kind)
+        found = await self._fetch(sql, (*params, rows - 1))
+        return (int(found[0][0]), int(found[0][1])) if found else None
 
     async def notification_buckets(
         self, app_id: str, since: datetime, width_seconds: int
@@ -101,6 +113,11 @@ class ConsoleReads:
         rows = await self._fetch(self._sql.console.message_counts_of_app, (app_id,))
         return {(row[0], row[1]): int(row[2]) for row in rows}
 
+    async def message_attempts(self, message_id: str) -> list[MessageAttempt]:
+        """Every attempt of the message the store has recorded, first first."""
+        rows = await self._fetch(self._sql.console.message_attempts, (message_id,))
+        return [_attempt(row) for row in rows]
+
     async def consent_events_of_notification(
         self, app_id: str, dedupe_key: str
     ) -> list[StoredConsentEvent]:
@@ -113,6 +130,28 @@ class ConsoleReads:
         """Every destination's delivery of the notification's event, with its attempts."""
         params = (notification_id,)
         return histories(await self._fetch(self._sql.console.deliveries_of_notification, params))
+
+
+def _range(app_id: str, query: NotificationQuery) -> list[Any]:
+    """The parameters of a notifications range (``storage.sql.console``)."""
+    at, below = query.before or (NO_ID_ABOVE, NO_ID_ABOVE)
+    down_at, down_id = query.down_to or (query.since, 0)
+    since = max(query.since, down_at)
+    return [app_id, since, min(query.until, at), at, below, down_at, down_id]
+
+
+def _attempt(row: Row) -> MessageAttempt:
+    return MessageAttempt(
+        number=int(row[0]),
+        started_at=optional_datetime(row[1]),
+        finished_at=optional_datetime(row[2]),
+        status=row[3],
+        platform_code=row[4],
+        platform_msg=row[5],
+        sub_code=row[6],
+        sub_msg=row[7],
+        error=row[8],
+    )
 
 
 def _buckets(rows: Sequence[Row], width: int) -> list[TimeBucket]:

@@ -4,6 +4,7 @@ notification caused (its consent events and its deliveries)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from storage import Store
@@ -74,6 +75,38 @@ async def test_notifications_are_filtered_by_kind_time_and_notify_id_text(store:
     minute = 60_000
     window = query(since=to_millis(NOW) + minute, until=to_millis(NOW) + 2 * minute)
     assert keys(await store.notifications_page(APP, window)) == ["2026abc_3", "2026abd_2"]
+
+
+async def test_a_text_search_reads_down_to_the_scan_end_and_goes_on_from_it(
+    store: Store,
+) -> None:
+    for index in range(6):
+        kind = "life_account_follow" if index % 2 else "trade_status_sync"
+        await store.record_notification(
+            arriving(f"n-{index}-{'hit' if index in (1, 4) else 'x'}", index, kind)
+        )
+
+    text = NotificationQuery(limit=10, notify_id_text="hit")
+    end = await store.notifications_scan_end(APP, text, 3)  # n-5, n-4, n-3
+    first = await store.notifications_page(APP, replace(text, down_to=end))
+    assert end is not None
+    rest = replace(text, before=end)
+    end_of_rest = await store.notifications_scan_end(APP, rest, 3)  # n-2, n-1, n-0
+    follows = NotificationQuery(limit=10, kind="life_account_follow")
+
+    assert keys(first) == ["n-4-hit"]
+    assert keys(await store.notifications_page(APP, replace(rest, down_to=end_of_rest))) == [
+        "n-1-hit"
+    ]
+    assert end_of_rest is not None and end_of_rest[0] == to_millis(NOW)  # n-0, the oldest
+    assert await store.notifications_scan_end(APP, rest, 4) is None  # fewer than 4 left
+    # The kind is part of the range: n-5, n-3, n-1 are the follows.
+    follows_end = await store.notifications_scan_end(APP, follows, 2)
+    assert follows_end is not None and follows_end[0] == to_millis(NOW) + 3 * 60_000
+    assert keys(await store.notifications_page(APP, replace(follows, down_to=follows_end))) == [
+        "n-5-x",
+        "n-3-x",
+    ]
 
 
 async def test_notifications_are_counted_per_bucket(store: Store) -> None:

@@ -1,12 +1,13 @@
 """What the console's tests look at, made through the service's real doors: signed
 notifications posted to the gateway, a subscribe result reported over /v1, and a message the
-outbox lost track of (reserved and begun, then its lease ran out: ``unknown``)."""
+outbox lost track of (reserved and begun, then its lease ran out: ``unknown``) and one sent on
+its second attempt."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from storage.models import TemplateKind
+from storage.models import AttemptOutcome, AttemptResult, TemplateKind
 from tests.server.api_client import ADMIN_TOKEN, ONE_TIME, USER, new_key, success_report
 from tests.server.conftest import APP_ID, Gateway
 from tests.server.notifications import life_account_fields, post, signed, trade_fields
@@ -65,3 +66,33 @@ async def unknown_message(gateway: Gateway, user_id: str = USER) -> str:
     assert outcome.begun
     assert outcome.message.id in await store.abandon_in_flight(now + timedelta(minutes=1))
     return outcome.message.id
+
+
+async def retried_message(gateway: Gateway, user_id: str = USER) -> str:
+    """A message whose first attempt the platform answered busy (queued) and whose second it
+    sent, finished through the outbox's own store operations. Returns its id."""
+    store, now = gateway.store, gateway.clock.now
+    send = reservation(
+        new_key(),
+        user_id=user_id,
+        template_id=ONE_TIME,
+        kind=TemplateKind.ONE_TIME,
+        created_at=now,
+        lease_until=now + timedelta(seconds=30),
+        app_id=APP_ID,
+    )
+    message = (await store.reserve_send(send, begin=True)).message
+    busy = AttemptResult(
+        outcome=AttemptOutcome.RETRY,
+        sub_code="isp.unknow-error",
+        sub_msg="系统繁忙",
+        error="the platform was busy",
+        next_attempt_at=now + timedelta(seconds=1),
+    )
+    await store.finish_attempt(message.id, busy, now)
+    later = now + timedelta(seconds=2)
+    await store.claim_due_messages("console-test", later, later + timedelta(seconds=30), 10)
+    await store.begin_attempt(message.id, "console-test", later, later + timedelta(seconds=30))
+    sent = AttemptResult(outcome=AttemptOutcome.SENT, platform_code="10000", platform_msg="Success")
+    await store.finish_attempt(message.id, sent, later)
+    return message.id

@@ -3,15 +3,26 @@ with their status and code."""
 
 from __future__ import annotations
 
+import html
+import re
 from urllib.parse import quote
 
 import pytest
 
+from server.console import notifications
 from server.intake.keys import REFUSALS
 from tests.server.api_client import ADMIN_TOKEN, ONE_TIME, OTHER_APP_TOKEN, READER_TOKEN, USER
 from tests.server.conftest import APP_ID, OTHER_APP_ID, Gateway
 from tests.server.console.http import Console
-from tests.server.console.seed import OTHER_USER, accepted, follow, forged, trade, unknown_message
+from tests.server.console.seed import (
+    OTHER_USER,
+    accepted,
+    follow,
+    forged,
+    retried_message,
+    trade,
+    unknown_message,
+)
 
 APP_PAGES = ["notifications", f"users/{USER}", "messages"]
 
@@ -64,6 +75,27 @@ async def test_notifications_are_filtered_and_paged(console: Console, gateway: G
     assert (bad.status, bad.headers["X-Subgate-Error"]) == (400, "invalid_parameter")
 
 
+async def test_a_text_search_reads_a_bounded_stretch_and_offers_to_go_on(
+    console: Console, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notifications, "SEARCH_ROWS", 2)
+    oldest = await trade(gateway, "order-1")
+    for order in ("order-2", "order-3"):
+        await trade(gateway, order)
+    await console.log_in(ADMIN_TOKEN)
+
+    page = f"/console/apps/{APP_ID}/notifications"
+    first = (await console.get(f"{page}?q={oldest}")).text
+    onward = re.search(r'href="\?([^"]+)" rel="next">Search older', first)
+    assert onward is not None
+    second = (await console.get(f"{page}?{html.unescape(onward.group(1))}")).text
+
+    listed = first.split("<table>")[1] if "<table>" in first else ""
+    assert oldest not in listed and "Searched 2 notifications of this range" in first
+    assert f'Notify id <a class="mono" href="{page}/{oldest}">{oldest}</a>' in first
+    assert oldest in second.split("<table>")[1] and "Search older" not in second
+
+
 async def test_a_user_page_shows_state_history_and_messages(
     console: Console, gateway: Gateway
 ) -> None:
@@ -91,6 +123,24 @@ async def test_messages_are_filtered_by_status_and_opened(
 
     assert message_id in unknown and message_id not in sent
     assert "Attempts" in opened and USER in opened and "unknown" in opened
+    assert "no answer" in opened  # the abandoned attempt: nothing from the platform
+
+
+async def test_a_message_shows_every_attempt_with_its_codes(
+    console: Console, gateway: Gateway
+) -> None:
+    await accepted(gateway)
+    message_id = await retried_message(gateway)
+    await console.log_in(READER_TOKEN)
+
+    text = (await console.get(f"/console/apps/{APP_ID}/messages/{message_id}")).text
+    attempts = text.split('id="attempts"')[1].split("</table>")[0]
+    rows = attempts.split("<tr>")[2:]  # after the header row
+
+    assert len(rows) == 2
+    assert "retry" in rows[0] and "isp.unknow-error" in rows[0] and "系统繁忙" in rows[0]
+    assert "the platform was busy" in rows[0] and "10000" not in rows[0]
+    assert "sent" in rows[1] and "10000" in rows[1] and "Success" in rows[1]
 
 
 async def test_the_search_box_leads_to_the_users_page(console: Console) -> None:
