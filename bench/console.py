@@ -14,10 +14,8 @@ client allow.
 from __future__ import annotations
 
 import asyncio
-import base64
 import random
 import re
-import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from bench.console_fill import (
     DESTINATION,
     ConsoleStore,
     cached_console_store,
+    destination_config,
     sample_ids,
     with_destination,
 )
@@ -48,17 +47,6 @@ USERS = 4
 _LOGIN_VALUE = re.compile(r'name="login_csrf" value="([^"]+)"')
 _APP = f"/console/apps/{APP_ID}"
 _DESTINATION = f"/console/deliveries/{DESTINATION}"
-# Retries a day apart and no give-up within the run: the worker has nothing due while pages are
-# measured (the stored backlog is due in a year), and its URL is a port nobody listens on.
-_DESTINATION_CONFIG = """
-[[destinations]]
-name = "{name}"
-url = "http://127.0.0.1:{port}/events"
-secret = "{secret}"
-retry_initial_seconds = 86400
-retry_max_seconds = 86400
-give_up_after_seconds = 31536000
-"""
 
 
 @dataclass(frozen=True)
@@ -82,13 +70,8 @@ def pages(ids: dict[str, list[Any]]) -> list[Page]:
     def pick(name: str) -> Callable[[random.Random], Any]:
         return lambda rng: rng.choice(ids[name])
 
-    notify, message, user, cursor, failing = (
-        pick("notify_ids"),
-        pick("messages"),
-        pick("users"),
-        pick("cursors"),
-        pick("failing_cursors"),
-    )
+    names = ("notify_ids", "messages", "users", "cursors", "failing_cursors")
+    notify, message, user, cursor, failing = map(pick, names)
     since = ids["yesterday"][0]
     return [
         Page("overview", lambda rng: "/console", "Notifications per hour"),
@@ -125,11 +108,7 @@ def pages(ids: dict[str, list[Any]]) -> list[Page]:
         Page("deliveries", lambda rng: "/console/deliveries", DESTINATION),
         Page("destination_failing", lambda rng: _DESTINATION, "Older"),
         Page("destination_dead", lambda rng: f"{_DESTINATION}?status=dead", "Older"),
-        Page(
-            "destination_failing_later_page",
-            lambda rng: f"{_DESTINATION}?status=failing&before={failing(rng)}",
-            "Attempts",
-        ),
+        Page("destination_later", lambda rng: f"{_DESTINATION}?before={failing(rng)}", "Attempts"),
     ]
 
 
@@ -137,13 +116,13 @@ def run(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
     space = Workspace.create(workdir / "keys")
     store = cached_console_store(plan.users, plan.notifications, space.alipay_key)
     print(f"  store: {store.meta['messages']:,} messages; ", end="", flush=True)
-    backlog = with_destination(store)
-    print(f"destination {DESTINATION}: {backlog}; ", end="", flush=True)
+    backlog = with_destination(store)  # before the read-through: it may write
+    print(f"{DESTINATION}: {backlog}; ", end="", flush=True)
     print(f"read into the page cache in {read_through(store.path):.1f} s", flush=True)
     ids = sample_ids(store, plan.samples)
     keys, token = write_keys(workdir), new_token()
     config = write_config(workdir / "subgate.toml", store.path, keys, token)
-    _add_destination(config)
+    config.write_text(config.read_text() + destination_config(free_port()))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {}
@@ -177,16 +156,6 @@ def run(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
             for name, entry in results.items()
         },
     }
-
-
-def _add_destination(config: Path) -> None:
-    """The destination the backlog was written for, pointing at a closed loopback port."""
-    text = _DESTINATION_CONFIG.format(
-        name=DESTINATION,
-        port=free_port(),
-        secret="whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
-    )
-    config.write_text(config.read_text() + text)
 
 
 async def log_in(session: aiohttp.ClientSession, base: str, token: str) -> None:

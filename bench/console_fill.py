@@ -15,7 +15,9 @@ messages, in one SQLite database built once and cached in ``bench/.cache``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import secrets
 import shutil
 import sqlite3
 import time
@@ -235,3 +237,23 @@ def _fill_deliveries(connection: sqlite3.Connection) -> None:
     connection.execute("COMMIT")
     connection.execute("ANALYZE deliveries")
     connection.execute("ANALYZE delivery_attempts")
+
+
+# Retries a day apart and no give-up within a run: the worker has nothing due while pages are
+# measured (the stored backlog is due in a year).
+_DESTINATION_SETTINGS = """
+[[destinations]]
+name = "{name}"
+url = "http://127.0.0.1:{port}/events"
+secret = "{secret}"
+retry_initial_seconds = 86400
+retry_max_seconds = 86400
+give_up_after_seconds = 31536000
+"""
+
+
+def destination_config(port: int) -> str:
+    """The config's ``[[destinations]]`` entry the backlog was written for: a URL at a
+    loopback ``port`` nobody listens on, and a fresh secret."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    return _DESTINATION_SETTINGS.format(name=DESTINATION, port=port, secret=secret)
