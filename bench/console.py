@@ -26,7 +26,14 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bench.console_fill import ConsoleStore, cached_console_store, sample_ids
+from bench.console_fill import (
+    DESTINATION,
+    ConsoleStore,
+    cached_console_store,
+    destination_config,
+    sample_ids,
+    with_destination,
+)
 from bench.intake import APP_ID, ROOT, Workspace
 from bench.ledger_fill import user_id
 from bench.lookup import read_through
@@ -39,6 +46,7 @@ P99_TARGET_MS = 100.0
 USERS = 4
 _LOGIN_VALUE = re.compile(r'name="login_csrf" value="([^"]+)"')
 _APP = f"/console/apps/{APP_ID}"
+_DESTINATION = f"/console/deliveries/{DESTINATION}"
 
 
 @dataclass(frozen=True)
@@ -62,12 +70,8 @@ def pages(ids: dict[str, list[Any]]) -> list[Page]:
     def pick(name: str) -> Callable[[random.Random], Any]:
         return lambda rng: rng.choice(ids[name])
 
-    notify, message, user, cursor = (
-        pick("notify_ids"),
-        pick("messages"),
-        pick("users"),
-        pick("cursors"),
-    )
+    names = ("notify_ids", "messages", "users", "cursors", "failing_cursors")
+    notify, message, user, cursor, failing = map(pick, names)
     since = ids["yesterday"][0]
     return [
         Page("overview", lambda rng: "/console", "Notifications per hour"),
@@ -101,7 +105,10 @@ def pages(ids: dict[str, list[Any]]) -> list[Page]:
             "failed",
         ),
         Page("message", lambda rng: f"{_APP}/messages/{message(rng)}", "Attempts"),
-        Page("deliveries", lambda rng: "/console/deliveries", "Deliveries"),
+        Page("deliveries", lambda rng: "/console/deliveries", DESTINATION),
+        Page("destination_failing", lambda rng: _DESTINATION, "Older"),
+        Page("destination_dead", lambda rng: f"{_DESTINATION}?status=dead", "Older"),
+        Page("destination_later", lambda rng: f"{_DESTINATION}?before={failing(rng)}", "Attempts"),
     ]
 
 
@@ -109,10 +116,13 @@ def run(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
     space = Workspace.create(workdir / "keys")
     store = cached_console_store(plan.users, plan.notifications, space.alipay_key)
     print(f"  store: {store.meta['messages']:,} messages; ", end="", flush=True)
+    backlog = with_destination(store)  # before the read-through: it may write
+    print(f"{DESTINATION}: {backlog}; ", end="", flush=True)
     print(f"read into the page cache in {read_through(store.path):.1f} s", flush=True)
     ids = sample_ids(store, plan.samples)
     keys, token = write_keys(workdir), new_token()
     config = write_config(workdir / "subgate.toml", store.path, keys, token)
+    config.write_text(config.read_text() + destination_config(free_port()))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {}
@@ -134,7 +144,7 @@ def run(plan: ConsolePlan, workdir: Path) -> dict[str, Any]:
         flush=True,
     )
     return {
-        "store": {**store.meta, "path": store.path.name},
+        "store": {**store.meta, "path": store.path.name, "deliveries": backlog},
         "concurrent_users": USERS,
         "seconds_per_page": plan.seconds,
         "pages": results,

@@ -15,7 +15,9 @@ messages, in one SQLite database built once and cached in ``bench/.cache``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import secrets
 import shutil
 import sqlite3
 import time
@@ -130,7 +132,7 @@ def _messages(path: Path) -> int:
 
 def sample_ids(store: ConsoleStore, count: int, seed: int = 3) -> dict[str, list[Any]]:
     """What the load asks for, drawn from the database: notify ids, message ids, users and
-    deep keyset cursors (``received_ms~id`` of a notification)."""
+    deep keyset cursors (``received_ms~id`` of a notification, a failing delivery's id)."""
     connection = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
     try:
         messages = [
@@ -145,6 +147,13 @@ def sample_ids(store: ConsoleStore, count: int, seed: int = 3) -> dict[str, list
                 "SELECT received_at, id FROM notifications ORDER BY random() LIMIT ?", (count,)
             )
         ]
+        failing = [
+            row[0]
+            for row in connection.execute(
+                "SELECT id FROM deliveries WHERE status = 'pending' ORDER BY random() LIMIT ?",
+                (count,),
+            )
+        ]
     finally:
         connection.close()
     step = max(store.notifications // count, 1)
@@ -153,5 +162,98 @@ def sample_ids(store: ConsoleStore, count: int, seed: int = 3) -> dict[str, list
         "messages": messages,
         "users": [(i * 7919 + seed) % store.users for i in range(count)],
         "cursors": cursors,
+        "failing_cursors": failing,
         "yesterday": [(datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")],
     }
+
+
+# The destination's backlog, written onto the cached store (not part of its cache key): a
+# merchant service that has been down, every other stored event delivered to it in vain.
+DESTINATION = "merchant"
+DELIVERIES = 100_000
+_DELIVERIES = """
+INSERT INTO deliveries (destination, event_id, event_txid, app_id, user_id, status, attempts,
+    next_attempt_at, retry_since, last_status, last_error, created_at, updated_at)
+SELECT :destination, e.id, e.txid, e.app_id, e.user_id,
+    CASE e.n % 2 WHEN 0 THEN 'dead' ELSE 'pending' END, 1 + e.n % 3,
+    :later, e.created_at, CASE e.n % 3 WHEN 1 THEN 503 END,
+    CASE e.n % 3 WHEN 1 THEN 'answered 503' ELSE 'connection refused' END,
+    e.created_at, e.created_at + (e.n % 3) * 60000 + 1000
+FROM (SELECT id, txid, app_id, user_id, created_at, row_number() OVER (ORDER BY id) AS n
+    FROM events WHERE id % :step = 0 ORDER BY id LIMIT :count) AS e ORDER BY e.id
+"""
+# Each delivery's attempts, a minute apart: 1-3 of them, as its ``attempts`` says.
+_DELIVERY_ATTEMPTS = """
+INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, latency_ms, error)
+SELECT d.id, d.created_at + n.k * 60000 + 1000, d.last_status, 2 + d.id % 40, d.last_error
+FROM deliveries AS d JOIN (SELECT 0 AS k UNION ALL SELECT 1 UNION ALL SELECT 2) AS n
+    ON n.k < d.attempts
+WHERE d.destination = :destination ORDER BY d.id, n.k
+"""
+
+
+def with_destination(store: ConsoleStore) -> dict[str, int]:
+    """``DESTINATION``'s deliveries on the store, written once (about 10 s at a million
+    events): ``DELIVERIES`` of the stored events spread over the whole log, every other one
+    dead and the rest failing (due in a year, so no worker retries them while pages are
+    measured), each with 1-3 attempts; its cursor at the log's end, so the fan-out has nothing
+    to add."""
+    connection = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        if (
+            connection.execute(
+                "SELECT 1 FROM destination_cursors WHERE destination = ?", (DESTINATION,)
+            ).fetchone()
+            is None
+        ):
+            _fill_deliveries(connection)
+        return {
+            status: int(count)
+            for status, count in connection.execute(
+                "SELECT status, count(*) FROM deliveries WHERE destination = ? GROUP BY status",
+                (DESTINATION,),
+            )
+        }
+    finally:
+        connection.close()
+
+
+def _fill_deliveries(connection: sqlite3.Connection) -> None:
+    events, txid, last = connection.execute(
+        "SELECT count(*), max(txid), max(id) FROM events"
+    ).fetchone()
+    later = int((time.time() + 365 * 86400) * 1000)
+    where = {"destination": DESTINATION}
+    connection.execute("BEGIN")
+    connection.execute(
+        _DELIVERIES,
+        {**where, "later": later, "step": max(events // DELIVERIES, 1), "count": DELIVERIES},
+    )
+    connection.execute(_DELIVERY_ATTEMPTS, where)
+    connection.execute(
+        "INSERT INTO destination_cursors (destination, txid, event_id) VALUES (?, ?, ?)",
+        (DESTINATION, txid, last),
+    )
+    connection.execute("COMMIT")
+    connection.execute("ANALYZE deliveries")
+    connection.execute("ANALYZE delivery_attempts")
+
+
+# Retries a day apart and no give-up within a run: the worker has nothing due while pages are
+# measured (the stored backlog is due in a year).
+_DESTINATION_SETTINGS = """
+[[destinations]]
+name = "{name}"
+url = "http://127.0.0.1:{port}/events"
+secret = "{secret}"
+retry_initial_seconds = 86400
+retry_max_seconds = 86400
+give_up_after_seconds = 31536000
+"""
+
+
+def destination_config(port: int) -> str:
+    """The config's ``[[destinations]]`` entry the backlog was written for: a URL at a
+    loopback ``port`` nobody listens on, and a fresh secret."""
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    return _DESTINATION_SETTINGS.format(name=DESTINATION, port=port, secret=secret)
