@@ -4,6 +4,7 @@ one rule of ``server/settings/secret_files.py``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,32 @@ def test_a_variable_overrides_its_key_and_leaves_the_rest_of_the_table(tmp_path:
     assert settings.reconcile.interval_seconds == 600.0
 
 
+def test_a_list_of_tables_is_set_whole_as_json_and_its_secrets_may_be_files(
+    tmp_path: Path,
+) -> None:
+    token_file = secret_file(tmp_path, "api-token", TOKEN)
+    tokens = [{"token": str(token_file), "apps": [APP_ID], "scopes": ["read"]}]
+    environ = {"SUBGATE_TOKENS": json.dumps(tokens)}
+    data = file_data(
+        tmp_path, tokens=[{"token": "file-token-0123456789abcdef", "scopes": ["send"]}]
+    )
+
+    settings = settings_from_mapping(data, base_dir=tmp_path, environ=environ)
+
+    assert [(t.token.get_secret_value(), t.scopes) for t in settings.tokens] == [(TOKEN, ["read"])]
+    assert [app.app_id for app in settings.apps] == [APP_ID]  # not named: the file's
+
+
+@pytest.mark.parametrize(
+    "value", ['{"token": "x"}', "[1, 2]", '[{"tokn": "typo-0123456789abcdef"}]']
+)
+def test_a_list_of_tables_that_is_not_one_is_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(SettingsError):
+        settings_from_mapping(
+            file_data(tmp_path), base_dir=tmp_path, environ={"SUBGATE_TOKENS": value}
+        )
+
+
 def test_without_variables_the_file_is_taken_as_it_is(tmp_path: Path) -> None:
     settings = settings_from_mapping(file_data(tmp_path), base_dir=tmp_path, environ={})
 
@@ -73,14 +100,6 @@ def test_a_bad_variable_is_refused_as_a_bad_key_would_be(
 
     assert str(refused.value).startswith(expected)
     assert "hunter2" not in str(refused.value) and "\n" not in str(refused.value)
-
-
-def test_the_lists_of_tables_stay_in_the_file(tmp_path: Path) -> None:
-    environ = {"SUBGATE_APPS": "[]", "SUBGATE_TOKENS": f'[{{"token": "{TOKEN}"}}]'}
-
-    settings = settings_from_mapping(file_data(tmp_path), base_dir=tmp_path, environ=environ)
-
-    assert [app.app_id for app in settings.apps] == [APP_ID] and settings.tokens == []
 
 
 def test_dev_mode_settings_take_the_environment_too(tmp_path: Path) -> None:
