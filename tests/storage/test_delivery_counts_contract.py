@@ -81,6 +81,7 @@ UNDO_0011 = (
     "DROP TABLE delivery_counts",
     "DROP INDEX deliveries_pending_age",
     "DROP INDEX deliveries_failed",
+    "DROP INDEX deliveries_by_state",
     "DELETE FROM schema_migrations WHERE version = 11",
 )
 

@@ -56,3 +56,7 @@ CREATE INDEX deliveries_pending_age ON deliveries (destination, created_at)
     WHERE status = 'pending';
 CREATE INDEX deliveries_failed ON deliveries (destination, updated_at, id)
     WHERE status = 'dead' OR (status = 'pending' AND attempts > 0);
+-- A destination's deliveries in one state, newest first, a page at a time (the console's and
+-- GET /v1/destinations/{name}/deliveries): an index walk from the page's start, the attempts
+-- filter ("failing") read from the index.
+CREATE INDEX deliveries_by_state ON deliveries (destination, status, id, attempts);
