@@ -21,10 +21,11 @@ from tests.server.conftest import APP_ID, OTHER_APP_ID, Gateway, StartGateway, a
 from tests.server.console.browser import chromium, tab
 from tests.server.console.http import Console
 from tests.server.console.seed import trade
-from tests.server.delivery_fixtures import destination, eventually
+from tests.server.delivery_fixtures import SECRET, destination, eventually
 from tests.server.receiver import Received, Receiver, receiving
 
 GIVE_UP_SECONDS = 60
+PASSWORD, QUERY_TOKEN = "hunter2-console-password", "query-console-token"  # in the URL: never shown
 
 
 @dataclass
@@ -59,8 +60,9 @@ async def hooked(
             return web.Response(status=500 if hooked and hooked.refusing[0] else 204)
 
         receiver.answer = answer
+        credentialed = receiver.url.replace("://", f"://hookuser:{PASSWORD}@")
         orders = destination(
-            receiver.url,
+            f"{credentialed}?token={QUERY_TOKEN}",
             "orders",
             apps=[APP_ID],
             retry_initial_seconds=1,
@@ -133,3 +135,26 @@ async def test_a_read_only_token_may_look_but_not_replay(hooked: Hooked) -> None
     assert f"evt_{dead.delivery.event_id}" in page.text and "Replay" not in page.text
     assert (forged.status, forged.headers["X-Subgate-Error"]) == (403, "forbidden")
     assert len(await hooked.histories("dead")) == 1
+
+
+async def test_no_console_page_shows_the_destinations_secret_or_credentials(
+    hooked: Hooked,
+) -> None:
+    dead = await dead_delivery(hooked)
+    console = Console(hooked.gateway.client)
+    await console.log_in(ADMIN_TOKEN)
+    paths = [
+        "/console",
+        "/console/deliveries",
+        "/console/deliveries/orders?status=dead",
+        "/console/deliveries/orders?status=failing",
+        f"/console/apps/{APP_ID}/notifications",
+    ]
+
+    texts = [(await console.get(path)).text for path in paths]
+
+    assert all(f"evt_{dead.delivery.event_id}" in text for text in texts[2:3])
+    for text in texts:
+        assert not any(
+            s in text for s in (PASSWORD, QUERY_TOKEN, SECRET[6:], "hookuser", ADMIN_TOKEN)
+        )
