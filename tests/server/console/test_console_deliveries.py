@@ -158,3 +158,24 @@ async def test_no_console_page_shows_the_destinations_secret_or_credentials(
         assert not any(
             s in text for s in (PASSWORD, QUERY_TOKEN, SECRET[6:], "hookuser", ADMIN_TOKEN)
         )
+
+
+async def test_a_time_window_is_replayed_from_the_console(hooked: Hooked) -> None:
+    dead = await dead_delivery(hooked)
+    console = Console(hooked.gateway.client)
+    await console.log_in(ADMIN_TOKEN)
+    hooked.refusing[0] = False
+    since = (dead.delivery.created_at - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
+
+    refused = await console.post(
+        "/console/deliveries/orders/replay-since", {"csrf": await console.csrf(), "since": "soon"}
+    )
+    answer = await console.post(
+        "/console/deliveries/orders/replay-since", {"csrf": await console.csrf(), "since": since}
+    )
+
+    assert (refused.status, refused.headers["X-Subgate-Error"]) == (400, "invalid_parameter")
+    assert answer.status == 303 and "replayed=1" in (answer.location or "")
+    delivered = await hooked.until("delivered")
+    assert delivered.delivery.event_id == dead.delivery.event_id
+    assert await hooked.histories("dead") == []
