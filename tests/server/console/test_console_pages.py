@@ -176,3 +176,38 @@ async def test_an_unconfigured_app_is_not_found(console: Console) -> None:
     answer = await console.get("/console/apps/2021999999999999/notifications")
 
     assert (answer.status, answer.headers["X-Subgate-Error"]) == (404, "app_not_found")
+
+
+def unlabelled_fields(text: str) -> list[str]:
+    """The visible form fields of a page neither inside a ``<label>``, nor named by a
+    ``<label for=...>`` or an ``aria-label``."""
+    labelled = set(re.findall(r'<label[^>]*\bfor="([^"]+)"', text))
+    unwrapped = re.sub(r"<label\b[^>]*>.*?</label>", "", text, flags=re.DOTALL)
+    missing = []
+    for field in re.findall(r"<(?:input|select|textarea)\b[^>]*>", unwrapped):
+        if 'type="hidden"' in field or "aria-label=" in field:
+            continue
+        found = re.search(r'\bid="([^"]+)"', field)
+        if found is None or found.group(1) not in labelled:
+            missing.append(field)
+    return missing
+
+
+async def test_every_field_of_every_page_has_a_label(console: Console, gateway: Gateway) -> None:
+    await follow(gateway)
+    await accepted(gateway)
+    message_id = await unknown_message(gateway)
+    await console.log_in(ADMIN_TOKEN)
+    paths = [
+        "/console",
+        *(f"/console/apps/{APP_ID}/{page}" for page in APP_PAGES),
+        f"/console/apps/{APP_ID}/messages/{message_id}",
+        "/console/deliveries",
+    ]
+
+    pages = {path: (await console.get(path)).text for path in paths}
+
+    assert all("<input" in text or "<select" in text for text in pages.values())  # search box
+    assert {path: unlabelled_fields(text) for path, text in pages.items()} == {
+        path: [] for path in paths
+    }
