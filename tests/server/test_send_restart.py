@@ -75,6 +75,19 @@ def tags_called(fake: FakeAlipay) -> Counter[str]:
     return Counter(json.loads(c.biz["data"])["keyword3"]["value"] for c in fake.sends)
 
 
+async def row_status(env: Sending, message_id: str) -> str:
+    return (await env.row(message_id)).status
+
+
+async def eventually(read: Callable[[], Awaitable[str]], wanted: str) -> None:
+    """Wait (bounded, polling) until ``read()`` answers ``wanted``."""
+    for _ in range(500):
+        if await read() == wanted:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never {wanted!r}")
+
+
 async def reserve_as_dead_process(env: Sending, key: str) -> MessageRecord:
     """What a process of an earlier version left behind when it died right after reserving (it
     reserved without beginning): a pending row leased to it until a moment already past, and a
@@ -112,8 +125,11 @@ async def test_a_reservation_left_by_a_dead_process_is_sent_once_after_a_restart
 
     await env.restart()
     attempted = await env.run_outbox()
+    # The restarted process's own background worker may have taken the message first, its call
+    # still under way when this pass returns: what counts is that it ends sent, called once.
+    await eventually(lambda: row_status(env, message.id), "sent")
 
-    assert attempted == 1
+    assert attempted in (0, 1)
     [call] = env.fake.sends
     assert call.biz["user_template_id"] == ONE_TIME
     assert json.loads(call.biz["data"]) == {"keyword1": {"value": "订单已发货"}}
