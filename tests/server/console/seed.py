@@ -5,9 +5,9 @@ its second attempt."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from storage.models import AttemptOutcome, AttemptResult, TemplateKind
+from storage.models import AttemptOutcome, AttemptResult, SendReservation, TemplateKind
 from tests.server.api_client import ADMIN_TOKEN, ONE_TIME, USER, new_key, success_report
 from tests.server.conftest import APP_ID, Gateway
 from tests.server.notifications import life_account_fields, post, signed, trade_fields
@@ -49,11 +49,9 @@ async def accepted(gateway: Gateway, user_id: str = USER, template: str = ONE_TI
     assert response.status == 200, await response.text()
 
 
-async def unknown_message(gateway: Gateway, user_id: str = USER) -> str:
-    """A message whose attempt began and whose worker vanished: its outcome is ``unknown``
-    and its credit spent. Returns its id."""
-    store, now = gateway.store, gateway.clock.now
-    send = reservation(
+def one_time_send(user_id: str, now: datetime) -> SendReservation:
+    """A one-time send of APP_ID to ``user_id``, reserved at ``now`` under a 30 s lease."""
+    return reservation(
         new_key(),
         user_id=user_id,
         template_id=ONE_TIME,
@@ -62,6 +60,13 @@ async def unknown_message(gateway: Gateway, user_id: str = USER) -> str:
         lease_until=now + timedelta(seconds=30),
         app_id=APP_ID,
     )
+
+
+async def unknown_message(gateway: Gateway, user_id: str = USER) -> str:
+    """A message whose attempt began and whose worker vanished: its outcome is ``unknown``
+    and its credit spent. Returns its id."""
+    store, now = gateway.store, gateway.clock.now
+    send = one_time_send(user_id, now)
     outcome = await store.reserve_send(send, begin=True)
     assert outcome.begun
     assert outcome.message.id in await store.abandon_in_flight(now + timedelta(minutes=1))
@@ -72,15 +77,7 @@ async def retried_message(gateway: Gateway, user_id: str = USER) -> str:
     """A message whose first attempt the platform answered busy (queued) and whose second it
     sent, finished through the outbox's own store operations. Returns its id."""
     store, now = gateway.store, gateway.clock.now
-    send = reservation(
-        new_key(),
-        user_id=user_id,
-        template_id=ONE_TIME,
-        kind=TemplateKind.ONE_TIME,
-        created_at=now,
-        lease_until=now + timedelta(seconds=30),
-        app_id=APP_ID,
-    )
+    send = one_time_send(user_id, now)
     message = (await store.reserve_send(send, begin=True)).message
     busy = AttemptResult(
         outcome=AttemptOutcome.RETRY,
