@@ -20,6 +20,7 @@ from storage.models import (
     ConsentSummary,
     DeliveryHistory,
     DeliveryResult,
+    DeliveryRound,
     DestinationBacklog,
     EventHead,
     EventPosition,
@@ -30,6 +31,7 @@ from storage.models import (
     ReportAnswer,
     ReportOutcome,
     ReserveOutcome,
+    RoundOutcome,
     SendReservation,
     Settlement,
     StoredConsentEvent,
@@ -238,6 +240,11 @@ class Store(ConsoleQueries, Protocol):
     async def finish_deliveries(self, owner: str, results: Sequence[DeliveryResult]) -> int:
         """Keep each attempt and apply its verdict, for the deliveries ``owner`` still holds;
         return how many were applied (an attempt whose lease ran out is kept, nothing else)."""
+
+    async def advance_deliveries(self, work: DeliveryRound, wants: EventFilter) -> RoundOutcome:
+        """``finish_deliveries`` of ``work.kept``, then ``fan_out`` and ``claim_deliveries``,
+        in one transaction: a user whose verdict is kept here may have the next event claimed
+        by the same commit. Each part means what its own method says."""
 
     async def destination_backlogs(self) -> list[DestinationBacklog]:
         """Every destination with deliveries: counts by state, oldest pending, last error."""

@@ -124,9 +124,12 @@ class Courier:
     async def keep(self, store: Store, owner: str, results: Sequence[DeliveryResult]) -> None:
         """Keep the verdicts of the deliveries ``owner`` still holds, in one commit."""
         if results:
-            applied = await store.finish_deliveries(owner, results)
-            if self._metrics is not None:
-                self._metrics.observe(self.name, results, applied)
+            self.observe(results, await store.finish_deliveries(owner, results))
+
+    def observe(self, results: Sequence[DeliveryResult], applied: int) -> None:
+        """Count verdicts just kept, ``applied`` of them under a lease still held."""
+        if results and self._metrics is not None:
+            self._metrics.observe(self.name, results, applied)
 
     async def _attempt(
         self, claimed: ClaimedDelivery, lease_until: datetime

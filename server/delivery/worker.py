@@ -1,16 +1,18 @@
-"""One destination's loop: read new events into deliveries, claim a batch, hand it over, repeat.
+"""One destination's loop: keep the last batch's verdicts, read new events into deliveries,
+claim a batch, hand it over, repeat.
 
-Each pass calls ``Store.fan_out`` (the destination's cursor moves past new events, a pending
-delivery is made of each one it takes), then ``Store.claim_deliveries`` (due deliveries leased to
-this process, per-user order kept by the store), and hands the batch to the ``Courier``. Up to
-``BATCHES_IN_FLIGHT`` batches are posted at once, sharing the destination's ``concurrency``: while
-one batch's answers are awaited, the next is already being posted, and once its answers are all
-in, its verdicts are committed while the next batch is claimed (a user's next event waits for
-that commit: the store keeps per-user order).
+Each pass is one ``Store.advance_deliveries``, one transaction: the verdicts of the batches whose
+posts have all been answered since the last pass are kept, the destination's cursor moves past
+new events (a pending delivery is made of each one it takes), and due deliveries are leased to
+this process (per-user order kept by the store) as the next batch, which the ``Courier`` posts.
+Up to ``BATCHES_IN_FLIGHT`` batches are posted at once, sharing the destination's
+``concurrency``: while one batch's answers are awaited, the next is already being posted. A
+user's next event waits for the pass that keeps the verdict before it: the store keeps per-user
+order.
 
 With nothing to do the loop sleeps until it is woken: by the event watch (an event was written),
-by a batch finishing (a user's next event may now be due), by ``wake()`` (a replay), or at the
-latest after ``poll_seconds`` (events of other replicas, retries coming due). It never spins.
+by a batch finishing (its verdicts are to be kept), by ``wake()`` (a replay), or at the latest
+after ``poll_seconds`` (events of other replicas, retries coming due). It never spins.
 
 A batch's lease outlasts every post it may start (``BATCHES_IN_FLIGHT`` timeouts, plus a margin
 for the commit and for clocks that differ between replicas); a process that dies leaves leases
@@ -34,16 +36,12 @@ from server.runtime.clock import Clock
 from server.settings import DestinationSettings
 from storage import Store
 from storage.errors import StorageError
-from storage.models import ClaimedDelivery, DeliveryResult, EventPosition
+from storage.models import ClaimedDelivery, DeliveryResult, DeliveryRound, EventPosition
 
 logger = logging.getLogger(__name__)
 
 FAN_OUT_LIMIT = 500  # events read per fan-out; a full read is followed by another at once
 BATCHES_IN_FLIGHT = 2
-# A batch whose posts are done no longer counts as in flight while its verdicts are committed:
-# the next batch is claimed and posted meanwhile. Batches open in all (posting or committing)
-# are bounded too.
-BATCHES_OPEN = 2 * BATCHES_IN_FLIGHT
 # A batch holds this many posts per slot of the destination's concurrency: its claim and its
 # commit of verdicts are shared by them all, instead of bounding the pace at one post per slot
 # per commit.
@@ -107,6 +105,7 @@ class DestinationWorker:
         self._next_retry: datetime | None = None
         self._batches: set[asyncio.Task[None]] = set()
         self._posting = 0  # batches whose posts are not all answered yet
+        self._answered: list[DeliveryResult] = []  # verdicts the next pass keeps
         self._batch_moved = asyncio.Event()  # a batch's posts were answered, or it ended
 
     def wake(self) -> None:
@@ -146,33 +145,47 @@ class DestinationWorker:
                 await self._idle(seen)
 
     async def stop(self, grace_seconds: float) -> None:
-        """Let batches in flight finish (their verdicts kept) for up to ``grace_seconds``."""
+        """Let batches in flight finish for up to ``grace_seconds``, then keep their verdicts
+        (the loop, cancelled first, keeps no more)."""
         if self._batches:
             await asyncio.wait(set(self._batches), timeout=grace_seconds)
         for task in set(self._batches):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        kept, self._answered = self._answered, []
+        try:
+            await self.courier.keep(self._store, self.owner, kept)
+        except StorageError as error:
+            logger.warning("destination %s: verdicts not kept: %s", self.name, error)
 
     async def _pass(self) -> bool:
-        """Fan out and send one batch off; whether there is more to do at once."""
+        """Keep what was answered, fan out, send one batch off; whether there is more to do."""
         pace = await self.next_pace()
-        now = self._clock()
-        read = await self._store.fan_out(self.name, self.wants, now, pace.fan_out)
-        if self._posting >= BATCHES_IN_FLIGHT or len(self._batches) >= BATCHES_OPEN:
+        if self._posting >= BATCHES_IN_FLIGHT:
             self._batch_moved.clear()
             await self._batch_moved.wait()
             return True
+        kept, self._answered = tuple(self._answered), []
+        now = self._clock()
         lease_until = now + timedelta(seconds=self.lease_seconds)
-        claimed = await self._store.claim_deliveries(
-            self.name, self.owner, now, lease_until, pace.claim
+        work = DeliveryRound(
+            self.name, self.owner, kept, now, lease_until, pace.fan_out, pace.claim
         )
-        if claimed:
-            task = asyncio.create_task(self._deliver(claimed, lease_until))
+        try:
+            outcome = await self._store.advance_deliveries(work, self.wants)
+        except StorageError:
+            self._answered[:0] = kept  # not kept: the next pass tries again
+            raise
+        self.courier.observe(kept, outcome.applied)
+        self._note_retries(kept)
+        if outcome.claimed:
+            task = asyncio.create_task(self._post(outcome.claimed, lease_until))
             self._posting += 1
             self._batches.add(task)
             task.add_done_callback(self._batch_done)
-        return bool(claimed) or read >= pace.fan_out
+        more = bool(outcome.claimed) or bool(self._answered)
+        return more or outcome.read >= pace.fan_out
 
     async def next_pace(self) -> Pace:
         """Whole reads and batches; or while intake is busy (``BUSY_IN_FLIGHT``), after a
@@ -182,18 +195,13 @@ class DestinationWorker:
         await asyncio.sleep(BUSY_PAUSE_SECONDS)
         return BUSY_PACE
 
-    async def _deliver(self, claimed: Sequence[ClaimedDelivery], lease_until: datetime) -> None:
+    async def _post(self, claimed: Sequence[ClaimedDelivery], lease_until: datetime) -> None:
         try:
             results = await self.courier.post(claimed, lease_until)
+            self._answered.extend(results)  # the list as it is now: a pass may have taken it
         finally:
             self._posting -= 1
             self._batch_moved.set()
-        try:
-            await self.courier.keep(self._store, self.owner, results)
-        except StorageError as error:
-            logger.warning("destination %s: verdicts not kept: %s", self.name, error)
-            return
-        self._note_retries(results)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)

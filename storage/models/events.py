@@ -143,3 +143,26 @@ class DestinationBacklog(Frozen):
     oldest_pending_at: Instant | None = None  # created_at of the oldest pending delivery
     last_error: str | None = None
     last_error_at: Instant | None = None
+
+
+class DeliveryRound(NamedTuple):
+    """One pass of a destination's worker, asked of the store as one transaction: keep the
+    verdicts of a batch whose posts are answered, fan out new events, claim the next batch. One
+    commit instead of three: the pass's pace is set by the store's round trips, not its rows."""
+
+    destination: str
+    owner: str
+    kept: tuple[DeliveryResult, ...]
+    now: Instant
+    lease_until: Instant
+    fan_out_limit: int
+    claim_limit: int
+
+
+class RoundOutcome(NamedTuple):
+    """What a ``DeliveryRound`` did: events read by its fan-out, verdicts applied, the batch
+    now leased."""
+
+    read: int
+    applied: int
+    claimed: list[ClaimedDelivery]

@@ -1,8 +1,9 @@
 """Deliveries of events for the PostgreSQL store: the fan-out, claims, attempts and replays,
 each inside one ``transact`` transaction.
 
-A destination's fan-out holds its cursor row (``FOR UPDATE SKIP LOCKED``): one process at a time
-reads the log for it, and a process that finds the row held reads nothing. It reads only settled
+A destination's fan-out holds its cursor row (``FOR UPDATE SKIP LOCKED``) to move it: one process
+at a time takes events for it, and a process that finds the row held, or moved since it read the
+log, takes nothing. It reads only settled
 events (``storage.sql.dialect``), so its cursor never passes an event that commits later.
 Workers claim with ``FOR UPDATE SKIP LOCKED`` and a lease, as the outbox does: a delivery is
 leased to one owner at a time, and only a lease that has run out can be claimed again. A finish
@@ -14,7 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from storage.models import START, ClaimedDelivery, DeliveryResult, EventHead
+from storage.models import (
+    START,
+    ClaimedDelivery,
+    DeliveryResult,
+    DeliveryRound,
+    EventHead,
+    RoundOutcome,
+)
 from storage.postgres.connection import Conn
 from storage.sql.dialect import POSTGRES
 from storage.sql.event_rows import (
@@ -41,14 +49,23 @@ _HELD = POSTGRES.render(
 async def fan_out(
     connection: Conn, destination: str, wants: Wants, now: datetime, limit: int
 ) -> int:
-    """As ``Store.fan_out`` says. No cursor row to hold: the destination is new (its cursor
-    is made at the end of the log) or another process holds it (the insert does nothing)."""
-    cursor = await connection.fetchrow(_HOLD_CURSOR, destination)
+    """As ``Store.fan_out`` says; a destination never seen gets its cursor at the end.
+
+    The log is read before the cursor row is held. Holding it gives the transaction an id, and
+    a snapshot counts its own transaction as still running: read after, the log would look
+    settled only up to that id, and newer events would wait a round. The reads count only if
+    the row held is still at the cursor they started from (another process may have moved it
+    meanwhile, or hold it now: then this one reads nothing)."""
+    cursor = await connection.fetchrow(SQL.cursor_of, destination)
     if cursor is None:
         last = await connection.fetchrow(SQL.last_position)
         await connection.execute(SQL.insert_cursor, destination, *(last or START))
         return 0
-    reads = [event_read(row) for row in await connection.fetch(SQL.heads_after, *cursor, limit)]
+    rows = await connection.fetch(SQL.heads_after, *cursor, limit)
+    held = await connection.fetchrow(_HOLD_CURSOR, destination)
+    if held is None or tuple(held) != tuple(cursor):
+        return 0
+    reads = [event_read(row) for row in rows]
     made = wanted_deliveries(destination, reads, wants, to_millis(now))
     await connection.executemany(SQL.insert_delivery, made)
     if reads:
@@ -80,6 +97,17 @@ async def finish(connection: Conn, owner: str, results: Sequence[DeliveryResult]
     verdicts = [verdict_values(r, owner) for r in results if r.delivery_id in held]
     await connection.executemany(SQL.apply_verdict, verdicts)
     return len(held)
+
+
+async def advance(connection: Conn, work: DeliveryRound, wants: Wants) -> RoundOutcome:
+    """As ``Store.advance_deliveries`` says. The fan-out comes first: it reads the log before
+    this transaction has an id (``fan_out``)."""
+    read = await fan_out(connection, work.destination, wants, work.now, work.fan_out_limit)
+    applied = await finish(connection, work.owner, work.kept) if work.kept else 0
+    batch = await claim(
+        connection, work.destination, work.owner, work.now, work.lease_until, work.claim_limit
+    )
+    return RoundOutcome(read, applied, batch)
 
 
 async def replay(connection: Conn, destination: str, event_id: int, now: datetime) -> bool:

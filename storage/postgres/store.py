@@ -25,12 +25,14 @@ from storage.models import (
     ConsentState,
     ConsentSummary,
     DeliveryResult,
+    DeliveryRound,
     MessageRecord,
     NotificationRecord,
     RecordOutcome,
     ReportAnswer,
     ReportOutcome,
     ReserveOutcome,
+    RoundOutcome,
     SendReservation,
     Settlement,
     SubscribeReport,
@@ -260,6 +262,10 @@ class PostgresStore(StoreReads):
         return await self._transact(
             lambda connection: deliveries.finish(connection, owner, results)
         )
+
+    async def advance_deliveries(self, work: DeliveryRound, wants: EventFilter) -> RoundOutcome:
+        """As ``Store.advance_deliveries`` says, in one transaction."""
+        return await self._transact(lambda connection: deliveries.advance(connection, work, wants))
 
     async def replay_delivery(self, destination: str, event_id: int, now: datetime) -> bool:
         """As ``Store.replay_delivery`` says, in one statement."""

@@ -13,7 +13,14 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from storage.models import START, ClaimedDelivery, DeliveryResult, EventHead
+from storage.models import (
+    START,
+    ClaimedDelivery,
+    DeliveryResult,
+    DeliveryRound,
+    EventHead,
+    RoundOutcome,
+)
 from storage.sql.dialect import SQLITE
 from storage.sql.event_rows import (
     attempt_values,
@@ -67,6 +74,16 @@ def finish(connection: sqlite3.Connection, owner: str, results: Sequence[Deliver
     connection.executemany(SQL.insert_attempt, [attempt_values(result) for result in results])
     verdicts = (verdict_values(result, owner) for result in results)
     return sum(connection.execute(SQL.apply_verdict, values).rowcount for values in verdicts)
+
+
+def advance(connection: sqlite3.Connection, work: DeliveryRound, wants: Wants) -> RoundOutcome:
+    """As ``Store.advance_deliveries`` says: finish, fan out, claim, in one writer job."""
+    applied = finish(connection, work.owner, work.kept) if work.kept else 0
+    read = fan_out(connection, work.destination, wants, work.now, work.fan_out_limit)
+    batch = claim(
+        connection, work.destination, work.owner, work.now, work.lease_until, work.claim_limit
+    )
+    return RoundOutcome(read, applied, batch)
 
 
 def replay(connection: sqlite3.Connection, destination: str, event_id: int, now: datetime) -> bool:

@@ -35,12 +35,14 @@ from storage.models import (
     ConsentState,
     ConsentSummary,
     DeliveryResult,
+    DeliveryRound,
     MessageRecord,
     NotificationRecord,
     RecordOutcome,
     ReportAnswer,
     ReportOutcome,
     ReserveOutcome,
+    RoundOutcome,
     SendReservation,
     Settlement,
     SubscribeReport,
@@ -245,6 +247,10 @@ class SQLiteStore(StoreReads):
     async def finish_deliveries(self, owner: str, results: Sequence[DeliveryResult]) -> int:
         """As ``Store.finish_deliveries`` says, every result in one writer job."""
         return await self._job(deliveries.finish, owner, results)
+
+    async def advance_deliveries(self, work: DeliveryRound, wants: EventFilter) -> RoundOutcome:
+        """As ``Store.advance_deliveries`` says, in one writer job."""
+        return await self._job(deliveries.advance, work, wants)
 
     async def replay_delivery(self, destination: str, event_id: int, now: datetime) -> bool:
         """As ``Store.replay_delivery`` says, in one writer job."""
