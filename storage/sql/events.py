@@ -123,7 +123,8 @@ class EventStatements:
         "updated_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?"
     )
     # Every destination the fan-out knows (a cursor), with what waits, fails and died: the totals
-    # its triggers keep (0011_delivery_counts), the oldest waiting and the latest failure each
+    # kept with every change (0011_delivery_counts: PostgreSQL's triggers, the SQLite writer's
+    # jobs), the oldest waiting and the latest failure each
     # read through a partial index, so the answer costs the same however long the backlog.
     backlogs: str = (
         f"SELECT c.destination, {_TOTAL.format(state='pending')}, "

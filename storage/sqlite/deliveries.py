@@ -9,6 +9,7 @@ batch, which commit with it or not at all.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -30,9 +31,18 @@ from storage.sql.event_rows import (
     wanted_deliveries,
 )
 from storage.sql.statements import statements_for
+from storage.sqlite.delivery_counts import StateChange, count_changes, count_new_pending
 from storage.timecodec import to_millis
 
 SQL = statements_for(SQLITE).events
+# The verdict and the state it leaves, for the totals (a held lease means it was pending, with
+# one attempt fewer).
+_APPLY_VERDICT = f"{SQL.apply_verdict} RETURNING destination, status, attempts"
+_STATE_OF = "SELECT status, attempts FROM deliveries WHERE destination = ? AND event_id = ?"
+_STATES_OF = (
+    "SELECT event_id, status, attempts FROM deliveries WHERE destination = ? "
+    "AND event_id IN (SELECT value FROM json_each(?))"
+)
 Wants = Callable[[EventHead], bool]
 
 
@@ -47,7 +57,9 @@ def fan_out(
         return 0
     reads = [event_read(row) for row in connection.execute(SQL.heads_after, (*cursor, limit))]
     made = wanted_deliveries(destination, reads, wants, to_millis(now))
-    connection.executemany(SQL.insert_delivery, made)
+    count_new_pending(
+        connection, destination, connection.executemany(SQL.insert_delivery, made).rowcount
+    )
     if reads:
         connection.execute(SQL.move_cursor, (*reads[-1][0], destination))
     return len(reads)
@@ -72,8 +84,14 @@ def claim(
 def finish(connection: sqlite3.Connection, owner: str, results: Sequence[DeliveryResult]) -> int:
     """Keep every attempt; apply the verdicts of the deliveries ``owner`` still holds."""
     connection.executemany(SQL.insert_attempt, [attempt_values(result) for result in results])
-    verdicts = (verdict_values(result, owner) for result in results)
-    return sum(connection.execute(SQL.apply_verdict, values).rowcount for values in verdicts)
+    changes = []
+    for result in results:
+        row = connection.execute(_APPLY_VERDICT, verdict_values(result, owner)).fetchone()
+        if row is not None:
+            destination, status, attempts = row
+            changes.append(StateChange(destination, ("pending", attempts - 1), (status, attempts)))
+    count_changes(connection, changes)
+    return len(changes)
 
 
 def advance(connection: sqlite3.Connection, work: DeliveryRound, wants: Wants) -> RoundOutcome:
@@ -88,9 +106,14 @@ def advance(connection: sqlite3.Connection, work: DeliveryRound, wants: Wants) -
 
 def replay(connection: sqlite3.Connection, destination: str, event_id: int, now: datetime) -> bool:
     """As ``Store.replay_delivery`` says."""
+    before = connection.execute(_STATE_OF, (destination, event_id)).fetchone()
+    if before is None:
+        return False
     at = to_millis(now)
-    params = (at, at, at, destination, event_id)
-    return connection.execute(SQL.replay_delivery, params).rowcount > 0
+    connection.execute(SQL.replay_delivery, (at, at, at, destination, event_id))
+    status, attempts = before
+    count_changes(connection, [StateChange(destination, (status, attempts), ("pending", attempts))])
+    return True
 
 
 def replay_since(
@@ -103,5 +126,15 @@ def replay_since(
     params = (to_millis(since), *cursor)
     reads = [event_read(row) for row in connection.execute(SQL.heads_since, params)]
     replayed = wanted_deliveries(destination, reads, wants, to_millis(now))
+    event_ids = json.dumps([values[2] for values in replayed])
+    before = {
+        event_id: (status, attempts)
+        for event_id, status, attempts in connection.execute(_STATES_OF, (destination, event_ids))
+    }
     connection.executemany(SQL.replay_or_insert_delivery, replayed)
+    changes = []
+    for values in replayed:
+        was = before.get(values[2])
+        changes.append(StateChange(destination, was, ("pending", was[1] if was else 0)))
+    count_changes(connection, changes)
     return len(replayed)

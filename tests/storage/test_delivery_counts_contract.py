@@ -76,29 +76,30 @@ async def test_a_lease_changes_no_total(store: Store) -> None:
 
 
 UNDO_0011 = (
-    "DROP TRIGGER delivery_counted{on}",
-    "DROP TRIGGER delivery_recounted{on}",
     "DROP TABLE delivery_counts",
     "DROP INDEX deliveries_pending_age",
     "DROP INDEX deliveries_failed",
     "DROP INDEX deliveries_by_state",
-    "DELETE FROM schema_migrations WHERE version = 11",
+    "DELETE FROM schema_migrations WHERE version >= 11",
 )
+POSTGRES_TRIGGERS = ("delivery_counted", "delivery_recounted")
 
 
 async def as_before_0011(backend: str, store_url: str) -> None:
-    """The database as 0010 left it (its deliveries kept), so that 0011 runs on them."""
+    """The database as 0010 left it (its deliveries kept), so that 0011 runs on them (and on
+    SQLite 0012 after it, which drops 0011's triggers again)."""
     if backend == "sqlite":
         connection = sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None)
-        connection.execute("DROP TRIGGER delivery_uncounted")
         for statement in UNDO_0011:
-            connection.execute(statement.format(on=""))
+            connection.execute(statement)
         connection.close()
         return
     pg = await asyncpg.connect(store_url)
     try:
+        for trigger in POSTGRES_TRIGGERS:
+            await pg.execute(f"DROP TRIGGER {trigger} ON deliveries")
         for statement in UNDO_0011:
-            await pg.execute(statement.format(on=" ON deliveries"))
+            await pg.execute(statement)
         await pg.execute("DROP FUNCTION subgate_delivery_counts, subgate_delivery_states")
     finally:
         await pg.close()
