@@ -57,12 +57,22 @@ async def lock_existing_states(
 
 
 async def append_events(
-    connection: Conn, events: Sequence[ConsentEvent], recorded_at: int
+    connection: Conn,
+    events: Sequence[ConsentEvent],
+    recorded_at: int,
+    known: dict[Ident, ConsentState] | None = None,
 ) -> list[ConsentState]:
-    """Append each event and bring its key's projection up to date; return the new states."""
+    """Append each event and bring its key's projection up to date; return the new states.
+
+    ``known``: states this transaction has locked already (``lock_states``); when they cover
+    every key, they are not locked and read again."""
     if not events:
         return []
-    states = await lock_states(connection, (ident_of(event) for event in events))
+    idents = {ident_of(event) for event in events}
+    if known is not None and idents <= known.keys():
+        states = dict(known)
+    else:
+        states = await lock_states(connection, idents)
     after = []
     for event in events:
         ident = ident_of(event)

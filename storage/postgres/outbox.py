@@ -20,9 +20,7 @@ from datetime import datetime
 
 from storage.models import (
     AttemptResult,
-    ConsentState,
     MessageRecord,
-    MessageStatus,
     ReserveOutcome,
     SendReservation,
 )
@@ -48,7 +46,6 @@ _INSERT_ONCE = POSTGRES.render(
     f"{OUTBOX.insert_message} "
     f"ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING {MESSAGE_COLUMNS}"
 )
-_LOCK_MESSAGE = POSTGRES.render(f"{OUTBOX.message_by_id} FOR UPDATE")
 _CLAIM = POSTGRES.render(
     "WITH due AS (SELECT id FROM messages WHERE status IN ('pending', 'queued') "
     "AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?) "
@@ -77,7 +74,10 @@ async def reserve(
     r = reservation
     if r.weekly_limit is not None:  # before any row lock: limit holders queue up here first
         await connection.execute(_LIMIT_LOCK, json.dumps([r.app_id, r.channel]))
-    states = await _lock_recipients(connection, r)
+    keys = {user_id: recipient_key(r, user_id) for user_id in r.candidates}
+    lock = lock_existing_states if r.consent_mode == "split" else lock_states
+    locked = await lock(connection, keys.values())
+    states = {user_id: locked[key] for user_id, key in keys.items() if key in locked}
     # Under the locks: a request with this key that held them before us has committed by now.
     if await connection.fetchrow(SQL.message_of_key, r.app_id, r.idempotency_key) is not None:
         raise KeyTaken
@@ -86,22 +86,14 @@ async def reserve(
         since = to_millis(window_start(r))
         rows = await connection.fetch(SQL.created_since, r.app_id, r.channel, since)
         check_limit(r, [row[0] for row in rows])
-    await append_events(connection, spends(r, allowed, states), to_millis(r.created_at))
+    spent = spends(r, allowed, states)
+    await append_events(connection, spent, to_millis(r.created_at), known=locked)
     row = await connection.fetchrow(
         _INSERT_ONCE, *new_message_row(r, allowed, skipped, begun=begin)
     )
     if row is None:  # the key was taken meanwhile by a send for another user or template
         raise KeyTaken
     return ReserveOutcome(message=message_from_row(row), replayed=False, begun=begin)
-
-
-async def _lock_recipients(connection: Conn, r: SendReservation) -> dict[str, ConsentState]:
-    """The recipients' states, by user, each row locked; ``split`` creates no empty rows for
-    recipients the consent check may skip."""
-    keys = {user_id: recipient_key(r, user_id) for user_id in r.candidates}
-    lock = lock_existing_states if r.consent_mode == "split" else lock_states
-    locked = await lock(connection, keys.values())
-    return {user_id: locked[key] for user_id, key in keys.items() if key in locked}
 
 
 async def begin_attempt(
@@ -117,22 +109,23 @@ async def begin_attempt(
 async def finish_attempt(
     connection: Conn, message_id: str, result: AttemptResult, now: datetime
 ) -> MessageRecord:
-    """Settle the attempt in flight; a definite failure refunds its credit, once."""
-    locked = await connection.fetchrow(_LOCK_MESSAGE, message_id)
-    if locked is None:
-        raise KeyError(message_id)
-    message = message_from_row(locked)
-    if message.status is not MessageStatus.SENDING:  # settled already (or abandoned): no change
-        return message
+    """Settle the attempt in flight; a definite failure refunds its credit, once. The update
+    changes only a message still in flight (it waits for, then re-reads, a row another
+    transaction is settling), so of two finishes one changes it and the other reads it."""
     status, params = finish_values(message_id, result, now)
     row = await connection.fetchrow(SQL.finish_attempt, *params)
-    assert row is not None
+    if row is None:  # settled already (or abandoned): no change
+        existing = await connection.fetchrow(SQL.message_by_id, message_id)
+        if existing is None:
+            raise KeyError(message_id)
+        return message_from_row(existing)
+    message = message_from_row(row)
     if refunds_spends(status):  # each recipient's spend is given back, after it in the log
         keys = {user_id: recipient_key(message, user_id) for user_id in message.allowed}
-        locked_states = await lock_states(connection, keys.values())
-        states = {user_id: locked_states[key] for user_id, key in keys.items()}
-        await append_events(connection, refunds(message, states, now), to_millis(now))
-    return message_from_row(row)
+        locked = await lock_states(connection, keys.values())
+        states = {user_id: locked[key] for user_id, key in keys.items()}
+        await append_events(connection, refunds(message, states, now), to_millis(now), known=locked)
+    return message
 
 
 async def claim_due(
