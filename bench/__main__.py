@@ -173,7 +173,7 @@ def print_intake(report: dict[str, Any]) -> None:
         )
         print(
             f"  {'':20} {entry['context_switches_per_request']:.2f} context switches/req, "
-            f"{syscalls_line(entry)}"
+            f"{syscalls_line(entry)}; others used {entry['foreign_core_share']:.0%} of a core"
         )
     print("  ratios:")
     for name, value in report["ratios"].items():

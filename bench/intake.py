@@ -24,6 +24,7 @@ from bench.bodies import make_bodies
 from bench.load import run_wrk
 from bench.machine import SwitchCount
 from bench.processes import free_port, pin_threads, serving, thread_usage, tree_cpu_seconds
+from bench.quiet import Foreign
 from bench.syscalls import PROBE_SECONDS, syscall_probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,7 +187,9 @@ def measure(
         run_wrk(url, bodies, connections, 2, offset=plan.bodies // 2)  # warm-up on other ids
         before, load_before = tree_cpu_seconds(proc.pid), _children_cpu()
         threads_before, switches = thread_usage(proc.pid), SwitchCount(proc.pid).start()
+        watch = Foreign(proc.pid)
         result = run_wrk(url, bodies, connections, plan.seconds, offset=0)
+        foreign = watch.stop()
         threads = thread_usage(proc.pid) - threads_before
         cpu, load_cpu = tree_cpu_seconds(proc.pid) - before, _children_cpu() - load_before
         machine = {"context_switches_per_request": switches.per_request(result.requests)}
@@ -208,6 +211,7 @@ def measure(
         **threads.per_request(result.requests),
         # The whole process tree: switches in this run, system calls in a probe after it.
         **machine,
+        **foreign,  # others' work on the machine meanwhile (bench/quiet.py)
     }
 
 
@@ -230,6 +234,7 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
         "loop_switches_per_request",
         "other_threads_cpu_us_per_request",
         "context_switches_per_request",
+        "foreign_core_share",
     )
     summary = {k: round(statistics.median(r[k] for r in results), 2) for k in keys}
     for key in ("syscalls_per_request", "syscalls_top_per_request", "syscalls_note"):

@@ -132,7 +132,7 @@ def run(plan: LookupPlan, workdir: Path) -> dict[str, Any]:
         "python_api_single": api["single"],
         "python_api_bulk_1000": api["bulk"],
         "python_api_foreign_core_share": api["foreign_core_share"],
-        "targets": _targets(http, bulk_http),
+        "targets": targets(http, bulk_http, ceiling),
     }
 
 
@@ -226,13 +226,16 @@ def _every_load(
     return results
 
 
-def _targets(http: dict[str, Any], bulk: dict[str, Any]) -> dict[str, str]:
-    out = {
-        f"http_single_p99_{name}_under_{HTTP_P99_TARGET_MS}ms": verdict(
-            entry["p99_ms"], HTTP_P99_TARGET_MS, below=True, unit=" ms"
-        )
-        for name, entry in http.items()
-    }
+def targets(http: dict[str, Any], bulk: dict[str, Any], ceiling: dict[str, Any]) -> dict[str, str]:
+    """Each load's p99 against the target, with the lookup ceiling's own p99 at that load beside
+    it: where the ceiling, which reads nothing, is itself near the target, the machine and the
+    load generator bound the miss, not the ledger."""
+    out = {}
+    for name, entry in http.items():
+        line = verdict(entry["p99_ms"], HTTP_P99_TARGET_MS, below=True, unit=" ms")
+        if name in ceiling:
+            line += f" (the lookup ceiling's own p99 here: {ceiling[name]['p99_ms']:.2f} ms)"
+        out[f"http_single_p99_{name}_under_{HTTP_P99_TARGET_MS}ms"] = line
     out[f"http_bulk_p99_under_{BULK_P99_TARGET_MS}ms"] = verdict(
         bulk["p99_ms"], BULK_P99_TARGET_MS, below=True, unit=" ms"
     )
