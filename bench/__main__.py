@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--seconds S] [--runs N] [--pin] [--only intake,lookup,...,postgres]
+"""python -m bench [--quick] [--seconds S] [--runs N] [--users N] [--pin] [--only intake,lookup,...]
 
 Runs every benchmark (bench/README.md), writes bench/results/<name>-<time>.json for each, and
 prints the numbers with their ratios and targets last. ``--only`` also takes intake's targets
