@@ -55,9 +55,9 @@ def run_sends(quick: bool, seconds: float, workdir: Path, runs: int = 3) -> dict
     ceilings: dict[int, list[dict[str, Any]]] = {c: [] for c in senders}
     for number in range(1 if quick else runs):
         for count in senders:
-            print(f"  round {number + 1}: send ceiling, {count} senders:", end="", flush=True)
             ceilings[count].append(least_disturbed(_ceiling(count, seconds, workdir, number == 0)))
-            print(f" {ceilings[count][-1]['sends_per_second']:.0f} sent/s", flush=True)
+            rate = ceilings[count][-1]["sends_per_second"]
+            print(f"  round {number + 1}: send ceiling, {count} senders: {rate:.0f} sent/s")
         for name, plan in measured.items():
             probed = sends.SendsPlan(**{**plan.__dict__, "syscall_probe": number == 0})
             print(f"  round {number + 1}:", end="", flush=True)
