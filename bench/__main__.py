@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--seconds S] [--runs N] [--pin] [--only intake,lookup,...,postgres]
+"""python -m bench [--quick] [--seconds S] [--runs N] [--users N] [--pin] [--only intake,lookup,...]
 
 Runs every benchmark (bench/README.md), writes bench/results/<name>-<time>.json for each, and
 prints the numbers with their ratios and targets last. ``--only`` also takes intake's targets
@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench import console, delivery, intake, lookup, postgres, scaling, sends
+from bench import console, delivery, intake, intake_targets, lookup, postgres, scaling
+from bench.machine import cpu_model
 from bench.processes import REST_CPU
-from bench.quiet import least_disturbed
 from bench.report import speed_probe, write_results
+from bench.sends_rounds import print_sends, run_sends
+from bench.syscalls import syscalls_line
 
 # Whatever intake measures by default (ceiling, naive, subgate, and any variants it adds).
 INTAKE_TARGETS = intake.Plan(seconds=0, runs=0, connections=(), bodies=0).targets
@@ -29,6 +30,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small and short: a harness check")
     parser.add_argument("--seconds", type=float, default=10.0, help="per measured run")
     parser.add_argument("--runs", type=int, default=3, help="rounds of intake, sends and scaling")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=None,
+        help="lookup: users in the ledger (default 1,000,000; --quick: 100,000)",
+    )
     parser.add_argument(
         "--pin",
         action="store_true",
@@ -73,6 +80,8 @@ def main() -> None:
                     body = run_sends(args.quick, seconds, workdir / name, args.runs)
                 elif name == "scaling":
                     body = run_scaling(args.quick, seconds, workdir / name, args.runs)
+                elif name == "lookup":
+                    body = run_lookup(args.quick, seconds, workdir / name, args.users)
                 elif name in ("delivery", "postgres"):
                     run = delivery.run_benchmark if name == "delivery" else postgres.run_benchmark
                     body = run(args.quick, seconds, workdir / name, args.runs)
@@ -80,7 +89,7 @@ def main() -> None:
                     body = RUNNERS[name](args.quick, seconds, workdir / name)
                 body["rsa2048_signs_per_second"] = {"before": before, "after": speed_probe()}
                 summaries.append((name, body, write_results(name, body)))
-    print()
+    print(f"\nmachine: {cpu_model()}, {os.cpu_count()} CPUs")
     for name, body, path in summaries:
         speed = body["rsa2048_signs_per_second"]
         print(f"{name}: {path}  (machine speed: {speed['before']}/{speed['after']} RSA signs/s)")
@@ -105,7 +114,7 @@ def run_intake(
         pin=pin,
     )
     results = intake.run(plan, workdir)
-    ratios = intake.ratios(results)
+    ratio = intake_targets.ratios(results)
     return {
         "plan": {
             "seconds": plan.seconds,
@@ -115,14 +124,16 @@ def run_intake(
         },
         "intake": {k: {kk: vv for kk, vv in v.items() if kk != "runs"} for k, v in results.items()},
         "runs": {k: v["runs"] for k, v in results.items()},
-        "ratios": ratios,
-        "targets": intake.targets(results, ratios),
+        "ratios": ratio,
+        "targets": intake_targets.targets(ratio),
     }
 
 
-def run_lookup(quick: bool, seconds: float, workdir: Path) -> dict[str, Any]:
+def run_lookup(
+    quick: bool, seconds: float, workdir: Path, users: int | None = None
+) -> dict[str, Any]:
     plan = lookup.LookupPlan(
-        users=100_000 if quick else 1_000_000,
+        users=users or (100_000 if quick else 1_000_000),
         seconds=seconds,
         loads=(
             lookup.Load(1),
@@ -137,82 +148,6 @@ def run_lookup(quick: bool, seconds: float, workdir: Path) -> dict[str, Any]:
     return lookup.run(plan, workdir)
 
 
-# (connections, call worker processes, name suffix). The first two: 64 senders in a closed loop,
-# so sent/s = 64 / time per send (in-process, one GIL bounds it; with a call worker, the two
-# group commits and the round trip each send waits for). The last is the capacity view: enough
-# senders to keep every stage busy, with the calls on two worker processes.
-SEND_SETUPS = ((64, 0, ""), (64, 1, "-callers1"), (256, 2, "-c256-callers2"))
-SENDS_BASELINE = ""  # the setup every other one is compared with, round by round
-
-
-def run_sends(quick: bool, seconds: float, workdir: Path, runs: int = 3) -> dict[str, Any]:
-    """Two loads: every attempt holds a credit (clean), and the spend-once stress (contended);
-    each in every ``SEND_SETUPS``: 64 senders with every call made in the server process, the
-    same with one call worker process, and 256 senders with two call workers.
-
-    Each round runs every plan once, one after the other, so that the machine's drift spreads
-    over all of them; each plan reports its median round, and each setup's effect is the median
-    of its per-round ratios to the in-process plan (a ratio only means something within one
-    round)."""
-    users = 20_000 if quick else 100_000
-    loads = {"clean": (0, 0), "contended": (1, 2)}  # (extra keys, duplicates) per user
-    plans = {
-        f"{load}{suffix}": sends.SendsPlan(
-            f"{load}{suffix}",
-            users,
-            3,
-            extra=extra,
-            duplicates=duplicates,
-            seconds=seconds,
-            connections=connections,
-            call_processes=callers,
-        )
-        for load, (extra, duplicates) in loads.items()
-        for connections, callers, suffix in SEND_SETUPS
-    }
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in plans}
-    for number in range(1 if quick else runs):
-        for name, plan in plans.items():
-
-            def measure(name: str = name, plan: sends.SendsPlan = plan) -> dict[str, Any]:
-                run_dir = workdir / f"{name}-{time.monotonic_ns()}"
-                run_dir.mkdir()
-                return sends.run(plan, run_dir)
-
-            print(f"  round {number + 1}:", end="", flush=True)
-            rounds[name].append(least_disturbed(measure))
-    report: dict[str, Any] = {"plans": list(plans), "targets": {}, "rounds": {}, "ratios": {}}
-    for name, results in rounds.items():
-        ordered = sorted(results, key=lambda r: r["sends_per_second"])
-        report[name] = ordered[len(ordered) // 2]
-        report["rounds"][name] = [r["sends_per_second"] for r in results]
-        balanced = all(r["targets"]["zero_double_spends"] == "met" for r in results)
-        report[name]["targets"]["zero_double_spends"] = "met" if balanced else "MISSED"
-        report["targets"] |= {f"{name}: {k}": v for k, v in report[name]["targets"].items()}
-    labels = {
-        suffix: _setup_label(connections, callers) for connections, callers, suffix in SEND_SETUPS
-    }
-    for load in loads:
-        baseline = rounds[f"{load}{SENDS_BASELINE}"]
-        for suffix, label in labels.items():
-            if suffix == SENDS_BASELINE:
-                continue
-            pairs = zip(rounds[f"{load}{suffix}"], baseline, strict=True)
-            per_round = [
-                round(w["sends_per_second"] / max(o["sends_per_second"], 1), 3) for w, o in pairs
-            ]
-            report["ratios"][f"{load}: {label} / {labels[SENDS_BASELINE]}"] = {
-                "per_round": per_round,
-                "median": sorted(per_round)[len(per_round) // 2],
-            }
-    return report
-
-
-def _setup_label(connections: int, callers: int) -> str:
-    workers = "in-process" if callers == 0 else f"{callers} call worker{'s' if callers > 1 else ''}"
-    return f"{connections} senders, {workers}"
-
-
 def run_scaling(quick: bool, seconds: float, workdir: Path, rounds: int) -> dict[str, Any]:
     plan = scaling.ScalingPlan(
         sizes=(0, 100_000) if quick else (0, 10_000, 100_000, 1_000_000),
@@ -225,7 +160,7 @@ def run_scaling(quick: bool, seconds: float, workdir: Path, rounds: int) -> dict
 
 
 # sends and scaling also take the rounds
-RUNNERS = {"lookup": run_lookup, "console": console.run_benchmark}
+RUNNERS = {"console": console.run_benchmark}
 
 
 def print_intake(report: dict[str, Any]) -> None:
@@ -235,6 +170,10 @@ def print_intake(report: dict[str, Any]) -> None:
             f"p99 {entry['p99_ms']:6.2f} ms  cpu {entry['cpu_us_per_request']:6.0f} us/req "
             f"(loop {entry['loop_cpu_us_per_request']:4.0f}, "
             f"{entry['loop_switches_per_request']:.2f} waits/req)  errors {entry['errors']}"
+        )
+        print(
+            f"  {'':20} {entry['context_switches_per_request']:.2f} context switches/req, "
+            f"{syscalls_line(entry)}; others used {entry['foreign_core_share']:.0%} of a core"
         )
     print("  ratios:")
     for name, value in report["ratios"].items():
@@ -256,6 +195,18 @@ def print_lookup(report: dict[str, Any]) -> None:
             f"p99 {entry['p99_ms']:.2f} ms  (Subgate's p99 / ceiling's: "
             f"{report['p99_vs_ceiling'][name]:.2f})"
         )
+    for label, key in (("Subgate", "http_single"), ("ceiling", "http_single_ceiling")):
+        for name, entry in report[key].items():
+            print(
+                f"  {label:11} {name:13} {entry['context_switches_per_request']:.2f} context "
+                f"switches/req"
+                + (f", {syscalls_line(entry)}" if "syscalls_per_request" in entry else "")
+            )
+    for name, ratio in report["p99_vs_ceiling"].items():
+        print(
+            f"  ratio {name}: Subgate's p99 / the lookup ceiling's {ratio:.2f}, throughput "
+            f"{report['rps_vs_ceiling'][name]:.3f} of the ceiling's (no target: what a store costs)"
+        )
     for label, key in (
         ("Python API single", "python_api_single"),
         ("HTTP bulk 1,000", "http_bulk_1000"),
@@ -263,27 +214,6 @@ def print_lookup(report: dict[str, Any]) -> None:
     ):
         entry = report[key]
         print(f"  {label:22} p50 {entry['p50_ms']:.3f} ms  p99 {entry['p99_ms']:.3f} ms")
-    _targets(report)
-
-
-def print_sends(report: dict[str, Any]) -> None:
-    for name in report["plans"]:
-        run, books = report[name], report[name]["books"]
-        attempts, server = run["attempts"], run["server_reserve_to_sent"]
-        print(
-            f"  {name:24} {run['sends_per_second']:>6.0f} sent/s; attempts {attempts['rps']:.0f}/s "
-            f"p50 {attempts['p50_ms']:.1f} ms p99 {attempts['p99_ms']:.1f} ms; "
-            f"server reserve->sent p50 {server['p50_ms']:.0f} ms p99 {server['p99_ms']:.0f} ms"
-        )
-        print(
-            f"  {'':9} platform calls {books['platform_calls']} = credits spent "
-            f"{books['credits_spent']} = sent {books['messages'].get('sent', 0)}; double spends "
-            f"{books['double_spent_messages']}; users over credit {books['users_over_credit']}; "
-            f"balanced {books['balanced']}"
-        )
-        print(f"  {'':9} sent/s by round: {report['rounds'][name]}")
-    for name, ratio in report["ratios"].items():
-        print(f"  {name}: median {ratio['median']:.2f} (by round {ratio['per_round']})")
     _targets(report)
 
 

@@ -19,7 +19,6 @@ import random
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,21 +27,18 @@ import aiohttp
 
 from bench.intake import APP_ID, ROOT
 from bench.ledger_fill import MIXED, Ledger, cached_ledger, check_sample, scenario_of, user_id
+from bench.lookup_api import bulk_bodies, python_api
+from bench.machine import SwitchCount
 from bench.processes import cpu_seconds, free_port, serving
 from bench.quiet import Foreign, least_disturbed
 from bench.report import latency_summary, verdict
 from bench.service import KINDS, TEMPLATES, command, new_token, write_config, write_keys
+from bench.syscalls import PROBE_SECONDS, syscall_probe
 from bench.wrk import run_script
-from server.consent.ledger import ConsentLedger
-from server.consent.templates import TemplateRegistry
-from server.consent.views import LookupRequest
-from server.settings import load_settings
-from server.wiring.app import open_configured_store
 from storage.models import ConsentStatus
 
 HTTP_P99_TARGET_MS = 2.0
 BULK_P99_TARGET_MS = 50.0
-BULK_USERS = 1000
 
 LUA = r"""
 local app, users, templates, headers, pace
@@ -76,6 +72,9 @@ class Load:
         return f"c{self.connections}" + (f"_paced{self.pace_ms}ms" if self.pace_ms else "")
 
 
+PROBED = Load(8)  # the load whose system calls are counted, for Subgate and for the ceiling
+
+
 @dataclass(frozen=True)
 class LookupPlan:
     users: int
@@ -102,12 +101,15 @@ def run(plan: LookupPlan, workdir: Path) -> dict[str, Any]:
         answer_file.write_bytes(asyncio.run(_spot_check(base, token, ledger)))
         run_script(base, LUA, [*args, "0"], connections=8, seconds=2, workdir=workdir, name="lu")
         http = _every_load("lookup", base, args, plan, workdir, server.pid)
+        http[PROBED.name] |= _probe(base, args, workdir, server.pid)
         bulk_http = least_disturbed(
             lambda: asyncio.run(_bulk_http(base, token, ledger, plan.bulk_requests, server.pid))
         )
     print(f"  bulk HTTP (1,000 users): p50 {bulk_http['p50_ms']} ms  p99 {bulk_http['p99_ms']} ms")
     ceiling = _ceiling(args, plan, workdir, answer_file)
-    api = least_disturbed(lambda: asyncio.run(_python_api(config, ledger, plan)))
+    api = least_disturbed(
+        lambda: asyncio.run(python_api(config, ledger, plan.api_calls, plan.bulk_requests))
+    )
     print(
         f"  Python API: single p50 {api['single']['p50_ms']} ms p99 {api['single']['p99_ms']} ms; "
         f"bulk p50 {api['bulk']['p50_ms']} ms p99 {api['bulk']['p99_ms']} ms"
@@ -122,11 +124,15 @@ def run(plan: LookupPlan, workdir: Path) -> dict[str, Any]:
             name: round(http[name]["p99_ms"] / max(entry["p99_ms"], 0.001), 2)
             for name, entry in ceiling.items()
         },
+        "rps_vs_ceiling": {
+            name: round(http[name]["rps"] / max(entry["rps"], 0.001), 3)
+            for name, entry in ceiling.items()
+        },
         "http_bulk_1000": bulk_http,
         "python_api_single": api["single"],
         "python_api_bulk_1000": api["bulk"],
         "python_api_foreign_core_share": api["foreign_core_share"],
-        "targets": _targets(http, bulk_http),
+        "targets": targets(http, bulk_http, ceiling),
     }
 
 
@@ -150,7 +156,7 @@ def _single_http(
     base: str, args: list[str], load: Load, plan: LookupPlan, workdir: Path, server: int
 ) -> dict[str, Any]:
     watch = Foreign(server)
-    before = cpu_seconds(server)
+    before, switches = cpu_seconds(server), SwitchCount(server).start()
     result = run_script(
         base,
         LUA,
@@ -166,6 +172,7 @@ def _single_http(
         "connections": load.connections,
         "pace_ms": load.pace_ms,
         "cpu_us_per_request": round(cpu / max(result.load.requests, 1) * 1e6, 1),
+        "context_switches_per_request": switches.per_request(result.load.requests),
         **watch.stop(),
     }
 
@@ -178,7 +185,27 @@ def _ceiling(
     token = args[1]
     ceiling_cmd = [sys.executable, "-m", "bench.lookup_ceiling", str(port), token, str(answer)]
     with serving(ceiling_cmd, port, ROOT, workdir / "ceiling.log") as server:
-        return _every_load("ceiling", f"http://127.0.0.1:{port}", args, plan, workdir, server.pid)
+        base = f"http://127.0.0.1:{port}"
+        loads = _every_load("ceiling", base, args, plan, workdir, server.pid)
+        loads[PROBED.name] |= _probe(base, args, workdir, server.pid)
+        return loads
+
+
+def _probe(base: str, args: list[str], workdir: Path, server: int) -> dict[str, Any]:
+    """System calls per lookup at ``PROBED``'s load, strace attached (``bench.syscalls``)."""
+
+    def load() -> int:
+        return run_script(
+            base,
+            LUA,
+            [*args, str(PROBED.pace_ms)],
+            connections=PROBED.connections,
+            seconds=PROBE_SECONDS,
+            workdir=workdir,
+            name="probe",
+        ).load.requests
+
+    return syscall_probe(server, load)
 
 
 def _every_load(
@@ -199,15 +226,18 @@ def _every_load(
     return results
 
 
-def _targets(http: dict[str, Any], bulk: dict[str, Any]) -> dict[str, str]:
-    out = {
-        f"http_single_p99_{name}_under_{HTTP_P99_TARGET_MS}ms": verdict(
-            entry["p99_ms"], HTTP_P99_TARGET_MS, below=True
-        )
-        for name, entry in http.items()
-    }
+def targets(http: dict[str, Any], bulk: dict[str, Any], ceiling: dict[str, Any]) -> dict[str, str]:
+    """Each load's p99 against the target, with the lookup ceiling's own p99 at that load beside
+    it: where the ceiling, which reads nothing, is itself near the target, the machine and the
+    load generator bound the miss, not the ledger."""
+    out = {}
+    for name, entry in http.items():
+        line = verdict(entry["p99_ms"], HTTP_P99_TARGET_MS, below=True, unit=" ms")
+        if name in ceiling:
+            line += f" (the lookup ceiling's own p99 here: {ceiling[name]['p99_ms']:.2f} ms)"
+        out[f"http_single_p99_{name}_under_{HTTP_P99_TARGET_MS}ms"] = line
     out[f"http_bulk_p99_under_{BULK_P99_TARGET_MS}ms"] = verdict(
-        bulk["p99_ms"], BULK_P99_TARGET_MS, below=True
+        bulk["p99_ms"], BULK_P99_TARGET_MS, below=True, unit=" ms"
     )
     return out
 
@@ -238,14 +268,6 @@ async def _spot_check(base: str, token: str, ledger: Ledger) -> bytes:
     return raw
 
 
-def _bulk_bodies(ledger: Ledger, count: int, seed: int) -> list[tuple[str, list[int]]]:
-    rng = random.Random(seed)
-    templates = [t for t, _, _ in TEMPLATES]
-    return [
-        (rng.choice(templates), rng.sample(range(ledger.users), BULK_USERS)) for _ in range(count)
-    ]
-
-
 async def _bulk_http(
     base: str, token: str, ledger: Ledger, count: int, server: int
 ) -> dict[str, Any]:
@@ -255,7 +277,7 @@ async def _bulk_http(
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     times: list[float] = []
     async with aiohttp.ClientSession(headers=headers) as session:
-        for index, (template, users) in enumerate(_bulk_bodies(ledger, count + 5, seed=11)):
+        for index, (template, users) in enumerate(bulk_bodies(ledger, count + 5, seed=11)):
             data = json.dumps({"template_id": template, "user_ids": [user_id(u) for u in users]})
             started = time.perf_counter()
             async with session.post(url, data=data) as answer:
@@ -280,42 +302,3 @@ def _check_bulk(
         expected = _expected(ledger, user, template)
         if (item["can_send"], item["credits"], item["status"]) != expected:
             raise AssertionError(f"bulk lookup of {user}/{template} answered {item}")
-
-
-async def _python_api(config: Path, ledger: Ledger, plan: LookupPlan) -> dict[str, Any]:
-    """``ConsentLedger`` in this process, on a store opened exactly as ``serve`` opens it."""
-    watch = Foreign()
-    settings = load_settings(config)
-    store = await open_configured_store(settings.storage)
-    api = ConsentLedger(store, TemplateRegistry(settings.apps), lambda: datetime.now(UTC))
-    rng = random.Random(5)
-    templates = [t for t, _, _ in TEMPLATES]
-    warmup = 200
-    singles = [
-        (user_id(rng.randrange(ledger.users)), rng.choice(templates))
-        for _ in range(warmup + plan.api_calls)
-    ]
-    bulks = [
-        LookupRequest(template_id=template, user_ids=[user_id(u) for u in users])
-        for template, users in _bulk_bodies(ledger, plan.bulk_requests + 5, seed=13)
-    ]
-    single_times: list[float] = []
-    bulk_times: list[float] = []
-    try:
-        for user, template in singles:
-            started = time.perf_counter()
-            await api.subscription(APP_ID, user, template)
-            single_times.append(time.perf_counter() - started)
-        for request in bulks:
-            started = time.perf_counter()
-            answer = await api.lookup(APP_ID, request)
-            bulk_times.append(time.perf_counter() - started)
-            if len(answer.results) != BULK_USERS:
-                raise AssertionError("a bulk lookup through ConsentLedger lost users")
-    finally:
-        await store.close()
-    return {
-        "single": latency_summary(single_times[warmup:]),
-        "bulk": latency_summary(bulk_times[5:]),
-        **watch.stop(),
-    }

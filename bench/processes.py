@@ -41,8 +41,8 @@ def _stat_cpu_seconds(stat: Path) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid`` and its live descendants (Subgate's intake workers)."""
+def descendants(pid: int) -> list[int]:
+    """The live processes below ``pid`` (Subgate's intake workers and call workers)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -50,14 +50,22 @@ def tree_cpu_seconds(pid: int) -> float:
         except OSError:
             continue  # exited while we looked
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0.0, [pid]
+    found, todo = [], list(children.get(pid, []))
     while todo:
         current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants (Subgate's intake workers)."""
+    total = 0.0
+    for current in (pid, *descendants(pid)):
         try:
             total += cpu_seconds(current)
         except OSError:
             continue
-        todo.extend(children.get(current, []))
     return total
 
 

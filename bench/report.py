@@ -15,6 +15,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from bench.machine import cpu_model
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -51,6 +53,7 @@ def speed_probe(seconds: float = 0.5) -> float:
 
 def machine() -> dict[str, Any]:
     return {
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -68,10 +71,23 @@ def write_results(name: str, body: dict[str, Any]) -> Path:
     return out
 
 
-def verdict(value: float, target: float, *, below: bool) -> str:
-    """``met`` or ``MISSED by x%`` for a target that ``value`` must stay below (or reach)."""
-    met = value < target if below else value >= target
+def verdict(
+    value: float, target: float, *, below: bool, unit: str = "", inclusive: bool = False
+) -> str:
+    """``<value> (target <sign> <target>): met`` or ``...: MISSED by x%``, for a target that
+    ``value`` must stay below (``inclusive``: or at) or reach: every target line says what was
+    measured and against what, not only whether it held."""
+    met = (value <= target if inclusive else value < target) if below else value >= target
+    sign = ("<=" if inclusive else "<") if below else ">="
+    said = f"{figure(value)}{unit} (target {sign} {figure(target)}{unit})"
     if met:
-        return "met"
+        return f"{said}: met"
     off = (value / target - 1) * 100 if below else (1 - value / target) * 100
-    return f"MISSED by {off:.0f}%"
+    return f"{said}: MISSED by {off:.0f}%"
+
+
+def figure(value: float) -> str:
+    """A measured value as the summary prints it: 1,699 / 14.7 / 0.935 / 0.05."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"

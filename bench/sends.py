@@ -19,27 +19,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import sqlite3
 import sys
 import time
 import urllib.request
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import postgres_ledger
 from bench.intake import APP_ID, ROOT
-from bench.ledger_fill import CHANNEL, cached_ledger, copy_to, credits_family
+from bench.ledger_fill import cached_ledger, copy_to, credits_family
+from bench.machine import SwitchCount
 from bench.postgres_db import fetch_value
 from bench.processes import cpu_seconds, free_port, serving, tree_cpu_seconds
 from bench.quiet import Foreign
 from bench.report import latency_summary, verdict
+from bench.sends_books import books as count_books
+from bench.sends_books import fold_sample, read_only
 from bench.service import ONE_TIME, command, new_token, write_config, write_keys
+from bench.syscalls import PROBE_SECONDS, syscall_probe
 from bench.wrk import ScriptResult, run_script
-from storage import open_store
-from storage.ledger import fold
 
 SENDS_TARGET = 1500.0
 COUNTERS = ("ok", "accepted", "refused", "other")
@@ -89,6 +88,7 @@ class SendsPlan:
     seconds: float
     connections: int
     call_processes: int = 0  # [outbox] call_processes: 0 makes every call in the server process
+    syscall_probe: bool = False  # strace the server after the run (bench.syscalls)
 
     @property
     def attempts_per_user(self) -> int:
@@ -125,22 +125,28 @@ def run(plan: SendsPlan, workdir: Path, postgres: str | None = None) -> dict[str
         _wrk(base, token, plan, workdir, warm_from, seconds=2)
         watch = Foreign(server.pid, fake.pid)
         before = tree_cpu_seconds(server.pid), cpu_seconds(fake.pid)
-        commits_before = commit_metrics(port)
+        commits_before, switches = commit_metrics(port), SwitchCount(server.pid).start()
         started_ms = int(time.time() * 1000)
         load = _wrk(base, token, plan, workdir, 0, plan.seconds)
         ended_ms = int(time.time() * 1000)
         foreign = watch.stop()
         cpu = tree_cpu_seconds(server.pid) - before[0], cpu_seconds(fake.pid) - before[1]
         commits = _commit_delta(commits_before, commit_metrics(port), load.load.seconds)
+        machine = {"context_switches_per_request": switches.per_request(load.load.requests)}
+        if plan.syscall_probe:  # users the run does not reach: their sends balance like any
+            probe_from = (plan.users * 3 // 4) * plan.attempts_per_user
+            machine |= syscall_probe(
+                server.pid,
+                lambda: _wrk(base, token, plan, workdir, probe_from, PROBE_SECONDS).load.requests,
+            )
         drained = _drain(database, postgres)
         with urllib.request.urlopen(f"http://127.0.0.1:{fake_port}/stats") as answer:
             stats: dict[str, Any] = json.loads(answer.read())
     if postgres is not None:
         postgres_ledger.to_sqlite(postgres, database)
-    books = _books(database, plan, stats)
-    sample = asyncio.run(
-        _fold_sample(postgres or f"sqlite:///{database.resolve()}", plan, books.pop("sent_by_user"))
-    )
+    books = count_books(database, plan.credits, plan.users, stats)
+    store_url = postgres or f"sqlite:///{database.resolve()}"
+    sample = asyncio.run(fold_sample(store_url, plan.credits, books.pop("sent_by_user")))
     timing = _timing(database, started_ms, ended_ms)
     sends_per_second = timing.pop("sent_in_run") / ((ended_ms - started_ms) / 1000)
     result = {
@@ -154,6 +160,7 @@ def run(plan: SendsPlan, workdir: Path, postgres: str | None = None) -> dict[str
             "fake_gateway": round(cpu[1] / max(sends_per_second * load.load.seconds, 1) * 1e6, 1),
         },
         "writer": commits,
+        **machine,
         **foreign,
         "drained": drained,
         "books": books,
@@ -227,10 +234,6 @@ def _commit_delta(
     }
 
 
-def _read(database: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
-
-
 _BUSY = "SELECT count(*) FROM messages WHERE status IN ('pending', 'sending')"
 
 
@@ -241,7 +244,7 @@ def _drain(database: Path, postgres: str | None = None, deadline: float = 30.0) 
         if postgres is not None:
             busy = int(fetch_value(postgres, _BUSY))
         else:
-            with _read(database) as db:
+            with read_only(database) as db:
                 busy = db.execute(_BUSY).fetchone()[0]
         if busy == 0:
             return True
@@ -249,76 +252,9 @@ def _drain(database: Path, postgres: str | None = None, deadline: float = 30.0) 
     return False
 
 
-def _books(database: Path, plan: SendsPlan, stats: dict[str, Any]) -> dict[str, Any]:
-    """Every count that must agree after the run, and whether they all do."""
-    with _read(database) as db:
-        statuses = dict(db.execute("SELECT status, count(*) FROM messages GROUP BY status"))
-        actions = dict(db.execute("SELECT action, count(*) FROM consent_events GROUP BY action"))
-        spends_per_message = Counter(
-            evidence
-            for (evidence,) in db.execute(
-                "SELECT evidence FROM consent_events WHERE action = 'spend'"
-            )
-        )
-        credits = dict(
-            db.execute(
-                "SELECT user_id, credits FROM consents WHERE app_id = ? AND channel = ? "
-                "AND template_id = ?",
-                (APP_ID, CHANNEL, ONE_TIME),
-            )
-        )
-        sent_by_user = Counter(
-            dict(
-                db.execute(
-                    "SELECT user_id, count(*) FROM messages WHERE status = 'sent' GROUP BY user_id"
-                )
-            )
-        )
-    calls_by_user = Counter(stats["per_user"])
-    sent = statuses.get("sent", 0)
-    spent = plan.users * plan.credits - sum(credits.values())
-    net_spends = actions.get("spend", 0) - actions.get("refund", 0)
-    over_credit = [u for u, n in calls_by_user.items() if n > plan.credits]
-    mismatched = [
-        user
-        for user, left in credits.items()
-        if not plan.credits - left == calls_by_user[user] == sent_by_user[user]
-    ]
-    double_spent = [e for e, n in spends_per_message.items() if n > 1]
-    unsettled = {s: n for s, n in statuses.items() if s != "sent"}
-    checks = {
-        "platform_calls == credits_spent": stats["calls"] == spent,
-        "credits_spent == messages_sent": spent == sent,
-        "messages_sent == spend_events - refunds": sent == net_spends,
-        "every user has a projection": len(credits) == plan.users,
-        "no user got more sends than credits": not over_credit,
-        "credits left == k - sends, per user": not mismatched,
-        "no message has two spend events": not double_spent,
-        "no business key reached the platform twice": not stats["keys_delivered_more_than_once"],
-        "the fake refused nothing": not stats["refused"],
-        "every message settled as sent": not unsettled,
-    }
-    return {
-        "platform_calls": stats["calls"],
-        "credits_spent": spent,
-        "messages": statuses,
-        "spend_events": actions.get("spend", 0),
-        "refund_events": actions.get("refund", 0),
-        "users_sent_to": len(calls_by_user),
-        "users_over_credit": len(over_credit),
-        "users_mismatched": len(mismatched),
-        "double_spent_messages": len(double_spent),
-        "keys_delivered_twice": len(stats["keys_delivered_more_than_once"]),
-        "refused_by_fake": stats["refused"],
-        "checks": checks,
-        "balanced": all(checks.values()),
-        "sent_by_user": sent_by_user,
-    }
-
-
 def _timing(database: Path, started_ms: int, ended_ms: int) -> dict[str, Any]:
     """Sends completed during the run, and the server-side time from reservation to ``sent``."""
-    with _read(database) as db:
+    with read_only(database) as db:
         rows = db.execute(
             "SELECT sent_at - created_at FROM messages WHERE status = 'sent' "
             "AND sent_at BETWEEN ? AND ? AND created_at >= ?",
@@ -326,23 +262,3 @@ def _timing(database: Path, started_ms: int, ended_ms: int) -> dict[str, Any]:
         ).fetchall()
     summary = latency_summary([row[0] / 1000 for row in rows])
     return {**summary, "sent_in_run": len(rows)}
-
-
-async def _fold_sample(
-    url: str, plan: SendsPlan, sent_by_user: Counter[str], size: int = 200
-) -> dict[str, Any]:
-    """Users that were sent to read back through the store: projection == fold, credits == k - n."""
-    users = sorted(sent_by_user)
-    sample = random.Random(3).sample(users, min(size, len(users)))
-    store = await open_store(url)
-    bad: list[str] = []
-    try:
-        for user in sample:
-            [state] = await store.consent_states(APP_ID, user, CHANNEL, ONE_TIME)
-            events = await store.consent_history(APP_ID, user, CHANNEL, ONE_TIME)
-            refolded = fold(APP_ID, user, CHANNEL, ONE_TIME, [(e, e.id) for e in events])
-            if refolded != state or state.credits != plan.credits - sent_by_user[user]:
-                bad.append(user)
-    finally:
-        await store.close()
-    return {"users": len(sample), "differing": bad}

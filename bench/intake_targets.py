@@ -1,0 +1,103 @@
+"""Intake's targets, judged on the ratios of one run on the machine at hand.
+
+Only ratios measured in the same run mean anything (bench/README.md), so every target is one:
+one-process Subgate against the verify-only ceiling on the same event loop, at 64 and at 8
+connections, in throughput and in p99; and against the naive peer, where that target can be met
+at all. The ceiling stores nothing, so where it is itself under ``NAIVE_REACHABLE`` x naive
+(RSA is fast next to what the naive peer does per request only on some CPUs), 10 x naive is not
+a property of Subgate but of the CPU, and the line says so instead of a verdict. Each Subgate
+setup is judged on its own: one process, and one or two intake workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report import figure, verdict
+
+# (ratio prefix, Subgate target, the ceiling it is compared with)
+SETUPS = (
+    ("", "subgate", "ceiling"),
+    ("asyncio_", "subgate-asyncio", "ceiling-asyncio"),
+    ("w1_", "subgate-w1", "ceiling"),
+    ("w2_", "subgate-w2", "ceiling"),
+)
+JUDGED = ("", "w1_", "w2_")  # the asyncio pair is shown, not judged
+VS_CEILING = {64: 0.9, 8: 0.8}  # throughput, at least this share of the ceiling's
+P99_VS_CEILING = 1.5  # p99 at most this many times the ceiling's, at both concurrencies
+VS_NAIVE = 10.0
+NAIVE_REACHABLE = 11.0  # 10 x naive is judged only where the ceiling reaches this
+WORKERS_VS_SINGLE = 1.4
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    """Every ratio the run's targets allow, rounded to three places."""
+
+    def get(name: str, key: str) -> float | None:
+        entry = results.get(name)
+        return None if entry is None else float(entry[key])
+
+    pairs = [("ceiling_vs_naive_c64", "ceiling@c64", "naive@c64", "rps")]  # the most 10x can be
+    for prefix, name, ceiling in SETUPS:
+        for c in VS_CEILING:
+            pairs.append(
+                (f"{prefix}intake_vs_ceiling_c{c}", f"{name}@c{c}", f"{ceiling}@c{c}", "rps")
+            )
+            pairs.append(
+                (f"{prefix}p99_vs_ceiling_c{c}", f"{name}@c{c}", f"{ceiling}@c{c}", "p99_ms")
+            )
+        if prefix != "asyncio_":
+            pairs.append((f"{prefix}intake_vs_naive_c64", f"{name}@c64", "naive@c64", "rps"))
+        if prefix.startswith("w"):
+            pairs.append((f"{prefix}intake_vs_single_c64", f"{name}@c64", "subgate@c64", "rps"))
+    out: dict[str, float] = {}
+    for key, top, bottom, field in pairs:
+        a, b = get(top, field), get(bottom, field)
+        if a is not None and b:
+            out[key] = round(a / b, 3)
+    return out
+
+
+def targets(ratio: dict[str, float]) -> dict[str, str]:
+    """Value, target and ``met`` / ``MISSED by x%`` for every intake target this run measured."""
+    out: dict[str, str] = {}
+    for prefix, name, _ in SETUPS:
+        if prefix not in JUDGED:
+            continue
+        label = f"{name}: " if prefix else ""
+        for c, share in VS_CEILING.items():
+            if f"{prefix}intake_vs_ceiling_c{c}" in ratio:
+                out[f"{label}intake_at_least_{share}x_ceiling_c{c}"] = verdict(
+                    ratio[f"{prefix}intake_vs_ceiling_c{c}"], share, below=False
+                )
+            if f"{prefix}p99_vs_ceiling_c{c}" in ratio:
+                out[f"{label}p99_at_most_{P99_VS_CEILING}x_ceiling_c{c}"] = verdict(
+                    ratio[f"{prefix}p99_vs_ceiling_c{c}"],
+                    P99_VS_CEILING,
+                    below=True,
+                    inclusive=True,
+                )
+        if f"{prefix}intake_vs_naive_c64" in ratio:
+            out[f"{label}intake_at_least_10x_naive_c64"] = versus_naive(
+                ratio[f"{prefix}intake_vs_naive_c64"], ratio["ceiling_vs_naive_c64"]
+            )
+    scaling = [
+        ratio[f"{p}intake_vs_single_c64"]
+        for p in ("w1_", "w2_")
+        if f"{p}intake_vs_single_c64" in ratio
+    ]
+    if scaling:
+        out[f"intake_workers_at_least_{WORKERS_VS_SINGLE}x_one_process_c64"] = verdict(
+            max(scaling), WORKERS_VS_SINGLE, below=False
+        )
+    return out
+
+
+def versus_naive(subgate: float, ceiling: float) -> str:
+    """The 10 x naive verdict, or why it does not apply on this machine."""
+    if ceiling < NAIVE_REACHABLE:
+        return (
+            f"{figure(subgate)} x naive: not applicable: ceiling is only {figure(ceiling)} x naive "
+            f"(judged where the ceiling reaches {figure(NAIVE_REACHABLE)} x)"
+        )
+    return verdict(subgate, VS_NAIVE, below=False)
