@@ -117,16 +117,16 @@ class DestinationWorker:
         return await self._store.fan_out(self.name, self.wants, self._clock(), FAN_OUT_LIMIT)
 
     async def step(self) -> Step:
-        """One whole pass, batch included: fan out, claim, post, finish."""
-        read = await self.fan_out()
+        """One whole pass, batch included and kept at once: fan out and claim, post, keep."""
         now = self._clock()
         lease_until = now + timedelta(seconds=self.lease_seconds)
-        claimed = await self._store.claim_deliveries(
-            self.name, self.owner, now, lease_until, self.batch_size
+        work = DeliveryRound(
+            self.name, self.owner, (), now, lease_until, FAN_OUT_LIMIT, self.batch_size
         )
-        results = await self.courier.deliver(self._store, self.owner, claimed, lease_until)
+        outcome = await self._store.advance_deliveries(work, self.wants)
+        results = await self.courier.deliver(self._store, self.owner, outcome.claimed, lease_until)
         self._note_retries(results)
-        return Step(read, tuple(results))
+        return Step(outcome.read, tuple(results))
 
     async def run_forever(self) -> None:
         """Deliver until cancelled; a failed pass is logged and waited out (a poll at most)."""
@@ -174,7 +174,7 @@ class DestinationWorker:
         )
         try:
             outcome = await self._store.advance_deliveries(work, self.wants)
-        except StorageError:
+        except Exception:  # rolled back (not a cancel, whose job may still commit)
             self._answered[:0] = kept  # not kept: the next pass tries again
             raise
         self.courier.observe(kept, outcome.applied)
