@@ -46,13 +46,19 @@ BATCHES_IN_FLIGHT = 2
 # commit of verdicts are shared by them all, instead of bounding the pace at one post per slot
 # per commit.
 ROUNDS_PER_BATCH = 8
-# Intake first: while at least BUSY_IN_FLIGHT notifications are waiting for their commit, the
-# process is full of work that cannot wait (acknowledging Alipay). A pass then waits
-# BUSY_PAUSE_SECONDS and goes on at a trickle (BUSY_PACE: a few events fanned out, one posted),
-# so that events keep moving without taking the loop; the backlog (kept, visible in /metrics)
-# drains at full pace once intake calms. At a steady half of capacity a few notifications are in
-# flight at a time; a burst that fills the loop keeps dozens waiting on each group commit (a bar
-# of 16 was crossed at half load too, while a batch of pushes held the loop: bench/README.md).
+# Intake first. A pass is one writer job, and a notification's commit waits behind it, so the
+# job's size is set by how busy intake is:
+# - while notifications wait for their commit (SHARED_IN_FLIGHT or more), a pass reads and claims
+#   little (SHARED_ROUNDS posts per slot): its job stays short, and intake's commits are not held
+#   up by a batch sized for an idle process (a full batch at half of capacity pushed intake into
+#   the trickle below, on a slower machine: bench/README.md);
+# - while at least BUSY_IN_FLIGHT wait, the process is full of work that cannot wait
+#   (acknowledging Alipay). A pass then waits BUSY_PAUSE_SECONDS and goes on at a trickle
+#   (BUSY_PACE: a few events fanned out, one posted), so that events keep moving without taking
+#   the loop; the backlog (kept, visible in /metrics) drains at full pace once intake calms.
+SHARED_IN_FLIGHT = 4
+SHARED_ROUNDS = 2
+SHARED_FAN_OUT = 100
 BUSY_IN_FLIGHT = 32
 BUSY_PAUSE_SECONDS = 0.25
 LEASE_MARGIN_SECONDS = 10.0
@@ -188,10 +194,14 @@ class DestinationWorker:
         return more or outcome.read >= pace.fan_out
 
     async def next_pace(self) -> Pace:
-        """Whole reads and batches; or while intake is busy (``BUSY_IN_FLIGHT``), after a
-        pause, ``BUSY_PACE``."""
-        if self._intake_in_flight() < BUSY_IN_FLIGHT:
+        """Whole reads and batches while intake is quiet; short ones while it has commits
+        waiting (``SHARED_IN_FLIGHT``); after a pause, ``BUSY_PACE`` while it is busy
+        (``BUSY_IN_FLIGHT``)."""
+        waiting = self._intake_in_flight()
+        if waiting < SHARED_IN_FLIGHT:
             return Pace(FAN_OUT_LIMIT, self.batch_size)
+        if waiting < BUSY_IN_FLIGHT:
+            return Pace(SHARED_FAN_OUT, self.settings.concurrency * SHARED_ROUNDS)
         await asyncio.sleep(BUSY_PAUSE_SECONDS)
         return BUSY_PACE
 

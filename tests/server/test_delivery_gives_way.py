@@ -1,16 +1,25 @@
-"""Pushing events on gives way to intake: while many notifications wait for their commit, a
-destination reads a few events and posts one per pause instead of whole reads and batches
-(``server.delivery.worker``); the backlog is kept and drains once intake calms."""
+"""Pushing events on gives way to intake: while notifications wait for their commit, a
+destination reads and claims little at a time, and while many wait it reads a few events and
+posts one per pause, instead of whole reads and batches (``server.delivery.worker``); the
+backlog is kept and drains once intake calms."""
 
 from __future__ import annotations
 
-from server.delivery.worker import BUSY_IN_FLIGHT, BUSY_PACE, FAN_OUT_LIMIT, Pace
+from server.delivery.worker import (
+    BUSY_IN_FLIGHT,
+    BUSY_PACE,
+    FAN_OUT_LIMIT,
+    SHARED_IN_FLIGHT,
+    Pace,
+)
 from tests.server.conftest import Gateway
 from tests.server.delivery_fixtures import stepped_worker
 from tests.server.receiver import receiving
 
 
-async def test_a_destination_takes_whole_batches_unless_intake_is_busy(gateway: Gateway) -> None:
+async def test_a_destination_takes_whole_batches_only_while_intake_is_quiet(
+    gateway: Gateway,
+) -> None:
     in_flight = [0]
     async with (
         receiving() as receiver,
@@ -19,9 +28,12 @@ async def test_a_destination_takes_whole_batches_unless_intake_is_busy(gateway: 
         whole = Pace(FAN_OUT_LIMIT, worker.batch_size)
 
         paces: list[Pace] = []
-        for count in (0, BUSY_IN_FLIGHT - 1, BUSY_IN_FLIGHT, 10 * BUSY_IN_FLIGHT, 0):
+        counts = (0, SHARED_IN_FLIGHT - 1, SHARED_IN_FLIGHT, BUSY_IN_FLIGHT - 1, BUSY_IN_FLIGHT)
+        for count in (*counts, 10 * BUSY_IN_FLIGHT, 0):
             in_flight[0] = count
             paces.append(await worker.next_pace())
 
-    assert paces == [whole, whole, BUSY_PACE, BUSY_PACE, whole]
-    assert BUSY_PACE.claim < worker.batch_size and BUSY_PACE.fan_out < FAN_OUT_LIMIT
+    shared = paces[2]
+    assert paces == [whole, whole, shared, shared, BUSY_PACE, BUSY_PACE, whole]
+    assert BUSY_PACE.claim < shared.claim < worker.batch_size
+    assert BUSY_PACE.fan_out <= shared.fan_out < FAN_OUT_LIMIT
