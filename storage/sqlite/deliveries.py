@@ -16,20 +16,18 @@ from datetime import datetime
 
 from storage.models import (
     START,
-    ClaimedDelivery,
     DeliveryResult,
     DeliveryRound,
     EventHead,
-    RoundOutcome,
 )
 from storage.sql.dialect import SQLITE
 from storage.sql.event_rows import (
     attempt_values,
-    claimed,
     event_read,
     verdict_values,
     wanted_deliveries,
 )
+from storage.sql.rows import Row
 from storage.sql.statements import statements_for
 from storage.sqlite.delivery_counts import StateChange, count_changes, count_new_pending
 from storage.timecodec import to_millis
@@ -53,6 +51,10 @@ _APPLY_VERDICTS = (
     "value ->> 4 AS last_error, value ->> 5 AS updated_at, value ->> 6 AS id "
     "FROM json_each(?)) AS v WHERE deliveries.id = v.id AND deliveries.lease_owner = ? "
     "RETURNING destination, status, attempts"
+)
+_LEASE = (
+    "UPDATE deliveries SET lease_owner = ?, lease_until = ? "
+    "WHERE id IN (SELECT value FROM json_each(?))"
 )
 _STATE_OF = "SELECT status, attempts FROM deliveries WHERE destination = ? AND event_id = ?"
 _STATES_OF = (
@@ -88,13 +90,16 @@ def claim(
     now: datetime,
     lease_until: datetime,
     limit: int,
-) -> list[ClaimedDelivery]:
-    """Lease the due deliveries to ``owner`` (no other job can claim between read and lease)."""
+) -> list[Row]:
+    """Lease the due deliveries to ``owner`` (no other job can claim between read and lease);
+    their rows, which ``claimed`` turns into deliveries once the job has committed: every
+    commit waits behind this job, and that work need not hold it up."""
     at = to_millis(now)
     rows = connection.execute(SQL.due_deliveries, (destination, at, at, limit)).fetchall()
-    until = to_millis(lease_until)
-    connection.executemany(SQL.lease_delivery, [(owner, until, row[0]) for row in rows])
-    return [claimed(row) for row in rows]
+    if rows:
+        ids = json.dumps([row[0] for row in rows])
+        connection.execute(_LEASE, (owner, to_millis(lease_until), ids))
+    return rows
 
 
 def finish(connection: sqlite3.Connection, owner: str, results: Sequence[DeliveryResult]) -> int:
@@ -112,14 +117,17 @@ def finish(connection: sqlite3.Connection, owner: str, results: Sequence[Deliver
     return len(changes)
 
 
-def advance(connection: sqlite3.Connection, work: DeliveryRound, wants: Wants) -> RoundOutcome:
-    """As ``Store.advance_deliveries`` says: finish, fan out, claim, in one writer job."""
+def advance(
+    connection: sqlite3.Connection, work: DeliveryRound, wants: Wants
+) -> tuple[int, int, list[Row]]:
+    """As ``Store.advance_deliveries`` says: finish, fan out, claim, in one writer job; the
+    events read, the verdicts applied, the claimed rows (as ``claim``)."""
     applied = finish(connection, work.owner, work.kept) if work.kept else 0
     read = fan_out(connection, work.destination, wants, work.now, work.fan_out_limit)
-    batch = claim(
+    rows = claim(
         connection, work.destination, work.owner, work.now, work.lease_until, work.claim_limit
     )
-    return RoundOutcome(read, applied, batch)
+    return read, applied, rows
 
 
 def replay(connection: sqlite3.Connection, destination: str, event_id: int, now: datetime) -> bool:

@@ -48,6 +48,7 @@ from storage.models import (
     SubscribeReport,
 )
 from storage.sql.dialect import SQLITE, marks
+from storage.sql.event_rows import claimed
 from storage.sql.ledger import LEDGER
 from storage.sql.ledger_rows import summary_from_row
 from storage.sql.notification_rows import notification_row, refusal_rows
@@ -242,7 +243,8 @@ class SQLiteStore(StoreReads):
     ) -> list[ClaimedDelivery]:
         """As ``Store.claim_deliveries`` says: the writer alone leases, so no row locks."""
         operation = deliveries.claim
-        return await self._job(operation, destination, owner, now, lease_until, limit)
+        rows = await self._job(operation, destination, owner, now, lease_until, limit)
+        return [claimed(row) for row in rows]
 
     async def finish_deliveries(self, owner: str, results: Sequence[DeliveryResult]) -> int:
         """As ``Store.finish_deliveries`` says, every result in one writer job."""
@@ -250,7 +252,8 @@ class SQLiteStore(StoreReads):
 
     async def advance_deliveries(self, work: DeliveryRound, wants: EventFilter) -> RoundOutcome:
         """As ``Store.advance_deliveries`` says, in one writer job."""
-        return await self._job(deliveries.advance, work, wants)
+        read, applied, rows = await self._job(deliveries.advance, work, wants)
+        return RoundOutcome(read, applied, [claimed(row) for row in rows])
 
     async def replay_delivery(self, destination: str, event_id: int, now: datetime) -> bool:
         """As ``Store.replay_delivery`` says, in one writer job."""
