@@ -52,14 +52,16 @@ ROUNDS_PER_BATCH = 8
 #   little (SHARED_ROUNDS posts per slot): its job stays short, and intake's commits are not held
 #   up by a batch sized for an idle process (a full batch at half of capacity pushed intake into
 #   the trickle below, on a slower machine: bench/README.md);
-# - while at least BUSY_IN_FLIGHT wait, the process is full of work that cannot wait
-#   (acknowledging Alipay). A pass then waits BUSY_PAUSE_SECONDS and goes on at a trickle
-#   (BUSY_PACE: a few events fanned out, one posted), so that events keep moving without taking
-#   the loop; the backlog (kept, visible in /metrics) drains at full pace once intake calms.
+# - while at least BUSY_IN_FLIGHT wait, and still do a moment later, the process is full of work
+#   that cannot wait (acknowledging Alipay). A pass then waits BUSY_PAUSE_SECONDS and goes on at
+#   a trickle (BUSY_PACE: a few events fanned out, one posted), so that events keep moving
+#   without taking the loop; the backlog (kept, visible in /metrics) drains at full pace once
+#   intake calms.
 SHARED_IN_FLIGHT = 4
 SHARED_ROUNDS = 2
 SHARED_FAN_OUT = 100
 BUSY_IN_FLIGHT = 32
+BUSY_CHECK_SECONDS = 0.02  # busy only if still so this much later: a spike is not a burst
 BUSY_PAUSE_SECONDS = 0.25
 LEASE_MARGIN_SECONDS = 10.0
 
@@ -198,12 +200,15 @@ class DestinationWorker:
         waiting (``SHARED_IN_FLIGHT``); after a pause, ``BUSY_PACE`` while it is busy
         (``BUSY_IN_FLIGHT``)."""
         waiting = self._intake_in_flight()
+        if waiting >= BUSY_IN_FLIGHT:  # busy, unless it was a moment's spike: look again
+            await asyncio.sleep(BUSY_CHECK_SECONDS)
+            waiting = self._intake_in_flight()
+            if waiting >= BUSY_IN_FLIGHT:
+                await asyncio.sleep(BUSY_PAUSE_SECONDS - BUSY_CHECK_SECONDS)
+                return BUSY_PACE
         if waiting < SHARED_IN_FLIGHT:
             return Pace(FAN_OUT_LIMIT, self.batch_size)
-        if waiting < BUSY_IN_FLIGHT:
-            return Pace(SHARED_FAN_OUT, self.settings.concurrency * SHARED_ROUNDS)
-        await asyncio.sleep(BUSY_PAUSE_SECONDS)
-        return BUSY_PACE
+        return Pace(SHARED_FAN_OUT, self.settings.concurrency * SHARED_ROUNDS)
 
     async def _post(self, claimed: Sequence[ClaimedDelivery], lease_until: datetime) -> None:
         try:
