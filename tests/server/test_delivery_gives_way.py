@@ -37,3 +37,18 @@ async def test_a_destination_takes_whole_batches_only_while_intake_is_quiet(
     assert paces == [whole, whole, shared, shared, BUSY_PACE, BUSY_PACE, whole]
     assert BUSY_PACE.claim < shared.claim < worker.batch_size
     assert BUSY_PACE.fan_out <= shared.fan_out < FAN_OUT_LIMIT
+
+
+async def test_a_moments_spike_of_waiting_commits_is_not_taken_for_a_burst(
+    gateway: Gateway,
+) -> None:
+    looks = iter([BUSY_IN_FLIGHT, 0, BUSY_IN_FLIGHT, BUSY_IN_FLIGHT])  # two passes, two looks each
+    async with (
+        receiving() as receiver,
+        stepped_worker(gateway, receiver.url, intake_in_flight=lambda: next(looks)) as worker,
+    ):
+        spike = await worker.next_pace()
+        burst = await worker.next_pace()
+
+    assert spike == Pace(FAN_OUT_LIMIT, worker.batch_size)
+    assert burst == BUSY_PACE
