@@ -106,6 +106,9 @@ def read_only(gateway: Gateway) -> Fault:
 
 def disk_full(gateway: Gateway) -> Fault:
     def current_size(connection: sqlite3.Connection) -> int:
+        # A full disk leaves no room: the free pages a migration left inside the file (dropped
+        # triggers, say) are given back first, so that a new row cannot fit in them either.
+        connection.execute("VACUUM")
         return int(connection.execute("PRAGMA page_count").fetchone()[0])
 
     return WriterPragma(gateway, "max_page_count", current_size)
