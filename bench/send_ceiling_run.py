@@ -23,7 +23,7 @@ from bench.intake import APP_ID, ROOT
 from bench.machine import SwitchCount
 from bench.processes import cpu_seconds, free_port, serving
 from bench.quiet import Foreign
-from bench.service import write_keys
+from bench.service import fake_gateway_command, write_keys
 from bench.syscalls import PROBE_SECONDS, syscall_probe
 
 WARM_UP_SECONDS = 2.0
@@ -78,14 +78,7 @@ def measure(senders: int, seconds: float, workdir: Path, *, probe: bool) -> dict
     keys = write_keys(workdir)
     fake_port = free_port()
     gateway = f"http://127.0.0.1:{fake_port}/gateway.do"
-    fake_cmd = [
-        sys.executable,
-        "-m",
-        "bench.fake_gateway",
-        str(fake_port),
-        str(keys.app_public),
-        str(keys.alipay_private),
-    ]
+    fake_cmd = fake_gateway_command(fake_port, keys)
     with (
         serving(fake_cmd, fake_port, ROOT, workdir / "ceiling-fake.log") as fake,
         ceiling_process(gateway, workdir, senders) as ceiling,

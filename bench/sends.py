@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -36,7 +35,14 @@ from bench.quiet import Foreign
 from bench.report import latency_summary, verdict
 from bench.sends_books import books as count_books
 from bench.sends_books import fold_sample, read_only
-from bench.service import ONE_TIME, command, new_token, write_config, write_keys
+from bench.service import (
+    ONE_TIME,
+    command,
+    fake_gateway_command,
+    new_token,
+    write_config,
+    write_keys,
+)
 from bench.syscalls import PROBE_SECONDS, syscall_probe
 from bench.wrk import ScriptResult, run_script
 
@@ -108,14 +114,7 @@ def run(plan: SendsPlan, workdir: Path, postgres: str | None = None) -> dict[str
     config = write_config(
         workdir / "subgate.toml", postgres or database, keys, token, gateway, plan.call_processes
     )
-    fake_cmd = [
-        sys.executable,
-        "-m",
-        "bench.fake_gateway",
-        str(fake_port),
-        str(keys.app_public),
-        str(keys.alipay_private),
-    ]
+    fake_cmd = fake_gateway_command(fake_port, keys)
     base = f"http://127.0.0.1:{port}"
     with serving(fake_cmd, fake_port, ROOT, workdir / "fake.log") as fake:
         with serving(command(config, port), port, ROOT, workdir / "server.log") as server:

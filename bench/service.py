@@ -8,6 +8,7 @@ stand-in Alipay key and app key the intake benchmark uses).
 from __future__ import annotations
 
 import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,18 @@ def write_keys(root: Path) -> Keys:
     keys.app_public.write_bytes(public_pem(space.app_key))
     keys.alipay_private.write_bytes(private_pem(space.alipay_key))
     return keys
+
+
+def fake_gateway_command(port: int, keys: Keys) -> list[str]:
+    """The fake Alipay gateway (``bench/fake_gateway.py``) on ``port``, with the fake's two keys."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.fake_gateway",
+        str(port),
+        str(keys.app_public),
+        str(keys.alipay_private),
+    ]
 
 
 def new_token() -> str:
