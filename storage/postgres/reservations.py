@@ -24,7 +24,7 @@ event that would not sort after its key's last one; those go through ``outbox.re
 # ruff: noqa: S608 (every statement is built from constants, at import)
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,49 +41,71 @@ from storage.sql.outbox_rows import message_from_row, new_message_row
 from storage.timecodec import to_millis
 
 _STATE_NAMES = STATE_COLUMNS.split(", ")
-_COMPARED = _STATE_NAMES[4:]  # what a state is, after its key's four columns
+_SAVED = _STATE_NAMES[4:]  # what a state is, after its key's four columns
 _STATE_TYPES = ("text",) * 5 + ("int", "bool", "bool", "bigint", "text", "text", "text")
+_HELD = ("text",) * 5  # a key's four columns and the version of its row read (xmin)
 _EVENT_TYPES = ("bigint",) + ("text",) * 5 + ("bigint", "text", "text", "bool", "bool", "bigint")
-_N_STATE, _N_MESSAGE = len(_STATE_NAMES), len(MESSAGE_NAMES)
+_N_STATE = len(_STATE_NAMES)
 
 
 def _prefixed(alias: str, names: Sequence[str]) -> str:
     return ", ".join(f"{alias}.{name}" for name in names)
 
 
-def _arrays(types: Sequence[str]) -> str:
-    return ", ".join(f"?::{kind}[]" for kind in types)
+def _read(recipients: str) -> str:
+    """The read of step 1, the recipients given as ``recipients`` (``k(user_id, n)``). Each
+    recipient's row is looked up by its whole key (``LATERAL``), whatever the table's
+    statistics say when the plan is made."""
+    return POSTGRES.render(
+        f"SELECT {_prefixed('c', _STATE_NAMES)}, c.xmin::text, "
+        "CASE WHEN m.id IS NULL THEN nextval(pg_get_serial_sequence('consent_events', 'id')) "
+        f"END, {_prefixed('m', MESSAGE_NAMES)} FROM {recipients} "
+        f"LEFT JOIN LATERAL (SELECT {STATE_COLUMNS}, xmin FROM consents WHERE app_id = ? "
+        "AND user_id = k.user_id AND channel = ? AND template_id = ?) AS c ON true "
+        "LEFT JOIN messages AS m ON m.app_id = ? AND m.idempotency_key = ? ORDER BY k.n"
+    )
 
 
-_READ = POSTGRES.render(
-    f"SELECT {_prefixed('c', _STATE_NAMES)}, "
-    "CASE WHEN m.id IS NULL THEN nextval(pg_get_serial_sequence('consent_events', 'id')) END, "
-    f"{_prefixed('m', MESSAGE_NAMES)} "
-    "FROM unnest(?::text[]) WITH ORDINALITY AS k(user_id, n) "
-    "LEFT JOIN consents AS c ON c.app_id = ? AND c.user_id = k.user_id AND c.channel = ? "
-    "AND c.template_id = ? "
-    "LEFT JOIN (SELECT * FROM messages WHERE app_id = ? AND idempotency_key = ?) AS m ON true "
-    "ORDER BY k.n"
-)
+_READ = _read("unnest(?::text[]) WITH ORDINALITY AS k(user_id, n)")
+_READ_ONE = _read("(VALUES (?::text, 1)) AS k(user_id, n)")  # planned as one row (see _one_row)
+KEY_NAMES = ", ".join(_STATE_NAMES[:4])
 _KEY_MATCH = " AND ".join(f"c.{name} = x.{name}" for name in _STATE_NAMES[:4])
-_WRITE = POSTGRES.render(
-    f"WITH x AS (SELECT * FROM unnest({_arrays(_STATE_TYPES)}) "
-    f"AS x({STATE_COLUMNS})), "
-    f"held AS (SELECT c.user_id FROM consents AS c JOIN x ON {_KEY_MATCH} "
-    f"WHERE ({_prefixed('c', _COMPARED)}) IS NOT DISTINCT FROM ({_prefixed('x', _COMPARED)}) "
-    "ORDER BY c.app_id, c.user_id, c.channel, c.template_id FOR UPDATE OF c), "
-    f"message AS (INSERT INTO messages ({MESSAGE_COLUMNS}) "
-    f"SELECT {', '.join('?' for _ in MESSAGE_NAMES)} WHERE (SELECT count(*) FROM held) = ? "
-    f"ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING {MESSAGE_COLUMNS}), "
-    f"spent AS (INSERT INTO consent_events (id, {EVENT_COLUMNS}, recorded_at) "
-    f"OVERRIDING SYSTEM VALUE SELECT * FROM unnest({_arrays(_EVENT_TYPES)}) "
-    "WHERE EXISTS (SELECT 1 FROM message)), "
-    f"saved AS (UPDATE consents AS c SET {', '.join(f'{n} = x.{n}' for n in _COMPARED)} "
-    f"FROM unnest({_arrays(_STATE_TYPES)}) AS x({STATE_COLUMNS}) "
-    f"WHERE {_KEY_MATCH} AND EXISTS (SELECT 1 FROM message)) "
-    f"SELECT (SELECT count(*) FROM held), {_prefixed('message', MESSAGE_NAMES)} "
-    "FROM (VALUES (1)) AS one LEFT JOIN message ON true"
-)
+
+
+def _arrays(types: Sequence[str]) -> str:
+    """Rows given as one array parameter per column."""
+    return f"unnest({', '.join(f'?::{kind}[]' for kind in types)})"
+
+
+def _one_row(types: Sequence[str]) -> str:
+    """One row given as one parameter per column: planned as one row, so that PostgreSQL keeps
+    the statement's generic plan (it plans ``unnest`` of a parameter as many rows, finds a plan
+    for the actual arrays cheaper, and plans the statement again at every call)."""
+    return f"(VALUES ({', '.join(f'?::{kind}' for kind in types)}))"
+
+
+def _write(rows: Callable[[Sequence[str]], str]) -> str:
+    return POSTGRES.render(
+        f"WITH x AS (SELECT * FROM {rows(_HELD)} AS x({KEY_NAMES}, version)), "
+        f"held AS (SELECT c.user_id FROM consents AS c JOIN x ON {_KEY_MATCH} "
+        "WHERE c.xmin = x.version::xid "
+        "ORDER BY c.app_id, c.user_id, c.channel, c.template_id FOR UPDATE OF c), "
+        f"message AS (INSERT INTO messages ({MESSAGE_COLUMNS}) "
+        f"SELECT {', '.join('?' for _ in MESSAGE_NAMES)} WHERE (SELECT count(*) FROM held) = ? "
+        f"ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING {MESSAGE_COLUMNS}), "
+        f"spent AS (INSERT INTO consent_events (id, {EVENT_COLUMNS}, recorded_at) "
+        f"OVERRIDING SYSTEM VALUE SELECT * FROM {rows(_EVENT_TYPES)} AS e "
+        "WHERE EXISTS (SELECT 1 FROM message)), "
+        f"saved AS (UPDATE consents AS c SET {', '.join(f'{n} = x.{n}' for n in _SAVED)} "
+        f"FROM {rows(_STATE_TYPES)} AS x({STATE_COLUMNS}) "
+        f"WHERE {_KEY_MATCH} AND EXISTS (SELECT 1 FROM message)) "
+        f"SELECT (SELECT count(*) FROM held), {_prefixed('message', MESSAGE_NAMES)} "
+        "FROM (VALUES (1)) AS one LEFT JOIN message ON true"
+    )
+
+
+_WRITE = _write(_arrays)
+_WRITE_ONE = _write(_one_row)  # one recipient, spent on: the usual send
 
 
 class StateChanged(Exception):
@@ -93,19 +115,28 @@ class StateChanged(Exception):
 @dataclass(frozen=True, slots=True)
 class _Read:
     existing: tuple[Any, ...] | None  # the message stored under the key, if any
-    rows: dict[str, tuple[Any, ...]]  # user id -> projection row, for each recipient with one
+    rows: dict[str, tuple[Any, ...]]  # user id -> projection row and its version (xmin)
     event_ids: dict[str, int]  # user id -> the identifier of its new ledger event
 
 
-async def _read(connection: Conn, r: SendReservation) -> _Read:
+async def _read_for(connection: Conn, r: SendReservation) -> _Read:
     users = list(r.candidates)
+    recipients = users[0] if len(users) == 1 else users
     rows = await connection.fetch(
-        _READ, users, r.app_id, r.consent_channel, r.template_id, r.app_id, r.idempotency_key
+        _READ_ONE if len(users) == 1 else _READ,
+        recipients,
+        r.app_id,
+        r.consent_channel,
+        r.template_id,
+        r.app_id,
+        r.idempotency_key,
     )
-    message = tuple(rows[0][_N_STATE + 1 :])
+    message = tuple(rows[0][_N_STATE + 2 :])
     existing = message if message[0] is not None else None
-    found = {user: tuple(row[:_N_STATE]) for user, row in zip(users, rows, strict=True) if row[0]}
-    ids = {user: row[_N_STATE] for user, row in zip(users, rows, strict=True)}
+    found = {
+        user: tuple(row[: _N_STATE + 1]) for user, row in zip(users, rows, strict=True) if row[0]
+    }
+    ids = {user: row[_N_STATE + 1] for user, row in zip(users, rows, strict=True)}
     return _Read(existing, found, ids)
 
 
@@ -119,10 +150,10 @@ async def reserve(
     r = reservation
     if r.weekly_limit is not None or len(set(r.candidates)) != len(r.candidates):
         return None
-    read = await _read(connection, r)
+    read = await _read_for(connection, r)
     if read.existing is not None:
         return replay(message_from_row(read.existing), r)
-    states = {user: state_from_row(row) for user, row in read.rows.items()}
+    states = {user: state_from_row(row[:_N_STATE]) for user, row in read.rows.items()}
     allowed, skipped = split_by_consent(r, states)
     if any(user not in states for user in allowed):  # spent on a key without a row
         return None
@@ -133,15 +164,21 @@ async def reserve(
             return None  # would sort before the key's last event: refolded under locks
         events.append((read.event_ids[user], *event_values(event, to_millis(r.created_at))))
         after.append(state_values(apply(state, event, key)))
-    expected = list(read.rows.values())
-    row = await connection.fetchrow(
-        _WRITE,
-        *_columns(expected, _N_STATE),
-        *new_message_row(r, allowed, skipped, begun=begin),
-        len(expected),
-        *_columns(events, len(_EVENT_TYPES)),
-        *_columns(after, _N_STATE),
-    )
+    expected = [(*row[:4], row[_N_STATE]) for row in read.rows.values()]
+    message = new_message_row(r, allowed, skipped, begun=begin)
+    if len(expected) == len(events) == 1:
+        row = await connection.fetchrow(
+            _WRITE_ONE, *expected[0], *message, 1, *events[0], *after[0]
+        )
+    else:
+        row = await connection.fetchrow(
+            _WRITE,
+            *_columns(expected, len(_HELD)),
+            *message,
+            len(expected),
+            *_columns(events, len(_EVENT_TYPES)),
+            *_columns(after, _N_STATE),
+        )
     assert row is not None  # the statement always answers one row
     if row[0] != len(expected):
         raise StateChanged
