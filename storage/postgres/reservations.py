@@ -140,6 +140,13 @@ async def _read_for(connection: Conn, r: SendReservation) -> _Read:
     return _Read(existing, found, ids)
 
 
+def takes(reservation: SendReservation) -> bool:
+    """Whether this path can decide the reservation at all: no weekly limit (counted under an
+    advisory lock) and no recipient twice."""
+    candidates = reservation.candidates
+    return reservation.weekly_limit is None and len(set(candidates)) == len(candidates)
+
+
 async def reserve(
     connection: Conn, reservation: SendReservation, *, begin: bool
 ) -> ReserveOutcome | None:
@@ -148,7 +155,7 @@ async def reserve(
     Raises the consent rules' refusals; ``StateChanged`` when a recipient's state changed since
     it was read; ``outbox.KeyTaken`` when a racing request took the key (nothing was written)."""
     r = reservation
-    if r.weekly_limit is not None or len(set(r.candidates)) != len(r.candidates):
+    if not takes(r):
         return None
     read = await _read_for(connection, r)
     if read.existing is not None:
