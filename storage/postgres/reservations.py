@@ -5,17 +5,23 @@ a round trip, and what bounds sends on PostgreSQL is round trips, not flushes. H
 decision is made from one read and written by one statement:
 
 1. ``_READ``: the message already stored under the idempotency key (a replay), the recipients'
-   projection rows, and an identifier for each recipient's new ledger event, in one snapshot;
+   projection rows with their row versions (``xmin``), and an identifier for each recipient's
+   new ledger event, in one snapshot;
 2. the consent rules decide in Python (``storage.sending``), as in every other path;
 3. ``_WRITE``: one statement that locks the recipients' rows, in one sorted order, only where
-   each still holds exactly the state read in step 1, and, only if every one does, inserts the
-   message (``ON CONFLICT DO NOTHING`` on its key), then the spends and the projection rows
-   after them, both only if the message was inserted. One statement is atomic: all of it is
-   written or none.
+   each is still the version read in step 1, and, only if every one is, inserts the message
+   (``ON CONFLICT DO NOTHING`` on its key), then the spends and the projection rows after them,
+   both only if the message was inserted. One statement is atomic: all of it is written or none.
 
-A state that changed in between means the decision may be stale: nothing is written and the
-caller decides again (or falls back to the locking transaction). An unchanged state means the
-decision is exactly the one the locks would have allowed, so spend-once holds across replicas.
+Every append to a key saves its row (``consents.append_events``, the intake's batches), which
+makes a new version even when the state it saves is equal. So a row still at the version read
+means no event was appended to its key since: the decision is exactly the one the locks would
+have allowed (spend-once holds across replicas), a late event cannot have slipped in under it
+(a cancel is never undone), and no event of the key has an identifier above the one taken in
+step 1, which the ``consent.changed`` trigger relies on (``0006_events.sql``: the key's latest
+event by id). A row at another version means the decision may be stale: nothing is written and
+the caller decides again (``sends``), then under locks.
+
 What this path does not take (``None``): a weekly limit (it counts other sends under an advisory
 lock), a recipient without a projection row that would be spent on, a recipient twice, or an
 event that would not sort after its key's last one; those go through ``outbox.reserve``.

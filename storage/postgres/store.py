@@ -178,9 +178,12 @@ class PostgresStore(StoreReads):
     async def begin_attempt(
         self, message_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> MessageRecord | None:
-        """As ``Store.begin_attempt`` says, in one transaction."""
+        """As ``Store.begin_attempt`` says, in one statement (no BEGIN and COMMIT around it)."""
         return await self._transact(
-            lambda connection: outbox.begin_attempt(connection, message_id, owner, now, lease_until)
+            lambda connection: outbox.begin_attempt(
+                connection, message_id, owner, now, lease_until
+            ),
+            atomic=False,
         )
 
     async def finish_attempt(
