@@ -37,7 +37,7 @@ from storage.models import (
     Settlement,
     SubscribeReport,
 )
-from storage.postgres import consents, deliveries, notifications, outbox
+from storage.postgres import consents, deliveries, notifications, outbox, sends
 from storage.postgres.batches import NotificationBatches
 from storage.postgres.connection import (
     DATABASE_ERRORS,
@@ -53,12 +53,10 @@ from storage.postgres.connection import (
 )
 from storage.postgres.migrate import apply_migrations
 from storage.postgres.settle import settle_message
-from storage.sending import replay
 from storage.sql.dialect import POSTGRES
 from storage.sql.ledger import LEDGER
 from storage.sql.ledger_rows import summary_from_row
 from storage.sql.notification_rows import refusal_rows
-from storage.sql.outbox_rows import message_from_row
 from storage.sql.reads import StoreReads
 from storage.sql.rows import Row
 from storage.sql.statements import statements_for
@@ -120,9 +118,9 @@ class PostgresStore(StoreReads):
         self._observer = observer
         self._batches.observe = observer
 
-    async def _transact(self, job: Job[T]) -> T:
+    async def _transact(self, job: Job[T], *, atomic: bool = True) -> T:
         started = time.perf_counter()
-        result = await transact(self._pool, job, retries=self._retries)
+        result = await transact(self._pool, job, retries=self._retries, atomic=atomic)
         if self._observer is not None:
             self._observer(time.perf_counter() - started, 1)
         return result
@@ -174,41 +172,25 @@ class PostgresStore(StoreReads):
     async def reserve_send(
         self, reservation: SendReservation, *, begin: bool = False
     ) -> ReserveOutcome:
-        """A replay is answered from the stored message, outside any transaction; a key taken
-        by a racing request rolls this one back and answers from that request's message."""
-        existing = await self._message_by_key(reservation.app_id, reservation.idempotency_key)
-        if existing is None:
-            try:
-                return await self._transact(
-                    lambda connection: outbox.reserve(connection, reservation, begin=begin)
-                )
-            except outbox.KeyTaken:  # rolled back: answer from the request that took the key
-                existing = await self._message_by_key(
-                    reservation.app_id, reservation.idempotency_key
-                )
-                if existing is None:  # taken by a transaction that then rolled back: unlikely
-                    raise StorageUnavailable("the idempotency key is being used; retry") from None
-        return replay(existing, reservation)
-
-    async def _message_by_key(self, app_id: str, idempotency_key: str) -> MessageRecord | None:
-        rows = await self._fetch(self._sql.outbox.message_of_key, (app_id, idempotency_key))
-        return message_from_row(rows[0]) if rows else None
+        """As ``Store.reserve_send`` says, in as few round trips as it allows (``sends``)."""
+        return await sends.reserve_send(self._pool, self._transact, reservation, begin=begin)
 
     async def begin_attempt(
         self, message_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> MessageRecord | None:
-        """As ``Store.begin_attempt`` says, in one transaction."""
+        """As ``Store.begin_attempt`` says, in one statement (no BEGIN and COMMIT around it)."""
         return await self._transact(
-            lambda connection: outbox.begin_attempt(connection, message_id, owner, now, lease_until)
+            lambda connection: outbox.begin_attempt(
+                connection, message_id, owner, now, lease_until
+            ),
+            atomic=False,
         )
 
     async def finish_attempt(
         self, message_id: str, result: AttemptResult, now: datetime
     ) -> MessageRecord:
-        """As ``Store.finish_attempt`` says: the message's row is locked first."""
-        return await self._transact(
-            lambda connection: outbox.finish_attempt(connection, message_id, result, now)
-        )
+        """As ``Store.finish_attempt`` says: a transaction only if it refunds (``sends``)."""
+        return await sends.finish_attempt(self._transact, message_id, result, now)
 
     async def settle_message(
         self, app_id: str, message_id: str, settlement: Settlement

@@ -1,0 +1,205 @@
+"""A send's reservation on PostgreSQL in two statements and no explicit transaction.
+
+A reservation under row locks (``outbox.reserve``) is a transaction of several statements, each
+a round trip, and what bounds sends on PostgreSQL is round trips, not flushes. Here the same
+decision is made from one read and written by one statement:
+
+1. ``_READ``: the message already stored under the idempotency key (a replay), the recipients'
+   projection rows with their row versions (``xmin``), and an identifier for each recipient's
+   new ledger event, in one snapshot;
+2. the consent rules decide in Python (``storage.sending``), as in every other path;
+3. ``_WRITE``: one statement that locks the recipients' rows, in one sorted order, only where
+   each is still the version read in step 1, and, only if every one is, inserts the message
+   (``ON CONFLICT DO NOTHING`` on its key), then the spends and the projection rows after them,
+   both only if the message was inserted. One statement is atomic: all of it is written or none.
+
+Every append to a key saves its row (``consents.append_events``, the intake's batches), which
+makes a new version even when the state it saves is equal. So a row still at the version read
+means no event was appended to its key since: the decision is exactly the one the locks would
+have allowed (spend-once holds across replicas), a late event cannot have slipped in under it
+(a cancel is never undone), and no event of the key has an identifier above the one taken in
+step 1, which the ``consent.changed`` trigger relies on (``0006_events.sql``: the key's latest
+event by id). A row at another version means the decision may be stale: nothing is written and
+the caller decides again (``sends``), then under locks.
+
+What this path does not take (``None``): a weekly limit (it counts other sends under an advisory
+lock), a recipient without a projection row that would be spent on, a recipient twice, or an
+event that would not sort after its key's last one; those go through ``outbox.reserve``.
+"""
+
+# ruff: noqa: S608 (every statement is built from constants, at import)
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storage.ledger import apply, event_key
+from storage.models import ReserveOutcome, SendReservation
+from storage.postgres.connection import Conn
+from storage.postgres.outbox import KeyTaken
+from storage.sending import replay, spends, split_by_consent
+from storage.sql.dialect import POSTGRES
+from storage.sql.ledger import EVENT_COLUMNS, STATE_COLUMNS
+from storage.sql.ledger_rows import event_values, state_from_row, state_values
+from storage.sql.outbox import MESSAGE_COLUMNS, MESSAGE_NAMES
+from storage.sql.outbox_rows import message_from_row, new_message_row
+from storage.timecodec import to_millis
+
+_STATE_NAMES = STATE_COLUMNS.split(", ")
+_SAVED = _STATE_NAMES[4:]  # what a state is, after its key's four columns
+_STATE_TYPES = ("text",) * 5 + ("int", "bool", "bool", "bigint", "text", "text", "text")
+_HELD = ("text",) * 5  # a key's four columns and the version of its row read (xmin)
+_EVENT_TYPES = ("bigint",) + ("text",) * 5 + ("bigint", "text", "text", "bool", "bool", "bigint")
+_N_STATE = len(_STATE_NAMES)
+
+
+def _prefixed(alias: str, names: Sequence[str]) -> str:
+    return ", ".join(f"{alias}.{name}" for name in names)
+
+
+def _read(recipients: str) -> str:
+    """The read of step 1, the recipients given as ``recipients`` (``k(user_id, n)``). Each
+    recipient's row is looked up by its whole key (``LATERAL``), whatever the table's
+    statistics say when the plan is made."""
+    return POSTGRES.render(
+        f"SELECT {_prefixed('c', _STATE_NAMES)}, c.xmin::text, "
+        "CASE WHEN m.id IS NULL THEN nextval(pg_get_serial_sequence('consent_events', 'id')) "
+        f"END, {_prefixed('m', MESSAGE_NAMES)} FROM {recipients} "
+        f"LEFT JOIN LATERAL (SELECT {STATE_COLUMNS}, xmin FROM consents WHERE app_id = ? "
+        "AND user_id = k.user_id AND channel = ? AND template_id = ?) AS c ON true "
+        "LEFT JOIN messages AS m ON m.app_id = ? AND m.idempotency_key = ? ORDER BY k.n"
+    )
+
+
+_READ = _read("unnest(?::text[]) WITH ORDINALITY AS k(user_id, n)")
+_READ_ONE = _read("(VALUES (?::text, 1)) AS k(user_id, n)")  # planned as one row (see _one_row)
+KEY_NAMES = ", ".join(_STATE_NAMES[:4])
+_KEY_MATCH = " AND ".join(f"c.{name} = x.{name}" for name in _STATE_NAMES[:4])
+
+
+def _arrays(types: Sequence[str]) -> str:
+    """Rows given as one array parameter per column."""
+    return f"unnest({', '.join(f'?::{kind}[]' for kind in types)})"
+
+
+def _one_row(types: Sequence[str]) -> str:
+    """One row given as one parameter per column: planned as one row, so that PostgreSQL keeps
+    the statement's generic plan (it plans ``unnest`` of a parameter as many rows, finds a plan
+    for the actual arrays cheaper, and plans the statement again at every call)."""
+    return f"(VALUES ({', '.join(f'?::{kind}' for kind in types)}))"
+
+
+def _write(rows: Callable[[Sequence[str]], str]) -> str:
+    return POSTGRES.render(
+        f"WITH x AS (SELECT * FROM {rows(_HELD)} AS x({KEY_NAMES}, version)), "
+        f"held AS (SELECT c.user_id FROM consents AS c JOIN x ON {_KEY_MATCH} "
+        "WHERE c.xmin = x.version::xid "
+        "ORDER BY c.app_id, c.user_id, c.channel, c.template_id FOR UPDATE OF c), "
+        f"message AS (INSERT INTO messages ({MESSAGE_COLUMNS}) "
+        f"SELECT {', '.join('?' for _ in MESSAGE_NAMES)} WHERE (SELECT count(*) FROM held) = ? "
+        f"ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING {MESSAGE_COLUMNS}), "
+        f"spent AS (INSERT INTO consent_events (id, {EVENT_COLUMNS}, recorded_at) "
+        f"OVERRIDING SYSTEM VALUE SELECT * FROM {rows(_EVENT_TYPES)} AS e "
+        "WHERE EXISTS (SELECT 1 FROM message)), "
+        f"saved AS (UPDATE consents AS c SET {', '.join(f'{n} = x.{n}' for n in _SAVED)} "
+        f"FROM {rows(_STATE_TYPES)} AS x({STATE_COLUMNS}) "
+        f"WHERE {_KEY_MATCH} AND EXISTS (SELECT 1 FROM message)) "
+        f"SELECT (SELECT count(*) FROM held), {_prefixed('message', MESSAGE_NAMES)} "
+        "FROM (VALUES (1)) AS one LEFT JOIN message ON true"
+    )
+
+
+_WRITE = _write(_arrays)
+_WRITE_ONE = _write(_one_row)  # one recipient, spent on: the usual send
+
+
+class StateChanged(Exception):
+    """A recipient's state changed between the read and the write: nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    existing: tuple[Any, ...] | None  # the message stored under the key, if any
+    rows: dict[str, tuple[Any, ...]]  # user id -> projection row and its version (xmin)
+    event_ids: dict[str, int]  # user id -> the identifier of its new ledger event
+
+
+async def _read_for(connection: Conn, r: SendReservation) -> _Read:
+    users = list(r.candidates)
+    recipients = users[0] if len(users) == 1 else users
+    rows = await connection.fetch(
+        _READ_ONE if len(users) == 1 else _READ,
+        recipients,
+        r.app_id,
+        r.consent_channel,
+        r.template_id,
+        r.app_id,
+        r.idempotency_key,
+    )
+    message = tuple(rows[0][_N_STATE + 2 :])
+    existing = message if message[0] is not None else None
+    found = {
+        user: tuple(row[: _N_STATE + 1]) for user, row in zip(users, rows, strict=True) if row[0]
+    }
+    ids = {user: row[_N_STATE + 1] for user, row in zip(users, rows, strict=True)}
+    return _Read(existing, found, ids)
+
+
+def takes(reservation: SendReservation) -> bool:
+    """Whether this path can decide the reservation at all: no weekly limit (counted under an
+    advisory lock) and no recipient twice."""
+    candidates = reservation.candidates
+    return reservation.weekly_limit is None and len(set(candidates)) == len(candidates)
+
+
+async def reserve(
+    connection: Conn, reservation: SendReservation, *, begin: bool
+) -> ReserveOutcome | None:
+    """The reservation, a replay, or ``None`` when it needs ``outbox.reserve`` (see above).
+
+    Raises the consent rules' refusals; ``StateChanged`` when a recipient's state changed since
+    it was read; ``outbox.KeyTaken`` when a racing request took the key (nothing was written)."""
+    r = reservation
+    if not takes(r):
+        return None
+    read = await _read_for(connection, r)
+    if read.existing is not None:
+        return replay(message_from_row(read.existing), r)
+    states = {user: state_from_row(row[:_N_STATE]) for user, row in read.rows.items()}
+    allowed, skipped = split_by_consent(r, states)
+    if any(user not in states for user in allowed):  # spent on a key without a row
+        return None
+    events, after = [], []
+    for user, event in zip(allowed, spends(r, allowed, states), strict=True):
+        key, state = event_key(event, read.event_ids[user]), states[user]
+        if state.last_key is not None and key <= tuple(state.last_key):
+            return None  # would sort before the key's last event: refolded under locks
+        events.append((read.event_ids[user], *event_values(event, to_millis(r.created_at))))
+        after.append(state_values(apply(state, event, key)))
+    expected = [(*row[:4], row[_N_STATE]) for row in read.rows.values()]
+    message = new_message_row(r, allowed, skipped, begun=begin)
+    if len(expected) == len(events) == 1:
+        row = await connection.fetchrow(
+            _WRITE_ONE, *expected[0], *message, 1, *events[0], *after[0]
+        )
+    else:
+        row = await connection.fetchrow(
+            _WRITE,
+            *_columns(expected, len(_HELD)),
+            *message,
+            len(expected),
+            *_columns(events, len(_EVENT_TYPES)),
+            *_columns(after, _N_STATE),
+        )
+    assert row is not None  # the statement always answers one row
+    if row[0] != len(expected):
+        raise StateChanged
+    if row[1] is None:
+        raise KeyTaken
+    return ReserveOutcome(message=message_from_row(row[1:]), replayed=False, begun=begin)
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the array parameters of an ``unnest``."""
+    return [[row[i] for row in rows] for i in range(width)]
