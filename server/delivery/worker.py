@@ -41,7 +41,10 @@ from storage.models import ClaimedDelivery, DeliveryResult, DeliveryRound, Event
 logger = logging.getLogger(__name__)
 
 FAN_OUT_LIMIT = 500  # events read per fan-out; a full read is followed by another at once
-BATCHES_IN_FLIGHT = 2
+# Three: a pass (keep, fan out, claim) waits for the writer and for the loop's share of the GIL,
+# and may take longer than the one batch after it takes to post; with two waiting behind the
+# one being answered, the slots do not run dry while it runs (bench/README.md).
+BATCHES_IN_FLIGHT = 3
 # A batch holds this many posts per slot of the destination's concurrency: its claim and its
 # commit of verdicts are shared by them all, instead of bounding the pace at one post per slot
 # per commit.
