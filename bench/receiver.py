@@ -5,8 +5,10 @@ python -m bench.receiver PORT
 Every POST counts once per ``webhook-id`` (a retry is counted as a repeat, not a second event),
 and its commit-to-delivery latency is taken from the payload's ``timestamp`` (when the event's
 cause was written) to its arrival here, on this machine's clock. ``GET /stats`` answers the
-counts and the latencies (milliseconds); ``POST /reset`` forgets them. It verifies nothing: the
-benchmark measures the sender, and the tests verify signatures.
+counts and the latencies (milliseconds), ``GET /count`` the count alone (what a benchmark polls
+while the sender is running: encoding every latency on each poll would hold this receiver's loop,
+and with it the sender, for milliseconds at a time); ``POST /reset`` forgets them. It verifies
+nothing: the benchmark measures the sender, and the tests verify signatures.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ async def stats(request: web.Request) -> web.Response:
     )
 
 
+async def count(request: web.Request) -> web.Response:
+    return web.json_response({"events": len(request.app[SEEN])})
+
+
 async def reset(request: web.Request) -> web.Response:
     request.app[SEEN].clear()
     request.app[LATENCIES].clear()
@@ -65,6 +71,7 @@ def build() -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     app[SEEN], app[LATENCIES], app[REPEATS], app[ARRIVALS] = set(), [], [0], []
     app.router.add_get("/stats", stats)
+    app.router.add_get("/count", count)
     app.router.add_post("/reset", reset)
     app.router.add_post("/{tail:.*}", receive)
     return app

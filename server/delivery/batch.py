@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from server.delivery.ahead import Ahead, Prepared, Waiting
 from server.delivery.backoff import Backoff, Draw
 from server.delivery.metrics import DeliveryMetrics
 from server.delivery.pool import DestinationPool
-from server.delivery.posting import Answer, Request, post_event
+from server.delivery.posting import Answer, Request, send_request
 from server.delivery.signing import webhook_headers
 from server.events.payloads import EventPayloads, event_id
 from server.runtime.clock import Clock
@@ -30,6 +31,7 @@ from storage.models import (
     DeliveryAttempt,
     DeliveryResult,
     DeliveryVerdict,
+    StoredEvent,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class Courier:
         self._clock = clock
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._ahead = Ahead(self._build_ahead, settings.concurrency)
         self._pool: DestinationPool | None = None
         self.last = LastAttempt()
 
@@ -134,27 +137,48 @@ class Courier:
     async def _attempt(
         self, claimed: ClaimedDelivery, lease_until: datetime
     ) -> DeliveryResult | None:
-        async with self._slots:
+        waiting = self._ahead.join(claimed)
+        try:
+            await self._slots.acquire()
+        finally:
+            self._ahead.leave(waiting)
+        try:
             at = self._clock()
             if at + timedelta(seconds=self.request.timeout_seconds) >= lease_until:
                 return None  # too late to finish within the lease: left to be claimed again
             self.last.in_flight += 1
             try:
-                answer = await self._post(claimed, at)
+                answer = await self._post(waiting, at)
             finally:
                 self.last.in_flight -= 1
+        finally:
+            self._slots.release()
         now = self._clock()
         result = verdict(self._backoff, claimed.delivery, answer, at, now)
         self.last.at, self.last.status_code, self.last.error = at, answer.status_code, answer.error
         return result
 
-    async def _post(self, claimed: ClaimedDelivery, at: datetime) -> Answer:
+    async def _post(self, waiting: Waiting, at: datetime) -> Answer:
         assert self._pool is not None, "open() the courier first"
+        prepared, event = waiting.prepared, waiting.claimed.event
+        timestamp = int(at.timestamp())
         try:
-            body = self._payloads.body(claimed.event)
+            if prepared is None:
+                prepared = self._prepared(self._payloads.body(event), event, timestamp)
+            elif prepared.timestamp != timestamp:  # built in an earlier second: signed again
+                prepared = self._prepared(prepared.body, event, timestamp)
         except Exception:  # a payload that cannot be built fails like a refused post
-            logger.exception("destination %s: event %d has no payload", self.name, claimed.event.id)
+            logger.exception("destination %s: event %d has no payload", self.name, event.id)
             return Answer(None, 0, "the event's payload could not be built")
-        headers = webhook_headers(self._keys, event_id(claimed.event), at, body)
+        self._ahead.build_soon()  # runs once this post is written
+        return await send_request(self._pool, self.request, prepared.encoded)
+
+    def _build_ahead(self, claimed: ClaimedDelivery) -> Prepared:
+        event = claimed.event
+        return self._prepared(self._payloads.body(event), event, int(self._clock().timestamp()))
+
+    def _prepared(self, body: bytes, event: StoredEvent, timestamp: int) -> Prepared:
+        assert self._pool is not None, "open() the courier first"
+        headers = webhook_headers(self._keys, event_id(event), timestamp, body)
         headers["content-type"] = "application/json"
-        return await post_event(self._pool, self.request, body, headers)
+        return Prepared(body, timestamp, self._pool.encode(headers, body))

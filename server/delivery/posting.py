@@ -56,12 +56,17 @@ async def post_event(
     pool: DestinationPool, request: Request, body: bytes, headers: Mapping[str, str]
 ) -> Answer:
     """Post ``body`` once; every failure becomes an ``Answer`` (a cancellation still raises)."""
+    return await send_request(pool, request, pool.encode(headers, body))
+
+
+async def send_request(pool: DestinationPool, request: Request, encoded: bytes) -> Answer:
+    """As ``post_event``, for a request ``pool`` encoded beforehand."""
     started = time.perf_counter()
     status: int | None = None
     progress = Progress()
     try:
         async with asyncio.timeout(request.timeout_seconds):
-            answered = await pool.post(headers, body, progress)
+            answered = await pool.send(encoded, progress)
         status = answered.status
         error = _status_error(status, answered.cut, request.max_response_bytes)
     except TimeoutError:

@@ -22,10 +22,11 @@ def signature(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
 
 
 def webhook_headers(
-    keys: Sequence[bytes], webhook_id: str, at: datetime, body: bytes
+    keys: Sequence[bytes], webhook_id: str, at: datetime | int, body: bytes
 ) -> dict[str, str]:
-    """The headers of one attempt made at ``at``: its id, its timestamp and a signature per key."""
-    timestamp = int(at.timestamp())
+    """The headers of one attempt made at ``at`` (or in that second since the epoch): its id,
+    its timestamp and a signature per key."""
+    timestamp = at if isinstance(at, int) else int(at.timestamp())
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),

@@ -41,7 +41,13 @@ from storage.models import ClaimedDelivery, DeliveryResult, DeliveryRound, Event
 logger = logging.getLogger(__name__)
 
 FAN_OUT_LIMIT = 500  # events read per fan-out; a full read is followed by another at once
-BATCHES_IN_FLIGHT = 2
+# While intake is quiet, three: a pass (keep, fan out, claim) waits for the writer and for the
+# loop's share of the GIL, and may take longer than the one batch after it takes to post; with
+# two waiting behind the one being answered, the slots do not run dry while it runs. While
+# intake has commits waiting, two (SHARED_BATCHES): each pass is a writer job that intake's
+# commits wait behind, so passes are not run ahead of the posts (bench/README.md).
+BATCHES_IN_FLIGHT = 3
+SHARED_BATCHES = 2
 # A batch holds this many posts per slot of the destination's concurrency: its claim and its
 # commit of verdicts are shared by them all, instead of bounding the pace at one post per slot
 # per commit.
@@ -67,10 +73,12 @@ LEASE_MARGIN_SECONDS = 10.0
 
 
 class Pace(NamedTuple):
-    """How much one pass takes on: events read by its fan-out, deliveries in its claim."""
+    """How much one pass takes on: events read by its fan-out, deliveries in its claim, and
+    the batches that may be out before it runs."""
 
     fan_out: int
     claim: int
+    batches: int = SHARED_BATCHES
 
 
 BUSY_PACE = Pace(fan_out=100, claim=1)
@@ -170,7 +178,7 @@ class DestinationWorker:
     async def _pass(self) -> bool:
         """Keep what was answered, fan out, send one batch off; whether there is more to do."""
         pace = await self.next_pace()
-        if self._posting >= BATCHES_IN_FLIGHT:
+        if self._posting >= pace.batches:
             self._batch_moved.clear()
             await self._batch_moved.wait()
             return True
@@ -207,7 +215,7 @@ class DestinationWorker:
                 await asyncio.sleep(BUSY_PAUSE_SECONDS - BUSY_CHECK_SECONDS)
                 return BUSY_PACE
         if waiting < SHARED_IN_FLIGHT:
-            return Pace(FAN_OUT_LIMIT, self.batch_size)
+            return Pace(FAN_OUT_LIMIT, self.batch_size, BATCHES_IN_FLIGHT)
         return Pace(SHARED_FAN_OUT, self.settings.concurrency * SHARED_ROUNDS)
 
     async def _post(self, claimed: Sequence[ClaimedDelivery], lease_until: datetime) -> None:

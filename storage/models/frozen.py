@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -26,3 +26,17 @@ class Frozen(BaseModel):
     """A value that never changes once built, and refuses fields it does not know."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def from_stored(cls, values: dict[str, Any]) -> Self:
+        """The model of ``values`` read back from a store, taken as they are: every field given,
+        each already of the field's type (it was validated on its way in, and the reader
+        converted each column). What ``model_construct`` makes, without its per-field pass over
+        defaults and aliases: a push reads several models per event, on the event loop.
+        ``values`` becomes the model's own: the caller hands it over."""
+        model = cls.__new__(cls)
+        object.__setattr__(model, "__dict__", values)
+        object.__setattr__(model, "__pydantic_fields_set__", set(values))
+        object.__setattr__(model, "__pydantic_extra__", None)
+        object.__setattr__(model, "__pydantic_private__", None)
+        return model

@@ -1,8 +1,8 @@
 """Event and delivery rows, both ways: events as the feed returns them, the heads the fan-out
 filters on, deliveries with their attempts, and the values an attempt's verdict writes.
 
-Rows are read back into models without validating them again (``model_construct``): every value
-was validated on its way in, each column is converted here to exactly the type the model holds
+Rows are read back into models without validating them again (``Frozen.from_stored``): every
+value was validated on its way in, each column is converted here to exactly the type the model holds
 (times by ``storage.timecodec``, enums by value), and a claim builds several models per event
 pushed.
 
@@ -69,16 +69,18 @@ def stored_event(row: Row, start: int = 0) -> StoredEvent:
     """The event whose ``EVENT_COLUMNS`` start at column ``start``."""
     values = row[start : start + _EVENT_WIDTH]
     notification = row[start + _EVENT_WIDTH :]
-    return StoredEvent.model_construct(
-        id=values[0],
-        txid=values[1],
-        type=EventType(values[2]),
-        app_id=values[3],
-        user_id=values[4],
-        kind=values[5],
-        created_at=from_millis(values[6]),
-        data=None if values[7] is None else json.loads(values[7]),
-        notification=None if notification[0] is None else stored_notification(notification),
+    return StoredEvent.from_stored(
+        {
+            "id": values[0],
+            "txid": values[1],
+            "type": EventType(values[2]),
+            "app_id": values[3],
+            "user_id": values[4],
+            "kind": values[5],
+            "created_at": from_millis(values[6]),
+            "data": None if values[7] is None else json.loads(values[7]),
+            "notification": None if notification[0] is None else stored_notification(notification),
+        }
     )
 
 
@@ -94,13 +96,13 @@ def delivery(row: Row) -> Delivery:
         values[name] = from_millis(values[name])
     values["delivered_at"] = optional_datetime(values["delivered_at"])
     values["status"] = DeliveryStatus(values["status"])
-    return Delivery.model_construct(**values)
+    return Delivery.from_stored(values)
 
 
 def claimed(row: Row) -> ClaimedDelivery:
     """A row of ``due_deliveries``: the delivery, then its event."""
-    return ClaimedDelivery.model_construct(
-        delivery=delivery(row), event=stored_event(row, _DELIVERY_WIDTH)
+    return ClaimedDelivery.from_stored(
+        {"delivery": delivery(row), "event": stored_event(row, _DELIVERY_WIDTH)}
     )
 
 

@@ -38,19 +38,21 @@ def notification_row(record: NotificationRecord) -> NotificationRow:
 
 def stored_notification(row: Row) -> StoredNotification:
     """A row of ``NOTIFICATION_COLUMNS``."""
-    return StoredNotification.model_construct(  # as storage/sql/event_rows.py says why
-        id=row[0],
-        app_id=row[1],
-        dedupe_key=row[2],
-        kind=row[3],
-        handler=row[4],
-        raw_body=bytes(row[5]),
-        charset=row[6],
-        sign_type=row[7],
-        rule=row[8],
-        key_label=row[9],
-        occurred_at=optional_datetime(row[10]),
-        received_at=from_millis(row[11]),
+    return StoredNotification.from_stored(  # as storage/sql/event_rows.py says why
+        {
+            "id": row[0],
+            "app_id": row[1],
+            "dedupe_key": row[2],
+            "kind": row[3],
+            "handler": row[4],
+            "raw_body": bytes(row[5]),
+            "charset": row[6],
+            "sign_type": row[7],
+            "rule": row[8],
+            "key_label": row[9],
+            "occurred_at": optional_datetime(row[10]),
+            "received_at": from_millis(row[11]),
+        }
     )
 
 

@@ -6,6 +6,7 @@ backlog is kept and drains once intake calms."""
 from __future__ import annotations
 
 from server.delivery.worker import (
+    BATCHES_IN_FLIGHT,
     BUSY_IN_FLIGHT,
     BUSY_PACE,
     FAN_OUT_LIMIT,
@@ -25,7 +26,7 @@ async def test_a_destination_takes_whole_batches_only_while_intake_is_quiet(
         receiving() as receiver,
         stepped_worker(gateway, receiver.url, intake_in_flight=lambda: in_flight[0]) as worker,
     ):
-        whole = Pace(FAN_OUT_LIMIT, worker.batch_size)
+        whole = Pace(FAN_OUT_LIMIT, worker.batch_size, BATCHES_IN_FLIGHT)
 
         paces: list[Pace] = []
         counts = (0, SHARED_IN_FLIGHT - 1, SHARED_IN_FLIGHT, BUSY_IN_FLIGHT - 1, BUSY_IN_FLIGHT)
@@ -37,6 +38,7 @@ async def test_a_destination_takes_whole_batches_only_while_intake_is_quiet(
     assert paces == [whole, whole, shared, shared, BUSY_PACE, BUSY_PACE, whole]
     assert BUSY_PACE.claim < shared.claim < worker.batch_size
     assert BUSY_PACE.fan_out <= shared.fan_out < FAN_OUT_LIMIT
+    assert BUSY_PACE.batches <= shared.batches < BATCHES_IN_FLIGHT  # fewer passes ahead of posts
 
 
 async def test_a_moments_spike_of_waiting_commits_is_not_taken_for_a_burst(
@@ -50,5 +52,5 @@ async def test_a_moments_spike_of_waiting_commits_is_not_taken_for_a_burst(
         spike = await worker.next_pace()
         burst = await worker.next_pace()
 
-    assert spike == Pace(FAN_OUT_LIMIT, worker.batch_size)
+    assert spike == Pace(FAN_OUT_LIMIT, worker.batch_size, BATCHES_IN_FLIGHT)
     assert burst == BUSY_PACE

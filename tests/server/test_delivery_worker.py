@@ -242,3 +242,38 @@ async def test_a_huge_error_answer_is_cut_off_and_kept_as_a_short_error(
     assert result.attempt.error == "HTTP 500; answer cut off after 1000 bytes"
     [history] = await gateway.store.delivery_histories("orders", "failing", 10)
     assert history.delivery.last_error == "HTTP 500; answer cut off after 1000 bytes"
+
+
+async def test_a_request_built_ahead_is_signed_again_in_its_attempts_second(
+    gateway: Gateway, receiver: Receiver
+) -> None:
+    """With one slot, each next request is built while the post before it waits for its
+    answer; the receiver moves the clock on before answering, so each next attempt is made in a
+    later second than its request was built in."""
+    built: list[int] = []
+
+    async def later_each_time(request: web.Request, got: Received) -> web.StreamResponse:
+        gateway.clock.now += timedelta(seconds=3)
+        return web.Response(status=204)
+
+    receiver.answer = later_each_time
+    async with stepped_worker(gateway, receiver.url, concurrency=1) as worker:
+        payloads = worker.courier._payloads
+        body = payloads.body
+
+        def counted(event: Any) -> bytes:
+            built.append(event.id)
+            return body(event)
+
+        payloads.body = counted  # type: ignore[method-assign]
+        for _ in range(3):
+            await notify(gateway)
+
+        step = await worker.step()
+
+    assert [r.verdict for r in step.results] == [DELIVERED] * 3
+    assert sorted(built) == sorted(set(built)) and len(built) == 3  # each payload built once
+    stamps = [int(received.headers["webhook-timestamp"]) for received in receiver.received]
+    attempted = sorted(int(r.attempt.attempted_at.timestamp()) for r in step.results)
+    assert stamps == attempted == [stamps[0], stamps[0] + 3, stamps[0] + 6]
+    assert all(signed_by(received, SECRET) for received in receiver.received)

@@ -41,6 +41,21 @@ async def delivering(store: Store, *keys: str) -> list[ClaimedDelivery]:
     return await claim(store)
 
 
+async def test_a_claim_reads_back_the_models_validation_would_make(store: Store) -> None:
+    """Claims are read back without validating again: each field must already be of its type,
+    exactly what validating the same values makes (times, enums, bytes, the nested models)."""
+    claimed = await delivering(store, "n-1", "n-2")
+
+    assert len(claimed) == 2
+    for item in claimed:
+        assert ClaimedDelivery.model_validate(item.model_dump()) == item
+        for model in (item, item.delivery, item.event, item.event.notification):
+            assert model is not None and model.model_fields_set == set(type(model).model_fields)
+        assert item.event.notification is not None
+        assert isinstance(item.event.notification.raw_body, bytes)
+        assert item.delivery.next_attempt_at.tzinfo is not None
+
+
 async def test_each_verdict_is_applied_and_each_attempt_kept(store: Store) -> None:
     done, failing, gone = await delivering(store, "n-1", "n-2", "n-3")
 
