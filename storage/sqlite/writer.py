@@ -16,20 +16,11 @@ chunk as its statement alone) is ``storage.sqlite.batch``.
 
 Why not aiosqlite for writes: it hops to its thread once per call; a batch needs BEGIN,
 N jobs and COMMIT in one hop, which aiosqlite offers no public way to do.
-
-The writer thread is scheduled as batch work (Linux's ``SCHED_BATCH``, ``_as_batch_work``). The
-event loop wakes it once per batch; as an ordinary thread, the woken writer could preempt the
-loop's thread on its core, in the middle of an iteration, only to wait for the GIL that the loop
-still holds: the loop then stalls while holding up the very requests the batch is for. A batch
-thread is never woken ahead of the thread running on its core; it gets a core when one is free or
-at the next tick, and its commit is a batch's latency, not a request's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -38,8 +29,6 @@ from typing import TypeVar
 
 from storage.group_commit import GATHER_ITERATIONS, GroupCommit
 from storage.sqlite.batch import BulkWrite, Pending, WriteJob, apply_batch
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -55,9 +44,7 @@ class SerialWriter:
         """Connect on the writer's own thread (the connection never leaves it)."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subgate-writer")
         try:
-            connection = await asyncio.get_running_loop().run_in_executor(
-                thread, _as_batch_work, connect
-            )
+            connection = await asyncio.get_running_loop().run_in_executor(thread, connect)
         except BaseException:
             thread.shutdown(wait=False)
             raise
@@ -128,16 +115,3 @@ class SerialWriter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._connection.close)
         self._thread.shutdown(wait=True)
-
-
-def _as_batch_work(connect: Callable[[], sqlite3.Connection]) -> sqlite3.Connection:
-    """On the writer thread: schedule it as batch work where the OS has that (module docstring),
-    then connect. Without it (another OS, or a sandbox that refuses the call) the writer works as
-    an ordinary thread."""
-    batch_policy = getattr(os, "SCHED_BATCH", None)
-    if batch_policy is not None:
-        try:
-            os.sched_setscheduler(0, batch_policy, os.sched_param(0))  # 0: this thread
-        except OSError as error:
-            logger.info("the SQLite writer runs as an ordinary thread: %s", error)
-    return connect()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -357,14 +355,3 @@ async def test_a_bug_outside_any_job_fails_the_batch_and_the_writer_goes_on(
 
     assert await writer.run(insert(2)) == 2
     assert await writer.run(count) == 1
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
-async def test_the_writer_thread_is_scheduled_as_batch_work(writer: SerialWriter) -> None:
-    """Its wakes (one per batch) must not preempt the event loop's thread (writer docstring)."""
-    thread_id = await writer.maintain(lambda _connection: threading.get_native_id())
-
-    assert thread_id != threading.get_native_id()
-    assert os.sched_getscheduler(thread_id) == os.SCHED_BATCH
-    loop_thread = threading.get_native_id()
-    assert os.sched_getscheduler(loop_thread) == os.SCHED_OTHER  # the loop's thread: as it was
