@@ -57,19 +57,14 @@ class DestinationPool:
         self._max_body = max_response_bytes
         self._idle: list[DestinationConnection] = []
 
-    async def post(
-        self, headers: Mapping[str, str], body: bytes, progress: Progress | None = None
-    ) -> Answered:
-        """Post once and read the answer (``ExchangeFailed`` or ``OSError`` when there is none).
-        A cancellation closes the connection in use; ``progress`` keeps how far it got."""
-        return await self.send(self.encode(headers, body), progress)
-
     def encode(self, headers: Mapping[str, str], body: bytes) -> bytes:
         """The whole request of one post: what ``send`` writes."""
         return encode_request(self._head, headers, body)
 
     async def send(self, request: bytes, progress: Progress | None = None) -> Answered:
-        """As ``post``, for a request already encoded (``encode``)."""
+        """Send a request already encoded (``encode``) once and read the answer
+        (``ExchangeFailed`` or ``OSError`` when there is none). A cancellation closes the
+        connection in use; ``progress`` keeps how far it got."""
         progress = progress or Progress()
         reused = self._take_idle()
         if reused is not None:
