@@ -5,8 +5,9 @@ parameter per column, so one statement and one round trip whatever the batch's s
 ``ON CONFLICT DO NOTHING RETURNING``: the keys it returns are new, the others were stored before
 (or by a transaction that committed meanwhile, whose commit the insert waited for) and their ids
 are read back with one more statement. Rows are inserted in key order, so two replicas writing
-overlapping batches take the keys' locks in one order. Each inserted row's trigger writes its
-``notification.received`` event, as a single insert's does (``0006_events.sql``).
+overlapping batches take the keys' locks in one order. The insert's statement-level trigger
+writes one ``notification.received`` event per inserted row, in the order of their ids, in the
+same statement (``0012_set_based_triggers.sql``): the events a single insert would have written.
 
 Only a notification that is new appends the consent events it implies, in arrival order, after
 the projection rows of every key the batch touches are locked in one sorted order: the same
