@@ -150,6 +150,7 @@ class Courier:
         for item, attempted in zip(claimed, attempts, strict=True):
             if attempted is not None:  # else too late for the lease: left to be claimed again
                 at, answer = attempted
+                at = min(at, now)  # a worker's clock runs on from this one's: never past it
                 results.append(verdict(self._backoff, item.delivery, answer, at, now))
                 self.last.at, self.last.status_code = at, answer.status_code
                 self.last.error = answer.error

@@ -99,7 +99,8 @@ def build_deliveries(
     for settings in destinations:
         keys = settings.signing_keys(base_dir)
         courier = Courier(settings, keys, payloads, clock, metrics, draw, handover)
-        workers.append(
-            DestinationWorker(settings, courier, store, clock, owner, watch, intake_in_flight)
+        worker = DestinationWorker(
+            settings, courier, store, clock, owner, watch, intake_in_flight, handover is not None
         )
+        workers.append(worker)
     return Deliveries(workers)

@@ -114,7 +114,8 @@ class OutboxSettings(Section):
 class DeliverySettings(Section):
     # Worker processes that post the pushes to [[destinations]] (sign, write, read the answer);
     # 0: the service's own process posts them. The store, the claims and the verdicts stay there.
-    processes: int = Field(default=0, ge=0, le=16)
+    # One by default: a push then costs the event loop about half (bench/README.md).
+    processes: int = Field(default=1, ge=0, le=16)
 
 
 class RetentionSettings(Section):

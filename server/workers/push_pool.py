@@ -123,7 +123,7 @@ class PushWorkerMetrics(Collector):
         serving = GaugeMetricFamily("subgate_push_workers", "Push worker processes serving now.")
         serving.add_metric([], len(workers.pids))
         pushes = CounterMetricFamily(
-            "subgate_push_attempts_handed",
+            "subgate_push_attempts",
             "Push attempts by where they were posted ([delivery] processes).",
             labels=["made_in"],
         )

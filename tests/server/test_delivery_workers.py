@@ -26,11 +26,12 @@ from server.delivery.destinations import build_deliveries
 from server.delivery.keys import DELIVERY
 from server.delivery.worker import DestinationWorker
 from server.events.keys import EVENT_PAYLOADS
-from server.settings import Settings
+from server.settings import Settings, SettingsError, settings_from_mapping
+from server.workers.orders import encode_orders
 from server.workers.push_link import LOST
 from server.workers.push_pool import PUSH_WORKERS, PushWorkers
 from storage.models import ConsentAction, ConsentEvent, ConsentSource, DeliveryVerdict
-from tests.server.conftest import APP_ID, NOW, Clock, Gateway, StartGateway
+from tests.server.conftest import APP_ID, NOW, Clock, Gateway, StartGateway, app_config
 from tests.server.delivery_fixtures import (
     SECRET,
     USER_A,
@@ -252,7 +253,7 @@ async def test_with_no_worker_serving_the_primary_posts_itself(
     assert received.verify(SECRET)["data"]["user_id"] == USER_A
     assert workers.posted_here >= 1 and workers.lost == 0
     text = await (await gateway.client.get("/metrics")).text()
-    assert 'subgate_push_attempts_handed_total{made_in="service"}' in text
+    assert 'subgate_push_attempts_total{made_in="service"}' in text
     assert "subgate_push_workers 0.0" in text
 
 
@@ -277,3 +278,35 @@ async def test_workers_stop_with_the_app_and_hold_no_secret_in_argv_or_environme
 def process_identity(pid: int) -> bytes:
     """A process's argv and environment, as anyone on the machine may read them."""
     return b"".join(Path(f"/proc/{pid}/{name}").read_bytes() for name in ("cmdline", "environ"))
+
+
+def test_settings_bound_the_number_of_push_workers(tmp_path: Path) -> None:
+    data: dict[str, Any] = {"apps": [app_config()], "destinations": [destination("http://h/x")]}
+    for bad in (-1, 17, "two"):
+        with pytest.raises(SettingsError, match="processes"):
+            settings_from_mapping({**data, "delivery": {"processes": bad}}, base_dir=tmp_path)
+    assert settings_from_mapping(data, base_dir=tmp_path, environ={}).delivery.processes == 1
+    environ = {"SUBGATE_DELIVERY__PROCESSES": "0"}
+    assert settings_from_mapping(data, base_dir=tmp_path, environ=environ).delivery.processes == 0
+    with pytest.raises(SettingsError, match="delivery"):
+        settings_from_mapping({**data, "delivery": {"workers": 2}}, base_dir=tmp_path)
+
+
+def test_the_orders_carry_the_destinations_keys_and_nothing_else_secret(tmp_path: Path) -> None:
+    secret_file = tmp_path / "orders.whsec"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    data: dict[str, Any] = {
+        "storage": {"url": f"sqlite:///{tmp_path / 'private-name.db'}"},
+        "apps": [app_config()],
+        "tokens": [{"token": "t" * 32, "apps": ["*"], "scopes": ["read"]}],
+        "destinations": [destination("http://h/x", secret=str(secret_file))],
+    }
+    settings = settings_from_mapping(data, base_dir=tmp_path, environ={})
+    workers = PushWorkers(settings, 20)
+
+    orders = encode_orders(workers.pool._kind.orders(7))
+
+    assert SECRET.encode() in orders  # read from the file by the primary: the worker reads none
+    assert b"t" * 32 not in orders and b"private-name.db" not in orders
+    assert b"PRIVATE KEY" not in orders and b"app_private_key" not in orders
