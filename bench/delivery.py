@@ -11,7 +11,10 @@ Three measures, each a ratio or a latency taken in one run on one machine (bench
   receiver (``bench.receiver``). The ceiling posts the same payloads, fetched from Subgate's feed,
   signed the same way, at the same concurrency, with a bare aiohttp client
   (``bench.delivery_ceiling``). Both rates are timed by the receiver, first to last arrival;
-  target Subgate >= 0.8 x the ceiling.
+  target Subgate >= 0.8 x the ceiling. Subgate runs with ``[delivery] processes`` =
+  ``DeliveryPlan.push_processes`` (``SUBGATE_DELIVERY__PROCESSES`` overrides it); the CPU per
+  push of its event loop, its other threads, its push workers and the receiver is recorded,
+  and the bare client's and its receiver's beside them.
 - **latency**: notifications posted at half of the smaller of the two capacities just measured
   (``bench.paced``, open loop); the receiver takes each event's time from its payload timestamp
   (written when the notification was received, before its commit) to its arrival.
