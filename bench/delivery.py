@@ -11,7 +11,10 @@ Three measures, each a ratio or a latency taken in one run on one machine (bench
   receiver (``bench.receiver``). The ceiling posts the same payloads, fetched from Subgate's feed,
   signed the same way, at the same concurrency, with a bare aiohttp client
   (``bench.delivery_ceiling``). Both rates are timed by the receiver, first to last arrival;
-  target Subgate >= 0.8 x the ceiling.
+  target Subgate >= 0.8 x the ceiling. Subgate runs with ``[delivery] processes`` =
+  ``DeliveryPlan.push_processes`` (``SUBGATE_DELIVERY__PROCESSES`` overrides it); the CPU per
+  push of its event loop, its other threads, its push workers and the receiver is recorded,
+  and the bare client's and its receiver's beside them.
 - **latency**: notifications posted at half of the smaller of the two capacities just measured
   (``bench.paced``, open loop); the receiver takes each event's time from its payload timestamp
   (written when the notification was received, before its commit) to its arrival.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -35,7 +39,7 @@ from typing import Any
 from bench.intake import APP_ID, ROOT, Workspace, serve_command, signed_bodies
 from bench.load import run_wrk
 from bench.notifications_fill import record
-from bench.processes import free_port, serving, thread_usage
+from bench.processes import cpu_seconds, descendants, free_port, serving, thread_usage
 from bench.report import latency_summary, verdict
 from bench.service import new_token
 from storage import open_store
@@ -52,6 +56,7 @@ class DeliveryPlan:
     concurrency: int = 8
     connections: int = 64
     bodies: int = 150_000
+    push_processes: int = 1  # [delivery] processes (SUBGATE_DELIVERY__PROCESSES overrides it)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ def write_config(stand: Stand, space: Workspace, plan: DeliveryPlan, destination
             f'[[destinations]]\nname = "{DESTINATION}"\nurl = "{url}"\nsecret = "{SECRET}"\n'
             f"concurrency = {plan.concurrency}"
         )
+        lines.append(f"[delivery]\nprocesses = {plan.push_processes}")
     config = stand.run_dir / "subgate.toml"
     config.write_text("\n".join(lines) + "\n")
     config.chmod(0o600)
@@ -198,22 +204,28 @@ def throughput_round(space: Workspace, plan: DeliveryPlan, index: int) -> dict[s
     fill(stand.run_dir / "subgate.db", plan.events)
     config = write_config(stand, space, plan, destination=True)
     with (
-        receiver(stand),
+        receiver(stand) as taker,
         serving(
             serve_command(config, stand.port), stand.port, ROOT, stand.run_dir / "server.log"
         ) as server,
     ):
-        before = thread_usage(server.pid)
+        before, workers, took = thread_usage(server.pid), workers_cpu(server.pid), cpu(taker.pid)
         pushed = wait_for_events(stand, plan.events, 600)
         usage = (thread_usage(server.pid) - before).per_request(plan.events)
+        usage["workers_cpu_us_per_request"] = per_event(workers_cpu(server.pid) - workers, plan)
+        usage["receiver_cpu_us_per_request"] = per_event(cpu(taker.pid) - took, plan)
         payloads = fetch_feed(stand, plan.events)
     path = stand.run_dir / "payloads.jsonl"
     path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in payloads))
     url = f"http://127.0.0.1:{stand.receiver_port}/hook"
-    with receiver(stand):
+    with receiver(stand) as taker:
         command = [sys.executable, "-m", "bench.delivery_ceiling", url, str(path)]
+        took, spent = cpu(taker.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([*command, str(plan.concurrency), SECRET], check=True, cwd=ROOT)
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = done.ru_utime + done.ru_stime - spent.ru_utime - spent.ru_stime
         ceiling = receiver_stats(stand)
+        ceiling_receiver = per_event(cpu(taker.pid) - took, plan)
     result = {
         "events": plan.events,
         "subgate_delivered": pushed["events"],
@@ -222,6 +234,8 @@ def throughput_round(space: Workspace, plan: DeliveryPlan, index: int) -> dict[s
         "ceiling_delivered": ceiling["events"],
         "ceiling_per_second": arrival_rate(ceiling),
         **{name.replace("request", "delivery"): value for name, value in usage.items()},
+        "ceiling_client_cpu_us_per_delivery": per_event(client, plan),
+        "ceiling_receiver_cpu_us_per_delivery": ceiling_receiver,
     }
     print(
         f"  push #{index + 1}: Subgate {result['subgate_per_second']:.0f}/s, "
@@ -229,6 +243,19 @@ def throughput_round(space: Workspace, plan: DeliveryPlan, index: int) -> dict[s
         flush=True,
     )
     return result
+
+
+def cpu(pid: int) -> float:
+    return cpu_seconds(pid)
+
+
+def workers_cpu(pid: int) -> float:
+    """CPU seconds of Subgate's worker processes alive now (its push workers)."""
+    return sum(cpu_seconds(child) for child in descendants(pid))
+
+
+def per_event(seconds: float, plan: DeliveryPlan) -> float:
+    return round(seconds / max(plan.events, 1) * 1e6, 1)
 
 
 def latency_round(

@@ -19,9 +19,9 @@ import itertools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
-from storage.models import ClaimedDelivery
+Item = TypeVar("Item")
 
 
 class Prepared(NamedTuple):
@@ -33,31 +33,32 @@ class Prepared(NamedTuple):
 
 
 @dataclass(eq=False, slots=True)
-class Waiting:
-    """A claimed delivery waiting for a slot, with its request once built ahead."""
+class Waiting(Generic[Item]):
+    """A post waiting for a slot (a claimed delivery, or what a push worker was handed), with
+    its request once built ahead."""
 
-    claimed: ClaimedDelivery
+    claimed: Item
     prepared: Prepared | None = None
     tried: bool = False  # built ahead once, failed or not: the attempt itself builds (and says why)
 
 
-class Ahead:
-    """The deliveries waiting for one destination's slots, oldest first, and their requests
+class Ahead(Generic[Item]):
+    """The posts waiting for one destination's slots, oldest first, and their requests
     built ahead by ``build`` (a request for the current second; it may raise)."""
 
-    def __init__(self, build: Callable[[ClaimedDelivery], Prepared], width: int) -> None:
+    def __init__(self, build: Callable[[Item], Prepared], width: int) -> None:
         self._build = build
         self._width = width
-        self._queue: deque[Waiting] = deque()
+        self._queue: deque[Waiting[Item]] = deque()
         self._due = False
 
-    def join(self, claimed: ClaimedDelivery) -> Waiting:
+    def join(self, claimed: Item) -> Waiting[Item]:
         """``claimed`` now waits for a slot."""
         waiting = Waiting(claimed)
         self._queue.append(waiting)
         return waiting
 
-    def leave(self, waiting: Waiting) -> None:
+    def leave(self, waiting: Waiting[Item]) -> None:
         """``waiting`` has its slot (or gave up waiting)."""
         if self._queue and self._queue[0] is waiting:
             self._queue.popleft()

@@ -1,9 +1,11 @@
 """One claimed batch of a destination: each event signed and posted (as many at once as the
-destination's ``concurrency``), each answer turned into a verdict, all kept in one commit.
+destination's ``concurrency``, each within the batch's lease: ``server/delivery/poster.py``), each
+answer turned into a verdict, all kept in one commit.
 
-A post is started only while its whole timeout still fits in the batch's lease: a post can then
-never be in flight after the lease ends, when another replica may claim the same delivery. A
-delivery left unposted keeps its lease until it runs out and is claimed again.
+With ``[delivery] processes`` the posts are handed to a push worker process (a ``Handover``):
+the payloads are built here, the worker signs and posts them and answers each attempt, and the
+verdicts are made here from its answers, as from this process's own. With no worker serving,
+this process posts itself.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import NamedTuple, Protocol
 
-from server.delivery.ahead import Ahead, Prepared, Waiting
 from server.delivery.backoff import Backoff, Draw
 from server.delivery.metrics import DeliveryMetrics
-from server.delivery.pool import DestinationPool
-from server.delivery.posting import Answer, Request, send_request
-from server.delivery.signing import webhook_headers
+from server.delivery.poster import Attempted, Poster
+from server.delivery.posting import Answer
 from server.events.payloads import EventPayloads, event_id
 from server.runtime.clock import Clock
 from server.settings import DestinationSettings
@@ -31,7 +32,6 @@ from storage.models import (
     DeliveryAttempt,
     DeliveryResult,
     DeliveryVerdict,
-    StoredEvent,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,25 @@ def verdict(
     )
 
 
+class Outgoing(NamedTuple):
+    """One post handed to a push worker: the event's ``webhook-id`` and its payload's bytes."""
+
+    webhook_id: str
+    body: bytes
+
+
+class Handover(Protocol):
+    """Posts a destination's batch in another process (``server/workers/push_pool.py``)."""
+
+    async def post(
+        self, destination: str, items: Sequence[Outgoing], now: datetime, lease_until: datetime
+    ) -> list[Attempted | None] | None:
+        """Each item's attempt, in order (None: not started, its timeout no longer fitting in
+        the lease); None for the whole batch when no worker took it (it is then posted here).
+        ``now`` is this process's clock when the batch is handed over."""
+        ...
+
+
 @dataclass
 class LastAttempt:
     """The destination's latest attempt made by this process: what an operator looks at first."""
@@ -71,6 +90,9 @@ class LastAttempt:
     status_code: int | None = None
     error: str | None = None
     in_flight: int = 0
+
+
+UNBUILT = Answer(None, 0, "the event's payload could not be built")
 
 
 class Courier:
@@ -85,29 +107,26 @@ class Courier:
         clock: Clock,
         metrics: DeliveryMetrics | None = None,
         draw: Draw = random.random,
+        handover: Handover | None = None,
     ) -> None:
         self.name = settings.name
-        self.request = Request(settings.url, settings.timeout_seconds, settings.max_response_bytes)
         self.concurrency = settings.concurrency
-        self._keys = tuple(keys)
         self._payloads = payloads
         self._backoff = Backoff.of(settings, draw)
         self._clock = clock
         self._metrics = metrics
-        self._slots = asyncio.Semaphore(settings.concurrency)
-        self._ahead = Ahead(self._build_ahead, settings.concurrency)
-        self._pool: DestinationPool | None = None
+        self._handover = handover
+        self._poster: Poster[ClaimedDelivery] = Poster(
+            settings, keys, clock, lambda item: payloads.body(item.event), _webhook_id
+        )
+        self.request = self._poster.request
         self.last = LastAttempt()
 
     async def open(self) -> None:
-        """Open the destination's own connection pool (as wide as the posts in flight, which
-        the slots bound to its concurrency)."""
-        self._pool = DestinationPool(self.request.url, self.request.max_response_bytes)
+        self._poster.open()
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self._poster.close()
 
     async def deliver(
         self, store: Store, owner: str, claimed: Sequence[ClaimedDelivery], lease_until: datetime
@@ -121,8 +140,21 @@ class Courier:
         self, claimed: Sequence[ClaimedDelivery], lease_until: datetime
     ) -> list[DeliveryResult]:
         """Post each claimed delivery (as many at once as the concurrency); their verdicts."""
-        answers = await asyncio.gather(*(self._attempt(item, lease_until) for item in claimed))
-        return [result for result in answers if result is not None]
+        attempts = None
+        if self._handover is not None and claimed:
+            attempts = await self._hand_over(claimed, lease_until)
+        if attempts is None:
+            attempts = await asyncio.gather(*(self._attempt(c, lease_until) for c in claimed))
+        now = self._clock()
+        results = []
+        for item, attempted in zip(claimed, attempts, strict=True):
+            if attempted is not None:  # else too late for the lease: left to be claimed again
+                at, answer = attempted
+                at = min(at, now)  # a worker's clock runs on from this one's: never past it
+                results.append(verdict(self._backoff, item.delivery, answer, at, now))
+                self.last.at, self.last.status_code = at, answer.status_code
+                self.last.error = answer.error
+        return results
 
     async def keep(self, store: Store, owner: str, results: Sequence[DeliveryResult]) -> None:
         """Keep the verdicts of the deliveries ``owner`` still holds, in one commit."""
@@ -134,51 +166,39 @@ class Courier:
         if results and self._metrics is not None:
             self._metrics.observe(self.name, results, applied)
 
-    async def _attempt(
-        self, claimed: ClaimedDelivery, lease_until: datetime
-    ) -> DeliveryResult | None:
-        waiting = self._ahead.join(claimed)
+    async def _attempt(self, claimed: ClaimedDelivery, lease_until: datetime) -> Attempted | None:
+        self.last.in_flight += 1
         try:
-            await self._slots.acquire()
+            return await self._poster.attempt(claimed, lease_until)
         finally:
-            self._ahead.leave(waiting)
-        try:
-            at = self._clock()
-            if at + timedelta(seconds=self.request.timeout_seconds) >= lease_until:
-                return None  # too late to finish within the lease: left to be claimed again
-            self.last.in_flight += 1
-            try:
-                answer = await self._post(waiting, at)
-            finally:
-                self.last.in_flight -= 1
-        finally:
-            self._slots.release()
+            self.last.in_flight -= 1
+
+    async def _hand_over(
+        self, claimed: Sequence[ClaimedDelivery], lease_until: datetime
+    ) -> list[Attempted | None] | None:
+        """The batch posted by a push worker; payloads that cannot be built fail here, unsent."""
+        assert self._handover is not None
         now = self._clock()
-        result = verdict(self._backoff, claimed.delivery, answer, at, now)
-        self.last.at, self.last.status_code, self.last.error = at, answer.status_code, answer.error
-        return result
-
-    async def _post(self, waiting: Waiting, at: datetime) -> Answer:
-        assert self._pool is not None, "open() the courier first"
-        prepared, event = waiting.prepared, waiting.claimed.event
-        timestamp = int(at.timestamp())
+        outgoing: list[Outgoing] = []
+        unbuilt: dict[int, Attempted] = {}
+        for index, item in enumerate(claimed):
+            try:
+                outgoing.append(Outgoing(_webhook_id(item), self._payloads.body(item.event)))
+            except Exception:  # fails like a refused post, as in this process
+                logger.exception(
+                    "destination %s: event %d has no payload", self.name, item.event.id
+                )
+                unbuilt[index] = Attempted(now, UNBUILT)
+        self.last.in_flight += len(outgoing)
         try:
-            if prepared is None:
-                prepared = self._prepared(self._payloads.body(event), event, timestamp)
-            elif prepared.timestamp != timestamp:  # built in an earlier second: signed again
-                prepared = self._prepared(prepared.body, event, timestamp)
-        except Exception:  # a payload that cannot be built fails like a refused post
-            logger.exception("destination %s: event %d has no payload", self.name, event.id)
-            return Answer(None, 0, "the event's payload could not be built")
-        self._ahead.build_soon()  # runs once this post is written
-        return await send_request(self._pool, self.request, prepared.encoded)
+            answered = await self._handover.post(self.name, outgoing, now, lease_until)
+        finally:
+            self.last.in_flight -= len(outgoing)
+        if answered is None:
+            return None
+        posted = iter(answered)
+        return [unbuilt[i] if i in unbuilt else next(posted) for i in range(len(claimed))]
 
-    def _build_ahead(self, claimed: ClaimedDelivery) -> Prepared:
-        event = claimed.event
-        return self._prepared(self._payloads.body(event), event, int(self._clock().timestamp()))
 
-    def _prepared(self, body: bytes, event: StoredEvent, timestamp: int) -> Prepared:
-        assert self._pool is not None, "open() the courier first"
-        headers = webhook_headers(self._keys, event_id(event), timestamp, body)
-        headers["content-type"] = "application/json"
-        return Prepared(body, timestamp, self._pool.encode(headers, body))
+def _webhook_id(claimed: ClaimedDelivery) -> str:
+    return event_id(claimed.event)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from server.delivery.backoff import Draw
-from server.delivery.batch import Courier
+from server.delivery.batch import Courier, Handover
 from server.delivery.metrics import DeliveryMetrics
 from server.delivery.worker import DestinationWorker
 from server.events.payloads import EventPayloads
@@ -90,14 +90,17 @@ def build_deliveries(
     metrics: DeliveryMetrics | None = None,
     draw: Draw = random.random,
     intake_in_flight: Callable[[], int] = lambda: 0,
+    handover: Handover | None = None,
 ) -> Deliveries:
-    """A worker per destination, all leasing as one owner (this process)."""
+    """A worker per destination, all leasing as one owner (this process); ``handover``: the
+    push workers that post the batches (``[delivery] processes``), if any."""
     owner = f"subgate-push-{secrets.token_hex(6)}"
     workers = []
     for settings in destinations:
         keys = settings.signing_keys(base_dir)
-        courier = Courier(settings, keys, payloads, clock, metrics, draw)
-        workers.append(
-            DestinationWorker(settings, courier, store, clock, owner, watch, intake_in_flight)
+        courier = Courier(settings, keys, payloads, clock, metrics, draw, handover)
+        worker = DestinationWorker(
+            settings, courier, store, clock, owner, watch, intake_in_flight, handover is not None
         )
+        workers.append(worker)
     return Deliveries(workers)

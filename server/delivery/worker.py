@@ -69,6 +69,12 @@ SHARED_FAN_OUT = 100
 BUSY_IN_FLIGHT = 32
 BUSY_CHECK_SECONDS = 0.02  # busy only if still so this much later: a spike is not a burst
 BUSY_PAUSE_SECONDS = 0.25
+# With push workers ([delivery] processes) a push costs this loop a fraction of what posting it
+# here does: short passes (SHARED_*) then only bounded the push rate by the writer's round trip
+# (each pass waits behind intake's commits, bench/README.md), so passes are whole unless busy.
+# Busy is then also told from a burst by looking BUSY_LOOKS times: commits waiting for a slow
+# disk come and go with each group commit, while a full process keeps them waiting throughout.
+BUSY_LOOKS = 5
 LEASE_MARGIN_SECONDS = 10.0
 
 
@@ -104,8 +110,10 @@ class DestinationWorker:
         owner: str,
         watch: EventWatch | None = None,
         intake_in_flight: Callable[[], int] = lambda: 0,
+        posts_elsewhere: bool = False,
     ) -> None:
         self.settings = settings
+        self._posts_elsewhere = posts_elsewhere  # its courier hands batches to push workers
         self.name = settings.name
         self.courier = courier
         self._store = store
@@ -205,18 +213,28 @@ class DestinationWorker:
 
     async def next_pace(self) -> Pace:
         """Whole reads and batches while intake is quiet; short ones while it has commits
-        waiting (``SHARED_IN_FLIGHT``); after a pause, ``BUSY_PACE`` while it is busy
-        (``BUSY_IN_FLIGHT``)."""
+        waiting (``SHARED_IN_FLIGHT``; whole ones with push workers); after a pause,
+        ``BUSY_PACE`` while it is busy (``BUSY_IN_FLIGHT``)."""
         waiting = self._intake_in_flight()
-        if waiting >= BUSY_IN_FLIGHT:  # busy, unless it was a moment's spike: look again
-            await asyncio.sleep(BUSY_CHECK_SECONDS)
-            waiting = self._intake_in_flight()
+        if waiting >= BUSY_IN_FLIGHT:
+            waiting = await self._look_again()
             if waiting >= BUSY_IN_FLIGHT:
                 await asyncio.sleep(BUSY_PAUSE_SECONDS - BUSY_CHECK_SECONDS)
                 return BUSY_PACE
-        if waiting < SHARED_IN_FLIGHT:
+        if waiting < SHARED_IN_FLIGHT or self._posts_elsewhere:
             return Pace(FAN_OUT_LIMIT, self.batch_size, BATCHES_IN_FLIGHT)
         return Pace(SHARED_FAN_OUT, self.settings.concurrency * SHARED_ROUNDS)
+
+    async def _look_again(self) -> int:
+        """The commits waiting a moment later (a spike is not a burst); with push workers, the
+        first count below ``BUSY_IN_FLIGHT`` of ``BUSY_LOOKS`` looks, else the last."""
+        waiting = 0
+        for _ in range(BUSY_LOOKS if self._posts_elsewhere else 1):
+            await asyncio.sleep(BUSY_CHECK_SECONDS)
+            waiting = self._intake_in_flight()
+            if waiting < BUSY_IN_FLIGHT:
+                break
+        return waiting
 
     async def _post(self, claimed: Sequence[ClaimedDelivery], lease_until: datetime) -> None:
         try:

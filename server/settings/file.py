@@ -21,6 +21,7 @@ from server.settings.secret_files import with_secrets_read
 from server.settings.section import Section, SettingsError, warn_if_readable_by_others
 from server.settings.sections import (
     AppSettings,
+    DeliverySettings,
     OutboxSettings,
     ReconcileSettings,
     RetentionSettings,
@@ -44,6 +45,7 @@ class Settings(Section):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     top_apps: list[TopAppSettings] = Field(default_factory=list)
     destinations: list[DestinationSettings] = Field(default_factory=list)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     # Where relative paths in the file are resolved from; the config file's directory.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

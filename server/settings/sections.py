@@ -111,6 +111,13 @@ class OutboxSettings(Section):
         return self
 
 
+class DeliverySettings(Section):
+    # Worker processes that post the pushes to [[destinations]] (sign, write, read the answer);
+    # 0: the service's own process posts them. The store, the claims and the verdicts stay there.
+    # One by default: a push then costs the event loop about half (bench/README.md).
+    processes: int = Field(default=1, ge=0, le=16)
+
+
 class RetentionSettings(Section):
     notifications_days: float = Field(default=0.0, ge=0)  # 0: keep every notification forever
     prune_interval_seconds: float = Field(default=3600.0, gt=0)

@@ -37,6 +37,7 @@ from server.wiring.events_api import events_api_context
 from server.wiring.sending import outbound_context
 from server.workers.call_pool import CALL_WORKERS
 from server.workers.intake_pool import INTAKE_WORKERS, IntakeWorkers
+from server.workers.push_pool import PUSH_WORKERS
 from storage import Store, open_store
 from storage.errors import StorageError
 
@@ -153,7 +154,7 @@ async def _intake_workers_context(app: web.Application) -> AsyncIterator[None]:
 async def _hold_restarts(app: web.Application) -> None:
     """From the start of shutdown a worker that exits (a service manager may signal the whole
     group) is not started again."""
-    for workers in (app.get(INTAKE_WORKERS), app.get(CALL_WORKERS)):
+    for workers in (app.get(INTAKE_WORKERS), app.get(CALL_WORKERS), app.get(PUSH_WORKERS)):
         if workers is not None:
             workers.hold_restarts()
 

@@ -1,13 +1,15 @@
 """The push to ``[[destinations]]``, opened last and so closed first: its workers stop claiming
-and finish what is in flight while the store is still open.
+and finish what is in flight while the store is still open, then the push worker processes
+(``[delivery] processes``) stop.
 
-Only the primary process builds the application, so only it runs delivery workers; the intake
-and call worker processes never do.
+Only the primary process builds the application, so only it runs delivery workers; the intake,
+call and push worker processes never do.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -18,8 +20,10 @@ from server.delivery.keys import DELIVERY
 from server.delivery.metrics import DeliveryMetrics
 from server.events.keys import EVENT_PAYLOADS, EVENT_WATCH
 from server.intake.keys import STORE_SINK
+from server.ops.health import PoolCheck, watch_pool
 from server.ops.metrics import METRICS
 from server.runtime.clock import Clock
+from server.workers.push_pool import PUSH_WORKERS, PushWorkerMetrics, PushWorkers
 
 
 def delivery_context(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -30,6 +34,7 @@ def delivery_context(clock: Clock) -> Callable[[web.Application], AsyncIterator[
         names = [destination.name for destination in settings.destinations]
         metrics = DeliveryMetrics(app[METRICS].registry, names)
         app[METRICS].refreshes.append(functools.partial(metrics.refresh, store, clock))
+        workers = await _push_workers(app)
         app[DELIVERY] = deliveries = build_deliveries(
             settings.destinations,
             settings.base_dir,
@@ -39,11 +44,29 @@ def delivery_context(clock: Clock) -> Callable[[web.Application], AsyncIterator[
             watch=app[EVENT_WATCH],
             metrics=metrics,
             intake_in_flight=lambda: app[STORE_SINK].in_flight,
+            handover=workers,
         )
-        await deliveries.start()
         try:
+            await deliveries.start()
             yield
         finally:
             await deliveries.stop()
+            if workers is not None:
+                await workers.stop()
 
     return context
+
+
+async def _push_workers(app: web.Application) -> PushWorkers | None:
+    """The push workers ``[delivery] processes`` asks for, started, or none: pushes are then
+    posted here."""
+    settings = app[SETTINGS]
+    if not settings.delivery.processes or not settings.destinations:
+        return None
+    workers = PushWorkers(settings, logging.getLogger().getEffectiveLevel())
+    await workers.start()
+    app[PUSH_WORKERS] = workers
+    # Informative only: with no push worker serving, pushes are posted here.
+    watch_pool(app, "push_workers", PoolCheck(workers, required=False))
+    app[METRICS].registry.register(PushWorkerMetrics(workers))
+    return workers

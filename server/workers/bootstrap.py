@@ -15,13 +15,13 @@ from typing import Any, Protocol, TypeVar
 from server.runtime.event_loop import new_event_loop
 from server.runtime.log_format import LogFormat, configure_logging
 from server.runtime.open_files import raise_open_file_limit
-from server.settings import Settings
+from server.settings import EventLoopChoice
 from server.workers.orders import decode_orders
 
 
 class _Orders(Protocol):
     @property
-    def settings(self) -> Settings: ...
+    def event_loop(self) -> EventLoopChoice: ...
 
     @property
     def log_level(self) -> int: ...
@@ -46,7 +46,7 @@ def run_worker(
     orders = decode_orders(orders_type, sys.stdin.buffer.readline())
     configure_logging(orders.log_level, orders.log_format)
     raise_open_file_limit()  # as the primary did: client connections and outbound calls need them
-    loop, _ = new_event_loop(orders.settings.server.event_loop)
+    loop, _ = new_event_loop(orders.event_loop)
     try:
         loop.run_until_complete(serve(orders))
     except cannot_serve as error:

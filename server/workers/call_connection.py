@@ -14,6 +14,7 @@ from server.workers.call_messages import (
     FRAME_LIMIT_BYTES,
     _result,
 )
+from server.workers.process_pool import Link
 from server.workers.wire import (
     CALL_ANSWERS,
     CoalescedWriter,
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 NO_ANSWER = "the call process did not answer in time; the platform may have acted on the call"
 
 
-class CallConnection(asyncio.Protocol):
+class CallConnection(Link):
     """The primary's end of one worker's socket: numbered calls, answers matched by number.
 
     A worker that breaks the protocol is broken at once (``on_broken`` kills it, so that it is

@@ -12,7 +12,7 @@ from typing import Any
 
 from server.platforms.calls import CallOutcome, CallResult
 from server.runtime.log_format import LogFormat
-from server.settings import Settings
+from server.settings import EventLoopChoice, Settings
 from server.workers.wire import (
     CALL_RESULT,
     RelayError,
@@ -30,6 +30,10 @@ class CallWorkerOrders:
     socket_fd: int
     log_level: int
     log_format: LogFormat = "text"
+
+    @property
+    def event_loop(self) -> EventLoopChoice:
+        return self.settings.server.event_loop
 
 
 def call_request(

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import SecretStr, TypeAdapter
+from pydantic import BaseModel, SecretStr, TypeAdapter
 
 from server.settings import Settings
 
@@ -22,18 +22,26 @@ Orders = TypeVar("Orders")
 
 
 def encode_orders(orders: Any) -> bytes:
-    """The orders (a dataclass with a ``settings`` field) as one line of JSON."""
+    """The orders (a dataclass, whose settings, if any, are its ``settings`` field) as one line
+    of JSON; its other sections (pydantic models) with their secrets revealed."""
     fields = {field.name: getattr(orders, field.name) for field in dataclasses.fields(orders)}
-    fields["settings"] = _settings_document(fields["settings"])
+    for name, value in fields.items():
+        if name == "settings":
+            fields[name] = _settings_document(value)
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            fields[name] = [_revealed(item.model_dump()) for item in value]
     return json.dumps(fields, default=str).encode("utf-8") + b"\n"
 
 
 def decode_orders(kind: type[Orders], document: bytes) -> Orders:
     """Orders of type ``kind`` from ``encode_orders``' line; ``ValueError`` on anything else."""
     fields = json.loads(document)
-    if not isinstance(fields, dict) or not isinstance(fields.get("settings"), dict):
-        raise ValueError("worker orders must be a JSON object with settings")
-    fields["settings"] = _settings(fields["settings"])
+    if not isinstance(fields, dict):
+        raise ValueError("worker orders must be a JSON object")
+    if "settings" in fields:
+        if not isinstance(fields["settings"], dict):
+            raise ValueError("worker orders' settings must be a JSON object")
+        fields["settings"] = _settings(fields["settings"])
     return TypeAdapter(kind).validate_python(fields)
 
 

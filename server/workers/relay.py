@@ -36,7 +36,7 @@ from server.intake.gateway import StoreSink
 from server.intake.refusals import RefusalCounter
 from server.ops.metrics import Metrics
 from server.runtime.log_format import LogFormat
-from server.settings import Settings
+from server.settings import EventLoopChoice, Settings
 from server.workers.wire import (
     FRAME_OVERHEAD_BYTES,
     PROTOCOL_VERSION,
@@ -63,6 +63,10 @@ class WorkerOrders:
     relay_path: Path
     log_level: int
     log_format: LogFormat = "text"
+
+    @property
+    def event_loop(self) -> EventLoopChoice:
+        return self.settings.server.event_loop
 
 
 class RelayServer:

@@ -6,8 +6,8 @@ Each frame is one MessagePack value (it delimits itself). Decoding yields nil, b
 floats, str, bin, arrays (as tuples) and maps with str keys, and nothing else: every extension
 type (the timestamp one included) is refused, and no hook builds an object, so a frame cannot
 construct an object or run code by design. A message is ``[seq: int, kind: str | bool,
-payload]``; ``kind`` names the shape of ``payload`` in one of the tables below
-(``RELAY_REQUESTS``, ``RELAY_ANSWERS``, ``CALL_REQUESTS``, ``CALL_ANSWERS``). Times are integer
+payload]``; ``kind`` names the shape of ``payload`` in one of the tables below (``RELAY_*``,
+``CALL_*``) or in ``push_messages`` (``PUSH_*``, the push workers'). Times are integer
 microseconds since the Unix epoch, bodies are bin. A frame that does not decode, is over its
 reader's limit, or whose payload has another shape is a ``RelayError``.
 """

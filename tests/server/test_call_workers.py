@@ -270,7 +270,7 @@ async def test_an_answer_for_a_call_nobody_waits_for_is_dropped_quietly(env: Sen
     waiting.cancel()  # as at shutdown: the caller goes away, the worker answers later
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    connection = workers._slots[0].connection  # type: ignore[union-attr]
+    connection = workers.pool.slots[0].link  # type: ignore[union-attr]
     await until(lambda: not connection._abandoned, "the late answer arrived")
 
     assert workers.pids == [pid] and workers.restarts == 0  # the worker is still trusted
@@ -373,7 +373,7 @@ async def test_a_worker_that_cannot_load_its_keys_fails_start_up_and_leaves_noth
         await workers.start()
 
     assert workers.pids == []
-    assert workers._started == set()
+    assert workers.pool.started == set()
 
 
 def _unused_client() -> AlipayClient:
