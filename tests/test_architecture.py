@@ -39,7 +39,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("server.cli",),
 )
 # The worker processes' entry points: they run apart from the service and build their own.
-WORKER_ENTRY_POINTS = ("server.workers.intake_process", "server.workers.call_process")
+WORKER_ENTRY_POINTS = (
+    "server.workers.intake_process",
+    "server.workers.call_process",
+    "server.workers.push_process",
+)
 
 
 def module_name(path: Path) -> str:

@@ -15,6 +15,7 @@ import verify.errors as verify_errors
 from server.settings import (
     AppSettings,
     ConsoleSettings,
+    DeliverySettings,
     DestinationSettings,
     OutboxSettings,
     ReconcileSettings,
@@ -57,6 +58,7 @@ def request_error_codes() -> set[str]:
         ("apps.templates", TemplateSettings),
         ("tokens", TokenSettings),
         ("outbox", OutboxSettings),
+        ("delivery", DeliverySettings),
         ("reconcile", ReconcileSettings),
         ("retention", RetentionSettings),
         ("destinations", DestinationSettings),
