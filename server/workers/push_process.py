@@ -10,6 +10,12 @@ nothing: the primary makes and keeps every verdict.
 On SIGTERM it tells the primary it is stopping, finishes the posts it has and answers a new
 batch "refused" (the primary posts it itself), then exits once the primary has closed its end;
 it exits at once when the primary's end closes first.
+
+It runs at a lower scheduling priority than the primary (``NICENESS``): acknowledging Alipay comes
+first, and a push can wait. When intake leaves the cores idle the worker takes them and pushes go
+at full pace; when intake needs every core, the kernel gives the worker what is left, and the
+backlog (kept, shown on /metrics) drains once intake calms. Without it, a worker posting a
+backlog took the cores intake's load needed (bench/README.md, "Event delivery").
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ from server.workers.wire import (
 )
 
 logger = logging.getLogger(__name__)
+
+NICENESS = 10  # added to the primary's: intake first (the module docstring)
 
 CLOSE_WAIT_SECONDS = 5.0  # after its last answer, how long a stopping worker waits for the primary
 
@@ -137,6 +145,7 @@ class _PrimaryConnection(asyncio.Protocol):
 
 
 async def serve(orders: PushWorkerOrders) -> None:
+    os.nice(NICENESS)  # raising one's own niceness needs no privilege
     destinations = {d.name: _Destination(d) for d in orders.destinations}
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

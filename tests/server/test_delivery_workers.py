@@ -30,6 +30,7 @@ from server.settings import Settings, SettingsError, settings_from_mapping
 from server.workers.orders import encode_orders
 from server.workers.push_link import LOST
 from server.workers.push_pool import PUSH_WORKERS, PushWorkers
+from server.workers.push_process import NICENESS
 from storage.models import ConsentAction, ConsentEvent, ConsentSource, DeliveryVerdict
 from tests.server.conftest import APP_ID, NOW, Clock, Gateway, StartGateway, app_config
 from tests.server.delivery_fixtures import (
@@ -273,6 +274,21 @@ async def test_workers_stop_with_the_app_and_hold_no_secret_in_argv_or_environme
     await gateway.client.close()
 
     assert not any(alive(pid) for pid in pids)
+
+
+async def test_workers_run_below_the_primary_so_that_intake_comes_first(
+    start_gateway: StartGateway, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = with_push_workers(pushing_settings(tmp_path, destination(receiver.url)), 1)
+    gateway = await start_gateway(settings, Clock(real_now()))
+    [pid] = gateway.app[PUSH_WORKERS].pids
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+
+    await until(
+        lambda: os.getpriority(os.PRIO_PROCESS, pid) == min(ours + NICENESS, 19),
+        "the worker lowered its priority",
+    )
+    assert os.getpriority(os.PRIO_PROCESS, 0) == ours  # the primary's own is untouched
 
 
 def process_identity(pid: int) -> bytes:
