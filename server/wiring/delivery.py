@@ -23,7 +23,8 @@ from server.intake.keys import STORE_SINK
 from server.ops.health import PoolCheck, watch_pool
 from server.ops.metrics import METRICS
 from server.runtime.clock import Clock
-from server.workers.push_pool import PUSH_WORKERS, PushWorkerMetrics, PushWorkers
+from server.workers.pool_metrics import WorkerPoolMetrics
+from server.workers.push_pool import PUSH_WORKER_METRICS, PUSH_WORKERS, PushWorkers
 
 
 def delivery_context(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -68,5 +69,5 @@ async def _push_workers(app: web.Application) -> PushWorkers | None:
     app[PUSH_WORKERS] = workers
     # Informative only: with no push worker serving, pushes are posted here.
     watch_pool(app, "push_workers", PoolCheck(workers, required=False))
-    app[METRICS].registry.register(PushWorkerMetrics(workers))
+    app[METRICS].registry.register(WorkerPoolMetrics(PUSH_WORKER_METRICS, workers.counts))
     return workers

@@ -33,7 +33,8 @@ from server.sending.channels.base import ChannelPlatforms, PreparedSend
 from server.sending.channels.registry import build_send_channels
 from server.sending.outbox_worker import OutboxWorker
 from server.sending.sender import MessageSender, PreSendCheck
-from server.workers.call_pool import CALL_WORKERS, CallWorkerMetrics, CallWorkers
+from server.workers.call_pool import CALL_WORKER_METRICS, CALL_WORKERS, CallWorkers
+from server.workers.pool_metrics import WorkerPoolMetrics
 from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def _watch(app: web.Application, workers: CallWorkers | None) -> None:
     app[CALL_WORKERS] = workers
     # Informative only: with no call worker serving, calls are made here.
     watch_pool(app, "call_workers", PoolCheck(workers, required=False))
-    app[METRICS].registry.register(CallWorkerMetrics(workers))
+    app[METRICS].registry.register(WorkerPoolMetrics(CALL_WORKER_METRICS, workers.counts))
 
 
 @contextlib.asynccontextmanager

@@ -32,13 +32,11 @@ would have signed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from server.credentials import AppCredentials
 from server.platforms.alipay_classic import AlipayClient
@@ -47,6 +45,7 @@ from server.runtime.log_format import active_log_format
 from server.settings import Settings
 from server.workers.call_connection import LOST, NO_ANSWER, CallConnection
 from server.workers.call_messages import CallWorkerOrders, call_request
+from server.workers.pool_metrics import WorkerCounts, WorkerMetricNames
 from server.workers.process_pool import ProcessPool, WorkerKind
 from server.workers.supervision import worker_settings
 from server.workers.wire import RelayError
@@ -118,6 +117,10 @@ class CallWorkers:
         self.made_here += 1  # no worker serving, or it was stopping and did not make the call
         return await self._local.call(app, method, biz_content)
 
+    def counts(self) -> WorkerCounts:
+        """What /metrics shows (``CALL_WORKER_METRICS``)."""
+        return WorkerCounts(len(self.pids), self.calls, self.made_here, self.lost, self.restarts)
+
     async def stop(self) -> None:
         """Stop every worker: each finishes the calls it is making (bounded by their timeout);
         calls from now on are made in the primary."""
@@ -127,30 +130,13 @@ class CallWorkers:
 CALL_WORKERS = web.AppKey("call_workers", CallWorkers)
 
 
-class CallWorkerMetrics(Collector):
-    """What ``/metrics`` shows of the call workers (registered when they start)."""
-
-    def __init__(self, workers: CallWorkers) -> None:
-        self._workers = workers
-
-    def collect(self) -> Iterator[Metric]:
-        workers = self._workers
-        serving = GaugeMetricFamily("subgate_call_workers", "Call worker processes serving now.")
-        serving.add_metric([], len(workers.pids))
-        calls = CounterMetricFamily(
-            "subgate_gateway_calls",
-            "Classic-gateway calls by where they were made ([outbox] call_processes).",
-            labels=["made_in"],
-        )
-        calls.add_metric(["worker"], workers.calls)
-        calls.add_metric(["service"], workers.made_here)
-        lost = CounterMetricFamily(
-            "subgate_gateway_calls_lost",
-            "Calls that ended unknown because their call worker died or did not answer in time.",
-        )
-        lost.add_metric([], workers.lost)
-        restarts = CounterMetricFamily(
-            "subgate_call_worker_restarts", "Call workers started again after one died."
-        )
-        restarts.add_metric([], workers.restarts)
-        yield from (serving, calls, lost, restarts)
+CALL_WORKER_METRICS = WorkerMetricNames(
+    "subgate_call_workers",
+    "Call worker processes serving now.",
+    "subgate_gateway_calls",
+    "Classic-gateway calls by where they were made ([outbox] call_processes).",
+    "subgate_gateway_calls_lost",
+    "Calls that ended unknown because their call worker died or did not answer in time.",
+    "subgate_call_worker_restarts",
+    "Call workers started again after one died.",
+)

@@ -24,17 +24,16 @@ What can go wrong:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from server.delivery.batch import Outgoing
 from server.delivery.poster import Attempted
 from server.runtime.log_format import active_log_format
 from server.settings import Settings
+from server.workers.pool_metrics import WorkerCounts, WorkerMetricNames
 from server.workers.process_pool import ProcessPool, WorkerKind
 from server.workers.push_link import ANSWER_MARGIN_SECONDS, PushLink
 from server.workers.push_messages import PushWorkerOrders, with_keys
@@ -76,6 +75,10 @@ class PushWorkers:
     def restarts(self) -> int:
         return self.pool.restarts
 
+    def counts(self) -> WorkerCounts:
+        """What /metrics shows (``PUSH_WORKER_METRICS``)."""
+        return WorkerCounts(len(self.pids), self.handed, self.posted_here, self.lost, self.restarts)
+
     def _count_lost(self, count: int) -> None:
         self.lost += count
 
@@ -112,30 +115,13 @@ class PushWorkers:
 PUSH_WORKERS = web.AppKey("push_workers", PushWorkers)
 
 
-class PushWorkerMetrics(Collector):
-    """What ``/metrics`` shows of the push workers (registered when they start)."""
-
-    def __init__(self, workers: PushWorkers) -> None:
-        self._workers = workers
-
-    def collect(self) -> Iterator[Metric]:
-        workers = self._workers
-        serving = GaugeMetricFamily("subgate_push_workers", "Push worker processes serving now.")
-        serving.add_metric([], len(workers.pids))
-        pushes = CounterMetricFamily(
-            "subgate_push_attempts",
-            "Push attempts by where they were posted ([delivery] processes).",
-            labels=["made_in"],
-        )
-        pushes.add_metric(["worker"], workers.handed)
-        pushes.add_metric(["service"], workers.posted_here)
-        lost = CounterMetricFamily(
-            "subgate_push_attempts_lost",
-            "Push attempts recorded as failed because their worker died or did not answer.",
-        )
-        lost.add_metric([], workers.lost)
-        restarts = CounterMetricFamily(
-            "subgate_push_worker_restarts", "Push workers started again after one died."
-        )
-        restarts.add_metric([], workers.restarts)
-        yield from (serving, pushes, lost, restarts)
+PUSH_WORKER_METRICS = WorkerMetricNames(
+    "subgate_push_workers",
+    "Push worker processes serving now.",
+    "subgate_push_attempts",
+    "Push attempts by where they were posted ([delivery] processes).",
+    "subgate_push_attempts_lost",
+    "Push attempts recorded as failed because their worker died or did not answer.",
+    "subgate_push_worker_restarts",
+    "Push workers started again after one died.",
+)

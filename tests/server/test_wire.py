@@ -280,7 +280,7 @@ async def test_a_call_worker_closes_its_end_on_a_request_of_another_shape() -> N
 
     await worker.closed.wait()
 
-    assert ready[1] == "ready" and not worker.calls
+    assert ready[1] == "ready" and not worker.work
     assert await reader.read() == b""  # the primary sees the end: its calls end unknown
     primary.close()
 
