@@ -28,28 +28,11 @@ from typing import Any, Generic, TypeVar
 
 from server.workers.orders import encode_orders
 from server.workers.supervision import WorkerStartFailed, next_restart_delay, terminate
+from server.workers.worker_link import Link
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60.0
-
-
-class Link(asyncio.Protocol):
-    """The primary's end of one worker's socket (each pool's own kind of it)."""
-
-    ready: asyncio.Future[int]  # the worker's pid, once it said "ready"
-
-    @property
-    def serving(self) -> bool:
-        """Whether the worker takes work now."""
-        raise NotImplementedError
-
-    def drain(self) -> None:
-        """Give the worker nothing new (it is being stopped)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
 
 
 L = TypeVar("L", bound=Link)

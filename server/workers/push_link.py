@@ -12,27 +12,24 @@ and its watcher starts another.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from server.delivery.batch import Outgoing
 from server.delivery.poster import Attempted
 from server.delivery.posting import Answer
 from server.runtime.clock import utc_now
-from server.workers.process_pool import Link
 from server.workers.push_messages import FRAME_LIMIT_BYTES, PUSH_ANSWERS, batch_request
 from server.workers.wire import (
-    CoalescedWriter,
-    FrameReader,
     RelayError,
     encode_frame,
     micros,
     parse_payload,
 )
+from server.workers.worker_link import Link
 
 logger = logging.getLogger(__name__)
 
@@ -78,44 +75,27 @@ class _Batch:
 class PushLink(Link):
     """The primary's end of one push worker's socket."""
 
+    kind = "push worker"
+
     def __init__(
         self, on_broken: Callable[[], None], on_lost: Callable[[int], None] = lambda count: None
     ) -> None:
-        self._on_broken = on_broken
+        super().__init__(FRAME_LIMIT_BYTES, on_broken)
         self._on_lost = on_lost  # told how many attempts ended LOST or NO_ANSWER
-        self._transport: asyncio.Transport | None = None
-        self._out: CoalescedWriter | None = None  # the batches of one turn share a write
-        self._reader = FrameReader(FRAME_LIMIT_BYTES)
         self._batches: dict[int, _Batch] = {}
-        self._numbers = itertools.count(1)
-        self._draining = False
-        self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.closed = asyncio.Event()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self._out = CoalescedWriter(self._transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed.set()
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError("the push worker closed its socket"))
+    def end_in_flight(self) -> None:
         for batch in self._batches.values():
             self._on_lost(batch.give_up(LOST))
         self._batches.clear()
 
-    def data_received(self, data: bytes) -> None:
-        try:
-            for number, kind, payload in self._reader.feed(data):
-                self._received(number, kind, parse_payload(PUSH_ANSWERS, kind, payload))
-        except RelayError as error:
-            logger.error("push worker broke the protocol (%s); replacing it", error)
-            self._break()
+    def idle(self) -> bool:
+        return not self._batches
 
-    def _received(self, number: int, kind: object, payload: Any) -> None:
+    def received(self, number: int, kind: str | bool, payload: Any) -> None:
+        payload = parse_payload(PUSH_ANSWERS, kind, payload)
         if kind == "ready":
-            if not self.ready.done():
-                self.ready.set_result(payload)
+            self._ready(payload)
             return
         if kind == "stopping":  # the worker got SIGTERM: hand nothing more to it
             self.drain()
@@ -131,21 +111,6 @@ class PushLink(Link):
         else:
             index, status, latency_ms, error, at = payload
             batch.answer(index, Attempted(at, Answer(status, latency_ms, error)))
-
-    @property
-    def serving(self) -> bool:
-        return (
-            self.ready.done()
-            and not self.ready.cancelled()
-            and self.ready.exception() is None
-            and not self.closed.is_set()
-            and not self._draining
-            and self._transport is not None
-            and not self._transport.is_closing()
-        )
-
-    def drain(self) -> None:
-        self._draining = True
 
     async def post(
         self, destination: str, items: Sequence[Outgoing], now: datetime, lease_until: datetime
@@ -174,16 +139,3 @@ class PushLink(Link):
         finally:
             self._batches.pop(number, None)
             self._close_when_idle()
-
-    def _close_when_idle(self) -> None:
-        """A draining worker's socket closes once no batch waits on it (the worker exits)."""
-        if self._draining and not self._batches:
-            self.close()
-
-    def _break(self) -> None:
-        self.close()
-        self._on_broken()
-
-    def close(self) -> None:
-        if self._out is not None:
-            self._out.close()

@@ -339,7 +339,7 @@ async def test_a_stopping_worker_gets_nothing_more_and_its_socket_closes_once_id
         theirs.sendall(encode_frame((0, "stopping", None)))
         await until(lambda: not connection.serving, "the primary drained the worker")
 
-        await until(lambda: connection.lost.is_set(), "the primary closed its end")
+        await until(lambda: connection.closed.is_set(), "the primary closed its end")
         assert theirs.recv(1) == b""  # the worker sees the end of the stream and exits
         assert not broken.is_set()  # nothing was killed
 
