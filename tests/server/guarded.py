@@ -65,9 +65,12 @@ async def serve_guarded(settings: Settings) -> AsyncIterator[Served]:
         await runner.cleanup()
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Poll for a state change the server makes (bounded; never a fixed sleep)."""
-    end = time.monotonic() + DEADLINE_SECONDS
+async def until(
+    condition: Callable[[], bool], what: str, deadline: float = DEADLINE_SECONDS
+) -> None:
+    """Poll for a state change the server (or a process it started) makes: bounded, never a
+    fixed sleep."""
+    end = time.monotonic() + deadline
     while not condition():
         if time.monotonic() > end:
             pytest.fail(f"timed out waiting until {what}")

@@ -13,7 +13,6 @@ import os
 import pickle
 import signal
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from server.workers.call_messages import CallWorkerOrders, result_from_values
 from server.workers.call_pool import CALL_WORKERS, CallWorkers
 from server.workers.supervision import WorkerStartFailed, worker_settings
 from server.workers.wire import RelayError, encode_frame
+from tests.server import guarded
 from tests.server.conftest import APP_ID, NOW, StartGateway, app_config
 from tests.server.fake_alipay import SEND_METHOD, FakeAlipay, hang, rejected, transient
 from tests.server.send_fixtures import (
@@ -63,12 +63,8 @@ def workers_of(env: Sending) -> CallWorkers:
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for something another process makes true (bounded; never a fixed sleep)."""
-    end = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting until {what}")
-        await asyncio.sleep(0.01)
+    """Wait for something another process makes true (a worker starts slower than a task)."""
+    await guarded.until(condition, what, DEADLINE_SECONDS)
 
 
 async def test_a_send_is_signed_by_the_worker_with_the_primarys_clock(env: Sending) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -32,6 +31,7 @@ from server.workers.push_link import LOST
 from server.workers.push_pool import PUSH_WORKERS, PushWorkers
 from server.workers.push_process import NICENESS
 from storage.models import ConsentAction, ConsentEvent, ConsentSource, DeliveryVerdict
+from tests.server import guarded
 from tests.server.conftest import APP_ID, NOW, Clock, Gateway, StartGateway, app_config
 from tests.server.delivery_fixtures import (
     SECRET,
@@ -64,12 +64,8 @@ def with_push_workers(settings: Settings, count: int = 1) -> Settings:
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for something another process makes true (bounded; never a fixed sleep)."""
-    end = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting until {what}")
-        await asyncio.sleep(0.01)
+    """Wait for something another process makes true (a worker starts slower than a task)."""
+    await guarded.until(condition, what, DEADLINE_SECONDS)
 
 
 @asynccontextmanager
