@@ -1,6 +1,9 @@
 """At-least-once across ``kill -9``: a real ``run.py serve`` pushing to a receiver in this test
-process is killed with SIGKILL while notifications arrive and pushes are in flight, then started
-again on the same SQLite file; every notification it acknowledged is then delivered.
+process is killed with SIGKILL while notifications arrive, pushes are in flight and a backlog
+waits behind them (from its ``KILL_AFTER_RECEIVED``-th push on, the receiver holds its answers until
+the restart, so events acknowledged after that cannot all have been delivered, however fast the
+pushes go), then started again on the same SQLite file; every notification it acknowledged is then
+delivered.
 
 Deliveries leased by the killed process are claimed again once their lease runs out (two timeouts
 and a margin: about 12 s with ``timeout_seconds = 1``); events it stored but had not yet read
@@ -26,6 +29,7 @@ from tests.server.subgate_process import SubgateProcess
 
 CLIENTS = 4
 KILL_AFTER_RECEIVED = 40
+BACKLOG = 20  # notifications acknowledged while the receiver holds its answers, before the kill
 CONTENT_TYPE = ALIPAY_CONTENT_TYPE.format(charset="UTF-8")
 
 
@@ -61,9 +65,17 @@ async def notify_until_stopped(
 async def test_every_acknowledged_notification_is_delivered_after_kill_9(tmp_path: Path) -> None:
     rng = random.Random(20261206)
 
+    restarted = asyncio.Event()
+
     async def answer_after_a_moment(request: web.Request, got: Received) -> web.StreamResponse:
-        await asyncio.sleep(rng.uniform(0.0, 0.02))  # pushes in flight when the kill lands
+        if len(receiver.received) > KILL_AFTER_RECEIVED and not restarted.is_set():
+            await restarted.wait()  # held: the killed process's pushes stay in flight
+        else:
+            await asyncio.sleep(rng.uniform(0.0, 0.02))  # pushes in flight when the kill lands
         return web.Response(status=200)
+
+    async def backlog_built(since: int) -> bool:
+        return len(acknowledged) >= since + BACKLOG
 
     acknowledged: set[str] = set()
     receiver: Receiver
@@ -78,10 +90,13 @@ async def test_every_acknowledged_notification_is_delivered_after_kill_9(tmp_pat
                 asyncio.create_task(notify_until_stopped(server, http, acknowledged))
                 for _ in range(CLIENTS)
             ]
-            await receiver.wait_for(KILL_AFTER_RECEIVED, seconds=30)
+            await receiver.wait_for(KILL_AFTER_RECEIVED + 1, seconds=30)
+            since = len(acknowledged)
+            await eventually(lambda: backlog_built(since), seconds=30)
             await server.kill()
             await asyncio.gather(*clients)
             before_restart = {r.payload["data"]["notify_id"] for r in receiver.received}
+            restarted.set()
             await server.start(http)
 
             def delivered() -> set[str]:
