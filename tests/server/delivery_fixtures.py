@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from server.delivery.destinations import build_deliveries
@@ -22,7 +23,7 @@ from server.settings import DestinationSettings, Settings, settings_from_mapping
 from storage import Store
 from storage.models import ConsentAction, ConsentEvent, ConsentSource
 from tests.server.conftest import APP_ID, Gateway, app_config
-from tests.server.receiver import Received
+from tests.server.receiver import Answer, Received
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 NEW_SECRET = "whsec_" + base64.b64encode(bytes(range(100, 140))).decode()
@@ -115,3 +116,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 15.0
     while not await check():
         assert time.monotonic() < end, "the condition did not come true in time"
         await asyncio.sleep(0.02)
+
+
+def failing_first_event_of(user_id: str, failed: list[str]) -> Answer:
+    """A receiver's answer: 503 to the first event of ``user_id`` (its id kept in ``failed``),
+    200 to every other, so that user's later events must wait for its retry."""
+
+    async def answer(request: web.Request, got: Received) -> web.StreamResponse:
+        if got.payload["data"]["user_id"] == user_id and not failed:
+            failed.append(got.webhook_id)
+            return web.Response(status=503)
+        return web.Response(status=200)
+
+    return answer

@@ -23,6 +23,7 @@ from tests.server.delivery_fixtures import (
     USER_A,
     USER_B,
     change_consent,
+    failing_first_event_of,
     signed_by,
     stepped_worker,
 )
@@ -139,13 +140,7 @@ async def test_events_of_one_user_wait_while_an_earlier_one_is_retried(
 ) -> None:
     failed: list[str] = []
 
-    async def fail_users_first_event(request: web.Request, got: Received) -> web.StreamResponse:
-        if got.payload["data"]["user_id"] == USER_A and not failed:
-            failed.append(got.webhook_id)
-            return web.Response(status=503)
-        return web.Response(status=200)
-
-    receiver.answer = fail_users_first_event
+    receiver.answer = failing_first_event_of(USER_A, failed)
     async with stepped_worker(gateway, receiver.url, events=["consent.changed"]) as worker:
         for user, action in [
             (USER_A, ConsentAction.GRANT),

@@ -40,6 +40,7 @@ from tests.server.delivery_fixtures import (
     change_consent,
     destination,
     eventually,
+    failing_first_event_of,
     pushing_settings,
     real_now,
     signed_by,
@@ -104,13 +105,7 @@ async def test_pushes_through_a_worker_are_signed_and_keep_per_user_order_while_
 ) -> None:
     failed: list[str] = []
 
-    async def fail_users_first_event(request: web.Request, got: Received) -> web.StreamResponse:
-        if got.payload["data"]["user_id"] == USER_A and not failed:
-            failed.append(got.webhook_id)
-            return web.Response(status=503)
-        return web.Response(status=200)
-
-    receiver.answer = fail_users_first_event
+    receiver.answer = failing_first_event_of(USER_A, failed)
     table = destination(receiver.url, events=["consent.changed"])
     settings = pushing_settings(tmp_path, table)
     async with stepped_through_workers(gateway, settings) as (worker, workers):
