@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -42,10 +42,26 @@ def parse_event_id(text: str) -> int | None:
 
 
 def iso(value: datetime | None) -> str | None:
-    """A time as the payloads write it: ISO 8601 UTC with milliseconds and ``Z``."""
+    """A time as the payloads write it: ISO 8601 UTC with milliseconds and ``Z``.
+
+    A notification's payload writes three, on the event loop for every push: the fields are
+    formatted directly, a cheaper call than ``isoformat`` and a replace."""
     if value is None:
         return None
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return _ISO_FORMAT % (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond // 1000,
+    )
+
+
+_ISO_FORMAT = "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"
 
 
 class EventPayloads:

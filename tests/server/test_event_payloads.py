@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -13,7 +13,7 @@ import pytest
 from server.consent.templates import TemplateRegistry
 from server.credentials import AppCredentials
 from server.events.cursor import decode_cursor, encode_cursor
-from server.events.payloads import EventPayloads, event_id, parse_event_id
+from server.events.payloads import EventPayloads, event_id, iso, parse_event_id
 from server.settings import AppSettings
 from storage.models import EventPosition, EventType, StoredEvent, StoredNotification
 from tests.pki import rsa_key
@@ -167,3 +167,22 @@ def test_ids_and_cursors_round_trip_and_refuse_what_they_did_not_give() -> None:
     position = EventPosition(7_000_001, 123)
     assert decode_cursor(encode_cursor(position)) == position
     assert [decode_cursor(text) for text in ("", "!!", "MS4x", "x" * 100)] == [None] * 4
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (AT, "2026-12-06T08:30:01.250Z"),
+        (datetime(1, 1, 1, 0, 0, 0, 999, tzinfo=UTC), "0001-01-01T00:00:00.000Z"),
+        (
+            datetime(2026, 12, 6, 16, 30, 1, 999999, tzinfo=timezone(timedelta(hours=8))),
+            "2026-12-06T08:30:01.999Z",
+        ),
+        (None, None),
+    ],
+)
+def test_times_are_iso_utc_with_milliseconds(value: datetime | None, text: str | None) -> None:
+    assert iso(value) == text
+    if value is not None:  # what the standard library writes for the same instant
+        expected = value.astimezone(UTC).isoformat(timespec="milliseconds")
+        assert iso(value) == expected.replace("+00:00", "Z")

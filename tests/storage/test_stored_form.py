@@ -57,3 +57,11 @@ def test_backslashes_raw_or_escaped_read_as_themselves() -> None:
     body = b"a=%5Cx41%5C%5Cn&b=raw\\x41+%E4%B8%AD&c=%5C"
     assert stored_form_fields(body, "utf-8") == {"a": "\\x41\\\\n", "b": "raw\\x41 中", "c": "\\"}
     assert stored_form_fields(body, "utf-8") == dict(parse_form(body, "utf-8").fields)
+
+
+def test_segments_with_other_than_one_equals_sign_read_segment_by_segment() -> None:
+    # Each has as many "=" as segments, but not one in each: the one-pass reading must not pair
+    # the wrong key with the wrong value.
+    for body in (b"a=b=c&d", b"d&a=b=c", b"a=%E4%B8%AD=x&b"):
+        assert stored_form_fields(body, "utf-8") == dict(parse_form(body, "utf-8").fields)
+    assert stored_form_fields(b"a=b=c&d", "utf-8") == {"a": "b=c", "d": ""}
