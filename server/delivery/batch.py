@@ -5,7 +5,8 @@ answer turned into a verdict, all kept in one commit.
 With ``[delivery] processes`` the posts are handed to a push worker process (a ``Handover``):
 the payloads are built here, the worker signs and posts them and answers each attempt, and the
 verdicts are made here from its answers, as from this process's own. With no worker serving,
-this process posts itself.
+this process posts itself, once the batches a worker is still posting have ended: a
+destination's posts are in one place at a time, so its ``concurrency`` holds across both.
 """
 
 from __future__ import annotations
@@ -121,6 +122,11 @@ class Courier:
         )
         self.request = self._poster.request
         self.last = LastAttempt()
+        self._handed = 0  # batches a push worker is posting
+        self._none_handed = asyncio.Event()
+        self._none_handed.set()
+        self._here = 0  # batches posting, or waiting to post, in this process
+        self.waiting_for_worker = 0  # of those, batches waiting for a worker's batches to end
 
     async def open(self) -> None:
         self._poster.open()
@@ -141,10 +147,10 @@ class Courier:
     ) -> list[DeliveryResult]:
         """Post each claimed delivery (as many at once as the concurrency); their verdicts."""
         attempts = None
-        if self._handover is not None and claimed:
+        if self._handover is not None and claimed and not self._here:
             attempts = await self._hand_over(claimed, lease_until)
         if attempts is None:
-            attempts = await asyncio.gather(*(self._attempt(c, lease_until) for c in claimed))
+            attempts = await self._post_here(claimed, lease_until)
         now = self._clock()
         results = []
         for item, attempted in zip(claimed, attempts, strict=True):
@@ -165,6 +171,25 @@ class Courier:
         """Count verdicts just kept, ``applied`` of them under a lease still held."""
         if results and self._metrics is not None:
             self._metrics.observe(self.name, results, applied)
+
+    async def _post_here(
+        self, claimed: Sequence[ClaimedDelivery], lease_until: datetime
+    ) -> list[Attempted | None]:
+        """Post in this process, once no batch handed to a worker is still being posted: the
+        two places' posts never overlap, so ``concurrency`` bounds the destination's posts in
+        flight across both. While a batch posts or waits to post here, new batches join it
+        (``post`` hands none over), so the wait ends."""
+        self._here += 1
+        try:
+            if not self._none_handed.is_set():
+                self.waiting_for_worker += 1
+                try:
+                    await self._none_handed.wait()
+                finally:
+                    self.waiting_for_worker -= 1
+            return await asyncio.gather(*(self._attempt(c, lease_until) for c in claimed))
+        finally:
+            self._here -= 1
 
     async def _attempt(self, claimed: ClaimedDelivery, lease_until: datetime) -> Attempted | None:
         self.last.in_flight += 1
@@ -190,10 +215,15 @@ class Courier:
                 )
                 unbuilt[index] = Attempted(now, UNBUILT)
         self.last.in_flight += len(outgoing)
+        self._handed += 1
+        self._none_handed.clear()
         try:
             answered = await self._handover.post(self.name, outgoing, now, lease_until)
         finally:
             self.last.in_flight -= len(outgoing)
+            self._handed -= 1
+            if not self._handed:
+                self._none_handed.set()
         if answered is None:
             return None
         posted = iter(answered)

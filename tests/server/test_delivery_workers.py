@@ -157,6 +157,54 @@ async def test_a_post_is_not_started_when_its_timeout_would_outlast_the_lease(
     assert [r.webhook_id for r in receiver.received] == ["evt_1", "evt_2"]
 
 
+class HeldAnswers:
+    """A receiver's answers held until ``release``, counting the requests it holds at once."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.holding = 0
+        self.most_at_once = 0
+
+    async def answer(self, request: web.Request, received: Received) -> web.StreamResponse:
+        self.holding += 1
+        self.most_at_once = max(self.most_at_once, self.holding)
+        try:
+            await self.open.wait()
+        finally:
+            self.holding -= 1
+        return web.Response(status=204)
+
+
+async def test_a_destinations_concurrency_holds_while_its_posts_move_from_a_worker_to_here(
+    gateway: Gateway, receiver: Receiver, tmp_path: Path
+) -> None:
+    held = HeldAnswers()
+    receiver.answer = held.answer
+    table = destination(receiver.url, events=["consent.changed"], concurrency=2)
+    settings = pushing_settings(tmp_path, table)
+    async with stepped_through_workers(gateway, settings) as (worker, workers):
+        for user in (USER_A, USER_B):
+            await change_consent(gateway.store, user, ConsentAction.GRANT, NOW)
+        first = asyncio.create_task(worker.step())  # handed to the worker: both posts held
+        await receiver.wait_for(2)
+        [pid] = workers.pids
+        os.kill(pid, signal.SIGTERM)  # it stops taking batches, and finishes the two it holds
+        await until(lambda: not workers.pids, "the worker said it is stopping")
+        for user in ("2088000000000003", "2088000000000004"):
+            await change_consent(gateway.store, user, ConsentAction.GRANT, NOW)
+        second = asyncio.create_task(worker.step())  # refused by the worker: posted here
+        await until(
+            lambda: worker.courier.waiting_for_worker == 1 or len(receiver.received) >= 4,
+            "the second batch waits for the worker's, or overlaps it",
+        )
+        held.open.set()
+        steps = [await first, await second]
+
+    assert [len(step.results) for step in steps] == [2, 2]
+    assert workers.handed == 2 and workers.posted_here == 2
+    assert len(receiver.received) == 4 and held.most_at_once == 2
+
+
 async def running_with_workers(
     start_gateway: StartGateway, tmp_path: Path, store_url: str | None, **table: Any
 ) -> Gateway:
