@@ -76,19 +76,22 @@ class EventPayloads:
 
     def payload(self, event: StoredEvent) -> dict[str, Any]:
         """``{"type", "timestamp", "data"}`` of one event."""
+        timestamp = iso(event.created_at)
         if event.type is EventType.NOTIFICATION_RECEIVED:
-            data = self._notification_data(event)
+            data = self._notification_data(event, timestamp)
         elif event.type is EventType.CONSENT_CHANGED:
             data = self._consent_data(event)
         else:
             data = _message_data(event)
-        return {"type": event.type.value, "timestamp": iso(event.created_at), "data": data}
+        return {"type": event.type.value, "timestamp": timestamp, "data": data}
 
     def body(self, event: StoredEvent) -> bytes:
         """The payload as the bytes a push signs and sends."""
         return encode(self.payload(event))
 
-    def _notification_data(self, event: StoredEvent) -> dict[str, Any]:
+    def _notification_data(self, event: StoredEvent, timestamp: str | None) -> dict[str, Any]:
+        """``timestamp`` is the event's time as written: a notification's event is written at
+        the time it was received, so that text is not formatted twice."""
         notification = event.notification
         if notification is None:  # pruned by retention: what the log itself still knows
             return {"app_id": event.app_id, "kind": event.kind, "pruned": True}
@@ -98,7 +101,11 @@ class EventPayloads:
             "app_id": notification.app_id,
             "notify_id": notification.dedupe_key,
             "kind": notification.kind,
-            "received_at": iso(notification.received_at),
+            "received_at": (
+                timestamp
+                if notification.received_at == event.created_at
+                else iso(notification.received_at)
+            ),
             "occurred_at": iso(notification.occurred_at),
             "sign_type": notification.sign_type,
             "fields": fields,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from storage.models import (
@@ -92,8 +93,13 @@ def event_read(row: Row) -> EventRead:
 def delivery(row: Row) -> Delivery:
     """The delivery whose ``DELIVERY_COLUMNS`` start the row."""
     values = dict(zip(_DELIVERY_NAMES, row[:_DELIVERY_WIDTH], strict=True))
+    read: dict[int, datetime] = {}  # a fresh delivery's four times are one instant: read once
     for name in _DELIVERY_TIMES:
-        values[name] = from_millis(values[name])
+        millis = values[name]
+        time = read.get(millis)
+        if time is None:
+            time = read[millis] = from_millis(millis)
+        values[name] = time
     values["delivered_at"] = optional_datetime(values["delivered_at"])
     values["status"] = DeliveryStatus(values["status"])
     return Delivery.from_stored(values)

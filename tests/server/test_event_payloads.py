@@ -186,3 +186,14 @@ def test_times_are_iso_utc_with_milliseconds(value: datetime | None, text: str |
     if value is not None:  # what the standard library writes for the same instant
         expected = value.astimezone(UTC).isoformat(timespec="milliseconds")
         assert iso(value) == expected.replace("+00:00", "Z")
+
+
+def test_a_notification_keeps_its_own_times_beside_the_events() -> None:
+    event = notification_event({"notify_id": "n1"})
+    assert event.notification is not None
+    later = AT + timedelta(seconds=3)
+    received = event.notification.model_copy(update={"received_at": later, "occurred_at": None})
+    data = data_of(event.model_copy(update={"notification": received}))
+    assert (data["received_at"], data["occurred_at"]) == ("2026-12-06T08:30:04.250Z", None)
+    data = data_of(event)  # received when the event was written: the same text
+    assert data["received_at"] == data["occurred_at"] == "2026-12-06T08:30:01.250Z"
