@@ -113,8 +113,8 @@ async def open_connections(
 
 def _migrated(options: SQLiteOptions) -> sqlite3.Connection:
     connection = connect(options)
-    connection.execute(WRITER_TEMP_STORE)
     apply_migrations(connection)
+    connection.execute(WRITER_TEMP_STORE)  # after: a migration's index build sorts on disk
     return connection
 
 
@@ -122,8 +122,8 @@ def _migrated(options: SQLiteOptions) -> sqlite3.Connection:
 # change again in a sub-journal, which SQLite moves to a file of its own in the temporary
 # directory once it outgrows a small buffer: a file created, unlinked, written and closed per
 # transaction, on the path of every commit. In memory it is only bytes; the writer's
-# transactions are bounded by its batches, so the memory is too. The readers keep the default:
-# their sorts are the ones that may grow with the data.
+# transactions are bounded by its batches, so the memory is too. Migrations (which may build an
+# index over every row) and the readers keep the default: their sorts may grow with the data.
 WRITER_TEMP_STORE = "PRAGMA temp_store=MEMORY"
 
 
