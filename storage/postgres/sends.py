@@ -5,7 +5,8 @@ the cores that also sign and verify every call), not WAL flushes, which concurre
 So a reservation is first tried as one read and one conditional write without a transaction
 (``reservations``); only when that cannot be used, or keeps finding its recipients' states
 changed under it, does it run as a transaction holding row locks (``outbox.reserve``). Finishing
-an attempt is a single update unless it refunds, so it runs without BEGIN and COMMIT.
+an attempt is a single update unless it refunds, so concurrent ones are written together by one
+statement without BEGIN and COMMIT (``outcomes``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from storage.errors import StorageUnavailable
 from storage.models import AttemptResult, MessageRecord, ReserveOutcome, SendReservation
 from storage.postgres import outbox, reservations
 from storage.postgres.connection import Conn, Job, Pool, T, fetch
+from storage.postgres.outcomes import OutcomeBatches
 from storage.sending import refunds_spends, replay
 from storage.sql.dialect import POSTGRES
 from storage.sql.outbox_rows import finish_values, message_from_row
@@ -79,12 +81,12 @@ async def _message_by_key(pool: Pool, app_id: str, idempotency_key: str) -> Mess
 
 
 async def finish_attempt(
-    run: Runner, message_id: str, result: AttemptResult, now: datetime
+    run: Runner, batches: OutcomeBatches, message_id: str, result: AttemptResult, now: datetime
 ) -> MessageRecord:
-    """As ``Store.finish_attempt`` says. Without a refund it writes one statement (the second,
-    a read, only when another transaction settled the message first): no transaction needed."""
+    """As ``Store.finish_attempt`` says. Without a refund the outcome is one conditional update,
+    written with the outcomes of concurrent sends in one statement (``outcomes``); a refund must
+    commit with it, so that one is a transaction of its own."""
     status, _ = finish_values(message_id, result, now)
-    return await run(
-        lambda connection: outbox.finish_attempt(connection, message_id, result, now),
-        atomic=refunds_spends(status),
-    )
+    if not refunds_spends(status):
+        return await batches.finish(message_id, result, now)
+    return await run(lambda connection: outbox.finish_attempt(connection, message_id, result, now))

@@ -52,6 +52,7 @@ from storage.postgres.connection import (
     transact,
 )
 from storage.postgres.migrate import apply_migrations
+from storage.postgres.outcomes import OutcomeBatches
 from storage.postgres.settle import settle_message
 from storage.sql.dialect import POSTGRES
 from storage.sql.ledger import LEDGER
@@ -76,6 +77,7 @@ class PostgresStore(StoreReads):
         self._closed = False
         self._observer: CommitObserver | None = None
         self._batches = NotificationBatches(pool, options.retries)
+        self._outcomes = OutcomeBatches(pool, options.retries)
 
     @classmethod
     async def open(cls, options: PostgresOptions) -> PostgresStore:
@@ -102,12 +104,18 @@ class PostgresStore(StoreReads):
         """The group commit of notifications (its counters, for tests and the bench)."""
         return self._batches
 
+    @property
+    def outcomes(self) -> OutcomeBatches:
+        """The group commit of attempt outcomes (its counters, for tests and the bench)."""
+        return self._outcomes
+
     async def close(self) -> None:
         """Wait for connections in use, then close the pool. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         await self._batches.drain()
+        await self._outcomes.drain()
         await self._pool.close()
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
@@ -117,6 +125,7 @@ class PostgresStore(StoreReads):
         """As ``Store.observe_commits`` says: after each committed transaction."""
         self._observer = observer
         self._batches.observe = observer
+        self._outcomes.observe = observer
 
     async def _transact(self, job: Job[T], *, atomic: bool = True) -> T:
         started = time.perf_counter()
@@ -189,8 +198,9 @@ class PostgresStore(StoreReads):
     async def finish_attempt(
         self, message_id: str, result: AttemptResult, now: datetime
     ) -> MessageRecord:
-        """As ``Store.finish_attempt`` says: a transaction only if it refunds (``sends``)."""
-        return await sends.finish_attempt(self._transact, message_id, result, now)
+        """As ``Store.finish_attempt`` says: concurrent outcomes that refund nothing in one
+        statement, one that refunds in a transaction (``sends``)."""
+        return await sends.finish_attempt(self._transact, self._outcomes, message_id, result, now)
 
     async def settle_message(
         self, app_id: str, message_id: str, settlement: Settlement
