@@ -9,8 +9,10 @@ before ``init`` runs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,8 +80,12 @@ def run_script(
     threads: int = 2,
 ) -> ScriptResult:
     names = ", ".join(f'"{c}"' for c in counters)
-    path = workdir / f"{name}.lua"
-    path.write_text(f"COUNTERS = {{{names}}}\n{script}\n{SUMMARY}")
+    # A file of this run's own: loads run at once (one wrk per replica) must not rewrite the
+    # script another wrk is reading.
+    handle, name_of_file = tempfile.mkstemp(prefix=f"{name}-", suffix=".lua", dir=workdir)
+    path = Path(name_of_file)
+    with os.fdopen(handle, "w") as script_file:
+        script_file.write(f"COUNTERS = {{{names}}}\n{script}\n{SUMMARY}")
     threads = min(threads, connections)  # wrk needs a connection per thread
     command = [
         require_wrk(),
@@ -94,11 +100,17 @@ def run_script(
         "--",
         *args,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    finally:
+        path.unlink(missing_ok=True)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     output = done.stdout
-    line = next(li for li in output.splitlines() if li.startswith("WRKJSON "))
+    lines = [li for li in output.splitlines() if li.startswith("WRKJSON ")]
+    if not lines:
+        raise RuntimeError(f"wrk printed no summary: {done.stderr or output}")
+    line = lines[-1]
     raw = json.loads(line.removeprefix("WRKJSON "))
     socket_errors = sum(raw[k] for k in ("connect", "read", "write", "timeout"))
     secs = raw["duration_us"] / 1e6
