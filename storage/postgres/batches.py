@@ -18,20 +18,15 @@ single write always did (the caller answers 503 and Alipay re-sends).
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.errors import StorageUnavailable
-from storage.group_commit import GroupCommit
 from storage.models import ConsentEvent, NotificationRecord, RecordOutcome
 from storage.postgres import lost_commits
-from storage.postgres.connection import Pool, transact
 from storage.postgres.intake_rows import Arrival, BatchAttempt, outcomes_of, write_batch
+from storage.postgres.pool_batches import PoolBatches
 
-# Batches committed at once, each on a connection of its own: a second batch is written while
-# the first waits for its WAL flush (bench/README.md, "PostgreSQL").
-IN_FLIGHT = 2
 Outcome = RecordOutcome | BaseException
 
 
@@ -43,21 +38,8 @@ class Waiting:
     future: asyncio.Future[RecordOutcome]
 
 
-class NotificationBatches:
+class NotificationBatches(PoolBatches[Waiting]):
     """Writes notifications in batches on ``pool`` (see the module docstring)."""
-
-    def __init__(
-        self, pool: Pool, retries: int, observe: Callable[[float, int], None] | None = None
-    ) -> None:
-        self._pool = pool
-        self._retries = retries
-        self._group: GroupCommit[Waiting] = GroupCommit(self._commit, in_flight=IN_FLIGHT)
-        self.observe = observe  # called with (seconds, notifications) after each transaction
-
-    @property
-    def group(self) -> GroupCommit[Waiting]:
-        """The batching itself (its counters, for tests and the bench)."""
-        return self._group
 
     async def record(
         self, record: NotificationRecord, events: Sequence[ConsentEvent]
@@ -67,23 +49,11 @@ class NotificationBatches:
         self._group.add(Waiting(Arrival(record, tuple(events)), future))
         return await future
 
-    async def drain(self) -> None:
-        """Let every queued notification be committed (or fail)."""
-        await self._group.drain()
-
-    async def _commit(self, batch: list[Waiting]) -> None:
+    async def write(self, batch: list[Waiting]) -> list[Outcome]:
         arrivals = [waiting.arrival for waiting in batch]
         if len(arrivals) == 1:
-            outcomes = [await self._alone(arrivals[0])]
-        else:
-            outcomes = await self._together(arrivals)
-        for waiting, outcome in zip(batch, outcomes, strict=True):
-            if waiting.future.done():  # its caller went away
-                continue
-            if isinstance(outcome, BaseException):
-                waiting.future.set_exception(outcome)
-            else:
-                waiting.future.set_result(outcome)
+            return [await self._alone(arrivals[0])]
+        return await self._together(arrivals)
 
     async def _together(self, arrivals: list[Arrival]) -> list[Outcome]:
         """The batch in one transaction; after a failure, what landed, and the rest alone."""
@@ -109,15 +79,9 @@ class NotificationBatches:
             return error
 
     async def _write(self, arrivals: list[Arrival], attempt: BatchAttempt) -> list[RecordOutcome]:
-        started = time.perf_counter()
-        outcomes = await transact(
-            self._pool,
-            lambda connection: write_batch(connection, arrivals, attempt),
-            retries=self._retries,
+        return await self.run(
+            lambda connection: write_batch(connection, arrivals, attempt), len(arrivals)
         )
-        if self.observe is not None:
-            self.observe(time.perf_counter() - started, len(arrivals))
-        return outcomes
 
     async def _landed(
         self, arrivals: list[Arrival], attempt: BatchAttempt, error: Exception

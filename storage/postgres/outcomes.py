@@ -20,22 +20,18 @@ unchanged, one that had not lands, one the database refuses fails alone.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage.group_commit import GroupCommit
 from storage.models import AttemptResult, MessageRecord
 from storage.postgres import outbox
-from storage.postgres.connection import Conn, Job, Pool, T, transact
+from storage.postgres.connection import Conn
+from storage.postgres.pool_batches import PoolBatches
 from storage.sql.dialect import POSTGRES
 from storage.sql.outbox import MESSAGE_COLUMNS, MESSAGE_NAMES
 from storage.sql.outbox_rows import finish_values, message_from_row
 
-# Batches written at once, each on a connection of its own (as the notifications' batches).
-IN_FLIGHT = 2
 # What ``finish_values`` gives, in its order: the columns an outcome sets, then the message's id.
 _SET = (
     ("status", "text"),
@@ -74,21 +70,8 @@ class Finishing:
     future: asyncio.Future[MessageRecord]
 
 
-class OutcomeBatches:
+class OutcomeBatches(PoolBatches[Finishing]):
     """Writes attempt outcomes that refund nothing in batches on ``pool`` (module docstring)."""
-
-    def __init__(
-        self, pool: Pool, retries: int, observe: Callable[[float, int], None] | None = None
-    ) -> None:
-        self._pool = pool
-        self._retries = retries
-        self._group: GroupCommit[Finishing] = GroupCommit(self._commit, in_flight=IN_FLIGHT)
-        self.observe = observe  # called with (seconds, outcomes) after each statement
-
-    @property
-    def group(self) -> GroupCommit[Finishing]:
-        """The batching itself (its counters, for tests and the bench)."""
-        return self._group
 
     async def finish(self, message_id: str, result: AttemptResult, now: datetime) -> MessageRecord:
         """The message once ``result`` is stored, or as it was if no longer in flight."""
@@ -97,25 +80,13 @@ class OutcomeBatches:
         self._group.add(Finishing(message_id, params, result, now, future))
         return await future
 
-    async def drain(self) -> None:
-        """Let every queued outcome be written (or fail)."""
-        await self._group.drain()
-
-    async def _commit(self, batch: list[Finishing]) -> None:
+    async def write(self, batch: list[Finishing]) -> list[Answer]:
         if len(batch) == 1:
-            answers = [await self._alone(batch[0])]
-        else:
-            try:
-                answers = await self._together(batch)
-            except Exception:  # each again alone: see the module docstring
-                answers = list(await asyncio.gather(*(self._alone(f) for f in batch)))
-        for finishing, answer in zip(batch, answers, strict=True):
-            if finishing.future.done():  # its caller went away
-                continue
-            if isinstance(answer, BaseException):
-                finishing.future.set_exception(answer)
-            else:
-                finishing.future.set_result(answer)
+            return [await self._alone(batch[0])]
+        try:
+            return await self._together(batch)
+        except Exception:  # each again alone: see the module docstring
+            return list(await asyncio.gather(*(self._alone(f) for f in batch)))
 
     async def _together(self, batch: list[Finishing]) -> list[Answer]:
         """One statement for the batch (each message once, in id order), then one read of the
@@ -134,7 +105,7 @@ class OutcomeBatches:
                     stored[row[0]] = message_from_row(row)
             return stored
 
-        stored = await self._run(write, len(batch))
+        stored = await self.run(write, len(batch), atomic=False)
         return [
             stored[f.message_id] if f.message_id in stored else KeyError(f.message_id)
             for f in batch
@@ -142,18 +113,12 @@ class OutcomeBatches:
 
     async def _alone(self, finishing: Finishing) -> Answer:
         try:
-            return await self._run(
+            return await self.run(
                 lambda connection: outbox.finish_attempt(
                     connection, finishing.message_id, finishing.result, finishing.now
                 ),
                 1,
+                atomic=False,
             )
         except Exception as error:
             return error
-
-    async def _run(self, job: Job[T], outcomes: int) -> T:
-        started = time.perf_counter()
-        answer = await transact(self._pool, job, retries=self._retries, atomic=False)
-        if self.observe is not None:
-            self.observe(time.perf_counter() - started, outcomes)
-        return answer
