@@ -83,7 +83,7 @@ async def append_events(
             state = apply(current, event, key)
         else:  # arrived late: refold the whole log of this key (this transaction's rows too)
             state = fold(*ident, keyed_events(await connection.fetch(SQL.events_of_key, *ident)))
-        await connection.execute(SQL.save_state, *state_values(state))
+        await connection.execute(SQL.save_state, *state_values(state), event_id)
         states[ident] = state
         after.append(state)
     return after

@@ -47,8 +47,9 @@ from storage.sql.outbox_rows import message_from_row, new_message_row
 from storage.timecodec import to_millis
 
 _STATE_NAMES = STATE_COLUMNS.split(", ")
-_SAVED = _STATE_NAMES[4:]  # what a state is, after its key's four columns
-_STATE_TYPES = ("text",) * 5 + ("int", "bool", "bool", "bigint", "text", "text", "text")
+_SAVED = [*_STATE_NAMES[4:], "changed_by"]  # what is saved, after a key's four columns
+# A saved state's columns, then the id of the ledger entry that changed it (``changed_by``).
+_SAVED_TYPES = ("text",) * 5 + ("int", "bool", "bool", "bigint", "text", "text", "text", "bigint")
 _HELD = ("text",) * 5  # a key's four columns and the version of its row read (xmin)
 _EVENT_TYPES = ("bigint",) + ("text",) * 5 + ("bigint", "text", "text", "bool", "bool", "bigint")
 _N_STATE = len(_STATE_NAMES)
@@ -103,7 +104,7 @@ def _write(rows: Callable[[Sequence[str]], str]) -> str:
         f"OVERRIDING SYSTEM VALUE SELECT * FROM {rows(_EVENT_TYPES)} AS e "
         "WHERE EXISTS (SELECT 1 FROM message)), "
         f"saved AS (UPDATE consents AS c SET {', '.join(f'{n} = x.{n}' for n in _SAVED)} "
-        f"FROM {rows(_STATE_TYPES)} AS x({STATE_COLUMNS}) "
+        f"FROM {rows(_SAVED_TYPES)} AS x({STATE_COLUMNS}, changed_by) "
         f"WHERE {_KEY_MATCH} AND EXISTS (SELECT 1 FROM message)) "
         f"SELECT (SELECT count(*) FROM held), {_prefixed('message', MESSAGE_NAMES)} "
         "FROM (VALUES (1)) AS one LEFT JOIN message ON true"
@@ -176,7 +177,7 @@ async def reserve(
         if state.last_key is not None and key <= tuple(state.last_key):
             return None  # would sort before the key's last event: refolded under locks
         events.append((read.event_ids[user], *event_values(event, to_millis(r.created_at))))
-        after.append(state_values(apply(state, event, key)))
+        after.append((*state_values(apply(state, event, key)), read.event_ids[user]))
     expected = [(*row[:4], row[_N_STATE]) for row in read.rows.values()]
     message = new_message_row(r, allowed, skipped, begun=begin)
     if len(expected) == len(events) == 1:
@@ -190,7 +191,7 @@ async def reserve(
             *message,
             len(expected),
             *_columns(events, len(_EVENT_TYPES)),
-            *_columns(after, _N_STATE),
+            *_columns(after, len(_SAVED_TYPES)),
         )
     assert row is not None  # the statement always answers one row
     if row[0] != len(expected):

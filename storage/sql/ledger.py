@@ -34,9 +34,12 @@ class LedgerStatements:
     insert_event: str = (
         f"INSERT INTO consent_events ({EVENT_COLUMNS}, recorded_at) VALUES ({marks(11)})"
     )
+    # A state is saved with the id of the log entry whose append saved it (``changed_by``):
+    # the ``consent.changed`` trigger reads that entry by its primary key (migration 0013).
     save_state: str = (
-        f"INSERT INTO consents ({STATE_COLUMNS}) VALUES ({marks(12)}) "
-        f"ON CONFLICT (app_id, user_id, channel, template_id) DO UPDATE SET {_STATE_UPDATES}"
+        f"INSERT INTO consents ({STATE_COLUMNS}, changed_by) VALUES ({marks(13)}) "
+        "ON CONFLICT (app_id, user_id, channel, template_id) "
+        f"DO UPDATE SET {_STATE_UPDATES}, changed_by = excluded.changed_by"
     )
     state_of_key: str = f"SELECT {STATE_COLUMNS} FROM consents WHERE {KEY_WHERE}"
     events_of_key: str = f"SELECT {EVENT_COLUMNS}, id FROM consent_events WHERE {KEY_WHERE}"

@@ -53,7 +53,7 @@ def _append(
         state = apply(current, event, key)
     else:  # arrived late: refold the whole log of this key
         state = fold(*ident, keyed_events(connection.execute(SQL.events_of_key, ident)))
-    connection.execute(SQL.save_state, state_values(state))
+    connection.execute(SQL.save_state, (*state_values(state), cursor.lastrowid))
     return state
 
 

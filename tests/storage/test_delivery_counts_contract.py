@@ -80,7 +80,7 @@ UNDO_0011 = (
     "DROP INDEX deliveries_pending_age",
     "DROP INDEX deliveries_failed",
     "DROP INDEX deliveries_by_state",
-    "DELETE FROM schema_migrations WHERE version >= 11",
+    "DELETE FROM schema_migrations WHERE version IN (11, 12)",  # later ones stay applied
 )
 POSTGRES_TRIGGERS = ("delivery_counted", "delivery_recounted")
 

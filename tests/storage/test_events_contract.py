@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,6 +26,7 @@ from storage.models import (
 )
 from storage.timecodec import to_millis
 from tests.storage.event_log import ALL_TYPES, log, settled
+from tests.storage.postgres_env import connect_admin
 from tests.storage.records import (
     APP,
     NOW,
@@ -156,6 +159,36 @@ async def test_a_late_consent_event_reports_itself_and_the_state_refolded(store:
     )
     assert (late.data["status"], late.data["credits"]) == (state.status.value, state.credits)
     assert state.credits == 2
+
+
+async def test_a_key_saved_before_its_row_named_its_entry_announces_its_next_change(
+    store: Store, backend: str, store_url: str
+) -> None:
+    """Rows saved before migration 0013 have no ``changed_by``: their next save names its entry."""
+    await store.append_consent_events([accept(1)], NOW)
+    await forget_changed_by(backend, store_url)
+
+    await store.append_consent_events([accept(2)], NOW)
+
+    [_, second] = await log(store)
+    history = await store.consent_history(APP, USER, "mini_template", TEMPLATE)
+    assert second.data is not None
+    assert (second.data["sequence"], second.data["credits"]) == (history[-1].id, 2)
+
+
+async def forget_changed_by(backend: str, store_url: str) -> None:
+    forget = "UPDATE consents SET changed_by = NULL"  # fires no trigger: nothing else changes
+    if backend == "sqlite":
+        connection = sqlite3.connect(urlsplit(store_url).path, timeout=5)
+        with connection:
+            connection.execute(forget)
+        connection.close()
+        return
+    admin = await connect_admin(store_url)
+    try:
+        await admin.execute(forget)
+    finally:
+        await admin.close()
 
 
 async def test_a_message_reports_each_outcome_but_not_its_way_there(store: Store) -> None:
