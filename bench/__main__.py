@@ -126,6 +126,7 @@ def run_intake(
         "runs": {k: v["runs"] for k, v in results.items()},
         "ratios": ratio,
         "targets": intake_targets.targets(ratio),
+        "why": intake_targets.why(results),
     }
 
 
@@ -179,6 +180,8 @@ def print_intake(report: dict[str, Any]) -> None:
     for name, value in report["ratios"].items():
         print(f"    {name:30} {value:.3f}")
     _targets(report)
+    for name, factors in report.get("why", {}).items():
+        print(f"  why {name}: {factors}")
 
 
 def print_lookup(report: dict[str, Any]) -> None:

@@ -187,10 +187,12 @@ def measure(
         run_wrk(url, bodies, connections, 2, offset=plan.bodies // 2)  # warm-up on other ids
         before, load_before = tree_cpu_seconds(proc.pid), _children_cpu()
         threads_before, switches = thread_usage(proc.pid), SwitchCount(proc.pid).start()
+        window = time.monotonic()  # the threads' readings' own span, for the loop's shares
         watch = Foreign(proc.pid)
         result = run_wrk(url, bodies, connections, plan.seconds, offset=0)
         foreign = watch.stop()
         threads = thread_usage(proc.pid) - threads_before
+        window = time.monotonic() - window
         cpu, load_cpu = tree_cpu_seconds(proc.pid) - before, _children_cpu() - load_before
         machine = {"context_switches_per_request": switches.per_request(result.requests)}
         if index == 0:  # the first round only: strace once per target and concurrency
@@ -209,6 +211,7 @@ def measure(
         "stored_rows": rows,
         # The server's own process (with intake workers: the primary's), thread by thread.
         **threads.per_request(result.requests),
+        **threads.shares(window),  # the loop's wall time: running, waiting for a core, idle
         # The whole process tree: switches in this run, system calls in a probe after it.
         **machine,
         **foreign,  # others' work on the machine meanwhile (bench/quiet.py)
@@ -232,6 +235,9 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
         "wrk_cores",
         "loop_cpu_us_per_request",
         "loop_switches_per_request",
+        "loop_busy_share",
+        "loop_waiting_share",
+        "loop_idle_share",
         "other_threads_cpu_us_per_request",
         "context_switches_per_request",
         "foreign_core_share",

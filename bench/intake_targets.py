@@ -93,6 +93,40 @@ def targets(ratio: dict[str, float]) -> dict[str, str]:
     return out
 
 
+def why(results: dict[str, Any]) -> dict[str, str]:
+    """Each judged throughput ratio as the product of its two causes, from the event loops'
+    threads: how much loop CPU a request costs against the ceiling's, and how much of the wall
+    time the loop got to run against the ceiling's loop (the rest it waited for a core, shared
+    with the load generator and the other threads, or sat idle, waiting for requests or its
+    writer). Requests a second are the loop's running share over its CPU per request, so the two
+    factors multiply to the ratio (exactly within one run; medians of rounds, nearly)."""
+    out: dict[str, str] = {}
+    for prefix, name, ceiling in SETUPS:
+        for c in VS_CEILING:
+            ours, theirs = results.get(f"{name}@c{c}"), results.get(f"{ceiling}@c{c}")
+            if prefix in JUDGED and ours and theirs and "loop_busy_share" in ours:
+                out[f"{prefix}intake_vs_ceiling_c{c}"] = _factors(ours, theirs)
+    return out
+
+
+def _factors(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    cost = theirs["loop_cpu_us_per_request"] / max(ours["loop_cpu_us_per_request"], 0.1)
+    time_used = ours["loop_busy_share"] / max(theirs["loop_busy_share"], 0.001)
+    return (
+        f"{ours['rps'] / max(theirs['rps'], 1):.3f} ~ loop cost {cost:.3f} "
+        f"({theirs['loop_cpu_us_per_request']:.0f} against {ours['loop_cpu_us_per_request']:.0f} "
+        f"us a request) x loop time {time_used:.3f} (running {_split(ours)}; the ceiling's "
+        f"{_split(theirs)})"
+    )
+
+
+def _split(entry: dict[str, Any]) -> str:
+    return (
+        f"{entry['loop_busy_share']:.0%}, waiting for a core {entry['loop_waiting_share']:.0%}, "
+        f"idle {entry['loop_idle_share']:.0%}"
+    )
+
+
 def versus_naive(subgate: float, ceiling: float) -> str:
     """The 10 x naive verdict, or why it does not apply on this machine."""
     if ceiling < NAIVE_REACHABLE:

@@ -74,12 +74,15 @@ class ThreadUsage:
     """CPU seconds and voluntary context switches of a process's main thread (a server's event
     loop) and of its other threads together. A loop that waits for another thread (a writer's
     commit, the GIL) switches voluntarily; the ceiling's, which never waits, almost never does.
+    The loop's time runnable but not running (waiting for a core) is kept too, so that a run's
+    wall time splits into the loop running, waiting for a core and idle (``shares``).
     A thread that ends between two readings drops out of the later one."""
 
     loop_cpu: float
     loop_switches: int
     other_cpu: float
     other_switches: int
+    loop_waiting: float = 0.0
 
     def __sub__(self, earlier: ThreadUsage) -> ThreadUsage:
         return ThreadUsage(
@@ -87,6 +90,7 @@ class ThreadUsage:
             self.loop_switches - earlier.loop_switches,
             self.other_cpu - earlier.other_cpu,
             self.other_switches - earlier.other_switches,
+            self.loop_waiting - earlier.loop_waiting,
         )
 
     def per_request(self, requests: int) -> dict[str, float]:
@@ -98,10 +102,21 @@ class ThreadUsage:
             "other_threads_switches_per_request": round(self.other_switches / n, 3),
         }
 
+    def shares(self, seconds: float) -> dict[str, float]:
+        """The loop's share of ``seconds`` of wall time running, waiting for a core, and idle
+        (waiting for work: requests, or its writer's answers)."""
+        busy, waiting = self.loop_cpu / seconds, self.loop_waiting / seconds
+        return {
+            "loop_busy_share": round(busy, 3),
+            "loop_waiting_share": round(waiting, 3),
+            "loop_idle_share": round(max(0.0, 1.0 - busy - waiting), 3),
+        }
+
 
 def thread_usage(pid: int) -> ThreadUsage:
-    """``pid``'s threads as ``/proc/<pid>/task`` shows them now (Linux)."""
-    loop_cpu = other_cpu = 0.0
+    """``pid``'s threads as ``/proc/<pid>/task`` shows them now (Linux). The loop's times come
+    from its ``schedstat`` (nanoseconds, where the kernel keeps them), the rest from ``stat``."""
+    loop_cpu = other_cpu = loop_waiting = 0.0
     loop_switches = other_switches = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -115,11 +130,22 @@ def thread_usage(pid: int) -> ThreadUsage:
             if line.startswith("voluntary_ctxt_switches:")
         )
         if int(task.name) == pid:
-            loop_cpu, loop_switches = cpu, switches
+            loop_switches = switches
+            loop_cpu, loop_waiting = _scheduled_seconds(task) or (cpu, 0.0)
         else:
             other_cpu += cpu
             other_switches += switches
-    return ThreadUsage(loop_cpu, loop_switches, other_cpu, other_switches)
+    return ThreadUsage(loop_cpu, loop_switches, other_cpu, other_switches, loop_waiting)
+
+
+def _scheduled_seconds(task: Path) -> tuple[float, float] | None:
+    """A thread's seconds on a core and runnable waiting for one, or None where the kernel keeps
+    no ``schedstat``."""
+    try:
+        running, waiting = (task / "schedstat").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return int(running) / 1e9, int(waiting) / 1e9
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.intake_targets import ratios, targets
+from bench.intake_targets import ratios, targets, why
 from bench.report import verdict
 
 
@@ -98,3 +98,30 @@ def test_a_verdict_line_has_the_value_the_target_and_the_outcome() -> None:
     assert verdict(1.74, 2.0, below=True, unit=" ms") == "1.74 ms (target < 2 ms): met"
     assert verdict(2.0, 2.0, below=True, unit=" ms") == "2 ms (target < 2 ms): MISSED by 0%"
     assert verdict(1057.4, 1500, below=False) == "1,057 (target >= 1,500): MISSED by 30%"
+
+
+def _loop(seconds: float, busy: float, waiting: float, cpu_us: float) -> dict[str, Any]:
+    """A run whose loop ran ``busy`` of ``seconds`` at ``cpu_us`` a request: its rate follows."""
+    return {
+        "rps": busy / (cpu_us / 1e6),
+        "loop_cpu_us_per_request": cpu_us,
+        "loop_busy_share": busy,
+        "loop_waiting_share": waiting,
+        "loop_idle_share": round(1 - busy - waiting, 3),
+    }
+
+
+def test_a_ratio_is_explained_as_loop_cost_times_loop_time() -> None:
+    results = {
+        "ceiling@c8": _loop(10, busy=0.98, waiting=0.02, cpu_us=160),
+        "subgate@c8": _loop(10, busy=0.70, waiting=0.05, cpu_us=200),  # idle 25%: a convoy
+        "ceiling@c64": _loop(10, busy=0.95, waiting=0.05, cpu_us=160),
+    }
+
+    [(name, line)] = why(results).items()  # c64 has no Subgate run: nothing to explain
+
+    cost, time_used = 160 / 200, 0.70 / 0.98
+    assert name == "intake_vs_ceiling_c8"
+    assert line.startswith(f"{cost * time_used:.3f} ~ loop cost {cost:.3f} ")
+    assert f"x loop time {time_used:.3f} " in line
+    assert "(running 70%, waiting for a core 5%, idle 25%; the ceiling's 98%" in line
