@@ -40,9 +40,14 @@ SQL = statements_for(POSTGRES).events
 Wants = Callable[[EventHead], bool]
 _HOLD_CURSOR = POSTGRES.render(f"{EVENTS.cursor_of} FOR UPDATE SKIP LOCKED")
 _CLAIM = POSTGRES.render(f"{EVENTS.due_deliveries} FOR UPDATE OF d SKIP LOCKED")
+# The deliveries of a finished batch that ``owner`` still holds, locked in id order (the ids come
+# sorted). Each is looked up by its primary key in a LATERAL subquery, so the plan does not
+# depend on statistics: ``id = ANY(...)`` was planned as a scan of every delivery when the table
+# had grown since its last ANALYZE.
 _HELD = POSTGRES.render(
-    "SELECT id FROM deliveries WHERE id = ANY(?::bigint[]) AND lease_owner = ? "
-    "ORDER BY id FOR UPDATE"
+    "SELECT d.id FROM unnest(?::bigint[]) WITH ORDINALITY AS k(id, n) "
+    "CROSS JOIN LATERAL (SELECT id FROM deliveries WHERE id = k.id AND lease_owner = ? "
+    "FOR UPDATE) AS d ORDER BY k.n"
 )
 
 

@@ -1,0 +1,57 @@
+"""Watching the plans PostgreSQL runs on one connection, statements inside triggers included,
+through ``auto_explain`` sending each plan to that connection as a notice: for tests that a hot
+statement's plan stays led by the right index whatever the table's statistics say."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from storage.postgres.connection import Conn
+
+
+@asynccontextmanager
+async def watched_plans(
+    connection: Conn, needle: str, *, generic: bool = False
+) -> AsyncIterator[list[str]]:
+    """The plans of the statements whose text holds ``needle``, run on ``connection`` meanwhile.
+    Each is planned for its parameters' values, as a prepared statement is on its first runs, or
+    with ``generic`` as one plan for any values, as PostgreSQL may choose after a few."""
+    plans: list[str] = []
+
+    def heard(_: object, message: asyncpg.PostgresLogMessage) -> None:
+        if needle in message.message:
+            plans.append(message.message)
+
+    connection.add_log_listener(heard)
+    await connection.execute(
+        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
+        "SET auto_explain.log_level = notice; SET auto_explain.log_nested_statements = on; "
+        "SET auto_explain.log_analyze = on; SET auto_explain.log_buffers = on; "
+        f"SET plan_cache_mode = {'force_generic_plan' if generic else 'force_custom_plan'}"
+    )
+    try:
+        yield plans
+    finally:
+        connection.remove_log_listener(heard)
+
+
+def rows_passed_over(plan: str) -> int:
+    """Rows the plan read and dropped (by a filter, or on rechecking an index's match): a plan led
+    by the right index drops none, one that scans drops more as the table grows."""
+    dropped = re.findall(r"Rows Removed by (?:Filter|Index Recheck): (\d+)", plan)
+    return sum(int(count) for count in dropped)
+
+
+@asynccontextmanager
+async def pooled_connection(url: str) -> AsyncIterator[Conn]:
+    """One connection of a pool of one: the kind of connection the store's code runs on."""
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as connection:
+            yield connection
+    finally:
+        await pool.close()
