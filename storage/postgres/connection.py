@@ -121,10 +121,10 @@ async def transact(pool: Pool, job: Job[T], *, retries: int, atomic: bool = True
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def fetch(pool: Pool, sql: str, *args: Any) -> list[asyncpg.Record]:
-    """One read statement (its own snapshot, no transaction of ours)."""
+async def fetch(reader: Pool | Conn, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """One read statement (on a pool: its own snapshot, no transaction of ours)."""
     try:
-        return list(await pool.fetch(sql, *args))
+        return list(await reader.fetch(sql, *args))
     except DATABASE_ERRORS as error:
         raise StorageUnavailable(f"read failed: {describe(error)}") from error
 

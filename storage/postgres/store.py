@@ -54,16 +54,13 @@ from storage.postgres.connection import (
 from storage.postgres.migrate import apply_migrations
 from storage.postgres.outcomes import OutcomeBatches
 from storage.postgres.settle import settle_message
+from storage.postgres.summaries import summaries_of_users
 from storage.sql.dialect import POSTGRES
-from storage.sql.ledger import LEDGER
-from storage.sql.ledger_rows import summary_from_row
 from storage.sql.notification_rows import refusal_rows
 from storage.sql.reads import StoreReads
 from storage.sql.rows import Row
 from storage.sql.statements import statements_for
 from storage.timecodec import to_millis
-
-_SUMMARIES_OF_USERS = POSTGRES.render(f"{LEDGER.summaries_of_users} = ANY(?::text[])")
 
 
 class PostgresStore(StoreReads):
@@ -173,10 +170,8 @@ class PostgresStore(StoreReads):
     async def consent_summaries(
         self, app_id: str, channel: str, template_id: str, user_ids: Sequence[str]
     ) -> dict[str, ConsentSummary]:
-        """One statement, the users as one array parameter."""
-        params = (app_id, channel, template_id, list(user_ids))
-        rows = await self._fetch(_SUMMARIES_OF_USERS, params)
-        return {row[8]: summary_from_row(row) for row in rows}
+        """One statement, the users as one array parameter (``summaries``)."""
+        return await summaries_of_users(self._pool, app_id, channel, template_id, user_ids)
 
     async def reserve_send(
         self, reservation: SendReservation, *, begin: bool = False

@@ -1,7 +1,8 @@
-"""On PostgreSQL, finishing a batch of deliveries finds the ones its worker still holds by their
-primary keys, whatever the statistics say: looked up as ``id = ANY(...)``, they were found by
-reading every delivery once the table had grown since its last ANALYZE. Watched through
-``auto_explain`` on the connection the finish runs on."""
+"""On PostgreSQL, statements that look rows up by a list of keys find each by its key, whatever
+the statistics say. Written as ``key = ANY(...)``, they were planned as scans once a table had
+grown since an ANALYZE that saw it nearly empty (as after a deployment's first): a finished
+batch read every delivery, a bulk lookup every key of the template. Each is watched through
+``auto_explain`` on the connection it runs on: a plan led by the key drops no row it reads."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from storage import open_store
 from storage.models import ClaimedDelivery, DeliveryVerdict
 from storage.postgres import deliveries
 from storage.postgres.connection import Conn
+from storage.postgres.summaries import summaries_of_users
 from tests.storage.event_log import claim, fanned_out, outcome, started
 from tests.storage.pg_plans import pooled_connection, rows_passed_over, watched_plans
-from tests.storage.records import notification
+from tests.storage.records import APP, NOW, TEMPLATE, USER, accept, notification
 
 HELD = 300  # a batch large enough that reading every delivery looks cheaper without statistics
 OTHER_DELIVERIES = 20_000
+OTHER_KEYS = 20_000
 
 
 @pytest.fixture
@@ -63,3 +66,35 @@ async def test_a_finish_finds_the_deliveries_it_holds_by_their_keys(
     ids = [c.delivery.id for c in claimed]
     statuses = await connection.fetch("SELECT status FROM deliveries WHERE id = ANY($1)", ids)
     assert {row["status"] for row in statuses} == {"delivered"}
+
+
+@pytest.fixture
+async def grown_ledger(postgres_url: str) -> AsyncIterator[Conn]:
+    """The projection analysed while it held one key, then grown by other users' keys of the
+    same template."""
+    store = await open_store(postgres_url)
+    await store.append_consent_events([accept(0)], NOW)
+    await store.close()
+    async with pooled_connection(postgres_url) as connection:
+        await connection.execute("ANALYZE consents")
+        await connection.execute(
+            "INSERT INTO consents (app_id, user_id, channel, template_id, status, credits, keep, "
+            "refuse, updated_at, last_source, last_key, open_spends) "
+            "SELECT app_id, 'u' || n, channel, template_id, status, credits, keep, refuse, "
+            "updated_at, last_source, last_key, open_spends "
+            "FROM consents, generate_series(1, $1) AS n",
+            OTHER_KEYS,
+        )
+        yield connection
+
+
+async def test_a_bulk_lookup_reads_each_user_by_its_key(grown_ledger: Conn) -> None:
+    users = [USER, "u1", "u20000", "nobody"]
+
+    async with watched_plans(grown_ledger, "FROM consents", generic=True) as plans:
+        found = await summaries_of_users(grown_ledger, APP, "mini_template", TEMPLATE, users)
+
+    assert sorted(found) == sorted([USER, "u1", "u20000"])
+    assert [s.credits for s in found.values()] == [1, 1, 1]
+    [plan] = plans
+    assert rows_passed_over(plan) == 0, plan
