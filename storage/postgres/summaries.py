@@ -2,7 +2,9 @@
 
 Each user's row is read by its whole key in a LATERAL subquery, so the plan does not depend on
 statistics: written as ``user_id = ANY(...)``, it was planned as a scan of every key of the
-template once ``consents`` had grown since its last ANALYZE.
+template once ``consents`` had grown since its last ANALYZE. The subquery's ``LIMIT 1`` (a key
+has one row) keeps PostgreSQL from pulling it up into a join, which it may then plan as a hash
+of every key of the template, as it did.
 """
 
 # ruff: noqa: S608 (the statement is built from constants, at import)
@@ -19,7 +21,7 @@ from storage.sql.ledger_rows import summary_from_row
 SUMMARIES_OF_USERS = POSTGRES.render(
     "SELECT c.* FROM unnest(?::text[]) AS k(user_id) CROSS JOIN LATERAL "
     f"(SELECT {SUMMARY_COLUMNS}, user_id FROM consents WHERE app_id = ? AND user_id = k.user_id "
-    "AND channel = ? AND template_id = ?) AS c"
+    "AND channel = ? AND template_id = ? LIMIT 1) AS c"
 )
 
 

@@ -39,11 +39,24 @@ async def watched_plans(
         connection.remove_log_listener(heard)
 
 
-def rows_passed_over(plan: str) -> int:
-    """Rows the plan read and dropped (by a filter, or on rechecking an index's match): a plan led
-    by the right index drops none, one that scans drops more as the table grows."""
-    dropped = re.findall(r"Rows Removed by (?:Filter|Index Recheck): (\d+)", plan)
-    return sum(int(count) for count in dropped)
+def rows_examined(plan: str, table: str) -> int:
+    """Rows the plan's scans of ``table`` read, kept or dropped (by a filter, or on rechecking an
+    index's match), over all their loops: a plan led by the key reads only the rows it answers
+    with; one that scans, or joins against a whole range, reads more as the table grows."""
+    scan = re.compile(rf" on {table}\b.*\(cost=.*actual time=\S+ rows=(\d+) loops=(\d+)\)")
+    lines, examined = plan.splitlines(), 0
+    for number, line in enumerate(lines):
+        found = scan.search(line)
+        if not found:
+            continue
+        rows = int(found.group(1))
+        for detail in lines[number + 1 :]:
+            if "(cost=" in detail:  # the next node
+                break
+            dropped = re.search(r"Rows Removed by (?:Filter|Index Recheck): (\d+)", detail)
+            rows += int(dropped.group(1)) if dropped else 0
+        examined += rows * int(found.group(2))
+    return examined
 
 
 @asynccontextmanager
