@@ -5,12 +5,14 @@ statement's plan stays led by the right index whatever the table's statistics sa
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
 
+from storage import open_store
 from storage.postgres.connection import Conn
+from tests.storage.records import NOW, accept
 
 
 @asynccontextmanager
@@ -68,3 +70,26 @@ async def pooled_connection(url: str) -> AsyncIterator[Conn]:
             yield connection
     finally:
         await pool.close()
+
+
+OTHER_USERS = 20_000
+
+
+@asynccontextmanager
+async def ledger_grown_past_its_statistics(
+    url: str, table: str, columns: Sequence[str]
+) -> AsyncIterator[Conn]:
+    """A ledger of one user's acceptance, ``table`` analysed as it is, then ``OTHER_USERS``
+    copies of its row for other users (``u1``, ``u2``, ...): statistics that see one user."""
+    store = await open_store(url)
+    await store.append_consent_events([accept(0)], NOW)
+    await store.close()
+    copied = ", ".join("'u' || n" if name == "user_id" else name for name in columns)
+    async with pooled_connection(url) as connection:
+        await connection.execute(f"ANALYZE {table}")
+        await connection.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT {copied} "  # noqa: S608 (constants)
+            f"FROM {table}, generate_series(1, $1) AS n",
+            OTHER_USERS,
+        )
+        yield connection

@@ -14,35 +14,21 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from storage import open_store
 from storage.postgres import consents, reservations
 from storage.postgres.connection import Conn
+from storage.sql.ledger import EVENT_COLUMNS
 from storage.timecodec import to_millis
-from tests.storage.pg_plans import pooled_connection, rows_examined, watched_plans
-from tests.storage.records import APP, NOW, USER, accept, reservation
+from tests.storage.pg_plans import ledger_grown_past_its_statistics, rows_examined, watched_plans
+from tests.storage.records import NOW, USER, accept, reservation
 
-OTHER_ENTRIES = 20_000
 TRIGGER = "'consent.changed'"  # in the text of the trigger's statement, and of no other
 
 
 @pytest.fixture
 async def grown_log(postgres_url: str) -> AsyncIterator[Conn]:
-    """A log analysed while it held one user's entry, then grown by other users' entries."""
-    store = await open_store(postgres_url)
-    await store.append_consent_events([accept(0)], NOW)
-    await store.close()
-    async with pooled_connection(postgres_url) as connection:
-        await connection.execute("ANALYZE consent_events")
-        await connection.execute(
-            "INSERT INTO consent_events (app_id, user_id, channel, template_id, action, "
-            "occurred_at, recorded_at, source, evidence) "
-            "SELECT $1, 'u' || n, 'mini_template', 'T-one-time', 'accept', $2, $2, "
-            "'client_report', 'report:' || n FROM generate_series(1, $3) AS n",
-            APP,
-            to_millis(NOW),
-            OTHER_ENTRIES,
-        )
-        yield connection
+    columns = [*EVENT_COLUMNS.split(", "), "recorded_at"]
+    async with ledger_grown_past_its_statistics(postgres_url, "consent_events", columns) as log:
+        yield log
 
 
 async def changed_events(connection: Conn) -> list[tuple[str, str]]:
