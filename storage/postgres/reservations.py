@@ -62,13 +62,14 @@ def _prefixed(alias: str, names: Sequence[str]) -> str:
 def _read(recipients: str) -> str:
     """The read of step 1, the recipients given as ``recipients`` (``k(user_id, n)``). Each
     recipient's row is looked up by its whole key (``LATERAL``), whatever the table's
-    statistics say when the plan is made."""
+    statistics say when the plan is made; ``LIMIT 1`` (a key has one row) keeps PostgreSQL from
+    pulling the subquery up into a join over every key of the template."""
     return POSTGRES.render(
         f"SELECT {_prefixed('c', _STATE_NAMES)}, c.xmin::text, "
         "CASE WHEN m.id IS NULL THEN nextval(pg_get_serial_sequence('consent_events', 'id')) "
         f"END, {_prefixed('m', MESSAGE_NAMES)} FROM {recipients} "
         f"LEFT JOIN LATERAL (SELECT {STATE_COLUMNS}, xmin FROM consents WHERE app_id = ? "
-        "AND user_id = k.user_id AND channel = ? AND template_id = ?) AS c ON true "
+        "AND user_id = k.user_id AND channel = ? AND template_id = ? LIMIT 1) AS c ON true "
         "LEFT JOIN messages AS m ON m.app_id = ? AND m.idempotency_key = ? ORDER BY k.n"
     )
 

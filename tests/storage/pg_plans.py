@@ -45,8 +45,13 @@ def rows_examined(plan: str, table: str) -> int:
     """Rows the plan's scans of ``table`` read, kept or dropped (by a filter, or on rechecking an
     index's match), over all their loops: a plan led by the key reads only the rows it answers
     with; one that scans, or joins against a whole range, reads more as the table grows."""
+    return sum(examined_by_scan(plan, table))
+
+
+def examined_by_scan(plan: str, table: str) -> list[int]:
+    """``rows_examined`` of each scan of ``table`` in the plan, in the plan's order."""
     scan = re.compile(rf" on {table}\b.*\(cost=.*actual time=\S+ rows=(\d+) loops=(\d+)\)")
-    lines, examined = plan.splitlines(), 0
+    lines, examined = plan.splitlines(), []
     for number, line in enumerate(lines):
         found = scan.search(line)
         if not found:
@@ -57,7 +62,7 @@ def rows_examined(plan: str, table: str) -> int:
                 break
             dropped = re.search(r"Rows Removed by (?:Filter|Index Recheck): (\d+)", detail)
             rows += int(dropped.group(1)) if dropped else 0
-        examined += rows * int(found.group(2))
+        examined.append(rows * int(found.group(2)))
     return examined
 
 

@@ -12,20 +12,21 @@ from collections.abc import AsyncIterator
 import pytest
 
 from storage import open_store
-from storage.models import ClaimedDelivery, DeliveryVerdict
-from storage.postgres import deliveries
+from storage.models import ClaimedDelivery, DeliveryVerdict, SendReservation
+from storage.postgres import deliveries, reservations
 from storage.postgres.connection import Conn
 from storage.postgres.summaries import summaries_of_users
 from storage.sql.ledger import STATE_COLUMNS
 from tests.storage.event_log import claim, fanned_out, outcome, started
 from tests.storage.pg_plans import (
     OTHER_USERS,
+    examined_by_scan,
     ledger_grown_past_its_statistics,
     pooled_connection,
     rows_examined,
     watched_plans,
 )
-from tests.storage.records import APP, TEMPLATE, USER, notification
+from tests.storage.records import APP, TEMPLATE, USER, notification, reservation
 
 HELD = 300  # a batch large enough that reading every delivery looks cheaper without statistics
 OTHER_DELIVERIES = 20_000
@@ -92,3 +93,21 @@ async def test_a_bulk_lookup_reads_each_user_by_its_key(grown_ledger: Conn) -> N
     assert [s.credits for s in found.values()] == [1, 1, 1]
     [plan] = plans
     assert rows_examined(plan, "consents") <= len(users), plan  # per-loop rows are rounded
+
+
+async def test_a_reservation_for_several_recipients_reads_each_by_its_key(
+    grown_ledger: Conn,
+) -> None:
+    recipients = (USER, "u1", f"u{OTHER_USERS}")
+    send = SendReservation.model_validate(
+        reservation().model_dump() | {"recipients": recipients, "consent_mode": "split"}
+    )
+
+    watched = watched_plans(grown_ledger, "consents", generic=True)
+    async with watched as plans, grown_ledger.transaction():
+        outcome = await reservations.reserve(grown_ledger, send, begin=False)
+
+    assert outcome is not None and outcome.message.allowed == recipients
+    assert len(plans) == 2  # the read, then the write
+    for plan in plans:
+        assert 0 < max(examined_by_scan(plan, "consents")) <= len(recipients), plan
