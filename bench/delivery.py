@@ -40,6 +40,7 @@ from bench.intake import APP_ID, ROOT, Workspace, serve_command, signed_bodies
 from bench.load import run_wrk
 from bench.notifications_fill import record
 from bench.processes import cpu_seconds, descendants, free_port, serving, thread_usage
+from bench.push_costs import why_pushes
 from bench.report import latency_summary, verdict
 from bench.service import new_token
 from storage import open_store
@@ -295,8 +296,14 @@ def run(plan: DeliveryPlan, workdir: Path) -> dict[str, Any]:
         "push_ratio_median": round(statistics.median(ratios), 3),
         "push_ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
         "latency": latency,
-        "targets": targets(intake, pushes, ratios, latency),
+        "targets": [*targets(intake, pushes, ratios, latency), why_pushes(median_round(pushes))],
     }
+
+
+def median_round(pushes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose push ratio is the median one (the lower middle of an even count)."""
+    ranked = sorted(pushes, key=lambda p: p["subgate_per_second"] / p["ceiling_per_second"])
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def targets(
