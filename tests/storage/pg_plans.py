@@ -5,14 +5,32 @@ statement's plan stays led by the right index whatever the table's statistics sa
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+import warnings
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
 
 from storage import open_store
-from storage.postgres.connection import Conn
+from storage.postgres.connection import Conn, Pool
 from tests.storage.records import NOW, accept
+
+
+def _watch(plans: list[str], needle: str) -> Callable[[object, asyncpg.PostgresLogMessage], None]:
+    def heard(_: object, message: asyncpg.PostgresLogMessage) -> None:
+        if needle in message.message:
+            plans.append(message.message)
+
+    return heard
+
+
+def _explaining(generic: bool) -> str:
+    return (
+        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
+        "SET auto_explain.log_level = notice; SET auto_explain.log_nested_statements = on; "
+        "SET auto_explain.log_analyze = on; SET auto_explain.log_buffers = on; "
+        f"SET plan_cache_mode = {'force_generic_plan' if generic else 'force_custom_plan'}"
+    )
 
 
 @asynccontextmanager
@@ -23,18 +41,9 @@ async def watched_plans(
     Each is planned for its parameters' values, as a prepared statement is on its first runs, or
     with ``generic`` as one plan for any values, as PostgreSQL may choose after a few."""
     plans: list[str] = []
-
-    def heard(_: object, message: asyncpg.PostgresLogMessage) -> None:
-        if needle in message.message:
-            plans.append(message.message)
-
+    heard = _watch(plans, needle)
     connection.add_log_listener(heard)
-    await connection.execute(
-        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
-        "SET auto_explain.log_level = notice; SET auto_explain.log_nested_statements = on; "
-        "SET auto_explain.log_analyze = on; SET auto_explain.log_buffers = on; "
-        f"SET plan_cache_mode = {'force_generic_plan' if generic else 'force_custom_plan'}"
-    )
+    await connection.execute(_explaining(generic))
     try:
         yield plans
     finally:
@@ -64,6 +73,30 @@ def examined_by_scan(plan: str, table: str) -> list[int]:
             rows += int(dropped.group(1)) if dropped else 0
         examined.append(rows * int(found.group(2)))
     return examined
+
+
+@asynccontextmanager
+async def watched_pool(
+    url: str, needle: str, *, generic: bool = False
+) -> AsyncIterator[tuple[Pool, list[str]]]:
+    """A pool whose every connection reports its plans as ``watched_plans`` does, and the plans
+    it reported: for code that takes connections from a pool of its own."""
+    plans: list[str] = []
+    heard = _watch(plans, needle)
+
+    async def explaining(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+        connection.add_log_listener(heard)
+        await connection.execute(_explaining(generic))
+
+    pool = await asyncpg.create_pool(url, min_size=2, max_size=2, init=explaining)
+    try:
+        with warnings.catch_warnings():
+            # asyncpg warns when a connection goes back to its pool still listening, which these
+            # do on purpose; as an error (the test run's setting) it would break the pool.
+            warnings.filterwarnings("ignore", ".*active log listener", asyncpg.InterfaceWarning)
+            yield pool, plans
+    finally:
+        await pool.close()
 
 
 @asynccontextmanager

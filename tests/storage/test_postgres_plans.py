@@ -7,16 +7,27 @@ answers with."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
 from storage import open_store
-from storage.models import ClaimedDelivery, DeliveryVerdict, SendReservation
+from storage.models import (
+    AttemptOutcome,
+    AttemptResult,
+    ClaimedDelivery,
+    DeliveryVerdict,
+    MessageStatus,
+    SendReservation,
+)
 from storage.postgres import deliveries, reservations
 from storage.postgres.connection import Conn
+from storage.postgres.outcomes import OutcomeBatches
 from storage.postgres.summaries import summaries_of_users
 from storage.sql.ledger import STATE_COLUMNS
+from storage.sql.outbox import MESSAGE_COLUMNS, MESSAGE_NAMES
 from tests.storage.event_log import claim, fanned_out, outcome, started
 from tests.storage.pg_plans import (
     OTHER_USERS,
@@ -25,8 +36,9 @@ from tests.storage.pg_plans import (
     pooled_connection,
     rows_examined,
     watched_plans,
+    watched_pool,
 )
-from tests.storage.records import APP, TEMPLATE, USER, notification, reservation
+from tests.storage.records import APP, NOW, TEMPLATE, USER, accept, notification, reservation
 
 HELD = 300  # a batch large enough that reading every delivery looks cheaper without statistics
 OTHER_DELIVERIES = 20_000
@@ -111,3 +123,60 @@ async def test_a_reservation_for_several_recipients_reads_each_by_its_key(
     assert len(plans) == 2  # the read, then the write
     for plan in plans:
         assert 0 < max(examined_by_scan(plan, "consents")) <= len(recipients), plan
+
+
+BATCH = 40  # outcomes finished at once: every one is written in one or two batches
+
+
+@pytest.fixture
+async def sending(postgres_url: str) -> AsyncIterator[list[str]]:
+    """``BATCH`` messages in flight, ``messages`` analysed while it held one, then grown by
+    other apps' messages: the ids of those in flight."""
+    store = await open_store(postgres_url)
+    users = [f"s{n}" for n in range(BATCH)]
+    await store.append_consent_events([accept(0, user_id=user) for user in users], NOW)
+    first = await store.reserve_send(reservation("k-first", user_id=users[0]), begin=True)
+    async with pooled_connection(postgres_url) as connection:
+        await connection.execute("ANALYZE messages")
+        ids = [first.message.id]
+        for number, user in enumerate(users[1:]):
+            made = await store.reserve_send(reservation(f"k-{number}", user_id=user), begin=True)
+            ids.append(made.message.id)
+        await store.close()
+        await connection.execute(
+            f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {_OTHER_MESSAGE} "  # noqa: S608
+            "FROM messages, generate_series(1, $1) AS n",
+            OTHER_MESSAGES // BATCH,
+        )
+        yield ids
+
+
+OTHER_MESSAGES = 20_000
+# Each copy another app's, under its own id and key, already sent.
+_OTHER_MESSAGE = ", ".join(
+    {
+        "id": "id || '-' || n",
+        "app_id": "'other-' || n",
+        "status": "'sent'",
+        "lease_owner": "NULL",
+        "lease_until": "NULL",
+    }.get(name, name)
+    for name in MESSAGE_NAMES
+)
+
+
+async def test_a_batch_of_outcomes_reads_each_message_by_its_key(
+    postgres_url: str, sending: list[str]
+) -> None:
+    sent = AttemptResult(outcome=AttemptOutcome.SENT, platform_code="10000")
+    later = NOW + timedelta(hours=2)
+
+    async with watched_pool(postgres_url, "messages", generic=True) as (pool, plans):
+        batches = OutcomeBatches(pool, retries=1)
+        stored = await asyncio.gather(*(batches.finish(id_, sent, later) for id_ in sending))
+
+    assert {message.status for message in stored} == {MessageStatus.SENT}
+    written = [plan for plan in plans if "UPDATE messages" in plan.split("\n", 2)[1]]
+    assert written
+    for plan in written:
+        assert max(examined_by_scan(plan, "messages")) <= BATCH, plan
