@@ -63,14 +63,17 @@ def _read(recipients: str) -> str:
     """The read of step 1, the recipients given as ``recipients`` (``k(user_id, n)``). Each
     recipient's row is looked up by its whole key (``LATERAL``), whatever the table's
     statistics say when the plan is made; ``LIMIT 1`` (a key has one row) keeps PostgreSQL from
-    pulling the subquery up into a join over every key of the template."""
+    pulling the subquery up into a join over every key of the template. The message is looked
+    up by its key, ``messages_once`` led by it (``0014_message_key_first.sql``); ``app_id`` is
+    compared in a form no index serves, so no index led by ``app_id`` alone can be chosen for
+    it on a small table."""
     return POSTGRES.render(
         f"SELECT {_prefixed('c', _STATE_NAMES)}, c.xmin::text, "
         "CASE WHEN m.id IS NULL THEN nextval(pg_get_serial_sequence('consent_events', 'id')) "
         f"END, {_prefixed('m', MESSAGE_NAMES)} FROM {recipients} "
         f"LEFT JOIN LATERAL (SELECT {STATE_COLUMNS}, xmin FROM consents WHERE app_id = ? "
         "AND user_id = k.user_id AND channel = ? AND template_id = ? LIMIT 1) AS c ON true "
-        "LEFT JOIN messages AS m ON m.app_id = ? AND m.idempotency_key = ? ORDER BY k.n"
+        "LEFT JOIN messages AS m ON m.idempotency_key = ? AND (m.app_id = ?) IS TRUE ORDER BY k.n"
     )
 
 
@@ -136,8 +139,8 @@ async def _read_for(connection: Conn, r: SendReservation) -> _Read:
         r.app_id,
         r.consent_channel,
         r.template_id,
-        r.app_id,
         r.idempotency_key,
+        r.app_id,
     )
     message = tuple(rows[0][_N_STATE + 2 :])
     existing = message if message[0] is not None else None
