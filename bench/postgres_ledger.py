@@ -49,7 +49,11 @@ async def _to_postgres(source_uri: str, schema_url: str) -> int:
                 copied += await _copy_in(connection, source, table)
         finally:
             source.close()
-        await connection.execute("ANALYZE")
+        # The copied tables only: the others stay as a new store leaves them, never analysed
+        # (autovacuum first analyses a table once 50 of its rows changed). Analysed while empty,
+        # a table is planned as one of a few pages until its next ANALYZE, and a connection
+        # keeps the plan it made then: a lookup by key planned as a scan of the whole table.
+        await connection.execute(f"ANALYZE {', '.join(LEDGER_TABLES)}")
     finally:
         await connection.close()
     return copied
