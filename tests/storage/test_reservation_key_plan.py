@@ -11,22 +11,18 @@ table, adds 20,000 messages of the app, and watches the same connection's next r
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from storage import open_store
 from storage.postgres import reservations
 from storage.postgres.connection import Conn
 from storage.timecodec import to_millis
+from tests.storage.pg_plans import pooled_connection, rows_examined, watched_plans
 from tests.storage.records import APP, NOW, accept, reservation
 
 OTHER_MESSAGES = 20_000
-# Reading one message by its key costs a few index and heap pages; reading the app's messages
-# through another index costs hundreds.
-FEW_PAGES = 30
 SECOND = "2088000000000002"
 SMALL = 150  # messages when the plan is made: a dozen pages or so, as in a new schema
 
@@ -52,44 +48,23 @@ async def planned_small(postgres_url: str) -> AsyncIterator[Conn]:
     store = await open_store(postgres_url)
     await store.append_consent_events([accept(0), accept(0, user_id=SECOND)], NOW)
     await store.close()
-    pool = await asyncpg.create_pool(postgres_url, min_size=1, max_size=1)
-    connection = await pool.acquire()
-    await connection.execute("ANALYZE; SET plan_cache_mode = force_generic_plan")
-    await add_messages(connection, "early-", SMALL)
-    assert await reservations.reserve(connection, reservation("k-first"), begin=False)
-    await add_messages(connection, "other-", OTHER_MESSAGES)
-    yield connection
-    await pool.release(connection)
-    await pool.close()
-
-
-def messages_pages_read(plan: str) -> int:
-    """Pages the plan's read of ``messages`` touched (the scan node and what it holds)."""
-    found = re.search(r" on messages m .*\n(?:.*\n)*?\s*Buffers: shared((?: \w+=\d+)+)", plan)
-    assert found, plan
-    return sum(int(count) for count in re.findall(r"=(\d+)", found.group(1)))
+    async with pooled_connection(postgres_url) as connection:
+        await connection.execute("ANALYZE; SET plan_cache_mode = force_generic_plan")
+        await add_messages(connection, "early-", SMALL)
+        assert await reservations.reserve(connection, reservation("k-first"), begin=False)
+        await add_messages(connection, "other-", OTHER_MESSAGES)
+        yield connection
 
 
 async def test_the_key_is_looked_up_by_its_index_on_a_table_grown_since_the_plan(
     planned_small: Conn,
 ) -> None:
-    plans: list[str] = []
-
-    def heard(_: object, message: asyncpg.PostgresLogMessage) -> None:
-        if "LEFT JOIN messages" in message.message:
-            plans.append(message.message)
-
-    planned_small.add_log_listener(heard)
-    await planned_small.execute(
-        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
-        "SET auto_explain.log_level = notice; SET auto_explain.log_analyze = on; "
-        "SET auto_explain.log_buffers = on"
-    )
-    outcome = await reservations.reserve(
-        planned_small, reservation("k-second", user_id=SECOND), begin=False
-    )
-    planned_small.remove_log_listener(heard)
+    # The plan the connection made while the table was small is the one watched: generic, kept.
+    async with watched_plans(planned_small, "LEFT JOIN messages", generic=True) as plans:
+        outcome = await reservations.reserve(
+            planned_small, reservation("k-second", user_id=SECOND), begin=False
+        )
 
     assert outcome is not None and not outcome.replayed
     assert len(plans) == 1
-    assert messages_pages_read(plans[0]) < FEW_PAGES, plans[0]
+    assert rows_examined(plans[0], "messages") == 0, plans[0]  # no message under this key
