@@ -187,12 +187,12 @@ def measure(
         run_wrk(url, bodies, connections, 2, offset=plan.bodies // 2)  # warm-up on other ids
         before, load_before = tree_cpu_seconds(proc.pid), _children_cpu()
         threads_before, switches = thread_usage(proc.pid), SwitchCount(proc.pid).start()
-        window = time.monotonic()  # the threads' readings' own span, for the loop's shares
+        started = time.monotonic()  # the threads' readings' own span, for the loop's shares
         watch = Foreign(proc.pid)
         result = run_wrk(url, bodies, connections, plan.seconds, offset=0)
         foreign = watch.stop()
         threads = thread_usage(proc.pid) - threads_before
-        window = time.monotonic() - window
+        window = time.monotonic() - started
         cpu, load_cpu = tree_cpu_seconds(proc.pid) - before, _children_cpu() - load_before
         machine = {"context_switches_per_request": switches.per_request(result.requests)}
         if index == 0:  # the first round only: strace once per target and concurrency

@@ -40,14 +40,14 @@ SQL = statements_for(POSTGRES).events
 Wants = Callable[[EventHead], bool]
 _HOLD_CURSOR = POSTGRES.render(f"{EVENTS.cursor_of} FOR UPDATE SKIP LOCKED")
 _CLAIM = POSTGRES.render(f"{EVENTS.due_deliveries} FOR UPDATE OF d SKIP LOCKED")
-# The deliveries of a finished batch that ``owner`` still holds, locked in id order (the ids come
-# sorted). Each is looked up by its primary key in a LATERAL subquery, so the plan does not
-# depend on statistics: ``id = ANY(...)`` was planned as a scan of every delivery when the table
-# had grown since its last ANALYZE.
+# The deliveries of a finished batch that ``owner`` still holds, locked one by one in the array's
+# order (the ids come sorted). Each is looked up by its primary key in a LATERAL subquery, so the
+# plan does not depend on statistics: ``id = ANY(...)`` was planned as a scan of every delivery
+# when the table had grown since its last ANALYZE.
 _HELD = POSTGRES.render(
-    "SELECT d.id FROM unnest(?::bigint[]) WITH ORDINALITY AS k(id, n) "
+    "SELECT d.id FROM unnest(?::bigint[]) AS k(id) "
     "CROSS JOIN LATERAL (SELECT id FROM deliveries WHERE id = k.id AND lease_owner = ? "
-    "FOR UPDATE) AS d ORDER BY k.n"
+    "FOR UPDATE) AS d"
 )
 
 
