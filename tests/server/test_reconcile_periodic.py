@@ -14,6 +14,7 @@ from tests.server.fake_alipay import QUERY_METHOD, transient
 from tests.server.send_fixtures import ONE_TIME, USER, Sending, fake_alipay, start_sending
 
 OTHER_USER = "2088000000000777"
+THIRD_USER = "2088000000000888"
 
 
 @pytest.fixture
@@ -62,3 +63,28 @@ async def test_a_pass_takes_at_most_users_per_run(env: Sending) -> None:
     results = await env.gateway.app[RECONCILER].sync_open_consents(users_per_run=2)
 
     assert list(results) == [(APP_ID, USER), (APP_ID, OTHER_USER)]
+
+
+@pytest.mark.xfail(
+    reason="starvation: runs take users least recently changed first, and a sync that changes "
+    "nothing does not change the user, so every run takes the same users_per_run users"
+)
+async def test_every_open_user_is_reconciled_though_no_sync_changes_anything(
+    env: Sending,
+) -> None:
+    users = (USER, OTHER_USER, THIRD_USER)
+    for user in users:
+        await env.give_credits(1, user=user)
+        env.fake.subscribed(user, ONE_TIME, "1")  # a one-time "1": nothing to record
+    reconciler = env.gateway.app[RECONCILER]
+    queried = []
+
+    for _ in range(3):
+        seen = len(env.fake.queries)
+        results = await reconciler.sync_open_consents(users_per_run=2)
+        assert set(results.values()) == {"ok"}
+        queried.append({call.biz["user_id"] for call in env.fake.queries[seen:]})
+
+    # Key order (OTHER_USER, THIRD_USER, USER), round and round: each user twice in three runs.
+    assert queried == [{OTHER_USER, THIRD_USER}, {USER, OTHER_USER}, {THIRD_USER, USER}]
+    assert [await env.actions(user=user) for user in users] == [["accept"]] * 3
