@@ -196,8 +196,16 @@ class Store(ConsoleQueries, Protocol):
     async def message_counts(self) -> dict[tuple[str, str], int]:
         """Messages by (channel, status), for metrics."""
 
-    async def users_with_open_consent(self, limit: int) -> list[tuple[str, str]]:
-        """(app, user) pairs holding a subscription or credits, least recently changed first."""
+    async def take_users_to_reconcile(self, limit: int) -> list[tuple[str, str]]:
+        """The periodic reconciliation's next ``limit`` (app, user) pairs holding a subscription
+        or credits on the mini-program channel, and the walk's cursor moved past them.
+
+        The walk goes round every such pair in key order from where the last take stopped,
+        starting again from the first at the end (a take holds each pair at most once), so each
+        is taken once a cycle. The cursor is kept in the database: a reopened store goes on from
+        it, and takes at once, by any processes, never hold the same pairs
+        (``storage.sql.reconcile_walk``).
+        """
 
     async def add_refusals(self, counts: Mapping[tuple[str, str], int], at: datetime) -> None:
         """Add to the refusal counters keyed by (app_id, reason)."""

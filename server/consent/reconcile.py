@@ -102,13 +102,16 @@ class Reconciler:
         )
 
     async def sync_open_consents(self, users_per_run: int) -> dict[tuple[str, str], str]:
-        """One pass of the periodic job: sync the users holding open mini-program consent.
+        """One pass of the periodic job: sync the next ``users_per_run`` users of the walk
+        round those holding open mini-program consent (``Store.take_users_to_reconcile``).
 
-        Least recently changed first, at most ``users_per_run``. One user's failure is recorded
-        and does not stop the others. Returns each (app, user) with "ok" or the error code.
+        Each open user is synced once a cycle, whether or not a sync changes anything. One
+        user's failure is recorded and does not stop the others; the walk has moved past every
+        user taken, failed or not, so a failed user comes round again next cycle. Returns each
+        (app, user) with "ok" or the error code.
         """
         results: dict[tuple[str, str], str] = {}
-        for app_id, user_id in await self._store.users_with_open_consent(users_per_run):
+        for app_id, user_id in await self._store.take_users_to_reconcile(users_per_run):
             try:
                 await self.sync_user(app_id, user_id)
                 results[(app_id, user_id)] = "ok"

@@ -58,12 +58,13 @@ from storage.postgres.summaries import summaries_of_users
 from storage.sql.dialect import POSTGRES
 from storage.sql.notification_rows import refusal_rows
 from storage.sql.reads import StoreReads
+from storage.sql.reconcile_walk import ReconcileWalk
 from storage.sql.rows import Row
 from storage.sql.statements import statements_for
 from storage.timecodec import to_millis
 
 
-class PostgresStore(StoreReads):
+class PostgresStore(StoreReads, ReconcileWalk):
     """The ``Store`` of one PostgreSQL schema, shared by every process that opens it."""
 
     _sql = statements_for(POSTGRES)
@@ -117,6 +118,15 @@ class PostgresStore(StoreReads):
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
         return await fetch(self._pool, sql, *params)
+
+    async def _write_one(self, sql: str, params: Sequence[Any]) -> int:
+        """One statement, no BEGIN and COMMIT around it."""
+
+        async def job(connection: Conn) -> int:
+            status = await connection.execute(sql, *params)
+            return int(status.split()[-1])  # "UPDATE <count>"
+
+        return await self._transact(job, atomic=False)
 
     def observe_commits(self, observer: CommitObserver) -> None:
         """As ``Store.observe_commits`` says: after each committed transaction."""

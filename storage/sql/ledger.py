@@ -76,11 +76,6 @@ class LedgerStatements:
         "SELECT count(*) FROM consent_events WHERE app_id = ? AND channel = ? AND action = ? "
         "AND (occurred_at >= ? OR recorded_at >= ?)"
     )
-    users_with_open_consent: str = (
-        "SELECT app_id, user_id FROM consents WHERE channel = 'mini_template' "
-        "AND (credits > 0 OR status = 'subscribed') "
-        "GROUP BY app_id, user_id ORDER BY min(updated_at), app_id, user_id LIMIT ?"
-    )
 
 
 LEDGER = LedgerStatements()

@@ -156,11 +156,6 @@ class StoreReads(ConsoleReads):
         rows = await self._fetch(self._sql.outbox.message_counts, ())
         return {(row[0], row[1]): int(row[2]) for row in rows}
 
-    async def users_with_open_consent(self, limit: int) -> list[tuple[str, str]]:
-        """(app, user) pairs holding a subscription or credits, least recently changed first."""
-        rows = await self._fetch(self._sql.ledger.users_with_open_consent, (limit,))
-        return [(row[0], row[1]) for row in rows]
-
     async def refusal_counts(self) -> list[RefusalCount]:
         """Every refusal counter, by (app, reason)."""
         rows = await self._fetch(self._sql.notifications.refusal_counts, ())

@@ -11,6 +11,7 @@ from storage.sql.events import EVENTS, EventStatements
 from storage.sql.ledger import LEDGER, LedgerStatements
 from storage.sql.notifications import NOTIFICATIONS, NotificationStatements
 from storage.sql.outbox import OUTBOX, OutboxStatements
+from storage.sql.reconcile import RECONCILE, ReconcileStatements
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class Statements:
     ledger: LedgerStatements
     notifications: NotificationStatements
     outbox: OutboxStatements
+    reconcile: ReconcileStatements
 
 
 @cache
@@ -34,4 +36,5 @@ def statements_for(dialect: Dialect) -> Statements:
         ledger=dialect.render_all(LEDGER),
         notifications=dialect.render_all(NOTIFICATIONS),
         outbox=dialect.render_all(OUTBOX),
+        reconcile=dialect.render_all(RECONCILE),
     )

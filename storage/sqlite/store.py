@@ -53,6 +53,7 @@ from storage.sql.ledger import LEDGER
 from storage.sql.ledger_rows import summary_from_row
 from storage.sql.notification_rows import notification_row, refusal_rows
 from storage.sql.reads import StoreReads
+from storage.sql.reconcile_walk import ReconcileWalk
 from storage.sql.rows import Row
 from storage.sql.statements import statements_for
 from storage.sqlite import consents, deliveries, notifications, outbox, reports
@@ -67,7 +68,7 @@ _MAX_SQL_PARAMS = 500
 _WAIT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})  # worth the reader's wait
 
 
-class SQLiteStore(StoreReads):
+class SQLiteStore(StoreReads, ReconcileWalk):
     """The ``Store`` of one SQLite file: one writer thread, a reader thread, and single-key
     reads on the event loop's thread (see the module docstring)."""
 
@@ -152,6 +153,10 @@ class SQLiteStore(StoreReads):
             if getattr(error, "sqlite_errorcode", 0) & 0xFF in _WAIT_CODES:
                 return await self._fetch(sql, params)
             raise StorageUnavailable(f"read failed: {error}") from error
+
+    async def _write_one(self, sql: str, params: Sequence[Any]) -> int:
+        """One statement: nothing to undo but what SQLite undoes by itself."""
+        return await self._job_without_savepoint(_changed_rows, sql, params)
 
     async def record_notification(
         self, record: NotificationRecord, events: Sequence[ConsentEvent] = ()
@@ -271,6 +276,10 @@ def _bound(
 ) -> WriteJob[T]:
     """``operation`` with everything but the writer's connection given: a writer job."""
     return lambda connection: operation(connection, *args, **kwargs)
+
+
+def _changed_rows(connection: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
+    return connection.execute(sql, params).rowcount
 
 
 @cache

@@ -425,14 +425,3 @@ async def test_an_expired_attempt_is_abandoned_as_unknown_and_never_refunded(sto
     assert (await state_is_the_fold(store)).credits == 0
     still = await store.get_message(APP, pending.id)
     assert still is not None and still.status is MessageStatus.PENDING
-
-
-async def test_users_with_open_consent_are_listed_least_recently_changed_first(
-    store: Store,
-) -> None:
-    await store.append_consent_events([accept(5, user_id="2088-late")], NOW)
-    await store.append_consent_events([accept(1, user_id="2088-early")], NOW)
-    await store.append_consent_events([accept(2, user_id="2088-long", template_id="T-long")], NOW)
-
-    assert await store.users_with_open_consent(2) == [(APP, "2088-early"), (APP, "2088-long")]
-    assert len(await store.users_with_open_consent(10)) == 3
