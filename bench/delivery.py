@@ -164,9 +164,7 @@ def intake_rounds(space: Workspace, plan: DeliveryPlan, bodies: Path) -> dict[st
         "ratio_median": round(statistics.median(pairs), 3),
         "ratio_range": [round(min(pairs), 3), round(max(pairs), 3)],
         "with_destination_rps": statistics.median(r["rps"] for r in runs["one"]),
-        "end_to_end_per_second": statistics.median(
-            r["end_to_end_per_second"] for r in runs["one"]
-        ),
+        "end_to_end_per_second": statistics.median(r["end_to_end_per_second"] for r in runs["one"]),
     }
 
 
