@@ -290,10 +290,7 @@ def run(plan: DeliveryPlan, workdir: Path) -> dict[str, Any]:
     intake = intake_rounds(space, plan, bodies)
     pushes = [throughput_round(space, plan, index) for index in range(plan.runs)]
     ratios = [p["subgate_per_second"] / p["ceiling_per_second"] for p in pushes]
-    capacity = min(
-        intake["end_to_end_per_second"] or intake["with_destination_rps"],
-        statistics.median(p["subgate_per_second"] for p in pushes),
-    )
+    capacity = latency_capacity(intake, pushes)
     latency = {**latency_round(space, plan, bodies, capacity / 2), "capacity": capacity}
     return {
         "plan": plan.__dict__,
@@ -304,6 +301,14 @@ def run(plan: DeliveryPlan, workdir: Path) -> dict[str, Any]:
         "latency": latency,
         "targets": [*targets(intake, pushes, ratios, latency), why_pushes(median_round(pushes))],
     }
+
+
+def latency_capacity(intake: dict[str, Any], pushes: list[dict[str, Any]]) -> float:
+    """What the whole path sustains, which the latency round runs at half of: the smaller of
+    the median push rate and the rate the intake rounds with a destination delivered end to end
+    (intake's own rate where no end-to-end rate was measured: too few events)."""
+    end_to_end = intake["end_to_end_per_second"] or intake["with_destination_rps"]
+    return float(min(end_to_end, statistics.median(p["subgate_per_second"] for p in pushes)))
 
 
 def median_round(pushes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,7 @@ CPU a push costs each process, and the ratios that budget predicts (``bench/push
 
 from __future__ import annotations
 
-from bench.delivery import median_round
+from bench.delivery import latency_capacity, median_round
 from bench.push_costs import push_budget, why_pushes
 
 # A round of 2026-12-07 02:02 UTC (AMD EPYC family 25 model 17, 2 vCPUs, another session's load).
@@ -43,3 +43,16 @@ def test_the_explained_round_is_the_one_with_the_median_ratio() -> None:
 
     assert median_round(rounds)["subgate_per_second"] == 3400.0
     assert median_round(rounds[:2])["subgate_per_second"] == 3000.0
+
+
+def test_latency_is_measured_at_half_of_what_the_whole_path_sustains() -> None:
+    """Intake and pushes share the cores, so the end-to-end rate (4,050 taken in, 2,262
+    delivered end to end) bounds the latency round, not intake's rate alone."""
+    intake = {"with_destination_rps": 4050.7, "end_to_end_per_second": 2262.0}
+    pushes = [{"subgate_per_second": 4633.0}, {"subgate_per_second": 4100.0}]
+
+    assert latency_capacity(intake, pushes) == 2262.0
+    slower_pushes = [{"subgate_per_second": 1800.0}]
+    assert latency_capacity(intake, slower_pushes) == 1800.0
+    too_few_events = {"with_destination_rps": 4050.7, "end_to_end_per_second": 0.0}
+    assert latency_capacity(too_few_events, pushes) == 4050.7
