@@ -46,16 +46,16 @@ from storage.sql.outbox import MESSAGE_COLUMNS, MESSAGE_NAMES
 from storage.sql.outbox_rows import message_from_row, new_message_row
 from storage.timecodec import to_millis
 
-_STATE_NAMES = STATE_COLUMNS.split(", ")
-_SAVED = [*_STATE_NAMES[4:], "changed_by"]  # what is saved, after a key's four columns
+STATE_NAMES = STATE_COLUMNS.split(", ")
+SAVED_NAMES = [*STATE_NAMES[4:], "changed_by"]  # what is saved, after a key's four columns
 # A saved state's columns, then the id of the ledger entry that changed it (``changed_by``).
-_SAVED_TYPES = ("text",) * 5 + ("int", "bool", "bool", "bigint", "text", "text", "text", "bigint")
-_HELD = ("text",) * 5  # a key's four columns and the version of its row read (xmin)
-_EVENT_TYPES = ("bigint",) + ("text",) * 5 + ("bigint", "text", "text", "bool", "bool", "bigint")
-_N_STATE = len(_STATE_NAMES)
+SAVED_TYPES = ("text",) * 5 + ("int", "bool", "bool", "bigint", "text", "text", "text", "bigint")
+HELD_TYPES = ("text",) * 5  # a key's four columns and the version of its row read (xmin)
+EVENT_TYPES = ("bigint",) + ("text",) * 5 + ("bigint", "text", "text", "bool", "bool", "bigint")
+N_STATE = len(STATE_NAMES)
 
 
-def _prefixed(alias: str, names: Sequence[str]) -> str:
+def prefixed(alias: str, names: Sequence[str]) -> str:
     return ", ".join(f"{alias}.{name}" for name in names)
 
 
@@ -68,9 +68,9 @@ def _read(recipients: str) -> str:
     compared in a form no index serves, so no index led by ``app_id`` alone can be chosen for
     it on a small table."""
     return POSTGRES.render(
-        f"SELECT {_prefixed('c', _STATE_NAMES)}, c.xmin::text, "
+        f"SELECT {prefixed('c', STATE_NAMES)}, c.xmin::text, "
         "CASE WHEN m.id IS NULL THEN nextval(pg_get_serial_sequence('consent_events', 'id')) "
-        f"END, {_prefixed('m', MESSAGE_NAMES)} FROM {recipients} "
+        f"END, {prefixed('m', MESSAGE_NAMES)} FROM {recipients} "
         f"LEFT JOIN LATERAL (SELECT {STATE_COLUMNS}, xmin FROM consents WHERE app_id = ? "
         "AND user_id = k.user_id AND channel = ? AND template_id = ? LIMIT 1) AS c ON true "
         "LEFT JOIN messages AS m ON m.idempotency_key = ? AND (m.app_id = ?) IS TRUE ORDER BY k.n"
@@ -79,8 +79,8 @@ def _read(recipients: str) -> str:
 
 _READ = _read("unnest(?::text[]) WITH ORDINALITY AS k(user_id, n)")
 _READ_ONE = _read("(VALUES (?::text, 1)) AS k(user_id, n)")  # planned as one row (see _one_row)
-KEY_NAMES = ", ".join(_STATE_NAMES[:4])
-_KEY_MATCH = " AND ".join(f"c.{name} = x.{name}" for name in _STATE_NAMES[:4])
+KEY_NAMES = ", ".join(STATE_NAMES[:4])
+KEY_MATCH = " AND ".join(f"c.{name} = x.{name}" for name in STATE_NAMES[:4])
 
 
 def _arrays(types: Sequence[str]) -> str:
@@ -97,20 +97,20 @@ def _one_row(types: Sequence[str]) -> str:
 
 def _write(rows: Callable[[Sequence[str]], str]) -> str:
     return POSTGRES.render(
-        f"WITH x AS (SELECT * FROM {rows(_HELD)} AS x({KEY_NAMES}, version)), "
-        f"held AS (SELECT c.user_id FROM consents AS c JOIN x ON {_KEY_MATCH} "
+        f"WITH x AS (SELECT * FROM {rows(HELD_TYPES)} AS x({KEY_NAMES}, version)), "
+        f"held AS (SELECT c.user_id FROM consents AS c JOIN x ON {KEY_MATCH} "
         "WHERE c.xmin = x.version::xid "
         "ORDER BY c.app_id, c.user_id, c.channel, c.template_id FOR UPDATE OF c), "
         f"message AS (INSERT INTO messages ({MESSAGE_COLUMNS}) "
         f"SELECT {', '.join('?' for _ in MESSAGE_NAMES)} WHERE (SELECT count(*) FROM held) = ? "
         f"ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING {MESSAGE_COLUMNS}), "
         f"spent AS (INSERT INTO consent_events (id, {EVENT_COLUMNS}, recorded_at) "
-        f"OVERRIDING SYSTEM VALUE SELECT * FROM {rows(_EVENT_TYPES)} AS e "
+        f"OVERRIDING SYSTEM VALUE SELECT * FROM {rows(EVENT_TYPES)} AS e "
         "WHERE EXISTS (SELECT 1 FROM message)), "
-        f"saved AS (UPDATE consents AS c SET {', '.join(f'{n} = x.{n}' for n in _SAVED)} "
-        f"FROM {rows(_SAVED_TYPES)} AS x({STATE_COLUMNS}, changed_by) "
-        f"WHERE {_KEY_MATCH} AND EXISTS (SELECT 1 FROM message)) "
-        f"SELECT (SELECT count(*) FROM held), {_prefixed('message', MESSAGE_NAMES)} "
+        f"saved AS (UPDATE consents AS c SET {', '.join(f'{n} = x.{n}' for n in SAVED_NAMES)} "
+        f"FROM {rows(SAVED_TYPES)} AS x({STATE_COLUMNS}, changed_by) "
+        f"WHERE {KEY_MATCH} AND EXISTS (SELECT 1 FROM message)) "
+        f"SELECT (SELECT count(*) FROM held), {prefixed('message', MESSAGE_NAMES)} "
         "FROM (VALUES (1)) AS one LEFT JOIN message ON true"
     )
 
@@ -124,13 +124,37 @@ class StateChanged(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Read:
+class Read:
+    """What step 1 read for one reservation."""
+
     existing: tuple[Any, ...] | None  # the message stored under the key, if any
     rows: dict[str, tuple[Any, ...]]  # user id -> projection row and its version (xmin)
     event_ids: dict[str, int]  # user id -> the identifier of its new ledger event
 
 
-async def _read_for(connection: Conn, r: SendReservation) -> _Read:
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What step 3 writes for one reservation: the rows it holds, at the versions read, and
+    what it writes if they still are."""
+
+    expected: list[tuple[Any, ...]]  # each held row's key and version
+    message: tuple[Any, ...]  # the new message's row
+    events: list[tuple[Any, ...]]  # each spend's ledger entry, its identifier first
+    after: list[tuple[Any, ...]]  # each spent key's saved state, then ``changed_by``
+
+
+def read_of(users: Sequence[str], rows: Sequence[Any]) -> Read:
+    """The ``Read`` of step 1's rows for ``users`` (one row each, in their order)."""
+    message = tuple(rows[0][N_STATE + 2 :])
+    existing = message if message[0] is not None else None
+    found = {
+        user: tuple(row[: N_STATE + 1]) for user, row in zip(users, rows, strict=True) if row[0]
+    }
+    ids = {user: row[N_STATE + 1] for user, row in zip(users, rows, strict=True)}
+    return Read(existing, found, ids)
+
+
+async def _read_for(connection: Conn, r: SendReservation) -> Read:
     users = list(r.candidates)
     recipients = users[0] if len(users) == 1 else users
     rows = await connection.fetch(
@@ -142,13 +166,7 @@ async def _read_for(connection: Conn, r: SendReservation) -> _Read:
         r.idempotency_key,
         r.app_id,
     )
-    message = tuple(rows[0][_N_STATE + 2 :])
-    existing = message if message[0] is not None else None
-    found = {
-        user: tuple(row[: _N_STATE + 1]) for user, row in zip(users, rows, strict=True) if row[0]
-    }
-    ids = {user: row[_N_STATE + 1] for user, row in zip(users, rows, strict=True)}
-    return _Read(existing, found, ids)
+    return read_of(users, rows)
 
 
 def takes(reservation: SendReservation) -> bool:
@@ -158,20 +176,12 @@ def takes(reservation: SendReservation) -> bool:
     return reservation.weekly_limit is None and len(set(candidates)) == len(candidates)
 
 
-async def reserve(
-    connection: Conn, reservation: SendReservation, *, begin: bool
-) -> ReserveOutcome | None:
-    """The reservation, a replay, or ``None`` when it needs ``outbox.reserve`` (see above).
-
-    Raises the consent rules' refusals; ``StateChanged`` when a recipient's state changed since
-    it was read; ``outbox.KeyTaken`` when a racing request took the key (nothing was written)."""
-    r = reservation
-    if not takes(r):
-        return None
-    read = await _read_for(connection, r)
+def decide(r: SendReservation, read: Read, *, begin: bool) -> ReserveOutcome | Decided | None:
+    """Step 2: a replay, the rows to write, or ``None`` when it needs ``outbox.reserve``.
+    Raises the consent rules' refusals."""
     if read.existing is not None:
         return replay(message_from_row(read.existing), r)
-    states = {user: state_from_row(row[:_N_STATE]) for user, row in read.rows.items()}
+    states = {user: state_from_row(row[:N_STATE]) for user, row in read.rows.items()}
     allowed, skipped = split_by_consent(r, states)
     if any(user not in states for user in allowed):  # spent on a key without a row
         return None
@@ -182,29 +192,53 @@ async def reserve(
             return None  # would sort before the key's last event: refolded under locks
         events.append((read.event_ids[user], *event_values(event, to_millis(r.created_at))))
         after.append((*state_values(apply(state, event, key)), read.event_ids[user]))
-    expected = [(*row[:4], row[_N_STATE]) for row in read.rows.values()]
+    expected = [(*row[:4], row[N_STATE]) for row in read.rows.values()]
     message = new_message_row(r, allowed, skipped, begun=begin)
+    return Decided(expected, message, events, after)
+
+
+def outcome_of(
+    decided: Decided, held: int, message: Sequence[Any] | None, *, begin: bool
+) -> ReserveOutcome:
+    """Step 3's answer: the reservation, or why nothing was written (``StateChanged`` when a
+    held row was no longer the one read, ``KeyTaken`` when a racing request took the key)."""
+    if held != len(decided.expected):
+        raise StateChanged
+    if message is None or message[0] is None:
+        raise KeyTaken
+    return ReserveOutcome(message=message_from_row(message), replayed=False, begun=begin)
+
+
+async def reserve(
+    connection: Conn, reservation: SendReservation, *, begin: bool
+) -> ReserveOutcome | None:
+    """The reservation, a replay, or ``None`` when it needs ``outbox.reserve`` (see above).
+
+    Raises the consent rules' refusals; ``StateChanged`` when a recipient's state changed since
+    it was read; ``outbox.KeyTaken`` when a racing request took the key (nothing was written)."""
+    if not takes(reservation):
+        return None
+    decided = decide(reservation, await _read_for(connection, reservation), begin=begin)
+    if not isinstance(decided, Decided):
+        return decided
+    expected, events, after = decided.expected, decided.events, decided.after
     if len(expected) == len(events) == 1:
         row = await connection.fetchrow(
-            _WRITE_ONE, *expected[0], *message, 1, *events[0], *after[0]
+            _WRITE_ONE, *expected[0], *decided.message, 1, *events[0], *after[0]
         )
     else:
         row = await connection.fetchrow(
             _WRITE,
-            *_columns(expected, len(_HELD)),
-            *message,
+            *columns_of(expected, len(HELD_TYPES)),
+            *decided.message,
             len(expected),
-            *_columns(events, len(_EVENT_TYPES)),
-            *_columns(after, len(_SAVED_TYPES)),
+            *columns_of(events, len(EVENT_TYPES)),
+            *columns_of(after, len(SAVED_TYPES)),
         )
     assert row is not None  # the statement always answers one row
-    if row[0] != len(expected):
-        raise StateChanged
-    if row[1] is None:
-        raise KeyTaken
-    return ReserveOutcome(message=message_from_row(row[1:]), replayed=False, begun=begin)
+    return outcome_of(decided, row[0], row[1:], begin=begin)
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """Rows as one list per column: the array parameters of an ``unnest``."""
     return [[row[i] for row in rows] for i in range(width)]

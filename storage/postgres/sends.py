@@ -3,10 +3,11 @@
 What bounds sends on PostgreSQL is round trips (each costs the event loop and a backend CPU on
 the cores that also sign and verify every call), not WAL flushes, which concurrent commits share.
 So a reservation is first tried as one read and one conditional write without a transaction
-(``reservations``); only when that cannot be used, or keeps finding its recipients' states
-changed under it, does it run as a transaction holding row locks (``outbox.reserve``). Finishing
-an attempt is a single update unless it refunds, so concurrent ones are written together by one
-statement without BEGIN and COMMIT (``outcomes``).
+(``reservations``), those of concurrent requests together (``reservation_batches``); only when
+that cannot be used, or keeps finding its recipients' states changed under it, does it run as a
+transaction holding row locks (``outbox.reserve``). Finishing an attempt is a single update
+unless it refunds, so concurrent ones are written together by one statement without BEGIN and
+COMMIT (``outcomes``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from storage.models import AttemptResult, MessageRecord, ReserveOutcome, SendRes
 from storage.postgres import outbox, reservations
 from storage.postgres.connection import Conn, Job, Pool, T, fetch
 from storage.postgres.outcomes import OutcomeBatches
+from storage.postgres.reservation_batches import ReservationBatches
 from storage.sending import refunds_spends, replay
 from storage.sql.dialect import POSTGRES
 from storage.sql.outbox_rows import finish_values, message_from_row
@@ -39,18 +41,30 @@ class Runner(Protocol):
 
 
 async def reserve_send(
-    pool: Pool, run: Runner, reservation: SendReservation, *, begin: bool
+    pool: Pool,
+    run: Runner,
+    reservation: SendReservation,
+    *,
+    begin: bool,
+    batches: ReservationBatches | None = None,
 ) -> ReserveOutcome:
     """As ``Store.reserve_send`` says. A key taken by a racing request (its transaction, or
-    ours, rolled back or wrote nothing) is answered from that request's message."""
+    ours, rolled back or wrote nothing) is answered from that request's message. With
+    ``batches`` the tries without locks are decided with the reservations of concurrent
+    requests (``reservation_batches``)."""
 
     async def unlocked(connection: Conn) -> ReserveOutcome | None:
         return await reservations.reserve(connection, reservation, begin=begin)
 
+    async def unlocked_try() -> ReserveOutcome | None:
+        if batches is not None:
+            return await batches.reserve(reservation, begin=begin)
+        return await run(unlocked, atomic=False)
+
     unlocked_first = reservations.takes(reservation)
     for _ in range(UNLOCKED_TRIES if unlocked_first else 0):
         try:
-            outcome = await run(unlocked, atomic=False)
+            outcome = await unlocked_try()
         except reservations.StateChanged:
             continue
         except outbox.KeyTaken:

@@ -53,6 +53,7 @@ from storage.postgres.connection import (
 )
 from storage.postgres.migrate import apply_migrations
 from storage.postgres.outcomes import OutcomeBatches
+from storage.postgres.reservation_batches import ReservationBatches
 from storage.postgres.settle import settle_message
 from storage.postgres.summaries import summaries_of_users
 from storage.sql.dialect import POSTGRES
@@ -76,6 +77,7 @@ class PostgresStore(StoreReads, ReconcileWalk):
         self._observer: CommitObserver | None = None
         self._batches = NotificationBatches(pool, options.retries)
         self._outcomes = OutcomeBatches(pool, options.retries)
+        self._reservations = ReservationBatches(pool, options.retries)
 
     @classmethod
     async def open(cls, options: PostgresOptions) -> PostgresStore:
@@ -107,6 +109,11 @@ class PostgresStore(StoreReads, ReconcileWalk):
         """The group commit of attempt outcomes (its counters, for tests and the bench)."""
         return self._outcomes
 
+    @property
+    def reservations(self) -> ReservationBatches:
+        """The group commit of send reservations (its counters, for tests and the bench)."""
+        return self._reservations
+
     async def close(self) -> None:
         """Wait for connections in use, then close the pool. Safe to call twice."""
         if self._closed:
@@ -114,6 +121,7 @@ class PostgresStore(StoreReads, ReconcileWalk):
         self._closed = True
         await self._batches.drain()
         await self._outcomes.drain()
+        await self._reservations.drain()
         await self._pool.close()
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
@@ -133,6 +141,7 @@ class PostgresStore(StoreReads, ReconcileWalk):
         self._observer = observer
         self._batches.observe = observer
         self._outcomes.observe = observer
+        self._reservations.observe = observer
 
     async def _transact(self, job: Job[T], *, atomic: bool = True) -> T:
         started = time.perf_counter()
@@ -187,7 +196,9 @@ class PostgresStore(StoreReads, ReconcileWalk):
         self, reservation: SendReservation, *, begin: bool = False
     ) -> ReserveOutcome:
         """As ``Store.reserve_send`` says, in as few round trips as it allows (``sends``)."""
-        return await sends.reserve_send(self._pool, self._transact, reservation, begin=begin)
+        return await sends.reserve_send(
+            self._pool, self._transact, reservation, begin=begin, batches=self._reservations
+        )
 
     async def begin_attempt(
         self, message_id: str, owner: str, now: datetime, lease_until: datetime

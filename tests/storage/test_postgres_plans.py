@@ -20,11 +20,13 @@ from storage.models import (
     ClaimedDelivery,
     DeliveryVerdict,
     MessageStatus,
+    ReserveOutcome,
     SendReservation,
 )
 from storage.postgres import deliveries, reservations
 from storage.postgres.connection import Conn
 from storage.postgres.outcomes import OutcomeBatches
+from storage.postgres.reservation_batches import Reserving, reserve_many
 from storage.postgres.summaries import summaries_of_users
 from storage.sql.ledger import STATE_COLUMNS
 from storage.sql.outbox import MESSAGE_COLUMNS, MESSAGE_NAMES
@@ -123,6 +125,26 @@ async def test_a_reservation_for_several_recipients_reads_each_by_its_key(
     assert len(plans) == 2  # the read, then the write
     for plan in plans:
         assert 0 < max(examined_by_scan(plan, "consents")) <= len(recipients), plan
+
+
+async def test_a_batch_of_reservations_reads_and_writes_each_key_by_its_key(
+    grown_ledger: Conn,
+) -> None:
+    users = (USER, "u1", f"u{OTHER_USERS}")
+    loop = asyncio.get_running_loop()
+    items = [
+        Reserving(reservation(f"k-{user}", user_id=user), False, loop.create_future())
+        for user in users
+    ]
+
+    watched = watched_plans(grown_ledger, "consents", generic=True)
+    async with watched as plans, grown_ledger.transaction():
+        answers = await reserve_many(grown_ledger, items)
+
+    assert all(isinstance(a, ReserveOutcome) for a in answers), answers
+    assert len(plans) == 2  # the read, then the write
+    for plan in plans:
+        assert 0 < max(examined_by_scan(plan, "consents")) <= len(users), plan
 
 
 BATCH = 40  # outcomes finished at once: every one is written in one or two batches
