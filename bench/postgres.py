@@ -27,6 +27,7 @@ from bench.intake import APP_ID, ROOT, Workspace, serve_command, signed_bodies, 
 from bench.load import run_wrk
 from bench.postgres_db import bench_database, fetch_value, fresh_schema
 from bench.postgres_reads import run_lookups
+from bench.postgres_reports import run_reports
 from bench.postgres_sends import run_sends
 from bench.processes import free_port, serving, tree_cpu_seconds
 from bench.report import verdict
@@ -222,6 +223,7 @@ def run_benchmark(quick: bool, seconds: float, workdir: Path, runs: int) -> dict
         (workdir / "lookups").mkdir()
         lookups = run_lookups(quick, seconds, workdir / "lookups", database)
         gated = run_sends(quick, seconds, workdir / "sends", database, plan.runs)
+        reports = run_reports(quick, seconds, workdir / "reports", database, plan.runs)
     ratios = intake_ratios(results)
     return {
         "plan": {"seconds": plan.seconds, "runs": plan.runs, "connections": plan.connections},
@@ -229,8 +231,14 @@ def run_benchmark(quick: bool, seconds: float, workdir: Path, runs: int) -> dict
         "runs": {k: v["runs"] for k, v in results.items()},
         "lookups": lookups,
         "sends": gated,
-        "ratios": {**ratios, **lookups["ratios"], **gated["ratios"]},
-        "targets": {**intake_targets(results, ratios), **lookups["targets"], **gated["targets"]},
+        "reports": reports,
+        "ratios": {**ratios, **lookups["ratios"], **gated["ratios"], **reports["ratios"]},
+        "targets": {
+            **intake_targets(results, ratios),
+            **lookups["targets"],
+            **gated["targets"],
+            **reports["targets"],
+        },
     }
 
 
@@ -250,6 +258,8 @@ def print_summary(report: dict[str, Any]) -> None:
             )
     for store, rates in report["sends"]["sends_per_second"].items():
         print(f"  sends  {store:8} {rates} sent/s by round")
+    for store, rates in report["reports"]["reports_per_second"].items():
+        print(f"  reports {store:7} {rates} req/s by round")
     for name, value in report["ratios"].items():
         print(f"    {name:34} {value:.3f}")
     for name, outcome in report["targets"].items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
@@ -134,3 +134,8 @@ def describe(error: BaseException) -> str:
     state = getattr(error, "sqlstate", None)
     name = type(error).__name__
     return f"{name} ({state}): {error}" if state else f"{name}: {error}"
+
+
+def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the array parameters of an ``unnest``."""
+    return [[row[i] for row in rows] for i in range(width)]

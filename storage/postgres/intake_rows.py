@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from storage.ledger import ident_of
 from storage.models import ConsentEvent, NotificationRecord, RecordOutcome
 from storage.postgres.connection import Conn
-from storage.postgres.consents import append_events, lock_states
+from storage.postgres.consents import append_in_order, lock_many
 from storage.sql.notification_rows import notification_row
 from storage.sql.notifications import INSERT_COLUMNS
 from storage.timecodec import to_millis
@@ -73,10 +73,9 @@ async def write_batch(
     stored = await _ids(connection, [key for key in {a.key: None for a in arrivals}], inserted)
     outcomes = outcomes_of(arrivals, stored, inserted)
     new = [a for a, o in zip(arrivals, outcomes, strict=True) if not o.duplicate and a.events]
-    await lock_states(connection, (ident_of(e) for a in new for e in a.events))
-    for arrival in new:
-        received = to_millis(arrival.record.received_at)
-        await append_events(connection, arrival.events, received)
+    states = await lock_many(connection, (ident_of(e) for a in new for e in a.events))
+    groups = [(a.events, to_millis(a.record.received_at)) for a in new]
+    await append_in_order(connection, groups, states)
     return outcomes
 
 

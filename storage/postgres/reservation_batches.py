@@ -30,18 +30,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.models import ReserveOutcome, SendReservation
-from storage.postgres.connection import Conn
-from storage.postgres.pool_batches import PoolBatches
-from storage.postgres.reservations import (
+from storage.postgres.connection import Conn, columns_of
+from storage.postgres.ledger_arrays import (
     EVENT_TYPES,
-    HELD_TYPES,
     KEY_MATCH,
     KEY_NAMES,
-    SAVED_NAMES,
     SAVED_TYPES,
+    SET_SAVED,
     STATE_NAMES,
+    arrays,
+)
+from storage.postgres.pool_batches import PoolBatches
+from storage.postgres.reservations import (
+    HELD_TYPES,
     Decided,
-    columns_of,
     decide,
     outcome_of,
     prefixed,
@@ -60,10 +62,6 @@ MESSAGE_TYPES = tuple(
 _EVENT_NAMES = ("id", *EVENT_COLUMNS.split(", "), "recorded_at")
 
 
-def _arrays(types: Sequence[str]) -> str:
-    return f"unnest({', '.join(f'?::{kind}[]' for kind in types)})"
-
-
 # One row per recipient of each reservation, in the order given: its key's projection row and
 # version, an identifier for its new ledger entry, and the message already stored under the
 # reservation's key (each looked up by its whole key, as ``reservations`` says why).
@@ -71,7 +69,7 @@ _READ_MANY = POSTGRES.render(
     f"SELECT {prefixed('c', STATE_NAMES)}, c.xmin::text, "
     "CASE WHEN m.id IS NULL THEN nextval(pg_get_serial_sequence('consent_events', 'id')) "
     f"END, {prefixed('m', MESSAGE_NAMES)} "
-    f"FROM {_arrays(('text',) * 5)} WITH ORDINALITY "
+    f"FROM {arrays(('text',) * 5)} WITH ORDINALITY "
     "AS k(app_id, user_id, channel, template_id, idempotency_key, n) "
     f"LEFT JOIN LATERAL (SELECT {STATE_COLUMNS}, xmin FROM consents WHERE app_id = k.app_id "
     "AND user_id = k.user_id AND channel = k.channel AND template_id = k.template_id "
@@ -82,25 +80,25 @@ _READ_MANY = POSTGRES.render(
 )
 # Each reservation's rows carry its message's id, which ties them to its condition.
 _WRITE_MANY = POSTGRES.render(
-    f"WITH x AS (SELECT * FROM {_arrays((*HELD_TYPES, 'text'))} "
+    f"WITH x AS (SELECT * FROM {arrays((*HELD_TYPES, 'text'))} "
     f"AS x({KEY_NAMES}, version, message_id)), "
     f"held AS (SELECT x.message_id FROM consents AS c JOIN x ON {KEY_MATCH} "
     "WHERE c.xmin = x.version::xid "
     "ORDER BY c.app_id, c.user_id, c.channel, c.template_id FOR UPDATE OF c), "
-    f"w AS (SELECT * FROM {_arrays(('text', 'int'))} WITH ORDINALITY "
+    f"w AS (SELECT * FROM {arrays(('text', 'int'))} WITH ORDINALITY "
     "AS w(message_id, expected, n)), "
     "ok AS (SELECT w.message_id FROM w "
     "WHERE w.expected = (SELECT count(*) FROM held WHERE held.message_id = w.message_id)), "
     f"message AS (INSERT INTO messages ({MESSAGE_COLUMNS}) "
-    f"SELECT * FROM {_arrays(MESSAGE_TYPES)} AS v({MESSAGE_COLUMNS}) "
+    f"SELECT * FROM {arrays(MESSAGE_TYPES)} AS v({MESSAGE_COLUMNS}) "
     "WHERE v.id IN (SELECT message_id FROM ok) "
     f"ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING {MESSAGE_COLUMNS}), "
     f"spent AS (INSERT INTO consent_events ({', '.join(_EVENT_NAMES)}) OVERRIDING SYSTEM VALUE "
-    f"SELECT {prefixed('e', _EVENT_NAMES)} FROM {_arrays((*EVENT_TYPES, 'text'))} "
+    f"SELECT {prefixed('e', _EVENT_NAMES)} FROM {arrays((*EVENT_TYPES, 'text'))} "
     f"AS e({', '.join(_EVENT_NAMES)}, message_id) "
     "WHERE e.message_id IN (SELECT id FROM message)), "
-    f"saved AS (UPDATE consents AS c SET {', '.join(f'{n} = x.{n}' for n in SAVED_NAMES)} "
-    f"FROM {_arrays((*SAVED_TYPES, 'text'))} AS x({STATE_COLUMNS}, changed_by, message_id) "
+    f"saved AS (UPDATE consents AS c SET {SET_SAVED} "
+    f"FROM {arrays((*SAVED_TYPES, 'text'))} AS x({STATE_COLUMNS}, changed_by, message_id) "
     f"WHERE {KEY_MATCH} AND x.message_id IN (SELECT id FROM message)) "
     "SELECT (SELECT count(*) FROM held WHERE held.message_id = w.message_id), "
     f"{prefixed('message', MESSAGE_NAMES)} FROM w LEFT JOIN message ON message.id = w.message_id "

@@ -36,7 +36,16 @@ from typing import Any
 
 from storage.ledger import apply, event_key
 from storage.models import ReserveOutcome, SendReservation
-from storage.postgres.connection import Conn
+from storage.postgres.connection import Conn, columns_of
+from storage.postgres.ledger_arrays import (
+    EVENT_TYPES,
+    KEY_MATCH,
+    KEY_NAMES,
+    SAVED_TYPES,
+    SET_SAVED,
+    STATE_NAMES,
+    arrays,
+)
 from storage.postgres.outbox import KeyTaken
 from storage.sending import replay, spends, split_by_consent
 from storage.sql.dialect import POSTGRES
@@ -46,12 +55,7 @@ from storage.sql.outbox import MESSAGE_COLUMNS, MESSAGE_NAMES
 from storage.sql.outbox_rows import message_from_row, new_message_row
 from storage.timecodec import to_millis
 
-STATE_NAMES = STATE_COLUMNS.split(", ")
-SAVED_NAMES = [*STATE_NAMES[4:], "changed_by"]  # what is saved, after a key's four columns
-# A saved state's columns, then the id of the ledger entry that changed it (``changed_by``).
-SAVED_TYPES = ("text",) * 5 + ("int", "bool", "bool", "bigint", "text", "text", "text", "bigint")
 HELD_TYPES = ("text",) * 5  # a key's four columns and the version of its row read (xmin)
-EVENT_TYPES = ("bigint",) + ("text",) * 5 + ("bigint", "text", "text", "bool", "bool", "bigint")
 N_STATE = len(STATE_NAMES)
 
 
@@ -79,13 +83,6 @@ def _read(recipients: str) -> str:
 
 _READ = _read("unnest(?::text[]) WITH ORDINALITY AS k(user_id, n)")
 _READ_ONE = _read("(VALUES (?::text, 1)) AS k(user_id, n)")  # planned as one row (see _one_row)
-KEY_NAMES = ", ".join(STATE_NAMES[:4])
-KEY_MATCH = " AND ".join(f"c.{name} = x.{name}" for name in STATE_NAMES[:4])
-
-
-def _arrays(types: Sequence[str]) -> str:
-    """Rows given as one array parameter per column."""
-    return f"unnest({', '.join(f'?::{kind}[]' for kind in types)})"
 
 
 def _one_row(types: Sequence[str]) -> str:
@@ -107,7 +104,7 @@ def _write(rows: Callable[[Sequence[str]], str]) -> str:
         f"spent AS (INSERT INTO consent_events (id, {EVENT_COLUMNS}, recorded_at) "
         f"OVERRIDING SYSTEM VALUE SELECT * FROM {rows(EVENT_TYPES)} AS e "
         "WHERE EXISTS (SELECT 1 FROM message)), "
-        f"saved AS (UPDATE consents AS c SET {', '.join(f'{n} = x.{n}' for n in SAVED_NAMES)} "
+        f"saved AS (UPDATE consents AS c SET {SET_SAVED} "
         f"FROM {rows(SAVED_TYPES)} AS x({STATE_COLUMNS}, changed_by) "
         f"WHERE {KEY_MATCH} AND EXISTS (SELECT 1 FROM message)) "
         f"SELECT (SELECT count(*) FROM held), {prefixed('message', MESSAGE_NAMES)} "
@@ -115,7 +112,7 @@ def _write(rows: Callable[[Sequence[str]], str]) -> str:
     )
 
 
-_WRITE = _write(_arrays)
+_WRITE = _write(arrays)
 _WRITE_ONE = _write(_one_row)  # one recipient, spent on: the usual send
 
 
@@ -237,8 +234,3 @@ async def reserve(
         )
     assert row is not None  # the statement always answers one row
     return outcome_of(decided, row[0], row[1:], begin=begin)
-
-
-def columns_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows as one list per column: the array parameters of an ``unnest``."""
-    return [[row[i] for row in rows] for i in range(width)]

@@ -37,7 +37,7 @@ from storage.models import (
     Settlement,
     SubscribeReport,
 )
-from storage.postgres import consents, deliveries, notifications, outbox, sends
+from storage.postgres import consents, deliveries, outbox, sends
 from storage.postgres.batches import NotificationBatches
 from storage.postgres.connection import (
     DATABASE_ERRORS,
@@ -53,6 +53,7 @@ from storage.postgres.connection import (
 )
 from storage.postgres.migrate import apply_migrations
 from storage.postgres.outcomes import OutcomeBatches
+from storage.postgres.report_batches import ReportBatches
 from storage.postgres.reservation_batches import ReservationBatches
 from storage.postgres.settle import settle_message
 from storage.postgres.summaries import summaries_of_users
@@ -78,6 +79,7 @@ class PostgresStore(StoreReads, ReconcileWalk):
         self._batches = NotificationBatches(pool, options.retries)
         self._outcomes = OutcomeBatches(pool, options.retries)
         self._reservations = ReservationBatches(pool, options.retries)
+        self._reports = ReportBatches(pool, options.retries)
 
     @classmethod
     async def open(cls, options: PostgresOptions) -> PostgresStore:
@@ -110,6 +112,11 @@ class PostgresStore(StoreReads, ReconcileWalk):
         return self._outcomes
 
     @property
+    def reports(self) -> ReportBatches:
+        """The group commit of subscribe reports (its counters, for tests and the bench)."""
+        return self._reports
+
+    @property
     def reservations(self) -> ReservationBatches:
         """The group commit of send reservations (its counters, for tests and the bench)."""
         return self._reservations
@@ -122,6 +129,7 @@ class PostgresStore(StoreReads, ReconcileWalk):
         await self._batches.drain()
         await self._outcomes.drain()
         await self._reservations.drain()
+        await self._reports.drain()
         await self._pool.close()
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
@@ -142,6 +150,7 @@ class PostgresStore(StoreReads, ReconcileWalk):
         self._batches.observe = observer
         self._outcomes.observe = observer
         self._reservations.observe = observer
+        self._reports.observe = observer
 
     async def _transact(self, job: Job[T], *, atomic: bool = True) -> T:
         started = time.perf_counter()
@@ -181,10 +190,9 @@ class PostgresStore(StoreReads, ReconcileWalk):
     async def record_subscribe_report(
         self, report: SubscribeReport, events: Sequence[ConsentEvent], answer: ReportAnswer
     ) -> ReportOutcome:
-        """As the protocol says; ``answer`` may run again if the transaction is retried."""
-        return await self._transact(
-            lambda connection: notifications.record_report(connection, report, events, answer)
-        )
+        """As the protocol says, committed with concurrent reports (``report_batches``);
+        ``answer`` may run again if the transaction is retried."""
+        return await self._reports.record(report, events, answer)
 
     async def consent_summaries(
         self, app_id: str, channel: str, template_id: str, user_ids: Sequence[str]

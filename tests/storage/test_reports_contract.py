@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from storage import Store
 from storage.models import ConsentState, SubscribeReport
+from tests.storage.conftest import StoreFactory
 from tests.storage.records import APP, NOW, TEMPLATE, USER, accept
 
 
@@ -101,3 +102,29 @@ async def test_twenty_concurrent_copies_of_one_report_are_applied_once(store: St
     assert len({(o.report_id, o.outcome) for o in outcomes}) == 1
     assert not any(o.conflict for o in outcomes)
     assert await credits(store) == 1
+
+
+async def test_two_replicas_racing_on_the_same_reports_apply_each_once(
+    store_factory: StoreFactory,
+) -> None:
+    one, other = await store_factory(), await store_factory()
+    keys = [f"report-{n}" for n in range(10)]
+    calls = [
+        (replica, key)
+        for key in keys
+        for replica in (one, other)  # each report sent to both, at once
+    ]
+
+    outcomes = await asyncio.gather(
+        *(
+            replica.record_subscribe_report(report(key), [accept(1, evidence=key)], Answers())
+            for replica, key in calls
+        )
+    )
+
+    for key in keys:
+        pair = [o for (_, k), o in zip(calls, outcomes, strict=True) if k == key]
+        assert sorted(o.replayed for o in pair) == [False, True], pair
+        assert len({(o.report_id, o.outcome) for o in pair}) == 1
+    assert await credits(one) == len(keys)
+    assert len(await other.consent_events(APP)) == len(keys)
