@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -21,6 +22,7 @@ import asyncpg
 SERVER_ENV = "SUBGATE_BENCH_POSTGRES_URL"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 SCHEMA = "subgate"
+STORES = ("sqlite", "postgres")  # the order of each round
 
 
 def server_url() -> str:
@@ -81,3 +83,18 @@ async def _value(url: str, sql: str) -> Any:
         return await connection.fetchval(sql)
     finally:
         await connection.close()
+
+
+def alternating_rounds(
+    workdir: Path, database: str, rounds: int, measure: Callable[[Path, str | None], Any]
+) -> dict[str, list[Any]]:
+    """``measure`` on SQLite, then on a fresh PostgreSQL schema (its URL given; ``None`` for
+    SQLite), each in a directory of its own, ``rounds`` times: each store's results in order."""
+    runs: dict[str, list[Any]] = {store: [] for store in STORES}
+    for number in range(rounds):
+        for store in STORES:
+            run_dir = workdir / f"{store}-{number}"
+            run_dir.mkdir(parents=True)
+            schema = fresh_schema(database) if store == "postgres" else None
+            runs[store].append(measure(run_dir, schema))
+    return runs

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.intake import APP_ID, ROOT
-from bench.postgres_db import fetch_value, fresh_schema
+from bench.postgres_db import alternating_rounds, fetch_value
 from bench.processes import free_port, serving
 from bench.service import TEMPLATES, command, new_token, write_config, write_keys
 from bench.wrk import run_script
 
-STORES = ("sqlite", "postgres")
 CONNECTIONS = 64
 # Each request a new user and key: the round's prefix, wrk's thread, a counter.
 LUA = r"""
@@ -47,19 +46,17 @@ def run_reports(
     quick: bool, seconds: float, workdir: Path, database: str, rounds: int
 ) -> dict[str, Any]:
     """Each round: SQLite, then PostgreSQL; the median of the rounds' ratios."""
-    runs: dict[str, list[dict[str, Any]]] = {store: [] for store in STORES}
-    for number in range(rounds):
-        for store in STORES:
-            run_dir = workdir / f"{store}-{number}"
-            run_dir.mkdir(parents=True)
-            schema = fresh_schema(database) if store == "postgres" else None
-            runs[store].append(_round(run_dir, schema, 2.0 if quick else seconds))
-            entry = runs[store][-1]
-            print(
-                f"  reports on {store}, round {number + 1}: {entry['rps']:.0f} req/s "
-                f"p99 {entry['p99_ms']:.1f} ms, {entry['stored']} stored",
-                flush=True,
-            )
+
+    def measure(run_dir: Path, schema: str | None) -> dict[str, Any]:
+        entry = _round(run_dir, schema, 2.0 if quick else seconds)
+        print(
+            f"  reports on {'postgres' if schema else 'sqlite'}: {entry['rps']:.0f} req/s "
+            f"p99 {entry['p99_ms']:.1f} ms, {entry['stored']} stored",
+            flush=True,
+        )
+        return entry
+
+    runs = alternating_rounds(workdir, database, rounds, measure)
     rates = {store: [r["rps"] for r in results] for store, results in runs.items()}
     pairs = zip(rates["postgres"], rates["sqlite"], strict=True)
     ratio = statistics.median(round(pg / max(lite, 1), 3) for pg, lite in pairs)

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import sends
-from bench.postgres_db import fresh_schema
+from bench.postgres_db import alternating_rounds
 from bench.report import verdict
 
 SENDS_VS_SQLITE = 0.8
-STORES = ("sqlite", "postgres")
 
 
 def run_sends(
@@ -26,14 +25,12 @@ def run_sends(
     plan = sends.SendsPlan(
         "clean", 20_000 if quick else 100_000, 3, 0, 0, seconds=seconds, connections=64
     )
-    runs: dict[str, list[dict[str, Any]]] = {store: [] for store in STORES}
-    for number in range(rounds):
-        for store in STORES:
-            run_dir = workdir / f"{store}-{number}"
-            run_dir.mkdir(parents=True)
-            schema = fresh_schema(database) if store == "postgres" else None
-            print(f"  sends on {store}, round {number + 1}:", flush=True)
-            runs[store].append(sends.run(plan, run_dir, postgres=schema))
+
+    def measure(run_dir: Path, schema: str | None) -> dict[str, Any]:
+        print(f"  sends on {'postgres' if schema else 'sqlite'}:", flush=True)
+        return sends.run(plan, run_dir, postgres=schema)
+
+    runs = alternating_rounds(workdir, database, rounds, measure)
     rates = {store: [r["sends_per_second"] for r in results] for store, results in runs.items()}
     pairs = zip(rates["postgres"], rates["sqlite"], strict=True)
     per_round = [round(on_postgres / max(on_sqlite, 1), 3) for on_postgres, on_sqlite in pairs]

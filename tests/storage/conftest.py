@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from storage import Store, open_store
+from storage.postgres import PostgresStore
 from tests.storage.postgres_env import fresh_schema, server_url
 
 StoreFactory = Callable[[], Awaitable[Store]]
@@ -22,6 +23,15 @@ async def postgres_url() -> AsyncIterator[str]:
     """A URL of a fresh, empty schema on the test server (skips when none is configured)."""
     async with fresh_schema(server_url()) as url:
         yield url
+
+
+@pytest.fixture
+async def postgres_store(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    """A PostgreSQL store on a fresh schema, for tests of what only PostgreSQL does."""
+    opened = await open_store(postgres_url)
+    assert isinstance(opened, PostgresStore)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

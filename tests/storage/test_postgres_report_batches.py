@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
 import asyncpg
 import pytest
 
-from storage import StorageUnavailable, open_store
+from storage import StorageUnavailable
 from storage.ledger import fold
 from storage.models import (
     ConsentAction,
@@ -108,11 +108,8 @@ async def record_all(
 
 
 @pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    opened = await open_store(postgres_url)
-    assert isinstance(opened, PostgresStore)
-    yield opened
-    await opened.close()
+def store(postgres_store: PostgresStore) -> PostgresStore:
+    return postgres_store
 
 
 async def state_is_the_fold(store: PostgresStore, user_id: str) -> ConsentState:

@@ -7,14 +7,14 @@ never costs the others, and every answer is what is stored."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, cast
 
 import asyncpg
 import pytest
 
-from storage import StorageUnavailable, open_store
+from storage import StorageUnavailable
 from storage.errors import ConsentRequired
 from storage.ledger import fold
 from storage.models import ConsentAction, ReserveOutcome, SendReservation
@@ -81,11 +81,8 @@ async def reserve_all(
 
 
 @pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    opened = await open_store(postgres_url)
-    assert isinstance(opened, PostgresStore)
-    yield opened
-    await opened.close()
+def store(postgres_store: PostgresStore) -> PostgresStore:
+    return postgres_store
 
 
 async def given_credits(store: PostgresStore, user_id: str, n: int = 1) -> None:

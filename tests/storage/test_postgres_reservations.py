@@ -6,13 +6,13 @@ connection, and checks every answer against what is stored."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, cast
 
 import pytest
 
-from storage import StorageUnavailable, open_store
+from storage import StorageUnavailable
 from storage.errors import ConsentRequired, IdempotencyMismatch
 from storage.ledger import fold
 from storage.models import ConsentAction, ConsentState, ReserveOutcome, SendReservation
@@ -58,11 +58,8 @@ async def reserve(
 
 
 @pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
-    opened = await open_store(postgres_url)
-    assert isinstance(opened, PostgresStore)
-    yield opened
-    await opened.close()
+def store(postgres_store: PostgresStore) -> PostgresStore:
+    return postgres_store
 
 
 async def given_credits(store: PostgresStore, n: int, user_id: str = USER) -> None:
