@@ -223,7 +223,9 @@ async def _write_many(
     answers: list[Answer],
 ) -> None:
     """The one write of the decided reservations; each one's answer put in ``answers``."""
-    ids = list(decided)
+    # Messages in key order: two batches inserting the same keys wait for each other in one
+    # order, never in a cycle (the recipients' rows are locked in order by the statement).
+    ids = sorted(decided, key=lambda m: (decided[m][1].message[2], decided[m][1].message[1]))
     held, events, after = [], [], []
     for message_id, (_, d) in decided.items():
         held += [(*row, message_id) for row in d.expected]
