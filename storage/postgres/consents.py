@@ -6,6 +6,12 @@ transactions locking the same keys cannot deadlock. Appends for one key therefor
 across every process, and each computes the new state from the committed state before it. A
 key's state is saved after each of its events, as on SQLite: each save writes the event log's
 ``consent.changed`` for the event just appended (``0006_events.sql``).
+
+A batch of writes (notifications, subscribe reports) locks every key it touches at once
+(``lock_many``) and appends its groups of events in order (``append_in_order``): when each key
+gets one event that sorts after its key's last, as in a burst of first answers, every entry and
+saved state is written by one statement, since a statement per event is what such a burst
+costs on PostgreSQL (bench/README.md, "PostgreSQL").
 """
 
 # ruff: noqa: S608 (every statement is built from constants, at import)
