@@ -69,7 +69,7 @@ async def lock_many(connection: Conn, idents: Iterable[Ident]) -> dict[Ident, Co
     keys = sorted(set(idents))
     if not keys:
         return {}
-    columns = [list(column) for column in zip(*keys, strict=True)]
+    columns = columns_of(keys, 4)
     await connection.execute(_INSERT_EMPTY_MANY, *columns)
     rows = await connection.fetch(_LOCK_MANY, *columns)
     states = {ident_of(state): state for state in map(state_from_row, rows)}

@@ -60,6 +60,7 @@ N_STATE = len(STATE_NAMES)
 
 
 def prefixed(alias: str, names: Sequence[str]) -> str:
+    """``names`` as the columns of ``alias``, for a select list."""
     return ", ".join(f"{alias}.{name}" for name in names)
 
 
