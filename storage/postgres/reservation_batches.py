@@ -30,16 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.models import ReserveOutcome, SendReservation
+from storage.postgres import ledger_arrays as ledger
 from storage.postgres.connection import Conn, columns_of
-from storage.postgres.ledger_arrays import (
-    EVENT_TYPES,
-    KEY_MATCH,
-    KEY_NAMES,
-    SAVED_TYPES,
-    SET_SAVED,
-    STATE_NAMES,
-    arrays,
-)
 from storage.postgres.pool_batches import PoolBatches
 from storage.postgres.reservations import (
     HELD_TYPES,
@@ -66,10 +58,10 @@ _EVENT_NAMES = ("id", *EVENT_COLUMNS.split(", "), "recorded_at")
 # version, an identifier for its new ledger entry, and the message already stored under the
 # reservation's key (each looked up by its whole key, as ``reservations`` says why).
 _READ_MANY = POSTGRES.render(
-    f"SELECT {prefixed('c', STATE_NAMES)}, c.xmin::text, "
+    f"SELECT {prefixed('c', ledger.STATE_NAMES)}, c.xmin::text, "
     "CASE WHEN m.id IS NULL THEN nextval(pg_get_serial_sequence('consent_events', 'id')) "
     f"END, {prefixed('m', MESSAGE_NAMES)} "
-    f"FROM {arrays(('text',) * 5)} WITH ORDINALITY "
+    f"FROM {ledger.arrays(('text',) * 5)} WITH ORDINALITY "
     "AS k(app_id, user_id, channel, template_id, idempotency_key, n) "
     f"LEFT JOIN LATERAL (SELECT {STATE_COLUMNS}, xmin FROM consents WHERE app_id = k.app_id "
     "AND user_id = k.user_id AND channel = k.channel AND template_id = k.template_id "
@@ -80,26 +72,27 @@ _READ_MANY = POSTGRES.render(
 )
 # Each reservation's rows carry its message's id, which ties them to its condition.
 _WRITE_MANY = POSTGRES.render(
-    f"WITH x AS (SELECT * FROM {arrays((*HELD_TYPES, 'text'))} "
-    f"AS x({KEY_NAMES}, version, message_id)), "
-    f"held AS (SELECT x.message_id FROM consents AS c JOIN x ON {KEY_MATCH} "
+    f"WITH x AS (SELECT * FROM {ledger.arrays((*HELD_TYPES, 'text'))} "
+    f"AS x({ledger.KEY_NAMES}, version, message_id)), "
+    f"held AS (SELECT x.message_id FROM consents AS c JOIN x ON {ledger.KEY_MATCH} "
     "WHERE c.xmin = x.version::xid "
     "ORDER BY c.app_id, c.user_id, c.channel, c.template_id FOR UPDATE OF c), "
-    f"w AS (SELECT * FROM {arrays(('text', 'int'))} WITH ORDINALITY "
+    f"w AS (SELECT * FROM {ledger.arrays(('text', 'int'))} WITH ORDINALITY "
     "AS w(message_id, expected, n)), "
     "ok AS (SELECT w.message_id FROM w "
     "WHERE w.expected = (SELECT count(*) FROM held WHERE held.message_id = w.message_id)), "
     f"message AS (INSERT INTO messages ({MESSAGE_COLUMNS}) "
-    f"SELECT * FROM {arrays(MESSAGE_TYPES)} AS v({MESSAGE_COLUMNS}) "
+    f"SELECT * FROM {ledger.arrays(MESSAGE_TYPES)} AS v({MESSAGE_COLUMNS}) "
     "WHERE v.id IN (SELECT message_id FROM ok) "
     f"ON CONFLICT (app_id, idempotency_key) DO NOTHING RETURNING {MESSAGE_COLUMNS}), "
     f"spent AS (INSERT INTO consent_events ({', '.join(_EVENT_NAMES)}) OVERRIDING SYSTEM VALUE "
-    f"SELECT {prefixed('e', _EVENT_NAMES)} FROM {arrays((*EVENT_TYPES, 'text'))} "
+    f"SELECT {prefixed('e', _EVENT_NAMES)} FROM {ledger.arrays((*ledger.EVENT_TYPES, 'text'))} "
     f"AS e({', '.join(_EVENT_NAMES)}, message_id) "
     "WHERE e.message_id IN (SELECT id FROM message)), "
-    f"saved AS (UPDATE consents AS c SET {SET_SAVED} "
-    f"FROM {arrays((*SAVED_TYPES, 'text'))} AS x({STATE_COLUMNS}, changed_by, message_id) "
-    f"WHERE {KEY_MATCH} AND x.message_id IN (SELECT id FROM message)) "
+    f"saved AS (UPDATE consents AS c SET {ledger.SET_SAVED} "
+    f"FROM {ledger.arrays((*ledger.SAVED_TYPES, 'text'))} "
+    f"AS x({STATE_COLUMNS}, changed_by, message_id) "
+    f"WHERE {ledger.KEY_MATCH} AND x.message_id IN (SELECT id FROM message)) "
     "SELECT (SELECT count(*) FROM held WHERE held.message_id = w.message_id), "
     f"{prefixed('message', MESSAGE_NAMES)} FROM w LEFT JOIN message ON message.id = w.message_id "
     "ORDER BY w.n"
@@ -237,8 +230,8 @@ async def _write_many(
         ids,
         [len(decided[m][1].expected) for m in ids],
         *columns_of([decided[m][1].message for m in ids], len(MESSAGE_TYPES)),
-        *columns_of(events, len(EVENT_TYPES) + 1),
-        *columns_of(after, len(SAVED_TYPES) + 1),
+        *columns_of(events, len(ledger.EVENT_TYPES) + 1),
+        *columns_of(after, len(ledger.SAVED_TYPES) + 1),
     )
     for message_id, row in zip(ids, rows, strict=True):
         n, d = decided[message_id]
