@@ -19,8 +19,8 @@ every visitor to subscribe) those round trips are what bounds them (bench/README
 A key repeated within the batch is a replay of its first report there. A batch that fails is
 written again one report at a time, so one the database refuses fails alone. If the batch's
 COMMIT landed but its answer was lost, a report written again alone finds its key used: when the
-stored report is the one this batch inserted (the same id), it is answered as its own, not as a
-replay.
+stored report is the one this batch inserted (the same id: ids come from the table's sequence,
+so no other insert ever has it), it is answered as its own, not as a replay.
 """
 
 # ruff: noqa: S608 (every statement is built from constants, at import)

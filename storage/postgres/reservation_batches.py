@@ -18,8 +18,12 @@ key cannot be decided from one read: the later one waits for the next round of t
 which reads what the earlier one wrote.
 
 A batch that fails (a row the database refuses, a lost connection) is tried again one
-reservation at a time (``reservations.reserve``); a reservation whose message had landed before
-the failure is then read back as its own (its message id is the reservation's), not as a replay.
+reservation at a time (``reservations.reserve``), so one the database refuses fails alone. One
+that then finds its key taken is answered as a replay, even where the taker was its own batch,
+whose COMMIT landed before its answer was lost: a message's id is derived from its key
+(``server/sending/sender.py``), so nothing tells a duplicate request from the batch's own write,
+and answering it as new would send the message twice. A single reservation's lost answer ends
+the same way (503, and the client's retry is a replay).
 """
 
 # ruff: noqa: S608 (every statement is built from constants, at import)
@@ -152,8 +156,6 @@ class ReservationBatches(PoolBatches[Reserving]):
             outcome = await self.run(lambda c: reserve(c, r, begin=item.begin), 1, atomic=False)
         except Exception as error:
             return error
-        if outcome is not None and outcome.replayed and outcome.message.id == r.message_id:
-            return ReserveOutcome(message=outcome.message, replayed=False, begun=item.begin)
         return outcome
 
 

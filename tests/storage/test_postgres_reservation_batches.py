@@ -2,7 +2,8 @@
 (``storage/postgres/reservation_batches.py``): each keeps its own condition and its own answer.
 Reservations sharing a user's key in one batch are decided one after the other; a state changed
 under one of them, a row the database refuses, or a batch whose answer is lost after its commit
-never costs the others, and every answer is what is stored."""
+never costs the others, none is ever answered as new twice, and every answer is what is stored.
+"""
 
 from __future__ import annotations
 
@@ -185,13 +186,12 @@ async def test_a_reservation_the_database_refuses_fails_alone(store: PostgresSto
     assert await store.count_messages() == 3
 
 
-async def test_a_batch_whose_answer_is_lost_after_its_commit_answers_each_its_own_message(
+async def test_a_batch_whose_answer_is_lost_after_its_commit_is_answered_as_replays(
     store: PostgresStore,
 ) -> None:
     for user in USERS[:3]:
         await given_credits(store, user)
     wanted = [send_to(u) for u in USERS[:3]]
-
     lost = [False]
 
     async def lose_the_batchs_answer(_: Conn, write: Callable[[], Awaitable[Any]]) -> Any:
@@ -204,11 +204,11 @@ async def test_a_batch_whose_answer_is_lost_after_its_commit_answers_each_its_ow
     batches = Batches(store, lose_the_batchs_answer)
     answers = await reserve_all(store, batches, wanted)
 
-    assert batches.writes == [3]  # each alone then found its own message: nothing to write
-
+    assert batches.writes == [3]  # each alone then found its message: nothing more written
     for r, answer in zip(wanted, answers, strict=True):
+        # A replay, as the retry after a lone reservation's 503 would be: never sent twice.
         assert isinstance(answer, ReserveOutcome), answer
-        assert answer.message.id == r.message_id and not answer.replayed and answer.begun
+        assert answer.message.id == r.message_id and answer.replayed
     await assert_stored(store, answers)
     for user in USERS[:3]:
         assert await credits_and_spends(store, user) == (0, 1)  # spent once

@@ -77,3 +77,19 @@ async def test_two_replicas_racing_on_one_users_credits_spend_each_once(
 
 def _for_key(answer: ReserveOutcome, key: str) -> bool:
     return answer.message.idempotency_key == key
+
+
+async def test_copies_of_a_request_under_one_message_id_reserve_once(store: Store) -> None:
+    # The server derives a message's id from its idempotency key (server/sending/sender.py), so
+    # every copy of a request names the same message: one is new, each other copy a replay.
+    await store.append_consent_events([accept(m) for m in range(3)], NOW + timedelta(minutes=3))
+    firsts = [reservation(f"k-{i}", request=f"r-{i}") for i in range(3)]
+    copies = [r.model_copy() for r in firsts for _ in range(3)]
+
+    answers = await asyncio.gather(*(store.reserve_send(r, begin=True) for r in copies))
+
+    new = Counter(a.message.idempotency_key for a in answers if not a.replayed)
+    assert new == {r.idempotency_key: 1 for r in firsts}, answers
+    assert {a.message.id for a in answers} == {r.message_id for r in firsts}
+    history = await store.consent_history(APP, USER, "mini_template", TEMPLATE)
+    assert sum(e.action is ConsentAction.SPEND for e in history) == 3
