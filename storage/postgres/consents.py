@@ -155,6 +155,8 @@ async def append_each_once(
     one event and none sorts before its key's last: otherwise ``None`` and nothing written (the
     caller appends one event at a time, ``append_events``)."""
     idents = [ident_of(event) for event, _ in events]
+    if not idents:
+        return []
     if len(set(idents)) != len(idents):
         return None
     ids = [row[0] for row in await connection.fetch(NEW_EVENT_IDS, len(events))]

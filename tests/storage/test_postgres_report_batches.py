@@ -225,3 +225,13 @@ async def test_a_batch_whose_answer_is_lost_after_its_commit_answers_each_its_ow
     for user in USERS[:3]:
         assert (await state_is_the_fold(store, user)).credits == 1  # applied once
     assert await consent_changes(store) == 3
+
+
+async def test_reports_without_events_write_no_ledger_statement(store: PostgresStore) -> None:
+    batches = Batches(store)
+
+    answers = await record_all(batches, [(report(u), []) for u in USERS[:3]])
+
+    assert batches.seen == ["batch of 3"]  # no lock, no append: nothing to apply
+    assert all(isinstance(a, ReportOutcome) and not a.replayed for a in answers), answers
+    assert await consent_changes(store) == 0
