@@ -153,10 +153,9 @@ class ReservationBatches(PoolBatches[Reserving]):
     async def _alone(self, item: Reserving) -> Answer:
         r = item.reservation
         try:
-            outcome = await self.run(lambda c: reserve(c, r, begin=item.begin), 1, atomic=False)
+            return await self.run(lambda c: reserve(c, r, begin=item.begin), 1, atomic=False)
         except Exception as error:
             return error
-        return outcome
 
 
 Numbered = tuple[int, Reserving]  # a reservation and its place in the batch
