@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.bodies import make_bodies
+from bench.commits import CommitTotals, commit_stats
 from bench.load import run_wrk
 from bench.machine import SwitchCount
 from bench.processes import free_port, pin_threads, serving, thread_usage, tree_cpu_seconds
@@ -189,8 +190,12 @@ def measure(
         threads_before, switches = thread_usage(proc.pid), SwitchCount(proc.pid).start()
         started = time.monotonic()  # the threads' readings' own span, for the loop's shares
         watch = Foreign(proc.pid)
+        # One-process Subgate only: the others have no /metrics on the port under load.
+        one_process = target.startswith("subgate") and not intake_workers(target)
+        commits_before = CommitTotals.scrape(port) if one_process else None
         result = run_wrk(url, bodies, connections, plan.seconds, offset=0)
         foreign = watch.stop()
+        commits_after = CommitTotals.scrape(port) if one_process else None
         threads = thread_usage(proc.pid) - threads_before
         window = time.monotonic() - started
         cpu, load_cpu = tree_cpu_seconds(proc.pid) - before, _children_cpu() - load_before
@@ -215,6 +220,8 @@ def measure(
         # The whole process tree: switches in this run, system calls in a probe after it.
         **machine,
         **foreign,  # others' work on the machine meanwhile (bench/quiet.py)
+        # What its loop waited for: the group commit's batches (bench/commits.py).
+        **commit_stats(commits_before, commits_after, result.requests, result.seconds),
     }
 
 
@@ -222,6 +229,9 @@ def _children_cpu() -> float:
     """CPU seconds of waited-for children: wrk runs to completion, the server is still alive."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+COMMIT_KEYS = ("notifications_per_commit", "commit_ms", "writer_busy_share")
 
 
 def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -243,6 +253,9 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
         "foreign_core_share",
     )
     summary = {k: round(statistics.median(r[k] for r in results), 2) for k in keys}
+    for key in COMMIT_KEYS:
+        if all(key in r for r in results):
+            summary[key] = round(statistics.median(r[key] for r in results), 3)
     for key in ("syscalls_per_request", "syscalls_top_per_request", "syscalls_note"):
         if key in results[0]:  # the first round's probe
             summary[key] = results[0][key]

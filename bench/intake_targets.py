@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.commits import describe as describe_commits
 from bench.report import figure, verdict
 
 # (ratio prefix, Subgate target, the ceiling it is compared with)
@@ -116,7 +117,7 @@ def _factors(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
         f"{ours['rps'] / max(theirs['rps'], 1):.3f} ~ loop cost {cost:.3f} "
         f"({theirs['loop_cpu_us_per_request']:.0f} against {ours['loop_cpu_us_per_request']:.0f} "
         f"us a request) x loop time {time_used:.3f} (running {_split(ours)}; the ceiling's "
-        f"{_split(theirs)})"
+        f"{_split(theirs)}){describe_commits(ours)}"
     )
 
 

@@ -125,3 +125,15 @@ def test_a_ratio_is_explained_as_loop_cost_times_loop_time() -> None:
     assert line.startswith(f"{cost * time_used:.3f} ~ loop cost {cost:.3f} ")
     assert f"x loop time {time_used:.3f} " in line
     assert "(running 70%, waiting for a core 5%, idle 25%; the ceiling's 98%" in line
+
+
+def test_the_commits_the_loop_waited_for_follow_the_ratio() -> None:
+    subgate = _loop(10, busy=0.70, waiting=0.05, cpu_us=200)
+    subgate |= {"notifications_per_commit": 7.7, "commit_ms": 0.41, "writer_busy_share": 0.33}
+    results = {"ceiling@c8": _loop(10, busy=0.98, waiting=0.02, cpu_us=160), "subgate@c8": subgate}
+
+    [line] = why(results).values()
+
+    assert line.endswith(
+        "; its commits held 7.7 notifications and took 0.41 ms each, one out 33% of the run"
+    )
