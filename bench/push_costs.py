@@ -32,11 +32,17 @@ def push_budget(push: dict[str, Any]) -> dict[str, float]:
             max(client, bare_receiver) / max(service, worker, receiver), 3
         ),
         "measured": round(push["subgate_per_second"] / push["ceiling_per_second"], 3),
+        # CPU a push times pushes a second: the cores each side kept busy. Where Subgate's falls
+        # short of the machine's while the bare client's does not, the measured ratio falls
+        # short of the first prediction by the time no process ran.
+        "subgate_cores_used": round(subgate_total * push["subgate_per_second"] / 1e6, 2),
+        "bare_cores_used": round(bare_total * push["ceiling_per_second"] / 1e6, 2),
     }
 
 
 def why_pushes(push: dict[str, Any]) -> str:
-    """One line: the CPU each side spends per push and the two ratios it predicts."""
+    """One line: the CPU each side spends per push, the two ratios it predicts, and the cores
+    each side kept busy."""
     budget = push_budget(push)
     return (
         f"why: CPU a push, Subgate {budget['subgate_total_us']:.0f} µs (service loop "
@@ -47,5 +53,7 @@ def why_pushes(push: dict[str, Any]) -> str:
         f"{budget['bare_total_us']:.0f} (client {push['ceiling_client_cpu_us_per_delivery']:.0f}, "
         f"receiver {push['ceiling_receiver_cpu_us_per_delivery']:.0f}): every core busy predicts "
         f"{budget['predicted_all_cores_busy']:.2f}, a core per process "
-        f"{budget['predicted_core_per_process']:.2f}; measured {budget['measured']:.2f}"
+        f"{budget['predicted_core_per_process']:.2f}; measured {budget['measured']:.2f}, "
+        f"with {budget['subgate_cores_used']:.2f} cores in use against the bare client's "
+        f"{budget['bare_cores_used']:.2f}"
     )

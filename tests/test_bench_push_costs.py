@@ -28,6 +28,8 @@ def test_the_budget_predicts_the_ratio_with_every_core_busy_and_with_a_core_each
     # a core each: the service (129.4) is Subgate's slowest process, the client (130.6) the bare's
     assert budget["predicted_core_per_process"] == round(130.6 / 129.4, 3)
     assert budget["measured"] == round(3308.3 / 4796.0, 3)
+    assert budget["subgate_cores_used"] == round(361.8 * 3308.3 / 1e6, 2)  # 1.20
+    assert budget["bare_cores_used"] == round(230.2 * 4796.0 / 1e6, 2)  # 1.10
 
 
 def test_the_line_names_each_process_and_both_predictions() -> None:
@@ -35,7 +37,8 @@ def test_the_line_names_each_process_and_both_predictions() -> None:
 
     assert line.startswith("why: CPU a push, Subgate 362 µs (service loop 78, its other threads 52")
     assert "against the bare client's 230 (client 131, receiver 100)" in line
-    assert line.endswith("every core busy predicts 0.64, a core per process 1.01; measured 0.69")
+    assert "every core busy predicts 0.64, a core per process 1.01; measured 0.69" in line
+    assert line.endswith("with 1.20 cores in use against the bare client's 1.10")
 
 
 def test_the_explained_round_is_the_one_with_the_median_ratio() -> None:
