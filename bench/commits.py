@@ -15,6 +15,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 COMMIT_METRIC = "subgate_store_commit_seconds"
+# What ``commit_stats`` gives a run (the bench takes each one's median over rounds).
+COMMIT_KEYS = ("notifications_per_commit", "commit_ms", "writer_busy_share")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.bodies import make_bodies
-from bench.commits import CommitTotals, commit_stats
+from bench.commits import COMMIT_KEYS, CommitTotals, commit_stats
 from bench.load import run_wrk
 from bench.machine import SwitchCount
 from bench.processes import free_port, pin_threads, serving, thread_usage, tree_cpu_seconds
@@ -186,19 +186,20 @@ def measure(
         if plan.pin:
             pin_threads(proc.pid)
         run_wrk(url, bodies, connections, 2, offset=plan.bodies // 2)  # warm-up on other ids
+        # One-process Subgate only: the others have no /metrics on the port under load. Scraped
+        # outside the measured window, whose CPU and loop shares are the load's alone.
+        one_process = target.startswith("subgate") and not intake_workers(target)
+        commits_before = CommitTotals.scrape(port) if one_process else None
         before, load_before = tree_cpu_seconds(proc.pid), _children_cpu()
         threads_before, switches = thread_usage(proc.pid), SwitchCount(proc.pid).start()
         started = time.monotonic()  # the threads' readings' own span, for the loop's shares
         watch = Foreign(proc.pid)
-        # One-process Subgate only: the others have no /metrics on the port under load.
-        one_process = target.startswith("subgate") and not intake_workers(target)
-        commits_before = CommitTotals.scrape(port) if one_process else None
         result = run_wrk(url, bodies, connections, plan.seconds, offset=0)
         foreign = watch.stop()
-        commits_after = CommitTotals.scrape(port) if one_process else None
         threads = thread_usage(proc.pid) - threads_before
         window = time.monotonic() - started
         cpu, load_cpu = tree_cpu_seconds(proc.pid) - before, _children_cpu() - load_before
+        commits_after = CommitTotals.scrape(port) if one_process else None
         machine = {"context_switches_per_request": switches.per_request(result.requests)}
         if index == 0:  # the first round only: strace once per target and concurrency
             probe_offset = plan.bodies * 3 // 4  # ids neither the run nor the warm-up posted
@@ -229,9 +230,6 @@ def _children_cpu() -> float:
     """CPU seconds of waited-for children: wrk runs to completion, the server is still alive."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-COMMIT_KEYS = ("notifications_per_commit", "commit_ms", "writer_busy_share")
 
 
 def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
