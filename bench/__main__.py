@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import console, delivery, intake, intake_targets, lookup, postgres, scaling
-from bench.machine import cpu_model
+from bench.machine import cpu_model, idle_setup
 from bench.processes import REST_CPU
+from bench.quiet import describe as describe_disturbance
 from bench.report import speed_probe, write_results
 from bench.sends_rounds import print_sends, run_sends
 from bench.syscalls import syscalls_line
@@ -89,7 +90,7 @@ def main() -> None:
                     body = RUNNERS[name](args.quick, seconds, workdir / name)
                 body["rsa2048_signs_per_second"] = {"before": before, "after": speed_probe()}
                 summaries.append((name, body, write_results(name, body)))
-    print(f"\nmachine: {cpu_model()}, {os.cpu_count()} CPUs")
+    print(f"\nmachine: {cpu_model()}, {os.cpu_count()} CPUs, idle: {idle_setup()}")
     for name, body, path in summaries:
         speed = body["rsa2048_signs_per_second"]
         print(f"{name}: {path}  (machine speed: {speed['before']}/{speed['after']} RSA signs/s)")
@@ -164,6 +165,11 @@ def run_scaling(quick: bool, seconds: float, workdir: Path, rounds: int) -> dict
 RUNNERS = {"console": console.run_benchmark}
 
 
+def _stalls(entry: dict[str, Any]) -> str:
+    stalled = entry.get("stalled_rounds", 0)
+    return f"; {stalled} round(s) stalled (wrk's run outlasted its time)" if stalled else ""
+
+
 def print_intake(report: dict[str, Any]) -> None:
     for name, entry in report["intake"].items():
         print(
@@ -174,7 +180,7 @@ def print_intake(report: dict[str, Any]) -> None:
         )
         print(
             f"  {'':20} {entry['context_switches_per_request']:.2f} context switches/req, "
-            f"{syscalls_line(entry)}; others used {entry['foreign_core_share']:.0%} of a core"
+            f"{syscalls_line(entry)}; {describe_disturbance(entry)}{_stalls(entry)}"
         )
     print("  ratios:")
     for name, value in report["ratios"].items():

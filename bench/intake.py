@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"
 APP_ID = "2021000000000001"
 NAIVE_VENV = ROOT / "bench" / ".venv-naive"
+# wrk's run outlasting its planned seconds by more than this: requests waited seconds (the host
+# or the server stopped), and the round's rate is not the server's.
+STALL_SECONDS = 1.0
 
 
 # Each Subgate variant is paired with the ceiling on the same event loop. ``subgate`` runs with
@@ -210,6 +213,7 @@ def measure(
     rows = stored_rows(target, run_dir)
     return {
         **result.as_dict(),
+        "overran_seconds": round(max(0.0, result.seconds - plan.seconds), 2),  # a stall shows here
         "cpu_us_per_request": round(cpu / max(result.requests, 1) * 1e6, 1),
         # How much of the 2 cores the server and wrk used: near 2.0 means the box is saturated.
         "server_cores": round(cpu / result.seconds, 2),
@@ -232,25 +236,28 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+MEDIAN_KEYS = (  # a round's figures that its summary gives as the median over rounds
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "p999_ms",
+    "cpu_us_per_request",
+    "server_cores",
+    "wrk_cores",
+    "loop_cpu_us_per_request",
+    "loop_switches_per_request",
+    "loop_busy_share",
+    "loop_waiting_share",
+    "loop_idle_share",
+    "other_threads_cpu_us_per_request",
+    "context_switches_per_request",
+    "foreign_core_share",
+    "stolen_core_share",
+)
+
+
 def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = (
-        "rps",
-        "p50_ms",
-        "p99_ms",
-        "p999_ms",
-        "cpu_us_per_request",
-        "server_cores",
-        "wrk_cores",
-        "loop_cpu_us_per_request",
-        "loop_switches_per_request",
-        "loop_busy_share",
-        "loop_waiting_share",
-        "loop_idle_share",
-        "other_threads_cpu_us_per_request",
-        "context_switches_per_request",
-        "foreign_core_share",
-    )
-    summary = {k: round(statistics.median(r[k] for r in results), 2) for k in keys}
+    summary = {k: round(statistics.median(r[k] for r in results), 2) for k in MEDIAN_KEYS}
     for key in COMMIT_KEYS:
         if all(key in r for r in results):
             summary[key] = round(statistics.median(r[key] for r in results), 3)
@@ -258,6 +265,7 @@ def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
         if key in results[0]:  # the first round's probe
             summary[key] = results[0][key]
     summary["errors"] = sum(r["errors"] for r in results)
+    summary["stalled_rounds"] = sum(r["overran_seconds"] > STALL_SECONDS for r in results)
     summary["runs"] = results
     return summary
 

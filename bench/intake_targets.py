@@ -100,14 +100,33 @@ def why(results: dict[str, Any]) -> dict[str, str]:
     time the loop got to run against the ceiling's loop (the rest it waited for a core, shared
     with the load generator and the other threads, or sat idle, waiting for requests or its
     writer). Requests a second are the loop's running share over its CPU per request, so the two
-    factors multiply to the ratio (exactly within one run; medians of rounds, nearly)."""
+    factors multiply to the ratio exactly within one round: with several rounds, the round
+    explained is the one whose ratio is the median (medians taken factor by factor come from
+    different rounds, and a round the host stalled can pull them apart)."""
     out: dict[str, str] = {}
     for prefix, name, ceiling in SETUPS:
         for c in VS_CEILING:
             ours, theirs = results.get(f"{name}@c{c}"), results.get(f"{ceiling}@c{c}")
             if prefix in JUDGED and ours and theirs and "loop_busy_share" in ours:
-                out[f"{prefix}intake_vs_ceiling_c{c}"] = _factors(ours, theirs)
+                ours_round, theirs_round, which = median_round(ours, theirs)
+                out[f"{prefix}intake_vs_ceiling_c{c}"] = _factors(ours_round, theirs_round) + which
     return out
+
+
+def median_round(
+    ours: dict[str, Any], theirs: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Subgate's round and the ceiling's round beside it (the rounds run round-robin) whose
+    ratio is the median of the rounds' ratios (the lower middle of an even count), and which
+    round it was; the summaries themselves where their rounds are not kept."""
+    mine, base = ours.get("runs") or [], theirs.get("runs") or []
+    if len(mine) < 2 or len(mine) != len(base):
+        return ours, theirs, ""
+    ratios = [a["rps"] / max(b["rps"], 1) for a, b in zip(mine, base, strict=True)]
+    index = sorted(range(len(ratios)), key=ratios.__getitem__)[(len(ratios) - 1) // 2]
+    listed = ", ".join(f"{ratio:.3f}" for ratio in ratios)
+    which = f"; round {index + 1} of {len(ratios)}, the median of the rounds' {listed}"
+    return mine[index], base[index], which
 
 
 def _factors(ours: dict[str, Any], theirs: dict[str, Any]) -> str:

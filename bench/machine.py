@@ -1,12 +1,13 @@
 """What a run's machine is, and how often each server under test was switched out per request.
 
 Two machines' results can only be compared when each carries what it ran on: the CPU model
-(``/proc/cpuinfo``, else ``lscpu``), the RSA-2048 probe (``bench.report.speed_probe``), and per
-target server its context switches per request. A switch is counted from every thread of the
-server's process tree (``/proc/PID/task/*/status``: voluntary, a wait for the network, a lock or
-another thread; nonvoluntary, the scheduler taking the core away), as the difference over the
-measured run. Reading ``/proc`` costs the server nothing, so it is taken in the measured run
-itself; the syscall count needs strace and is taken apart (``bench.syscalls``).
+(``/proc/cpuinfo``, else ``lscpu``), the RSA-2048 probe (``bench.report.speed_probe``), how its
+cores idle (``idle_setup``), and per target server its context switches per request. A switch is
+counted from every thread of the server's process tree (``/proc/PID/task/*/status``: voluntary,
+a wait for the network, a lock or another thread; nonvoluntary, the scheduler taking the core
+away), as the difference over the measured run. Reading ``/proc`` costs the server nothing, so it
+is taken in the measured run itself; the syscall count needs strace and is taken apart
+(``bench.syscalls``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,27 @@ def cpu_model() -> str:
         done = subprocess.run([lscpu], capture_output=True, text=True, check=False)
         model = lscpu_model_in(done.stdout)
     return model or "unknown"
+
+
+def idle_setup(sys_root: Path = Path("/sys")) -> str:
+    """The kernel's idle driver, and on a VM whether its guest halt polling is on. With it off,
+    each wake-up of an idle core is an exit to the hypervisor: a server that sits idle while its
+    writer commits pays for every such wake-up, a server that never waits (the ceiling) does not,
+    so the same code can compare worse on one VM than on another."""
+    driver = _read(sys_root / "devices/system/cpu/cpuidle/current_driver") or "unknown"
+    polling = _read(sys_root / "module/haltpoll/parameters/guest_halt_poll_ns")
+    if polling is None:
+        return driver
+    if polling == "0":
+        return f"{driver}, guest halt polling off"
+    return f"{driver}, guest halt polling up to {int(polling):,} ns"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 def switches_in_status(status: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bench.machine import cpu_model
+from bench.machine import cpu_model, idle_setup
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,6 +54,7 @@ def speed_probe(seconds: float = 0.5) -> float:
 def machine() -> dict[str, Any]:
     return {
         "cpu_model": cpu_model(),
+        "cpu_idle": idle_setup(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),

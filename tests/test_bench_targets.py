@@ -137,3 +137,24 @@ def test_the_commits_the_loop_waited_for_follow_the_ratio() -> None:
     assert line.endswith(
         "; its commits held 7.7 notifications and took 0.41 ms each, one out 33% of the run"
     )
+
+
+def test_with_rounds_the_round_explained_is_the_one_whose_ratio_is_the_median() -> None:
+    # Factor by factor the medians would come from different rounds and multiply to 0.83, a
+    # ratio no round had; the rounds' own ratios are 0.88, 0.77 and 0.66.
+    ceilings = [_loop(10, busy=0.96, waiting=0.01, cpu_us=cpu) for cpu in (230, 234, 245)]
+    ours = [
+        _loop(10, busy=0.855, waiting=0.01, cpu_us=232),
+        _loop(10, busy=0.79, waiting=0.01, cpu_us=251),
+        _loop(10, busy=0.858, waiting=0.01, cpu_us=332),
+    ]
+    results = {
+        "ceiling@c64": {**ceilings[1], "runs": ceilings},
+        "subgate@c64": {**_loop(10, busy=0.855, waiting=0.01, cpu_us=251), "runs": ours},
+    }
+
+    [line] = why(results).values()
+
+    cost, time_used = 234 / 251, 0.79 / 0.96
+    assert line.startswith(f"{cost * time_used:.3f} ~ loop cost {cost:.3f} (234 against 251 ")
+    assert line.endswith("; round 2 of 3, the median of the rounds' 0.883, 0.767, 0.660")
