@@ -11,6 +11,7 @@ setup is judged on its own: one process, and one or two intake workers.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench.commits import describe as describe_commits
@@ -32,12 +33,8 @@ WORKERS_VS_SINGLE = 1.4
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
-    """Every ratio the run's targets allow, rounded to three places."""
-
-    def get(name: str, key: str) -> float | None:
-        entry = results.get(name)
-        return None if entry is None else float(entry[key])
-
+    """Every ratio the run's targets allow, rounded to three places: each the median of the
+    rounds' own ratios (``paired_ratio``)."""
     pairs = [("ceiling_vs_naive_c64", "ceiling@c64", "naive@c64", "rps")]  # the most 10x can be
     for prefix, name, ceiling in SETUPS:
         for c in VS_CEILING:
@@ -53,10 +50,23 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
             pairs.append((f"{prefix}intake_vs_single_c64", f"{name}@c64", "subgate@c64", "rps"))
     out: dict[str, float] = {}
     for key, top, bottom, field in pairs:
-        a, b = get(top, field), get(bottom, field)
-        if a is not None and b:
-            out[key] = round(a / b, 3)
+        if top in results and bottom in results:
+            ratio = paired_ratio(results[top], results[bottom], field)
+            if ratio is not None:
+                out[key] = round(ratio, 3)
     return out
+
+
+def paired_ratio(top: dict[str, Any], bottom: dict[str, Any], field: str) -> float | None:
+    """The median of the rounds' own ratios, each round of ``top`` against the round of
+    ``bottom`` that ran beside it (the rounds run round-robin): a ratio of two medians can pair
+    one target's best round with the other's worst. The ratio of the summaries where the rounds
+    are not kept; None where the bottom is zero."""
+    mine, base = top.get("runs") or [], bottom.get("runs") or []
+    if len(mine) >= 2 and len(mine) == len(base) and all(r[field] for r in base):
+        pairs = zip(mine, base, strict=True)
+        return float(statistics.median(a[field] / b[field] for a, b in pairs))
+    return float(top[field]) / bottom[field] if bottom[field] else None
 
 
 def targets(ratio: dict[str, float]) -> dict[str, str]:

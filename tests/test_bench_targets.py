@@ -158,3 +158,22 @@ def test_with_rounds_the_round_explained_is_the_one_whose_ratio_is_the_median() 
     cost, time_used = 234 / 251, 0.79 / 0.96
     assert line.startswith(f"{cost * time_used:.3f} ~ loop cost {cost:.3f} (234 against 251 ")
     assert line.endswith("; round 2 of 3, the median of the rounds' 0.883, 0.767, 0.660")
+
+
+def test_with_rounds_a_ratio_is_the_median_of_the_rounds_own_ratios() -> None:
+    # The pinned run of 2026-12-07 13:24 at c8: the medians of the two targets' rounds came from
+    # different rounds (Subgate's third, the ceiling's third), and their ratio, 0.679, was the
+    # best round's. The rounds' own ratios were 0.551, 0.555 and 0.679.
+    ceiling = [_entry(3505.8, 4.986), _entry(2674.1, 7.326), _entry(2839.7, 5.795)]
+    subgate = [_entry(1933.1, 9.229), _entry(1484.3, 12.007), _entry(1928.4, 8.385)]
+    results = {
+        "ceiling@c8": {**_entry(2839.7, 5.795), "runs": ceiling},
+        "subgate@c8": {**_entry(1928.4, 9.229), "runs": subgate},
+    }
+
+    paired = ratios(results)
+
+    assert paired["intake_vs_ceiling_c8"] == round(1484.3 / 2674.1, 3) == 0.555
+    assert paired["p99_vs_ceiling_c8"] == round(12.007 / 7.326, 3)  # 1.85, 1.64, 1.45
+    unpaired = {name: {**entry, "runs": []} for name, entry in results.items()}
+    assert ratios(unpaired)["intake_vs_ceiling_c8"] == 0.679  # no rounds kept: the summaries'
