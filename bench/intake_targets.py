@@ -62,11 +62,19 @@ def paired_ratio(top: dict[str, Any], bottom: dict[str, Any], field: str) -> flo
     ``bottom`` that ran beside it (the rounds run round-robin): a ratio of two medians can pair
     one target's best round with the other's worst. The ratio of the summaries where the rounds
     are not kept; None where the bottom is zero."""
-    mine, base = top.get("runs") or [], bottom.get("runs") or []
-    if len(mine) >= 2 and len(mine) == len(base) and all(r[field] for r in base):
-        pairs = zip(mine, base, strict=True)
+    pairs = paired_rounds(top, bottom)
+    if pairs and all(b[field] for _, b in pairs):
         return float(statistics.median(a[field] / b[field] for a, b in pairs))
     return float(top[field]) / bottom[field] if bottom[field] else None
+
+
+def paired_rounds(
+    top: dict[str, Any], bottom: dict[str, Any]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each kept round of ``top`` with the round of ``bottom`` that ran beside it; none unless
+    both kept the same number of rounds, at least two."""
+    mine, base = top.get("runs") or [], bottom.get("runs") or []
+    return list(zip(mine, base, strict=True)) if len(mine) >= 2 and len(mine) == len(base) else []
 
 
 def targets(ratio: dict[str, float]) -> dict[str, str]:
@@ -129,14 +137,14 @@ def median_round(
     """Subgate's round and the ceiling's round beside it (the rounds run round-robin) whose
     ratio is the median of the rounds' ratios (the lower middle of an even count), and which
     round it was; the summaries themselves where their rounds are not kept."""
-    mine, base = ours.get("runs") or [], theirs.get("runs") or []
-    if len(mine) < 2 or len(mine) != len(base):
+    pairs = paired_rounds(ours, theirs)
+    if not pairs:
         return ours, theirs, ""
-    ratios = [a["rps"] / max(b["rps"], 1) for a, b in zip(mine, base, strict=True)]
+    ratios = [a["rps"] / max(b["rps"], 1) for a, b in pairs]
     index = sorted(range(len(ratios)), key=ratios.__getitem__)[(len(ratios) - 1) // 2]
     listed = ", ".join(f"{ratio:.3f}" for ratio in ratios)
     which = f"; round {index + 1} of {len(ratios)}, the median of the rounds' {listed}"
-    return mine[index], base[index], which
+    return *pairs[index], which
 
 
 def _factors(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
