@@ -55,8 +55,8 @@ class Foreign:
     def __init__(self, *pids: int) -> None:
         self._pids = pids
         self._started = time.monotonic()
-        self._busy = busy_seconds()
-        self._stolen = stolen_seconds()
+        stat = Path("/proc/stat").read_text()  # one reading for both counters
+        self._busy, self._stolen = busy_seconds(stat), stolen_seconds(stat)
         self._own = _own_seconds()
         self._theirs = [tree_cpu_seconds(pid) for pid in pids]
 
@@ -66,9 +66,10 @@ class Foreign:
         elapsed = time.monotonic() - self._started
         ours = _own_seconds() - self._own
         ours += sum(tree_cpu_seconds(p) - s for p, s in zip(self._pids, self._theirs, strict=True))
-        foreign = max(0.0, busy_seconds() - self._busy - ours)
+        stat = Path("/proc/stat").read_text()
+        foreign = max(0.0, busy_seconds(stat) - self._busy - ours)
         share = foreign / elapsed if elapsed else 0.0
-        stolen = (stolen_seconds() - self._stolen) / elapsed if elapsed else 0.0
+        stolen = (stolen_seconds(stat) - self._stolen) / elapsed if elapsed else 0.0
         return {
             "foreign_cpu_seconds": round(foreign, 2),
             "foreign_core_share": round(share, 3),
