@@ -1,26 +1,41 @@
-"""The single SQLite writer: one connection, one thread, group commit.
+"""The single SQLite writer: one connection, group commit, a thread for what the loop must not do.
 
-Every write is a *job*: a plain function run on the writer thread against the write
-connection. Jobs are gathered into batches by ``storage.group_commit`` (the rule PostgreSQL's
-notification intake shares): jobs that arrive while a batch is being committed form the next
-batch, so under load many jobs share one fsync and at rest a job is committed at once. One batch
-is in flight at a time. The next batch starts when the event loop gets round to it, which under
-load lets more jobs share it: a writer thread that looped on its own committed more, smaller
-batches for the same throughput, at more CPU per request. Every batch costs a hand-off to this
-thread and back, and on some machines waking another thread is slow: gathering the requests
-already on the event loop first (``GATHER_ITERATIONS``) cut the event loop's waits per
-notification there, for more throughput and a lower p99 (bench/README.md).
+Every write is a *job*: a plain function run against the write connection (on which thread, the
+section below says). Jobs are gathered into batches by ``storage.group_commit`` (the rule
+PostgreSQL's notification intake shares): jobs that arrive while a batch is being committed form
+the next batch, so under load many jobs share one fsync and at rest a job is committed at once.
+One batch is in flight at a time. The next batch starts when the event loop gets round to it,
+which under load lets more jobs share it: a writer thread that looped on its own committed more,
+smaller batches for the same throughput, at more CPU per request. A batch for the writer thread
+costs a hand-off to it and back, and on some machines waking another thread is slow: gathering
+the requests already on the event loop first (``GATHER_ITERATIONS``) cut the event loop's waits
+per notification there, for more throughput and a lower p99 (bench/README.md).
 
-How a batch is applied on the thread (a savepoint per job, bulk writes in chunks, a batch of one
-chunk as its statement alone) is ``storage.sqlite.batch``.
+How a batch is applied (a savepoint per job, bulk writes in chunks, a batch of one chunk as its
+statement alone) is ``storage.sqlite.batch``.
+
+**Where a batch is applied.** A batch that is one chunk of a ``one_write`` bulk write (the
+notifications of one burst: one statement of bounded cost) is applied on the event loop's own
+thread; every other batch on the writer thread. Handing a batch to the thread and back costs two
+thread wake-ups, and while the batch runs there the two threads pass the GIL back and forth: the
+thread's commit took more CPU than the same commit on the loop's thread, and the loop, waiting
+for it, sat idle (bench/README.md). On the loop's thread the statement runs at once, and the
+loop takes up the next requests as soon as it is durable. What the loop must not do is wait on
+a slow disk: a statement on its thread that waited longer than ``DISK_WAIT_LIMIT_SECONDS`` (its
+wall time less its thread's CPU time) sends every batch to the writer thread for
+``THREAD_SECONDS``, after which the loop tries again. A batch also goes to the thread while a
+``maintain`` job holds the connection there.
 
 Why not aiosqlite for writes: it hops to its thread once per call; a batch needs BEGIN,
-N jobs and COMMIT in one hop, which aiosqlite offers no public way to do.
+N jobs and COMMIT in one hop, which aiosqlite offers no public way to do. The connection is used
+by two threads, the loop's and the writer's, never at once: one batch is in flight at a time, and
+no batch runs on the loop while a ``maintain`` job is out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 from collections.abc import Callable
@@ -28,32 +43,54 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from storage.group_commit import GATHER_ITERATIONS, GroupCommit
-from storage.sqlite.batch import BulkWrite, Pending, WriteJob, apply_batch
+from storage.sqlite.batch import BulkWrite, Outcome, Pending, WriteJob, apply_batch, is_one_chunk
 
 T = TypeVar("T")
 Item = TypeVar("Item")
 
 __all__ = ["GATHER_ITERATIONS", "BulkWrite", "SerialWriter", "WriteJob"]
 
+# How long one statement on the event loop's thread may wait for the disk before batches go to
+# the writer thread, and for how long they then do (see the module docstring).
+DISK_WAIT_LIMIT_SECONDS = 0.002
+THREAD_SECONDS = 1.0
+
 
 class SerialWriter:
-    """Owns the write connection; every use of it happens on its one thread."""
+    """Owns the write connection: every use of it is a batch, on the event loop's thread or on
+    the writer thread, or a ``maintain`` job on the writer thread."""
 
     @classmethod
-    async def open(cls, connect: Callable[[], sqlite3.Connection]) -> SerialWriter:
-        """Connect on the writer's own thread (the connection never leaves it)."""
+    async def open(
+        cls,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> SerialWriter:
+        """Connect on the writer's own thread; ``clock`` times the writer thread's turns after
+        a slow disk (tests give their own)."""
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subgate-writer")
         try:
             connection = await asyncio.get_running_loop().run_in_executor(thread, connect)
         except BaseException:
             thread.shutdown(wait=False)
             raise
-        return cls(connection, thread)
+        return cls(connection, thread, clock=clock)
 
-    def __init__(self, connection: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        thread: ThreadPoolExecutor,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._connection = connection
         self._thread = thread
         self._group = GroupCommit(self._commit)
+        self._clock = clock
+        self._maintaining = 0  # ``maintain`` jobs out on the writer thread
+        self._thread_until = -math.inf  # after a slow disk: batches go to the thread until then
+        self.batches_on_loop = 0  # batches applied on the event loop's thread, for tests
         # Called with (seconds, jobs) after each batch: how long the commit path took.
         self.observe: Callable[[float, int], None] | None = None
 
@@ -92,13 +129,23 @@ class SerialWriter:
         """Run ``job`` on the writer thread between batches, outside any transaction
         (pragmas such as ``query_only``, checkpoints)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, job, self._connection)
+        self._maintaining += 1
+        try:
+            return await loop.run_in_executor(self._thread, job, self._connection)
+        finally:
+            self._maintaining -= 1
 
     async def _commit(self, batch: list[Pending]) -> None:
-        """Apply ``batch`` on the writer thread; settle each job's future with its outcome."""
+        """Apply ``batch`` where the module docstring says; settle each job's future with its
+        outcome."""
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        outcomes = await loop.run_in_executor(self._thread, apply_batch, self._connection, batch)
+        if self._on_loop(batch):
+            outcomes = self._apply_on_loop(batch)
+        else:
+            loop = asyncio.get_running_loop()
+            outcomes = await loop.run_in_executor(
+                self._thread, apply_batch, self._connection, batch
+            )
         if self.observe is not None:
             self.observe(time.perf_counter() - started, len(batch))
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
@@ -108,6 +155,20 @@ class SerialWriter:
                 pending.future.set_result(value)
             else:
                 pending.future.set_exception(value)
+
+    def _on_loop(self, batch: list[Pending]) -> bool:
+        return not self._maintaining and self._clock() >= self._thread_until and is_one_chunk(batch)
+
+    def _apply_on_loop(self, batch: list[Pending]) -> list[Outcome]:
+        """``apply_batch`` on this thread; a statement that waited long for the disk sends the
+        next batches to the writer thread for a while."""
+        wall, cpu = time.perf_counter(), time.thread_time()
+        outcomes = apply_batch(self._connection, batch)
+        waited = (time.perf_counter() - wall) - (time.thread_time() - cpu)
+        if waited > DISK_WAIT_LIMIT_SECONDS:
+            self._thread_until = self._clock() + THREAD_SECONDS
+        self.batches_on_loop += 1
+        return outcomes
 
     async def close(self) -> None:
         """Let pending batches finish, then close the connection on its thread."""
