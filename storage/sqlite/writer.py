@@ -16,14 +16,15 @@ statement alone) is ``storage.sqlite.batch``.
 
 **Where a batch is applied.** A batch that is one chunk of a ``one_write`` bulk write (the
 notifications of one burst: one statement of bounded cost) is applied on the event loop's own
-thread; every other batch on the writer thread. Handing a batch to the thread and back costs two
-thread wake-ups, and while the batch runs there the two threads pass the GIL back and forth: the
-thread's commit took more CPU than the same commit on the loop's thread, and the loop, waiting
-for it, sat idle (bench/README.md). On the loop's thread the statement runs at once, and the
-loop takes up the next requests as soon as it is durable. What the loop must not do is wait on
-a slow disk: a statement on its thread that waited longer than ``DISK_WAIT_LIMIT_SECONDS`` (its
-wall time less its thread's CPU time) sends every batch to the writer thread for
-``THREAD_SECONDS``, after which the loop tries again. A batch also goes to the thread while a
+thread; every other batch on the writer thread. Under load the requests move as a convoy: the
+batch holds nearly every request in flight, and the loop has little to do until it is durable.
+Handed to the writer thread, the batch then waits for two thread wake-ups (on a VM each can be
+an exit to the hypervisor) and for the GIL at each step back into Python, while the loop sits
+idle; on the loop's thread the statement runs at once, and the loop answers and takes up the
+next requests as soon as it is durable (bench/README.md). What the loop must not do is wait on
+a slow disk: once the statements on its thread keep waiting (wall time less the thread's CPU
+time, smoothed) longer than ``DISK_WAIT_LIMIT_SECONDS``, every batch goes to the writer thread
+for ``THREAD_SECONDS``, after which the loop tries again. A batch also goes to the thread while a
 ``maintain`` job holds the connection there.
 
 Why not aiosqlite for writes: it hops to its thread once per call; a batch needs BEGIN,
@@ -50,9 +51,13 @@ Item = TypeVar("Item")
 
 __all__ = ["GATHER_ITERATIONS", "BulkWrite", "SerialWriter", "WriteJob"]
 
-# How long one statement on the event loop's thread may wait for the disk before batches go to
-# the writer thread, and for how long they then do (see the module docstring).
+# How long the statements on the event loop's thread may wait for the disk, smoothed over the
+# last few (each counted up to twice the limit, the newest weighing DISK_WAIT_WEIGHT), before
+# batches go to the writer thread, and for how long they then do (see the module docstring). A
+# wait of its own (a checkpoint, the loop's thread preempted) does not send them; a disk that
+# keeps the loop waiting does, within a few statements.
 DISK_WAIT_LIMIT_SECONDS = 0.002
+DISK_WAIT_WEIGHT = 0.2
 THREAD_SECONDS = 1.0
 
 
@@ -89,6 +94,7 @@ class SerialWriter:
         self._group = GroupCommit(self._commit)
         self._clock = clock
         self._maintaining = 0  # ``maintain`` jobs out on the writer thread
+        self._disk_wait = 0.0  # the smoothed wait of the statements on the loop's thread
         self._thread_until = -math.inf  # after a slow disk: batches go to the thread until then
         self.batches_on_loop = 0  # batches applied on the event loop's thread, for tests
         # Called with (seconds, jobs) after each batch: how long the commit path took.
@@ -160,12 +166,14 @@ class SerialWriter:
         return not self._maintaining and self._clock() >= self._thread_until and is_one_chunk(batch)
 
     def _apply_on_loop(self, batch: list[Pending]) -> list[Outcome]:
-        """``apply_batch`` on this thread; a statement that waited long for the disk sends the
+        """``apply_batch`` on this thread; statements that keep waiting for the disk send the
         next batches to the writer thread for a while."""
         wall, cpu = time.perf_counter(), time.thread_time()
         outcomes = apply_batch(self._connection, batch)
         waited = (time.perf_counter() - wall) - (time.thread_time() - cpu)
-        if waited > DISK_WAIT_LIMIT_SECONDS:
+        counted = min(waited, 2 * DISK_WAIT_LIMIT_SECONDS)
+        self._disk_wait += DISK_WAIT_WEIGHT * (counted - self._disk_wait)
+        if self._disk_wait > DISK_WAIT_LIMIT_SECONDS:
             self._thread_until = self._clock() + THREAD_SECONDS
         self.batches_on_loop += 1
         return outcomes

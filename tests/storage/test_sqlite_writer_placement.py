@@ -24,6 +24,7 @@ from storage.sqlite.writer import (
 )
 
 SLOW = -1  # an item whose statement waits, as a statement waiting for a slow disk would
+STALL = -2  # an item whose statement waits ten times as long as that
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Inserts:
         self.threads.append(threading.get_ident())
         if SLOW in items:
             time.sleep(3 * DISK_WAIT_LIMIT_SECONDS)  # waits without using the CPU
+        if STALL in items:
+            time.sleep(30 * DISK_WAIT_LIMIT_SECONDS)
         values = ", ".join("(?)" for _ in items)
         connection.execute(f"INSERT INTO t (v) VALUES {values}", list(items))  # noqa: S608
         return list(items)
@@ -142,32 +145,62 @@ async def test_a_batch_waits_for_a_maintain_job_and_then_runs_on_the_writer_thre
     assert writer.batches_on_loop == 0
 
 
-async def test_after_a_statement_waited_for_the_disk_batches_go_to_the_writer_thread_for_a_while(
+async def until_one_runs_on_the_writer_thread(
+    writer: SerialWriter, bulk: BulkWrite[int, int], inserts: Inserts
+) -> int:
+    """Slow statements, one batch each, until a batch leaves the loop; how many that took."""
+    loop_thread = threading.get_ident()
+    for written in range(1, 21):
+        await writer.run_bulk(bulk, SLOW)
+        if inserts.threads[-1] != loop_thread:
+            return written
+    raise AssertionError("twenty slow statements and every batch still on the loop")
+
+
+async def test_when_statements_keep_waiting_for_the_disk_batches_go_to_the_thread_for_a_while(
     writer: SerialWriter, clock: Clock
 ) -> None:
     inserts = Inserts()
     bulk = inserts.bulk()
-    loop_thread, other_thread = threading.get_ident(), await writer_thread(writer)
+    loop_thread = threading.get_ident()
 
-    await writer.run_bulk(bulk, SLOW)  # on the loop, and it waited
+    slow = await until_one_runs_on_the_writer_thread(writer, bulk, inserts)
     await writer.run_bulk(bulk, 1)
     clock.now += THREAD_SECONDS / 2
     await writer.run_bulk(bulk, 2)
     clock.now += THREAD_SECONDS / 2
     await writer.run_bulk(bulk, 3)
 
-    assert inserts.threads == [loop_thread, other_thread, other_thread, loop_thread]
-    assert await stored(writer) == [SLOW, 1, 2, 3]
+    other_thread = await writer_thread(writer)
+    assert slow > 2  # one slow statement, or two, is not yet a slow disk
+    assert inserts.threads[: slow - 1] == [loop_thread] * (slow - 1)
+    assert inserts.threads[slow - 1 :] == [other_thread, other_thread, other_thread, loop_thread]
+    assert await stored(writer) == [*[SLOW] * slow, 1, 2, 3]
 
 
-async def test_a_wait_on_the_writer_thread_does_not_send_later_batches_there(
+async def test_a_stall_among_quick_statements_keeps_batches_on_the_loop(
+    writer: SerialWriter,
+) -> None:
+    """A checkpoint or a preemption now and then, however long, is not a slow disk."""
+    inserts = Inserts()
+    bulk = inserts.bulk()
+
+    for value in range(10):
+        await writer.run_bulk(bulk, STALL if value % 5 == 0 else value)
+
+    assert inserts.threads == [threading.get_ident()] * 10
+
+
+async def test_waits_on_the_writer_thread_do_not_send_later_batches_there(
     writer: SerialWriter,
 ) -> None:
     """Only a wait on the loop's own thread is the loop's to avoid."""
     inserts = Inserts()
     bulk = inserts.bulk()
 
-    *_, other_thread = await asyncio.gather(writer.run_bulk(bulk, SLOW), writer_thread(writer))
+    for _ in range(10):  # each batch a slow statement beside a job: on the writer thread
+        await asyncio.gather(writer.run_bulk(bulk, SLOW), writer_thread(writer))
     await writer.run_bulk(bulk, 1)
 
-    assert inserts.threads == [other_thread, threading.get_ident()]
+    assert threading.get_ident() not in inserts.threads[:-1]
+    assert inserts.threads[-1] == threading.get_ident()
