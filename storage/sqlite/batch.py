@@ -80,25 +80,15 @@ def apply_batch(connection: sqlite3.Connection, batch: list[Pending]) -> list[Ou
     bulk = batch[0].bulk
     if (
         bulk is not None
-        and is_one_chunk(batch)
+        and bulk.one_write
         and not connection.in_transaction  # else the statement would not commit
+        and len(batch) <= bulk.max_items
+        and all(pending.bulk is bulk for pending in batch)
     ):
         outcomes = _apply_one_statement(connection, bulk, [pending.item for pending in batch])
         if outcomes is not None:
             return outcomes
     return _apply_in_transaction(connection, batch)
-
-
-def is_one_chunk(batch: list[Pending]) -> bool:
-    """Is ``batch`` one chunk of one ``one_write`` bulk write: a single statement of bounded
-    cost (its items written again one by one, in a transaction, only if SQLite refuses it)?"""
-    bulk = batch[0].bulk
-    return (
-        bulk is not None
-        and bulk.one_write
-        and len(batch) <= bulk.max_items
-        and all(pending.bulk is bulk for pending in batch)
-    )
 
 
 def _apply_one_statement(

@@ -58,11 +58,8 @@ def connect(options: SQLiteOptions, *, readonly: bool = False) -> sqlite3.Connec
         )
     else:
         options.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(  # the writer's: used by two threads, never at once
-            options.path,
-            isolation_level=None,
-            cached_statements=STATEMENT_CACHE,
-            check_same_thread=False,
+        connection = sqlite3.connect(
+            options.path, isolation_level=None, cached_statements=STATEMENT_CACHE
         )
         connection.execute("PRAGMA journal_mode=WAL")
     if options.synchronous not in SYNCHRONOUS_LEVELS:
