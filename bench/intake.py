@@ -26,6 +26,7 @@ from bench.load import run_wrk
 from bench.machine import SwitchCount
 from bench.processes import free_port, pin_threads, serving, thread_usage, tree_cpu_seconds
 from bench.quiet import Foreign
+from bench.run_dirs import fresh_run_dir
 from bench.syscalls import PROBE_SECONDS, syscall_probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,8 +182,7 @@ def stored_rows(target: str, run_dir: Path) -> int | None:
 def measure(
     target: str, connections: int, space: Workspace, plan: Plan, bodies: Path, index: int
 ) -> dict[str, Any]:
-    run_dir = space.root / f"{target}-c{connections}-{index}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = fresh_run_dir(space.root, f"{target}-c{connections}-{index}")
     port = free_port()
     url = f"http://127.0.0.1:{port}/alipay/notify"
     with serving(command(target, space, port, run_dir), port, ROOT, run_dir / "server.log") as proc:

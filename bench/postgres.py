@@ -31,6 +31,7 @@ from bench.postgres_reports import run_reports
 from bench.postgres_sends import run_sends
 from bench.processes import free_port, serving, tree_cpu_seconds
 from bench.report import verdict
+from bench.run_dirs import fresh_run_dir
 from bench.wrk import LoadResult
 
 TARGETS = ("sqlite", "postgres", "postgres-x2")
@@ -61,8 +62,7 @@ def measure(
     target: str, connections: int, space: Workspace, plan: IntakePlan, database: str, index: int
 ) -> dict[str, Any]:
     """One run of ``target``: its processes on a fresh store, a warm-up, then the measured load."""
-    run_dir = space.root / f"{target}-c{connections}-{index}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = fresh_run_dir(space.root, f"{target}-c{connections}-{index}")
     store = f"sqlite:///{run_dir}/subgate.db" if target == "sqlite" else fresh_schema(database)
     config = run_dir / "subgate.toml"
     config.write_text(config_text(store).format(alipay_public=space.root / "alipay_public.pem"))
