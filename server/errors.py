@@ -24,6 +24,7 @@
     ├── UnknownTopApp              unknown_top_app         422  a TOP send names no [[top_apps]]
     ├── PlatformUnavailable        platform_unavailable    503  a pre-send platform check failed
     ├── RequestTimeout             request_timeout         408  the body did not arrive in time
+    ├── MalformedRequest           malformed_request       400  not HTTP/1.1 (on the lane)
     ├── InvalidCursor              invalid_cursor          400  /v1 feed: not a cursor we gave out
     ├── UnknownEventType           unknown_event_type      400  /v1 feed: a glob matches no type
     ├── InvalidParameter           invalid_parameter       400  /v1: a query value out of range
@@ -168,6 +169,10 @@ class RequestTimeout(RequestRefused):
     code = "request_timeout"
 
 
+class MalformedRequest(RequestRefused):
+    code = "malformed_request"
+
+
 class OverCapacity(RequestRefused):
     code = "over_capacity"
 
@@ -233,6 +238,7 @@ STATUS_BY_CODE: dict[str, int] = {
     UnknownTopApp.code: 422,
     PlatformUnavailable.code: 503,
     RequestTimeout.code: 408,
+    MalformedRequest.code: 400,
     OverCapacity.code: 503,
     InvalidCursor.code: 400,
     UnknownEventType.code: 400,

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from server.credentials import AppCredentials
-from server.errors import SUBGATE_ERRORS, AppMismatch, UnknownApp
+from server.errors import SUBGATE_ERRORS, AppMismatch, RequestRefused, UnknownApp
 from server.intake.handlers import HandlerRegistry, Reply, notification_kind
 from server.intake.life_account_xml import claimed_app_id
 from server.intake.refusals import UNKNOWN_APP_KEY, RefusalCounter
@@ -88,6 +88,10 @@ class NotificationGateway:
     def app_key(self, app_id: str | None) -> str:
         """The counter key for an app id: itself when configured, else "-" (bounded keys)."""
         return app_id if app_id is not None and app_id in self._credentials else UNKNOWN_APP_KEY
+
+    def count_refusal(self, url_app_id: str | None, error: RequestRefused) -> None:
+        """Count a refusal made before the gateway saw the body (its media type, its size)."""
+        self.refusals.count(self.app_key(url_app_id), error.code, str(error))
 
     async def receive(
         self, body: bytes, header_charset: str | None, url_app_id: str | None

@@ -55,7 +55,7 @@ async def receive_notification(request: web.Request) -> web.Response:
         charset = form_charset(request.headers.get("Content-Type"))
         body = await read_body(request, request.app[SETTINGS].server.max_body_bytes)
     except RequestRefused as error:
-        gateway.refusals.count(gateway.app_key(url_app_id), error.code, str(error))
+        gateway.count_refusal(url_app_id, error)
         raise
     reply = await gateway.receive(body, charset, url_app_id)
     return web.Response(body=reply.body, content_type=reply.content_type, charset=reply.charset)

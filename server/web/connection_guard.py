@@ -28,25 +28,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 from collections.abc import Awaitable, Callable
 from typing import cast
 
 from aiohttp import StreamReader, web
 
-from server.errors import OverCapacity, RequestTimeout, error_body
+from server.errors import OverCapacity, RequestTimeout
 from server.ops.client_cutoffs import ClientCutoffs
 from server.ops.metrics import Metrics
 from server.runtime.open_files import TURN_AWAY_RESERVE
-from server.web.error_middleware import ERROR_HEADER
+from server.settings import ServerSettings
+from server.web.closing import close_gently
+from server.web.deadline import ReadDeadline
+from server.web.first_request import FirstRequest
+from server.web.lane import LaneRoute
+from server.web.lane_connection import LaneConnection
+from server.web.turned_away import TurnedAway
 
 RequestHandlerFn = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-# How long a client has to read our last answer once we have half-closed: closing at once, with
-# its bytes still arriving unread, would make the kernel reset the connection, and a reset can
-# discard the answer before the client reads it.
-LINGER_SECONDS = 1.0
-# A timer may run a little before its time (the loop's clock resolution): that close is on time.
-DEADLINE_SLACK_SECONDS = 0.001
 
 
 class Phase(enum.Enum):
@@ -56,32 +55,28 @@ class Phase(enum.Enum):
     READ = "read"  # the request is read; its handler may still be running
 
 
-def _over_capacity_answer() -> bytes:
-    message = "too many connections are open; retry shortly"
-    body = json.dumps(error_body(OverCapacity.code, message)).encode()
-    head = (
-        "HTTP/1.1 503 Service Unavailable\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"{ERROR_HEADER}: {OverCapacity.code}\r\n"
-        "Retry-After: 1\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-OVER_CAPACITY_ANSWER = _over_capacity_answer()
-
-
 class ConnectionGuards:
-    """The guards of one listener: its protocol factory, its cap and its request-handler wrapper."""
+    """The connections of one listener: its protocol factory, its cap, its request-handler wrapper
+    and, when the app has a lane route (``server/web/lane.py``), the connections served on it."""
 
-    def __init__(self, server: web.Server, metrics: Metrics, read_timeout: float, cap: int) -> None:
+    def __init__(
+        self,
+        server: web.Server,
+        metrics: Metrics,
+        settings: ServerSettings,
+        cap: int,
+        lane: LaneRoute | None = None,
+    ) -> None:
         self._server = server
         self._metrics = metrics
-        self.read_timeout = read_timeout
+        self.read_timeout = settings.read_timeout_seconds
+        self.keepalive_timeout = settings.keepalive_timeout_seconds
+        self.max_body_bytes = settings.max_body_bytes
         self.max_connections = cap
+        self._lane = lane
+        self._open = 0
         self._guards: dict[web.RequestHandler, ConnectionGuard] = {}
+        self._off_aiohttp: set[FirstRequest | LaneConnection] = set()
         self._turning_away = 0
         server.request_handler = self._wrap(server.request_handler)
         metrics.clients.listener = self
@@ -92,20 +87,54 @@ class ConnectionGuards:
 
     @property
     def open_connections(self) -> int:
-        return len(self._guards)
+        return self._open
 
     def protocol(self) -> asyncio.Protocol:
         """Called for each accepted connection: guarded, or turned away past the cap."""
-        if len(self._guards) >= self.max_connections:
+        if self._open >= self.max_connections:
             self._metrics.error_answers.labels(code=OverCapacity.code).inc()
             self.cutoffs.turned_away(self.max_connections)
             return TurnedAway(self)
+        self._open += 1
+        if self._lane is None:
+            return self.aiohttp_connection()
+        first = FirstRequest(self, self._lane.request_line_prefix)
+        self._off_aiohttp.add(first)
+        return first
+
+    def aiohttp_connection(self) -> asyncio.Protocol:
+        """A connection (already counted) served by aiohttp, guarded."""
         handler = self._server()
         guard = self._guards[handler] = ConnectionGuard(self, handler)
         return guard
 
+    def lane_connection(self) -> asyncio.Protocol:
+        """A connection (already counted) served on the lane."""
+        assert self._lane is not None
+        lane = LaneConnection(self, self._lane)
+        self._off_aiohttp.add(lane)
+        return lane
+
     def closed(self, handler: web.RequestHandler) -> None:
         self._guards.pop(handler, None)
+        self._open -= 1
+
+    def undecided_ended(self, connection: FirstRequest, counted: bool) -> None:
+        self._off_aiohttp.discard(connection)
+        self._open -= counted
+
+    def lane_ended(self, connection: LaneConnection, counted: bool) -> None:
+        self._off_aiohttp.discard(connection)
+        self._open -= counted
+
+    async def shutdown(self, seconds: float) -> None:
+        """Close the connections aiohttp does not know of (aiohttp closes its own): each answers
+        the requests it has read, within ``seconds``, then closes."""
+        closing = [asyncio.ensure_future(c.shutdown()) for c in list(self._off_aiohttp)]
+        if closing:
+            await asyncio.wait(closing, timeout=seconds)
+        for connection in list(self._off_aiohttp):
+            connection.abort()
 
     def turning_away(self, change: int) -> bool:
         """Note a turned-away connection starting (+1) or ending (-1); False when too many are."""
@@ -138,8 +167,7 @@ class ConnectionGuard(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._phase = Phase.WAITING
-        self._deadline: float | None = None  # loop time by which the current phase must end
-        self._timer: asyncio.TimerHandle | None = None  # set for the deadline or before it
+        self._deadline = ReadDeadline(self._loop, self._late)
         self._body: StreamReader | None = None
         self._handling = False
         self._next_started = False  # bytes of a next request came while this one was handled
@@ -151,9 +179,7 @@ class ConnectionGuard(asyncio.Protocol):
         self._handler.connection_made(self._transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        if self._timer is not None:
-            self._timer.cancel()
+        self._deadline.cancel()
         if self._closing is not None:
             self._closing.cancel()
         self._guards.closed(self._handler)
@@ -216,26 +242,11 @@ class ConnectionGuard(asyncio.Protocol):
             self._phase = Phase.READ if self._handling else Phase.WAITING
 
     def _start(self, phase: Phase) -> None:
-        """Start ``phase``'s deadline. A request only moves the deadline (one float); the one
-        timer of the connection, when it fires early, sets itself again for the deadline then
-        current, so a keep-alive connection makes a timer per ``read_timeout``, not per request."""
         self._phase = phase
-        self._deadline = self._loop.time() + self._guards.read_timeout
-        if self._timer is None:
-            self._timer = self._loop.call_at(self._deadline, self._check)
+        self._deadline.start(self._guards.read_timeout)
 
     def _disarm(self) -> None:
-        self._deadline = None
-
-    def _check(self) -> None:
-        self._timer = None
-        if self._deadline is None:
-            return
-        if self._loop.time() + DEADLINE_SLACK_SECONDS < self._deadline:
-            self._timer = self._loop.call_at(self._deadline, self._check)
-            return
-        self._deadline = None
-        self._late()
+        self._deadline.stop()
 
     def _late(self) -> None:
         phase, self._phase = self._phase, Phase.READ  # nothing more of it will be read
@@ -253,47 +264,3 @@ class ConnectionGuard(asyncio.Protocol):
         body.feed_eof()  # nothing more will be fed to it; aiohttp stops waiting for the rest
         if not self._handling:  # it was answered already
             self._close_gently()
-
-
-class TurnedAway(asyncio.Protocol):
-    """A connection past the cap: answered 503, then closed once the client has read it.
-
-    Closing at once, with the client's request unread, would make the kernel reset the
-    connection, and a reset can discard the answer before the client reads it.
-    """
-
-    def __init__(self, guards: ConnectionGuards) -> None:
-        self._guards = guards
-        self._transport: asyncio.Transport | None = None
-        self._grace: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self._transport.write(OVER_CAPACITY_ANSWER)
-        if not self._guards.turning_away(+1):
-            self._transport.close()  # too many are being turned away: no grace for this one
-            return
-        self._grace = close_gently(self._transport)
-
-    def data_received(self, data: bytes) -> None:
-        pass  # its request: read, so that closing sends no reset, and dropped
-
-    def eof_received(self) -> bool:
-        if self._transport is not None:
-            self._transport.close()
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guards.turning_away(-1)
-        if self._grace is not None:
-            self._grace.cancel()
-
-
-def close_gently(transport: asyncio.Transport) -> asyncio.TimerHandle | None:
-    """Half-close now (the client reads our answer, then end of stream) and close fully after
-    ``LINGER_SECONDS``, or sooner when the client closes its side (the transport then closes
-    itself); what arrives meanwhile is read and dropped by the caller."""
-    if transport.is_closing():
-        return None
-    transport.write_eof()
-    return asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)

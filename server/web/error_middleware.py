@@ -21,7 +21,7 @@ from server.errors import (
     retry_after_seconds,
 )
 from server.ops.client_cutoffs import client_went_away, departed
-from server.ops.metrics import METRICS
+from server.ops.metrics import METRICS, Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -34,15 +34,25 @@ _HTTP_ERRORS: dict[int, type[RequestRefused]] = {
 }
 
 
+# What a notification route answers to every refusal: Alipay reads only "success" or not, and the
+# code goes in ``ERROR_HEADER`` for the operator.
+NOTIFY_REFUSAL = "fail"
+
+
+def counted_status(metrics: Metrics | None, code: str) -> int:
+    """An error answer's status (``STATUS_BY_CODE``), counted in subgate_error_answers_total.
+    The lane's notification answers (``server/intake/lane_route.py``) count the same way."""
+    if metrics is not None:
+        metrics.error_answers.labels(code=code).inc()
+    return STATUS_BY_CODE.get(code, 500)
+
+
 def render(
     request: web.Request, code: str, message: str, details: dict[str, str] | None = None
 ) -> web.Response:
-    status = STATUS_BY_CODE.get(code, 500)
-    metrics = request.app.get(METRICS)
-    if metrics is not None:
-        metrics.error_answers.labels(code=code).inc()
+    status = counted_status(request.app.get(METRICS), code)
     if request.path.startswith(NOTIFY_PREFIX):
-        return web.Response(text="fail", status=status, headers={ERROR_HEADER: code})
+        return web.Response(text=NOTIFY_REFUSAL, status=status, headers={ERROR_HEADER: code})
     return web.json_response(error_body(code, message, details), status=status)
 
 

@@ -19,14 +19,20 @@ from aiohttp import web
 from server.appkeys import SETTINGS
 from server.ops.metrics import METRICS
 from server.web.connection_guard import ConnectionGuards
+from server.web.lane import LANE
+
+# How long the lane's connections have to answer the requests they have read when Subgate stops:
+# aiohttp's runner gives its own connections the same (``AppRunner``'s ``shutdown_timeout``).
+SHUTDOWN_SECONDS = 60.0
 
 
 class GuardedSite(web.BaseSite):
     """A TCP site whose connections go through ``ConnectionGuards`` (as ``web.TCPSite``'s go
     straight to aiohttp), registered with its runner so that ``runner.cleanup()`` stops it first.
-    ``cap``: ``server.runtime.open_files.connection_cap``."""
+    ``cap``: ``server.runtime.open_files.connection_cap``; ``shutdown_seconds``: how long the
+    lane's connections may take to answer at shutdown (the runner's ``shutdown_timeout``)."""
 
-    __slots__ = ("_host", "_port", "_reuse_port", "guards")
+    __slots__ = ("_host", "_port", "_reuse_port", "_shutdown_seconds", "guards")
 
     def __init__(
         self,
@@ -36,14 +42,17 @@ class GuardedSite(web.BaseSite):
         cap: int,
         *,
         reuse_port: bool = False,
+        shutdown_seconds: float = SHUTDOWN_SECONDS,
     ) -> None:
         super().__init__(runner)
         assert runner.server is not None  # BaseSite has checked
         self._host = host
         self._port = port
         self._reuse_port = reuse_port
-        timeout = runner.app[SETTINGS].server.read_timeout_seconds
-        self.guards = ConnectionGuards(runner.server, runner.app[METRICS], timeout, cap)
+        self._shutdown_seconds = shutdown_seconds
+        settings = runner.app[SETTINGS].server
+        lane = runner.app.get(LANE)
+        self.guards = ConnectionGuards(runner.server, runner.app[METRICS], settings, cap, lane)
 
     @property
     def name(self) -> str:
@@ -54,6 +63,12 @@ class GuardedSite(web.BaseSite):
         """The port listened on (the one the system chose, for port 0)."""
         sockets = getattr(self._server, "sockets", None)
         return int(sockets[0].getsockname()[1]) if sockets else self._port or 0
+
+    async def stop(self) -> None:
+        """Stop listening, then close the lane's connections once they have answered what they
+        read (aiohttp's runner does that for its own connections next)."""
+        await super().stop()
+        await self.guards.shutdown(self._shutdown_seconds)
 
     async def start(self) -> None:
         await super().start()

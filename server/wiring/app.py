@@ -22,8 +22,8 @@ from server.intake.default_handlers import default_registry
 from server.intake.gateway import NotificationGateway, StoreSink
 from server.intake.handlers import HandlerRegistry
 from server.intake.keys import GATEWAY, REFUSALS, STORE_SINK
+from server.intake.lane_route import setup_notifications
 from server.intake.refusals import RefusalCounter
-from server.intake.routes import setup_notify_routes
 from server.ops.health import PoolCheck, setup_health_routes, watch_pool
 from server.ops.metrics import METRICS, Metrics, serve_metrics
 from server.runtime.clock import Clock, utc_now
@@ -82,7 +82,7 @@ def build_app(
     contexts.append(outbound_context(clock))
     contexts.append(delivery_context(clock))
     app.cleanup_ctx.append(_in_order(contexts))
-    setup_notify_routes(app)
+    setup_notifications(app)
     setup_api_routes(app)
     app.router.add_get("/openapi.json", serve_openapi)
     app.router.add_get("/metrics", serve_metrics)

@@ -29,8 +29,8 @@ from server.credentials import load_credentials
 from server.intake.default_handlers import default_registry
 from server.intake.gateway import NotificationGateway
 from server.intake.keys import GATEWAY, REFUSALS
+from server.intake.lane_route import setup_notifications
 from server.intake.refusals import RefusalCounter
-from server.intake.routes import setup_notify_routes
 from server.ops.client_cutoffs import relay_cutoffs
 from server.ops.health import healthz
 from server.ops.metrics import METRICS, Metrics
@@ -61,7 +61,7 @@ def build_intake_app(settings: Settings, relay: RelayClient) -> web.Application:
     app[METRICS] = Metrics()
     app[REFUSALS] = refusals
     app[GATEWAY] = NotificationGateway(credentials, relay, default_registry(), refusals, utc_now)
-    setup_notify_routes(app)
+    setup_notifications(app)
     app.router.add_get("/healthz", healthz)
     return app
 
@@ -73,7 +73,9 @@ async def start_intake_site(app: web.Application, settings: Settings) -> web.App
     await runner.setup()
     cap = connection_cap(settings, raise_open_file_limit())  # guarded as the primary's port is
     host, port = settings.server.host, settings.server.intake_port
-    site = GuardedSite(runner, host, port, cap, reuse_port=True)
+    site = GuardedSite(
+        runner, host, port, cap, reuse_port=True, shutdown_seconds=CALL_TIMEOUT_SECONDS + 5
+    )
     try:
         await site.start()
     except BaseException:

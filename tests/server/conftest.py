@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from server.appkeys import STORE
 from server.credentials import AppCredentials
@@ -21,6 +21,7 @@ from storage import Store
 from storage.models import ConsentEvent
 from storage.sqlite.connection import path_from_url
 from tests.pki import private_pem_pkcs8, rsa_key, spki_base64
+from tests.server.guarded_server import GuardedTestServer
 from tests.storage.postgres_env import fresh_schema, server_url
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[StartGateway]:
         settings = settings or make_settings(tmp_path)
         clock = clock or Clock()
         app = build_app(settings, clock=clock, credentials=credentials)
-        client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+        client: TestClient[Any, Any] = TestClient(GuardedTestServer(app, host="127.0.0.1"))
         await client.start_server()
         running.append(client)
         return Gateway(client=client, app=app, settings=settings, clock=clock)

@@ -1,0 +1,155 @@
+"""The lane: a route served on its own HTTP/1.1 protocol instead of aiohttp's request machinery.
+
+Notification intake is one small POST answered with a few bytes, thousands of times a second, and
+aiohttp's per-request machinery (request and response objects, routing, middleware, the payload
+stream) cost about a third of the event loop's time per notification, more than everything
+Subgate adds to verifying it (bench/README.md, "Intake results"). A ``LaneRoute`` names the
+requests it takes by their request line; a connection whose first request is one of them is
+parsed by httptools (llhttp, the parser of Node.js: the HTTP grammar stays a well-kept library's)
+and answered by the route, with the same read deadlines, size limit, connection cap and access
+log as aiohttp's connections (``server/web/lane_connection.py``). Everything else, and every
+connection that starts with anything else, is aiohttp's as before.
+
+This module is the route's side of that contract; ``LANE`` is where the wiring puts the route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from server.errors import RequestRefused
+from server.ops.client_cutoffs import ClientCutoffs
+
+
+@dataclass(frozen=True, slots=True)
+class LaneTarget:
+    """Which route a request matched (its template, for counts) and its one path parameter."""
+
+    route: str
+    parameter: str | None = None
+
+
+@dataclass(slots=True)
+class LaneRequest:
+    """One request taken on the lane: its head as received, then its whole body."""
+
+    method: bytes
+    url: bytes
+    version: str
+    headers: list[tuple[bytes, bytes]]
+    target: LaneTarget
+    body: bytes = b""
+
+    @property
+    def encoded(self) -> bool:
+        """The body has a Content-Encoding (gzip, ...): aiohttp's to decode, not the lane's."""
+        encoding = self.header(b"content-encoding")
+        return encoding is not None and encoding.strip().lower() != "identity"
+
+    def header(self, name: bytes) -> str | None:
+        """The first value of the header ``name`` (lower case), decoded as Latin-1 (RFC 9110)."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value.decode("latin-1")
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class LaneAnswer:
+    status: int
+    content_type: str
+    body: bytes
+    headers: Sequence[tuple[str, str]] = field(default=())
+
+
+class LaneRoute(Protocol):
+    """What the lane asks of the routes it serves."""
+
+    @property
+    def request_line_prefix(self) -> bytes:
+        """Every request the route takes starts with these bytes (``POST /alipay/notify``): a
+        connection whose first bytes do not is aiohttp's."""
+        ...
+
+    def target(self, method: bytes, url: bytes) -> LaneTarget | None:
+        """The route a request's method and URL match, or None: aiohttp answers it."""
+        ...
+
+    async def answer(self, request: LaneRequest) -> LaneAnswer:
+        """The answer to a whole request; it never raises."""
+        ...
+
+    def refused(self, request: LaneRequest | None, error: RequestRefused) -> LaneAnswer:
+        """The answer to a request the lane itself refuses (a body too large or too slow, a
+        head that is not HTTP: then there is no ``request``)."""
+        ...
+
+
+LANE = web.AppKey("lane", LaneRoute)
+
+
+class LaneHost(Protocol):
+    """What a lane connection needs from its listener (``ConnectionGuards``)."""
+
+    read_timeout: float
+    keepalive_timeout: float
+    max_body_bytes: int
+
+    @property
+    def cutoffs(self) -> ClientCutoffs: ...
+
+    def aiohttp_connection(self) -> asyncio.Protocol:
+        """A guarded aiohttp connection, counted already, not yet made."""
+        ...
+
+    def lane_ended(self, connection: Any, counted: bool) -> None:
+        """``connection`` is closed (``counted``: by the lane) or aiohttp's alone."""
+        ...
+
+
+def encode_answer(answer: LaneAnswer, keep_alive: bool) -> bytes:
+    """The answer's bytes: status line, headers and body, as one write."""
+    lines = [
+        f"HTTP/1.1 {answer.status} {_reason(answer.status)}",
+        f"Content-Type: {answer.content_type}",
+        f"Content-Length: {len(answer.body)}",
+        f"Date: {http_date()}",
+        *(f"{name}: {value}" for name, value in answer.headers),
+    ]
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + answer.body
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class _HttpDate:
+    """The ``Date`` header's value (RFC 9110), formatted once a second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._text = ""
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._second, self._text = now, email.utils.formatdate(now, usegmt=True)
+        return self._text
+
+
+http_date = _HttpDate()

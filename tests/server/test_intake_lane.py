@@ -1,0 +1,351 @@
+"""The notification lane (server/web/lane.py): a connection that begins with ``POST /alipay/notify``
+is parsed by httptools and answered by the gateway, and whatever else comes on it is aiohttp's.
+
+Raw sockets on ``serve_guarded`` (``run.py serve``'s site), so every byte on the wire is the
+test's: answers are read off the stream one by one, in order. The lane answers without aiohttp's
+``Server`` header, which is how a test tells which side answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import threading
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from server.appkeys import STORE
+from server.intake.keys import STORE_SINK
+from server.settings import Settings
+from tests.oracle import form_body
+from tests.server.api_client import api_settings
+from tests.server.conftest import APP_ID, OTHER_APP_ID, StartGateway
+from tests.server.guarded import (
+    DEADLINE_SECONDS,
+    close,
+    connect,
+    request_head,
+    serve_guarded,
+    until,
+)
+from tests.server.guarded_server import GuardedTestServer
+from tests.server.notifications import signed, trade_fields
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+
+def notification() -> bytes:
+    return form_body(signed(trade_fields()))
+
+
+def post(body: bytes, path: str = "/alipay/notify", **headers: str) -> bytes:
+    fields = {**FORM, "Content-Length": str(len(body)), **headers}
+    return request_head("POST", path, fields) + body
+
+
+class Answer:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def from_lane(self) -> bool:
+        return "server" not in self.headers
+
+
+async def read_answer(reader: asyncio.StreamReader) -> Answer:
+    """One answer off the stream: its head, then exactly Content-Length bytes of body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE_SECONDS)
+    status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await reader.readexactly(length) if length else b""
+    return Answer(int(status_line.split()[1]), headers, body)
+
+
+async def answers_to(port: int, data: bytes, count: int) -> list[Answer]:
+    reader, writer = await connect(port)
+    writer.write(data)
+    try:
+        return [await read_answer(reader) for _ in range(count)]
+    finally:
+        await close(writer)
+
+
+def settings(tmp_path: Path, **server: object) -> Settings:
+    return api_settings(tmp_path, **server)
+
+
+async def stored(app: web.Application) -> int:
+    return await app[STORE].count_notifications()
+
+
+async def test_a_notification_is_answered_on_the_lane_and_stored(tmp_path: Path) -> None:
+    async with serve_guarded(settings(tmp_path)) as served:
+        [answer] = await answers_to(served.port, post(notification()), 1)
+        assert (answer.status, answer.body, answer.from_lane) == (200, b"success", True)
+        assert answer.headers["content-type"] == "text/plain"
+        assert answer.headers["content-length"] == "7" and "date" in answer.headers
+        assert await stored(served.app) == 1
+
+
+async def test_pipelined_requests_are_answered_in_order_and_the_rest_goes_to_aiohttp(
+    tmp_path: Path,
+) -> None:
+    """Two notifications, a health check and a third notification in one write: four answers in
+    the order asked; from the health check on, aiohttp serves the connection."""
+    bodies = [notification() for _ in range(3)]
+    health = request_head("GET", "/healthz", {})
+    data = post(bodies[0]) + post(bodies[1]) + health + post(bodies[2])
+    async with serve_guarded(settings(tmp_path)) as served:
+        answers = await answers_to(served.port, data, 4)
+        assert [a.status for a in answers] == [200, 200, 200, 200]
+        assert [a.body for a in answers[:2]] == [b"success", b"success"]
+        assert answers[3].body == b"success"
+        assert [a.from_lane for a in answers] == [True, True, False, False]
+        assert b"status" in answers[2].body  # the health check's own answer
+        assert await stored(served.app) == 3
+
+
+async def test_a_request_after_a_notification_on_the_same_connection_is_aiohttps(
+    tmp_path: Path,
+) -> None:
+    """One request at a time, as a pooling client sends them: the API still answers, with its
+    JSON error envelope, on a connection that began with a notification."""
+    async with serve_guarded(settings(tmp_path)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(post(notification()))
+            first = await read_answer(reader)
+            writer.write(request_head("GET", "/v1/apps/x/messages", {}))
+            second = await read_answer(reader)
+            writer.write(post(notification()))
+            third = await read_answer(reader)
+        finally:
+            await close(writer)
+        assert (first.status, first.from_lane) == (200, True)
+        assert second.status == 401 and b'"unauthorized"' in second.body
+        assert (third.status, third.body, third.from_lane) == (200, b"success", False)
+        assert await stored(served.app) == 2
+
+
+async def test_a_chunked_notification_is_read_whole(tmp_path: Path) -> None:
+    body = notification()
+    half = len(body) // 2
+    chunks = b"%x\r\n%b\r\n%x\r\n%b\r\n0\r\n\r\n" % (
+        half,
+        body[:half],
+        len(body) - half,
+        body[half:],
+    )
+    head = request_head("POST", "/alipay/notify", {**FORM, "Transfer-Encoding": "chunked"})
+    async with serve_guarded(settings(tmp_path)) as served:
+        [answer] = await answers_to(served.port, head + chunks, 1)
+        assert (answer.status, answer.body, answer.from_lane) == (200, b"success", True)
+
+
+async def test_a_body_declared_too_large_is_refused_before_it_is_sent(tmp_path: Path) -> None:
+    async with serve_guarded(settings(tmp_path, max_body_bytes=4096)) as served:
+        head = request_head("POST", "/alipay/notify", {**FORM, "Content-Length": "5000"})
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(head)
+            answer = await read_answer(reader)
+            assert await asyncio.wait_for(reader.read(), DEADLINE_SECONDS) == b""  # closed
+        finally:
+            await close(writer)
+        assert (answer.status, answer.body) == (413, b"fail")
+        assert answer.headers["x-subgate-error"] == "too_large"
+        assert answer.headers["connection"] == "close"
+        assert served.error_answers("too_large") == 1
+
+
+async def test_a_chunked_body_past_the_limit_is_refused(tmp_path: Path) -> None:
+    head = request_head("POST", "/alipay/notify", {**FORM, "Transfer-Encoding": "chunked"})
+    chunk = b"a" * 3000
+    data = head + b"%x\r\n%b\r\n" % (len(chunk), chunk) * 2
+    async with serve_guarded(settings(tmp_path, max_body_bytes=4096)) as served:
+        [answer] = await answers_to(served.port, data, 1)
+        assert (answer.status, answer.headers["x-subgate-error"]) == (413, "too_large")
+        assert await stored(served.app) == 0
+
+
+async def test_expect_continue_is_answered_before_the_body(tmp_path: Path) -> None:
+    body = notification()
+    head = request_head(
+        "POST",
+        "/alipay/notify",
+        {**FORM, "Content-Length": str(len(body)), "Expect": "100-continue"},
+    )
+    async with serve_guarded(settings(tmp_path)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(head)
+            interim = await read_answer(reader)
+            writer.write(body)
+            final = await read_answer(reader)
+        finally:
+            await close(writer)
+        assert interim.status == 100
+        assert (final.status, final.body) == (200, b"success")
+
+
+async def test_a_malformed_request_is_refused_and_the_connection_closed(tmp_path: Path) -> None:
+    data = b"POST /alipay/notify HTTP/1.1\r\nNo colon here\r\n\r\n"
+    async with serve_guarded(settings(tmp_path)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(data)
+            answer = await read_answer(reader)
+            assert await asyncio.wait_for(reader.read(), DEADLINE_SECONDS) == b""
+        finally:
+            await close(writer)
+        assert (answer.status, answer.body) == (400, b"fail")
+        assert answer.headers["x-subgate-error"] == "malformed_request"
+
+
+async def test_refusals_keep_the_connection_for_the_next_notification(tmp_path: Path) -> None:
+    """A refused notification (its signature, its media type) is an answer like any other."""
+    forged = form_body(trade_fields())  # no sign at all
+    wrong_type = request_head(
+        "POST", "/alipay/notify", {"Content-Type": "text/plain", "Content-Length": "2"}
+    )
+    data = post(forged) + wrong_type + b"ab" + post(notification())
+    async with serve_guarded(settings(tmp_path)) as served:
+        answers = await answers_to(served.port, data, 3)
+        assert [(a.status, a.headers.get("x-subgate-error")) for a in answers] == [
+            (400, "malformed"),
+            (415, "unsupported_media_type"),
+            (200, None),
+        ]
+        assert all(a.from_lane for a in answers)
+
+
+async def test_http_1_0_is_answered_then_closed(tmp_path: Path) -> None:
+    body = notification()
+    head = f"POST /alipay/notify HTTP/1.0\r\nContent-Length: {len(body)}\r\n"
+    data = (head + "Content-Type: application/x-www-form-urlencoded\r\n\r\n").encode() + body
+    async with serve_guarded(settings(tmp_path)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(data)
+            answer = await read_answer(reader)
+            assert await asyncio.wait_for(reader.read(), DEADLINE_SECONDS) == b""
+        finally:
+            await close(writer)
+        assert (answer.status, answer.body, answer.headers["connection"]) == (
+            200,
+            b"success",
+            "close",
+        )
+
+
+@pytest.mark.parametrize("path", ["/alipay/notify/", "/alipay/notify/a%2Fb", "/alipay/notify/x/y"])
+async def test_paths_the_lane_does_not_take_are_aiohttps(tmp_path: Path, path: str) -> None:
+    async with serve_guarded(settings(tmp_path)) as served:
+        [answer] = await answers_to(served.port, post(notification(), path), 1)
+        assert answer.status in (403, 404) and not answer.from_lane
+
+
+async def test_an_app_in_the_path_is_the_lanes(tmp_path: Path) -> None:
+    async with serve_guarded(settings(tmp_path)) as served:
+        mine = await answers_to(served.port, post(notification(), f"/alipay/notify/{APP_ID}"), 1)
+        other = await answers_to(
+            served.port, post(notification(), f"/alipay/notify/{OTHER_APP_ID}"), 1
+        )
+        assert (mine[0].status, mine[0].from_lane) == (200, True)
+        assert (other[0].status, other[0].headers["x-subgate-error"]) == (403, "app_mismatch")
+
+
+async def test_each_answer_is_in_the_access_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    async with serve_guarded(settings(tmp_path)) as served:
+        await answers_to(served.port, post(notification(), **{"User-Agent": "lane-test"}), 1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert any('"POST /alipay/notify HTTP/1.1" 200 7 "-" "lane-test"' in line for line in lines)
+
+
+async def test_an_idle_lane_connection_closes_after_the_keepalive_timeout(tmp_path: Path) -> None:
+    async with serve_guarded(settings(tmp_path, keepalive_timeout_seconds=0.3)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(post(notification()))
+            answer = await read_answer(reader)
+            assert await asyncio.wait_for(reader.read(), DEADLINE_SECONDS) == b""
+        finally:
+            await close(writer)
+        assert answer.status == 200
+
+
+async def test_lane_connections_count_against_the_cap(tmp_path: Path) -> None:
+    """Connections held open mid-request on the lane take their place under
+    ``max_connections``; the next is turned away, and once they close it is served."""
+    async with serve_guarded(settings(tmp_path, max_connections=2)) as served:
+        held = [await connect(served.port) for _ in range(2)]
+        for _, writer in held:
+            writer.write(b"POST /alipay/notify HTTP/1.1\r\n")
+            await writer.drain()
+        [turned_away] = await answers_to(served.port, post(notification()), 1)
+        assert turned_away.status == 503
+        for _, writer in held:
+            await close(writer)
+        await until(lambda: served.site.guards.open_connections == 0, "the held ones closed")
+        [served_now] = await answers_to(served.port, post(notification()), 1)
+        assert served_now.status == 200
+
+
+async def test_notifications_waiting_on_the_store_at_shutdown_are_stored_and_answered(
+    start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """Stopping stops the listener at once, and the lane's connections answer what they read
+    before they close: every notification waiting on a held commit is acknowledged."""
+    gateway = await start_gateway(settings(tmp_path))
+    release = threading.Event()
+    writer = gateway.store.writer  # type: ignore[attr-defined]
+    held = asyncio.create_task(writer.maintain(lambda _: release.wait(DEADLINE_SECONDS)))
+    url = str(gateway.client.make_url("/alipay/notify"))
+    server = gateway.client.server
+    assert isinstance(server, GuardedTestServer) and server.site is not None
+    guards = server.site.guards
+    async with aiohttp.ClientSession() as session:
+
+        async def post_one() -> tuple[int, bytes]:
+            async with session.post(url, data=notification(), headers=FORM) as answer:
+                return answer.status, await answer.read()
+
+        posts = [asyncio.create_task(post_one()) for _ in range(5)]
+        await until(lambda: gateway.app[STORE_SINK].in_flight == 5, "all five wait on the writer")
+        closing = asyncio.create_task(gateway.client.close())
+        await until(
+            lambda: (
+                guards.open_connections == 5
+                and server.runner is not None
+                and not server.runner.sites
+            ),
+            "the listener has stopped",
+        )
+        release.set()
+        answers = await asyncio.gather(*posts)
+        await asyncio.gather(closing, held)
+        assert guards.open_connections == 0  # closed by Subgate, the client's pool still open
+    assert answers == [(200, b"success")] * 5
+
+
+async def test_a_compressed_body_is_left_to_aiohttp_which_decodes_it(tmp_path: Path) -> None:
+    compressed = gzip.compress(notification())
+    async with serve_guarded(settings(tmp_path)) as served:
+        data = post(compressed, **{"Content-Encoding": "gzip"}) + post(notification())
+        answers = await answers_to(served.port, data, 2)
+        assert [(a.status, a.body, a.from_lane) for a in answers] == [
+            (200, b"success", False),
+            (200, b"success", False),
+        ]
+        assert await stored(served.app) == 2
