@@ -43,6 +43,7 @@ NAIVE_VENV = ROOT / "bench" / ".venv-naive"
 TARGETS = (
     "ceiling",
     "ceiling-asyncio",
+    "ceiling-httptools",
     "naive",
     "subgate",
     "subgate-asyncio",
@@ -116,6 +117,14 @@ def naive_python() -> Path:
 
 
 def command(target: str, space: Workspace, port: int, run_dir: Path) -> list[str]:
+    if target == "ceiling-httptools":
+        return [
+            sys.executable,
+            "-m",
+            "bench.ceiling_httptools",
+            str(port),
+            str(space.root / "alipay_public.pem"),
+        ]
     if target.startswith("ceiling"):
         return [
             sys.executable,

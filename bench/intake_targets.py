@@ -36,6 +36,10 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     """Every ratio the run's targets allow, rounded to three places: each the median of the
     rounds' own ratios (``paired_ratio``)."""
     pairs = [("ceiling_vs_naive_c64", "ceiling@c64", "naive@c64", "rps")]  # the most 10x can be
+    for c in VS_CEILING:  # no target: Subgate beside the same work without aiohttp's machinery
+        pairs.append(
+            (f"intake_vs_httptools_ceiling_c{c}", f"subgate@c{c}", f"ceiling-httptools@c{c}", "rps")
+        )
     for prefix, name, ceiling in SETUPS:
         for c in VS_CEILING:
             pairs.append(

@@ -177,3 +177,19 @@ def test_with_rounds_a_ratio_is_the_median_of_the_rounds_own_ratios() -> None:
     assert paired["p99_vs_ceiling_c8"] == round(12.007 / 7.326, 3)  # 1.85, 1.64, 1.45
     unpaired = {name: {**entry, "runs": []} for name, entry in results.items()}
     assert ratios(unpaired)["intake_vs_ceiling_c8"] == 0.679  # no rounds kept: the summaries'
+
+
+def test_the_httptools_ceiling_gives_a_ratio_and_no_target() -> None:
+    """Subgate beside the same work without aiohttp (bench/ceiling_httptools.py): reported, never
+    judged, since the issue's targets name the aiohttp ceiling."""
+    results = {
+        "ceiling@c64": _entry(6000, 18.0),
+        "ceiling-httptools@c64": _entry(9000, 14.0),
+        "subgate@c64": _entry(6300, 19.0),
+    }
+    computed = ratios(results)
+    verdicts = targets(computed)
+
+    assert computed["intake_vs_httptools_ceiling_c64"] == 0.7
+    assert computed["intake_vs_ceiling_c64"] == 1.05
+    assert not any("httptools" in name for name in verdicts)
