@@ -117,23 +117,12 @@ def naive_python() -> Path:
 
 
 def command(target: str, space: Workspace, port: int, run_dir: Path) -> list[str]:
-    if target == "ceiling-httptools":
-        return [
-            sys.executable,
-            "-m",
-            "bench.ceiling_httptools",
-            str(port),
-            str(space.root / "alipay_public.pem"),
-        ]
     if target.startswith("ceiling"):
-        return [
-            sys.executable,
-            "-m",
-            "bench.ceiling",
-            str(port),
-            str(space.root / "alipay_public.pem"),
-            "asyncio" if target.endswith("-asyncio") else "uvloop",
-        ]
+        key = str(space.root / "alipay_public.pem")
+        if target == "ceiling-httptools":
+            return [sys.executable, "-m", "bench.ceiling_httptools", str(port), key]
+        loop = "asyncio" if target.endswith("-asyncio") else "uvloop"
+        return [sys.executable, "-m", "bench.ceiling", str(port), key, loop]
     if target == "naive":
         return [
             str(naive_python()),

@@ -78,6 +78,18 @@ async def answers_to(port: int, data: bytes, count: int) -> list[Answer]:
         await close(writer)
 
 
+async def answer_then_close(port: int, data: bytes) -> Answer:
+    """The one answer to ``data``, after which the server closes the connection."""
+    reader, writer = await connect(port)
+    try:
+        writer.write(data)
+        answer = await read_answer(reader)
+        assert await asyncio.wait_for(reader.read(), DEADLINE_SECONDS) == b""
+    finally:
+        await close(writer)
+    return answer
+
+
 def settings(tmp_path: Path, **server: object) -> Settings:
     return api_settings(tmp_path, **server)
 
@@ -153,13 +165,7 @@ async def test_a_chunked_notification_is_read_whole(tmp_path: Path) -> None:
 async def test_a_body_declared_too_large_is_refused_before_it_is_sent(tmp_path: Path) -> None:
     async with serve_guarded(settings(tmp_path, max_body_bytes=4096)) as served:
         head = request_head("POST", "/alipay/notify", {**FORM, "Content-Length": "5000"})
-        reader, writer = await connect(served.port)
-        try:
-            writer.write(head)
-            answer = await read_answer(reader)
-            assert await asyncio.wait_for(reader.read(), DEADLINE_SECONDS) == b""  # closed
-        finally:
-            await close(writer)
+        answer = await answer_then_close(served.port, head)
         assert (answer.status, answer.body) == (413, b"fail")
         assert answer.headers["x-subgate-error"] == "too_large"
         assert answer.headers["connection"] == "close"
@@ -199,13 +205,7 @@ async def test_expect_continue_is_answered_before_the_body(tmp_path: Path) -> No
 async def test_a_malformed_request_is_refused_and_the_connection_closed(tmp_path: Path) -> None:
     data = b"POST /alipay/notify HTTP/1.1\r\nNo colon here\r\n\r\n"
     async with serve_guarded(settings(tmp_path)) as served:
-        reader, writer = await connect(served.port)
-        try:
-            writer.write(data)
-            answer = await read_answer(reader)
-            assert await asyncio.wait_for(reader.read(), DEADLINE_SECONDS) == b""
-        finally:
-            await close(writer)
+        answer = await answer_then_close(served.port, data)
         assert (answer.status, answer.body) == (400, b"fail")
         assert answer.headers["x-subgate-error"] == "malformed_request"
 
@@ -232,13 +232,7 @@ async def test_http_1_0_is_answered_then_closed(tmp_path: Path) -> None:
     head = f"POST /alipay/notify HTTP/1.0\r\nContent-Length: {len(body)}\r\n"
     data = (head + "Content-Type: application/x-www-form-urlencoded\r\n\r\n").encode() + body
     async with serve_guarded(settings(tmp_path)) as served:
-        reader, writer = await connect(served.port)
-        try:
-            writer.write(data)
-            answer = await read_answer(reader)
-            assert await asyncio.wait_for(reader.read(), DEADLINE_SECONDS) == b""
-        finally:
-            await close(writer)
+        answer = await answer_then_close(served.port, data)
         assert (answer.status, answer.body, answer.headers["connection"]) == (
             200,
             b"success",
@@ -275,13 +269,7 @@ async def test_each_answer_is_in_the_access_log(
 
 async def test_an_idle_lane_connection_closes_after_the_keepalive_timeout(tmp_path: Path) -> None:
     async with serve_guarded(settings(tmp_path, keepalive_timeout_seconds=0.3)) as served:
-        reader, writer = await connect(served.port)
-        try:
-            writer.write(post(notification()))
-            answer = await read_answer(reader)
-            assert await asyncio.wait_for(reader.read(), DEADLINE_SECONDS) == b""
-        finally:
-            await close(writer)
+        answer = await answer_then_close(served.port, post(notification()))
         assert answer.status == 200
 
 
