@@ -115,8 +115,9 @@ class LaneHost(Protocol):
         ...
 
 
-def encode_answer(answer: LaneAnswer, keep_alive: bool) -> bytes:
-    """The answer's bytes: status line, headers and body, as one write."""
+def encode_answer(answer: LaneAnswer, keep_alive: bool, version: str = "1.1") -> bytes:
+    """The answer's bytes: status line, headers and body, as one write. An HTTP/1.0 client keeps
+    the connection only when told so."""
     lines = [
         f"HTTP/1.1 {answer.status} {_reason(answer.status)}",
         f"Content-Type: {answer.content_type}",
@@ -126,6 +127,8 @@ def encode_answer(answer: LaneAnswer, keep_alive: bool) -> bytes:
     ]
     if not keep_alive:
         lines.append("Connection: close")
+    elif version == "1.0":
+        lines.append("Connection: keep-alive")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + answer.body
 
 

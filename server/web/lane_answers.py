@@ -9,12 +9,15 @@ connection (``server/web/lane_connection.py``) it has answered everything.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
 from server.web.lane import LaneAnswer, LaneRequest, LaneRoute, encode_answer
 from server.web.lane_access_log import log_access
+
+logger = logging.getLogger(__name__)
 
 MAX_QUEUED = 16  # pipelined requests waiting for their answer before reading pauses
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -69,7 +72,13 @@ class AnswerQueue:
                 answer = pending.answer
                 if answer is None:
                     assert pending.request is not None
-                    answer = await self._route.answer(pending.request)
+                    try:
+                        answer = await self._route.answer(pending.request)
+                    except Exception:  # a route must not raise: nothing can be said after it
+                        logger.exception("the lane's route failed to answer")
+                        self._queue.clear()
+                        self._owner.close(gently=False)
+                        break
                 self._queue.popleft()
                 self._write(answer, pending)
                 if not pending.keep_alive:
@@ -83,6 +92,7 @@ class AnswerQueue:
         transport = self.transport
         if transport is None or transport.is_closing():
             return  # the client left: the answer has nobody to go to
-        transport.write(encode_answer(answer, pending.keep_alive))
+        version = "1.1" if pending.request is None else pending.request.version
+        transport.write(encode_answer(answer, pending.keep_alive, version))
         if pending.request is not None:
             log_access(transport, pending.request, answer)

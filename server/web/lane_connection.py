@@ -1,39 +1,27 @@
 """One connection served on the lane (``server/web/lane.py``): httptools parses, the route answers.
 
-It keeps what aiohttp's connections keep (``server/web/connection_guard.py``): a request's
-headers, then its body, each have ``read_timeout_seconds`` (late headers close the connection, a
-late body is answered 408); an idle connection closes after ``keepalive_timeout_seconds``; a body
-over ``max_body_bytes`` is answered 413 unread (by its Content-Length, or once a chunked one
-passes it), a head over ``MAX_HEAD_BYTES`` or a request that is not HTTP/1.x 400, and those close
-the connection; pipelined requests are answered in order (``server/web/lane_answers.py``), and
-reading pauses while too many wait or the client does not read its answers; ``Expect:
-100-continue`` is answered before the body. A request the route does not take goes to aiohttp
+It keeps what aiohttp's connections keep (``server/web/connection_guard.py``): read deadlines and
+size bounds (``server/web/lane_reading.py``; late headers close the connection, a late body is
+answered 408, a body too large 413 unread, a head too large or a request that is not HTTP/1.x
+400, and those close it); pipelined requests answered in order (``server/web/lane_answers.py``),
+reading paused while too many wait or the client does not read its answers; ``Expect:
+100-continue`` answered before the body. A request the route does not take goes to aiohttp
 (``server/web/lane_fallback.py``), and so does the rest of the connection after it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 from typing import cast
 
 import httptools
 
 from server.errors import MalformedRequest, PayloadTooLarge, RequestRefused, RequestTimeout
 from server.web.closing import close_gently
-from server.web.deadline import ReadDeadline
 from server.web.lane import LaneHost, LaneRequest, LaneRoute
 from server.web.lane_answers import AnswerQueue, Pending
-from server.web.lane_fallback import Fallback
-
-MAX_HEAD_BYTES = 64 * 1024  # a request line and header fields past this are refused
-
-
-class Phase(enum.Enum):
-    WAITING = "waiting"  # for a request's first byte: the keep-alive timeout
-    HEADERS = "headers"
-    BODY = "body"
-    READ = "read"  # read whole; its answer may still be on its way
+from server.web.lane_fallback import UNPARSEABLE, Fallback
+from server.web.lane_reading import Phase, RequestReading
 
 
 class LaneConnection(asyncio.Protocol):
@@ -43,17 +31,19 @@ class LaneConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
-        self._deadline = ReadDeadline(self._loop, self._late)
-        self._phase = Phase.WAITING
+        self._reading_state = RequestReading(host, self._late)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._request: LaneRequest | None = None  # being read, the lane's
         self._fallback: Fallback | None = None
         self._aiohttp: asyncio.Protocol | None = None  # the fallback's, once it has taken over
         self._between_requests = True  # the parser has nothing of a next request
+        self._passing = False  # after an upgrade: the rest is aiohttp's bytes, not requests
+        self._closing = False
+        self._stopping = False  # shutdown: answer the request being read, then no more
+        self._linger: asyncio.TimerHandle | None = None
         self._answers = AnswerQueue(route, self)
         self._reading = True  # False once nothing more will be read (refused, closing)
         self._paused = False
@@ -66,24 +56,28 @@ class LaneConnection(asyncio.Protocol):
         self._answers.transport = self._transport
 
     def data_received(self, data: bytes) -> None:
+        if self._passing and self._fallback is not None:
+            self._fallback.send(data)
+            return self._hand_over_if_idle()
         if not self._reading:
             return  # the rest of a request we refused, or closing: read and dropped
-        if self._phase is Phase.HEADERS:
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES + len(data):
-                return self._refuse(MalformedRequest("the request head is too large"))
+        too_large = self._reading_state.arrived(len(data))
+        if too_large is not None:
+            return self._refuse(too_large)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:  # only a request aiohttp takes
             assert self._fallback is not None
             self._fallback.send(data[upgrade.args[0] :])
-            self._between_requests = True  # the rest is not HTTP/1.1 requests: aiohttp's alone
+            self._passing = self._between_requests = True
         except httptools.HttpParserError:
-            if self._fallback is not None:
-                self._fallback.send(data)  # aiohttp answers what it makes of it
-                self._between_requests = True
-            else:
+            if self._fallback is None or self._fallback.mid_request:
                 return self._refuse(MalformedRequest("the request is not valid HTTP/1.1"))
+            self._fallback.send(UNPARSEABLE)  # aiohttp answers those before, then refuses it
+            self._reading, self._between_requests = False, True
+        too_large = self._reading_state.parsed(len(data))
+        if too_large is not None and self._reading:
+            return self._refuse(too_large)
         if self._fallback is not None:
             if self._fallback.holding_too_much:
                 self._pause()
@@ -93,12 +87,16 @@ class LaneConnection(asyncio.Protocol):
         if self._aiohttp is not None:
             return self._aiohttp.eof_received()
         self._reading = False
-        return None if self._answers.idle else True  # open until the answers are written
+        if self._answers.idle and self._fallback is None:
+            return None
+        return True  # open until the answers are written
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._deadline.cancel()
+        self._reading_state.cancel()
+        if self._linger is not None:
+            self._linger.cancel()
         self._reading, self._lost = False, True
-        if self._phase is Phase.BODY and self._request is not None:
+        if self._reading_state.phase is Phase.BODY and self._request is not None:
             self._host.cutoffs.disconnected(self._request.target.route)
         if self._aiohttp is not None:
             self._aiohttp.connection_lost(exc)
@@ -124,14 +122,15 @@ class LaneConnection(asyncio.Protocol):
         self._between_requests = False
         if not self._reading:
             return  # pipelined behind a refusal: never answered
-        self._url, self._headers, self._head_bytes = b"", [], 0
-        self._start(Phase.HEADERS, self._host.read_timeout)
+        self._url, self._headers = b"", []
+        self._reading_state.headers_begin()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if self._reading_state.phase is Phase.HEADERS:  # later ones are trailers: not kept
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if not self._reading:
@@ -149,7 +148,7 @@ class LaneConnection(asyncio.Protocol):
             return
         self._request = request
         self._body, self._body_bytes = [], 0
-        self._start(Phase.BODY, self._host.read_timeout)
+        self._reading_state.body_begin()
         length = request.header(b"content-length")
         if (
             length is not None
@@ -175,16 +174,15 @@ class LaneConnection(asyncio.Protocol):
         self._between_requests = True
         if self._fallback is not None and self._fallback.mid_request:
             self._fallback.end()
-            self._phase = Phase.READ
-            self._deadline.stop()
+            self._reading_state.read_whole()
             return
         request, self._request = self._request, None
         if request is None or not self._reading:
             return  # refused while it was read
         request.body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        self._phase = Phase.READ
-        self._deadline.stop()
-        self._enqueue(Pending(request, self._parser.should_keep_alive()))
+        self._reading_state.read_whole()
+        self._reading = not self._stopping  # shutdown: this one is answered, no later one
+        self._enqueue(Pending(request, self._parser.should_keep_alive() and not self._stopping))
 
     def _enqueue(self, pending: Pending) -> None:
         self._answers.add(pending)
@@ -199,19 +197,21 @@ class LaneConnection(asyncio.Protocol):
         self._now_idle()
 
     def _now_idle(self) -> None:
+        if self._closing:
+            return
         if not self._reading and self._fallback is None:
             self.close()
             return
         self._resume()
         self._hand_over_if_idle()
-        if self._phase is Phase.READ and self._fallback is None:
-            self._start(Phase.WAITING, self._host.keepalive_timeout)
+        if self._reading_state.phase is Phase.READ and self._fallback is None:
+            self._reading_state.wait_for_next()
 
     def _refuse(self, error: RequestRefused) -> None:
         """Answer ``error`` after the answers before it, read nothing more, then close (at once
         when aiohttp holds requests read before: its answers would come after this one)."""
         self._reading = False
-        self._deadline.stop()
+        self._reading_state.stop()
         if self._fallback is not None:
             self.close()
             return
@@ -221,7 +221,7 @@ class LaneConnection(asyncio.Protocol):
     def _fall_back(self, method: bytes, version: str) -> None:
         if self._fallback is None:
             self._fallback = Fallback(self._host.aiohttp_connection)
-        self._deadline.stop()  # aiohttp's guard keeps the body's deadline once it has the head
+        self._reading_state.body_begin(timed=False)  # bounded as a body, timed by aiohttp
         self._fallback.head(method, self._url, version, self._headers)
 
     def _hand_over_if_idle(self) -> None:
@@ -231,19 +231,15 @@ class LaneConnection(asyncio.Protocol):
         if not self._answers.idle:
             return
         self._resume()
-        self._aiohttp = fallback.release(transport)
+        if self._aiohttp is None:  # a client's end seen before stays unsaid: aiohttp answers
+            self._aiohttp = fallback.release(transport)
         if self._between_requests and not fallback.mid_request:
-            self._deadline.cancel()
+            self._reading_state.cancel()
             transport.set_protocol(self._aiohttp)  # its bytes go to aiohttp untouched
             self._host.lane_ended(self, counted=False)
             self._finished()
 
-    def _start(self, phase: Phase, seconds: float) -> None:
-        self._phase = phase
-        self._deadline.start(seconds)
-
-    def _late(self) -> None:
-        phase, self._phase = self._phase, Phase.READ
+    def _late(self, phase: Phase) -> None:
         if phase is Phase.WAITING:
             self.close()  # idle past the keep-alive timeout
             return
@@ -258,6 +254,8 @@ class LaneConnection(asyncio.Protocol):
         if not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
+            if not self._writing_paused:  # our own pause: the client is not late meanwhile
+                self._reading_state.hold()
 
     def _resume(self) -> None:
         if self._writing_paused or self._answers.full:
@@ -265,24 +263,29 @@ class LaneConnection(asyncio.Protocol):
         if self._paused and self._transport is not None:
             self._paused = False
             self._transport.resume_reading()
+            self._reading_state.resume(timed=self._fallback is None)
 
     def close(self, gently: bool = False) -> None:
-        """Close; ``gently`` when the client may still be sending what we did not read: a reset
-        could discard our answer before it is read (``close_gently``)."""
+        """Close (once); ``gently`` when the client may still be sending what we did not read: a
+        reset could discard our answer before it is read (``close_gently``)."""
         self._reading = False
         transport = self._transport
-        if transport is None or transport.is_closing():
+        if self._closing or transport is None or transport.is_closing():
             return
+        self._closing = True
         if gently:
-            close_gently(transport)
+            self._linger = close_gently(transport)
         else:
             transport.close()
 
     async def shutdown(self) -> None:
-        """Read no more requests, answer those read, then close."""
-        self._reading = False
-        if self._answers.idle:
-            self.close()
+        """Read no request after the one being read (its deadlines bound it), answer those
+        read, then close."""
+        self._stopping = True
+        if not self._reading_state.in_request:
+            self._reading = False
+            if self._answers.idle:
+                self.close()
         await asyncio.shield(self.done)
 
     def _finished(self) -> None:

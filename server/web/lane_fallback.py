@@ -17,6 +17,9 @@ from collections.abc import Callable, Sequence
 
 # Past this many bytes held for aiohttp while the lane is still answering, reading pauses.
 HELD_LIMIT_BYTES = 256 * 1024
+# What stands for a request the lane could not parse once aiohttp has the connection: aiohttp
+# answers the requests before it, then refuses this one (400) and closes.
+UNPARSEABLE = b"\x00\r\n\r\n"
 
 
 def request_head(

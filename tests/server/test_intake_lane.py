@@ -20,6 +20,7 @@ from aiohttp import web
 
 from server.appkeys import STORE
 from server.intake.keys import STORE_SINK
+from server.intake.lane_route import NotifyLane
 from server.settings import Settings
 from tests.oracle import form_body
 from tests.server.api_client import api_settings
@@ -337,3 +338,118 @@ async def test_a_compressed_body_is_left_to_aiohttp_which_decodes_it(tmp_path: P
             (200, b"success", False),
         ]
         assert await stored(served.app) == 2
+
+
+async def read_to_the_end(reader: asyncio.StreamReader) -> tuple[bytes, str]:
+    """Everything until the server ends the connection, and how: "eof" or "reset"."""
+    received = b""
+    try:
+        while chunk := await asyncio.wait_for(reader.read(65536), DEADLINE_SECONDS):
+            received += chunk
+    except ConnectionResetError:
+        return received, "reset"
+    return received, "eof"
+
+
+async def test_trailers_count_against_the_body_and_are_not_kept(tmp_path: Path) -> None:
+    """Trailer fields come after a chunked body: bounded with it, so a client streaming them
+    is refused 413 instead of growing the connection's memory."""
+    head = request_head("POST", "/alipay/notify", {**FORM, "Transfer-Encoding": "chunked"})
+    trailer = b"X-Trailer: " + b"v" * 50 + b"\r\n"
+    async with serve_guarded(settings(tmp_path, max_body_bytes=4096)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(head + b"1\r\na\r\n0\r\n")
+            writer.write(trailer * 4000)  # about 250 KB of trailers
+            answer = await read_answer(reader)
+        finally:
+            await close(writer)
+        assert (answer.status, answer.headers["x-subgate-error"]) == (413, "too_large")
+
+
+async def test_a_large_body_handed_to_aiohttp_is_read_whole(tmp_path: Path) -> None:
+    """A request the lane hands to aiohttp may have a body as large as aiohttp allows, far past
+    the lane's bound on a head."""
+    large = gzip.compress(notification() + b"&pad=" + b"x" * 150_000, compresslevel=0)
+    async with serve_guarded(settings(tmp_path, max_body_bytes=1_000_000)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(post(notification()))
+            first = await read_answer(reader)
+            writer.write(post(large, **{"Content-Encoding": "gzip"}))
+            second = await read_answer(reader)
+        finally:
+            await close(writer)
+        assert (first.status, first.from_lane) == (200, True)
+        assert not second.from_lane and second.headers["x-subgate-error"] == "bad_signature"
+
+
+async def test_a_refusal_lingers_so_a_client_still_sending_reads_it(tmp_path: Path) -> None:
+    """Refused unread (413), the connection is half-closed and the rest of the body is read and
+    dropped: the client reads its answer and an orderly end, not a reset."""
+    head = request_head("POST", "/alipay/notify", {**FORM, "Content-Length": "50000000"})
+    async with serve_guarded(settings(tmp_path, max_body_bytes=4096)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(head)
+            answer = await read_answer(reader)
+            for _ in range(8):
+                writer.write(b"x" * 65536)
+                await writer.drain()
+            rest, ending = await read_to_the_end(reader)
+        finally:
+            await close(writer)
+        assert answer.status == 413
+        assert (rest, ending) == (b"", "eof")
+
+
+async def test_an_http_1_0_client_asking_to_keep_the_connection_is_told_so(tmp_path: Path) -> None:
+    body = notification()
+    head = (
+        f"POST /alipay/notify HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: {len(body)}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+    )
+    async with serve_guarded(settings(tmp_path)) as served:
+        [first, second] = await answers_to(served.port, 2 * (head.encode() + body), 2)
+        assert first.headers["connection"] == "keep-alive" and first.status == 200
+        assert second.status == 200
+
+
+async def test_a_malformed_request_after_aiohttps_is_refused_by_aiohttp_in_order(
+    tmp_path: Path,
+) -> None:
+    """aiohttp answers the request it was handed, then refuses the one the lane could not parse
+    (each request once: what the lane had parsed is not sent twice)."""
+    broken = b"GET / HTTP/1.1\r\nBad\x01Header: x\r\n\r\n"
+    async with serve_guarded(settings(tmp_path)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(post(notification()))
+            first = await read_answer(reader)
+            writer.write(request_head("GET", "/healthz", {}) + broken)
+            health, refused = await read_answer(reader), await read_answer(reader)
+            rest, ending = await read_to_the_end(reader)
+        finally:
+            await close(writer)
+        assert (first.status, health.status, refused.status) == (200, 200, 400)
+        assert not health.from_lane and not refused.from_lane
+        assert (rest, ending) == (b"", "eof")
+
+
+async def test_a_route_that_raises_closes_its_connection_and_shutdown_does_not_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(self: object, request: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(NotifyLane, "answer", broken)
+    async with serve_guarded(settings(tmp_path)) as served:
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(post(notification()))
+            rest, _ = await read_to_the_end(reader)
+        finally:
+            await close(writer)
+        assert rest == b""
+        await until(lambda: served.site.guards.open_connections == 0, "the connection closed")
+    assert "the lane's route failed to answer" in caplog.text
