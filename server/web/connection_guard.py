@@ -89,6 +89,10 @@ class ConnectionGuards:
     def open_connections(self) -> int:
         return self._open
 
+    @property
+    def lane_connections(self) -> tuple[LaneConnection, ...]:
+        return tuple(c for c in self._off_aiohttp if isinstance(c, LaneConnection))
+
     def protocol(self) -> asyncio.Protocol:
         """Called for each accepted connection: guarded, or turned away past the cap."""
         if self._open >= self.max_connections:
@@ -130,7 +134,8 @@ class ConnectionGuards:
     async def shutdown(self, seconds: float) -> None:
         """Close the connections aiohttp does not know of (aiohttp closes its own): each answers
         the requests it has read, within ``seconds``, then closes."""
-        closing = [asyncio.ensure_future(c.shutdown()) for c in list(self._off_aiohttp)]
+        answering = [c.stop_reading() for c in list(self._off_aiohttp)]  # all at once, now
+        closing = [done for done in answering if done is not None]
         if closing:
             await asyncio.wait(closing, timeout=seconds)
         for connection in list(self._off_aiohttp):

@@ -81,7 +81,7 @@ class FirstRequest(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    async def shutdown(self) -> None:
+    def stop_reading(self) -> None:
         """No request has begun: nothing to answer."""
         self.abort()
 

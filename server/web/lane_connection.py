@@ -106,17 +106,15 @@ class LaneConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self._aiohttp is not None:
-            self._aiohttp.pause_writing()
-        else:
-            self._writing_paused = True
-            self._pause()  # a client that does not read its answers gets no more read
+            return self._aiohttp.pause_writing()
+        self._writing_paused = True
+        self._pause()  # a client that does not read its answers gets no more read
 
     def resume_writing(self) -> None:
         if self._aiohttp is not None:
-            self._aiohttp.resume_writing()
-        else:
-            self._writing_paused = False
-            self._resume()
+            return self._aiohttp.resume_writing()
+        self._writing_paused = False
+        self._resume()
 
     def on_message_begin(self) -> None:
         self._between_requests = False
@@ -278,15 +276,19 @@ class LaneConnection(asyncio.Protocol):
         else:
             transport.close()
 
-    async def shutdown(self) -> None:
+    @property
+    def reading_a_request(self) -> bool:
+        return self._reading_state.in_request
+
+    def stop_reading(self) -> asyncio.Future[None]:
         """Read no request after the one being read (its deadlines bound it), answer those
-        read, then close."""
+        read, then close: ``done`` says when."""
         self._stopping = True
         if not self._reading_state.in_request:
             self._reading = False
             if self._answers.idle:
                 self.close()
-        await asyncio.shield(self.done)
+        return self.done
 
     def _finished(self) -> None:
         if not self.done.done():
@@ -294,6 +296,5 @@ class LaneConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Close now, answered or not (shutdown's time is up)."""
-        self._reading = False
         if self._transport is not None:
             self._transport.abort()

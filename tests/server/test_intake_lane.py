@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -340,6 +341,11 @@ async def test_a_compressed_body_is_left_to_aiohttp_which_decodes_it(tmp_path: P
         assert await stored(served.app) == 2
 
 
+def accepting(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 async def read_to_the_end(reader: asyncio.StreamReader) -> tuple[bytes, str]:
     """Everything until the server ends the connection, and how: "eof" or "reset"."""
     received = b""
@@ -453,3 +459,36 @@ async def test_a_route_that_raises_closes_its_connection_and_shutdown_does_not_w
         assert rest == b""
         await until(lambda: served.site.guards.open_connections == 0, "the connection closed")
     assert "the lane's route failed to answer" in caplog.text
+
+
+async def test_a_request_half_read_at_shutdown_is_read_answered_and_its_connection_closed(
+    tmp_path: Path,
+) -> None:
+    """Stopping reads no new request, but the one whose body is on its way is read and answered
+    (its read deadline bounds the wait), with ``Connection: close``."""
+    body = notification()
+    whole = post(body)
+    async with serve_guarded(settings(tmp_path)) as served:
+        guards = served.site.guards
+        reader, writer = await connect(served.port)
+        try:
+            writer.write(whole[: len(whole) - len(body) // 2])
+            await until(
+                lambda: any(c.reading_a_request for c in guards.lane_connections),
+                "the lane is reading the body",
+            )
+            stopping = asyncio.create_task(served.site.stop())
+            await until(lambda: not accepting(served.port), "the listener has stopped")
+            writer.write(whole[len(whole) - len(body) // 2 :])
+            answer = await read_answer(reader)
+            rest, ending = await read_to_the_end(reader)
+            await stopping
+        finally:
+            await close(writer)
+        assert (answer.status, answer.body, answer.headers["connection"]) == (
+            200,
+            b"success",
+            "close",
+        )
+        assert (rest, ending) == (b"", "eof")
+        assert await stored(served.app) == 1
