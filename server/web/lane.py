@@ -47,6 +47,7 @@ class LaneRequest:
     headers: list[tuple[bytes, bytes]]
     target: LaneTarget
     body: bytes = b""
+    _by_name: dict[bytes, bytes] | None = None  # lower-case name to first value, made once
 
     @property
     def encoded(self) -> bool:
@@ -56,10 +57,12 @@ class LaneRequest:
 
     def header(self, name: bytes) -> str | None:
         """The first value of the header ``name`` (lower case), decoded as Latin-1 (RFC 9110)."""
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value.decode("latin-1")
-        return None
+        if self._by_name is None:  # each request asks for several: one pass over them all
+            self._by_name = {}
+            for key, value in self.headers:
+                self._by_name.setdefault(key.lower(), value)
+        found = self._by_name.get(name)
+        return None if found is None else found.decode("latin-1")
 
 
 @dataclass(frozen=True, slots=True)
