@@ -169,12 +169,17 @@ async def send(target: Target, request: Request) -> Answer:
         request.method, request.path, data=request.body, headers=headers
     )
     body = await response.read()
-    code = response.headers.get("X-Subgate-Error")
-    if code is None and response.content_type == "application/json":
+    code = error_code(response.headers.get("X-Subgate-Error"), response.content_type, body)
+    return Answer(response.status, code, body)
+
+
+def error_code(header: str | None, content_type: str, body: bytes) -> str | None:
+    """The code an answer carries: in ``X-Subgate-Error``, or in the API's JSON envelope."""
+    if header is None and content_type == "application/json":
         document = json.loads(body)
         if isinstance(document, dict) and isinstance(document.get("error"), dict):
-            code = document["error"]["code"]
-    return Answer(response.status, code, body)
+            return str(document["error"]["code"])
+    return header
 
 
 async def send_raw(gateway: Gateway, raw: bytes) -> Answer:
@@ -188,9 +193,11 @@ async def send_raw(gateway: Gateway, raw: bytes) -> Answer:
         await writer.wait_closed()
     head, _, body = answer.partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.partition(":")[::2] for line in lines)
-    code = headers.get("X-Subgate-Error")
-    return Answer(int(status_line.split(" ", 2)[1]), code.strip() if code else None, body)
+    fields = (line.split(":", 1) for line in lines)
+    headers = {name.lower(): value.strip() for name, value in fields}
+    content_type = headers.get("content-type", "").partition(";")[0]
+    code = error_code(headers.get("x-subgate-error"), content_type, body)
+    return Answer(int(status_line.split(" ", 2)[1]), code, body)
 
 
 @pytest.fixture
@@ -362,12 +369,17 @@ def _rows_of_a_notification_route(route: str, app: str | None) -> dict[str, Row]
 
 def _rows_of_an_api_route(route: str, path: str) -> dict[str, Row]:
     method = METHODS.get(route, "GET")
+    # A connection that starts GET /v1/apps/ is the lookup lane's: llhttp refuses the request,
+    # in the API's JSON envelope. Any other is aiohttp's, whose parser answers in plain text.
+    unparsed = "malformed_request" if method == "GET" else None
     rows = {
         f"{route}-crlf-in-a-header": Row(
-            lambda _: raw_with_header(method, path, b"Idempotency-Key: a\rInjected: 1"), 400, None
+            lambda _: raw_with_header(method, path, b"Idempotency-Key: a\rInjected: 1"),
+            400,
+            unparsed,
         ),
         f"{route}-nul-in-a-header": Row(
-            lambda _: raw_with_header(method, path, b"Idempotency-Key: a\x00b"), 400, None
+            lambda _: raw_with_header(method, path, b"Idempotency-Key: a\x00b"), 400, unparsed
         ),
         f"{route}-sql-app-in-url": Row(
             lambda _: Request(method, path.replace(APP_ID, quote(SQL, safe=""))),

@@ -356,6 +356,36 @@ def _idem() -> dict[str, str]:
     return {"Idempotency-Key": new_key()}
 
 
+BAD_TOKEN_LINES = [
+    f"Authorization: Bearer {ALL_TOKENS[0]}\x00".encode(),
+    f"Authorization: Bearer {ALL_TOKENS[0]}\rX: 1".encode(),
+    f"X-A: 1\r\n Authorization: Bearer {ALL_TOKENS[0]}".encode(),  # obs-fold
+]
+
+
+async def refused_statuses(api: Api, request_line: str) -> list[int]:
+    """Each of ``BAD_TOKEN_LINES`` in a request of its own after ``request_line``: the statuses."""
+    statuses = []
+    for line in BAD_TOKEN_LINES:
+        reader, writer = await asyncio.open_connection(
+            api.gateway.client.host, api.gateway.client.port
+        )
+        writer.write(f"{request_line}\r\nHost: 127.0.0.1\r\n".encode() + line + b"\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(65536), 10)
+        writer.close()
+        await writer.wait_closed()
+        statuses.append(int(answer.split(b" ", 2)[1]))
+    return statuses
+
+
+def token_secrets() -> Secrets:
+    secrets = base_secrets()
+    for index, token in enumerate(ALL_TOKENS):
+        secrets.add(f"API token #{index}", token)
+    return secrets
+
+
 async def test_a_request_the_http_parser_refuses_logs_no_token_it_carried(
     start_gateway: StartGateway, tmp_path: Path, debug_logs: pytest.LogCaptureFixture
 ) -> None:
@@ -363,35 +393,28 @@ async def test_a_request_the_http_parser_refuses_logs_no_token_it_carried(
     Subgate's filter keeps the fact and drops the bytes. (The plain-text 400 quotes the line
     back to the sender: its own bytes, not shown to anyone else.)"""
     api = await start_api(start_gateway, tmp_path)
-    secrets = base_secrets()
-    for index, token in enumerate(ALL_TOKENS):
-        secrets.add(f"API token #{index}", token)
-    path = f"/v1/apps/{APP_ID}/users/{USER}/subscriptions"
-    bad_lines = [
-        f"Authorization: Bearer {ALL_TOKENS[0]}\x00".encode(),
-        f"Authorization: Bearer {ALL_TOKENS[0]}\rX: 1".encode(),
-        f"X-A: 1\r\n Authorization: Bearer {ALL_TOKENS[0]}".encode(),  # obs-fold
-    ]
+    path = f"/v1/apps/{APP_ID}/subscriptions:lookup"  # a POST: aiohttp's, not the lane's
 
-    statuses = []
-    for line in bad_lines:
-        reader, writer = await asyncio.open_connection(
-            api.gateway.client.host, api.gateway.client.port
-        )
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode() + line + b"\r\n\r\n")
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(65536), 10)
-        writer.close()
-        await writer.wait_closed()
-        statuses.append(int(answer.split(b" ", 2)[1]))
-
-    assert statuses == [400, 400, 400]
+    assert await refused_statuses(api, f"POST {path} HTTP/1.1") == [400, 400, 400]
     refused = [r for r in debug_logs.records if r.name == "aiohttp.server"]
     assert len(refused) == 3
     assert {r.getMessage().split(": ")[0] for r in refused} == {
         "refused a malformed HTTP request from 127.0.0.1"
     }
-    assert secrets.found_in(log_text(debug_logs.records)) == []
+    assert token_secrets().found_in(log_text(debug_logs.records)) == []
+
+
+async def test_a_request_the_lane_refuses_logs_no_token_it_carried(
+    start_gateway: StartGateway, tmp_path: Path, debug_logs: pytest.LogCaptureFixture
+) -> None:
+    """The lookup lane's parser (llhttp) refuses the same lines: 400, and no log line holds the
+    token."""
+    api = await start_api(start_gateway, tmp_path)
+    path = f"/v1/apps/{APP_ID}/users/{USER}/subscriptions/{API_ONE_TIME}"
+
+    assert await refused_statuses(api, f"GET {path} HTTP/1.1") == [400, 400, 400]
+    assert debug_logs.records  # the log was captured (the store's migrations at least)
+    assert token_secrets().found_in(log_text(debug_logs.records)) == []
 
 
 # -- sending, reconciliation --------------------------------------------------------------------

@@ -71,14 +71,24 @@ class Operation:
 
 
 def path_value(request: web.Request, name: str) -> str:
-    value = request.match_info[name]
+    return identifier(name, request.match_info[name])
+
+
+def identifier(name: str, value: str) -> str:
+    """A user or template id as the path gave it, once it is one."""
     if not _IDENTIFIER.fullmatch(value):  # not match: "$" also matches before a final "\n"
         raise ValidationFailed(f"{name} must be 1-64 letters, digits, '_' or '-'")
     return value
 
 
 def channel_of(request: web.Request, default: str = ConsentChannel.MINI_TEMPLATE) -> str:
-    value = request.match_info.get("channel") or request.query.get("channel") or default
+    return channel_value(
+        request.match_info.get("channel") or request.query.get("channel") or default
+    )
+
+
+def channel_value(value: str) -> str:
+    """A consent channel's name, once it is one."""
     if value not in ConsentChannel.__members__.values():
         raise ValidationFailed(
             f"channel must be one of {', '.join(c.value for c in ConsentChannel)}"
@@ -134,14 +144,24 @@ def _authorised_app(request: web.Request, grant: Grant, operation: Operation) ->
         grant.require_scope(operation.scope)
         return ""
     app_id = request.match_info["app_id"]
-    grant.require(app_id, operation.scope)
-    if app_id not in request.app[CREDENTIALS]:
-        raise AppNotFound("no such app is configured")
+    authorise_app(request.app, grant, app_id, operation.scope)
     return app_id
+
+
+def authorise_app(app: web.Application, grant: Grant, app_id: str, scope: Scope) -> None:
+    """The grant covers the app and the scope, and the app is configured."""
+    grant.require(app_id, scope)
+    if app_id not in app[CREDENTIALS]:
+        raise AppNotFound("no such app is configured")
 
 
 def json_answer(answer: BaseModel, status: int = 200) -> web.Response:
     """The model as JSON bytes, serialized once (``model_dump_json`` gives a str that
     ``web.json_response`` encodes again: measurable on the single lookup, bench/README.md)."""
-    body = type(answer).__pydantic_serializer__.to_json(answer)
-    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+    return web.Response(
+        body=json_bytes(answer), status=status, content_type="application/json", charset="utf-8"
+    )
+
+
+def json_bytes(answer: BaseModel) -> bytes:
+    return type(answer).__pydantic_serializer__.to_json(answer)

@@ -1,5 +1,5 @@
 """Every /v1 route, from the operation tables of the consent ledger, of sending, of the events
-feed and of the destinations."""
+feed and of the destinations; the single-key lookup on the lane as well."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from server.api.events import EVENT_OPERATIONS
 from server.api.message_list import MESSAGE_LIST_OPERATIONS
 from server.api.messages import MESSAGE_OPERATIONS
 from server.api.operations import Operation, guarded
+from server.api.subscription_lane import SubscriptionLane
+from server.web.lane import add_lane_route
 
 
 def all_operations() -> tuple[Operation, ...]:
@@ -27,3 +29,4 @@ def all_operations() -> tuple[Operation, ...]:
 def setup_api_routes(app: web.Application) -> None:
     for operation in all_operations():
         app.router.add_route(operation.method, operation.path, guarded(operation))
+    add_lane_route(app, SubscriptionLane(app))

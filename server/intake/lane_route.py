@@ -21,7 +21,7 @@ from server.intake.keys import GATEWAY
 from server.intake.routes import form_charset, setup_notify_routes
 from server.ops.metrics import METRICS
 from server.web.error_middleware import ERROR_HEADER, NOTIFY_REFUSAL, counted_status
-from server.web.lane import LANE, LaneAnswer, LaneRequest, LaneTarget
+from server.web.lane import LaneAnswer, LaneRequest, LaneTarget, add_lane_route
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ REFUSAL_TYPE = "text/plain; charset=utf-8"
 class NotifyLane:
     """The notification routes as a ``LaneRoute``; the gateway is the app's (set at start-up)."""
 
-    request_line_prefix = b"POST " + PATH
+    request_line_prefixes = (b"POST " + PATH,)
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
@@ -48,7 +48,7 @@ class NotifyLane:
         app_id = path.removeprefix(PATH + b"/")
         if app_id is path or not app_id.isalnum():
             return None
-        return LaneTarget(APP_ROUTE, app_id.decode("ascii"))
+        return LaneTarget(APP_ROUTE, (app_id.decode("ascii"),))
 
     async def answer(self, request: LaneRequest) -> LaneAnswer:
         gateway = self._app[GATEWAY]
@@ -89,4 +89,4 @@ def content_type(reply: Reply) -> str:
 def setup_notifications(app: web.Application) -> None:
     """The notification routes, for aiohttp and for the lane."""
     setup_notify_routes(app)
-    app[LANE] = NotifyLane(app)
+    add_lane_route(app, NotifyLane(app))

@@ -41,7 +41,7 @@ from server.settings import ServerSettings
 from server.web.closing import close_gently
 from server.web.deadline import ReadDeadline
 from server.web.first_request import FirstRequest
-from server.web.lane import LaneRoute
+from server.web.lane import LaneRoute, LaneRoutes
 from server.web.lane_connection import LaneConnection
 from server.web.turned_away import TurnedAway
 
@@ -57,7 +57,7 @@ class Phase(enum.Enum):
 
 class ConnectionGuards:
     """The connections of one listener: its protocol factory, its cap, its request-handler wrapper
-    and, when the app has a lane route (``server/web/lane.py``), the connections served on it."""
+    and, when the app has lane routes (``server/web/lane.py``), the connections served on them."""
 
     def __init__(
         self,
@@ -65,7 +65,7 @@ class ConnectionGuards:
         metrics: Metrics,
         settings: ServerSettings,
         cap: int,
-        lane: LaneRoute | None = None,
+        lane: LaneRoutes | None = None,
     ) -> None:
         self._server = server
         self._metrics = metrics
@@ -73,7 +73,7 @@ class ConnectionGuards:
         self.keepalive_timeout = settings.keepalive_timeout_seconds
         self.max_body_bytes = settings.max_body_bytes
         self.max_connections = cap
-        self._lane = lane
+        self._lane_routes = () if lane is None else lane.routes
         self._open = 0
         self._guards: dict[web.RequestHandler, ConnectionGuard] = {}
         self._off_aiohttp: set[FirstRequest | LaneConnection] = set()
@@ -100,9 +100,9 @@ class ConnectionGuards:
             self.cutoffs.turned_away(self.max_connections)
             return TurnedAway(self)
         self._open += 1
-        if self._lane is None:
+        if not self._lane_routes:
             return self.aiohttp_connection()
-        first = FirstRequest(self, self._lane.request_line_prefix)
+        first = FirstRequest(self, self._lane_routes)
         self._off_aiohttp.add(first)
         return first
 
@@ -112,10 +112,9 @@ class ConnectionGuards:
         guard = self._guards[handler] = ConnectionGuard(self, handler)
         return guard
 
-    def lane_connection(self) -> asyncio.Protocol:
-        """A connection (already counted) served on the lane."""
-        assert self._lane is not None
-        lane = LaneConnection(self, self._lane)
+    def lane_connection(self, route: LaneRoute) -> asyncio.Protocol:
+        """A connection (already counted) served on the lane by ``route``."""
+        lane = LaneConnection(self, route)
         self._off_aiohttp.add(lane)
         return lane
 

@@ -1,11 +1,12 @@
 """A new connection until its first bytes say whose it is: the lane's or aiohttp's.
 
-A connection whose first request line starts with the lane route's prefix (``POST
-/alipay/notify`` followed by a space, ``?`` or ``/``) is served on the lane
-(``server/web/lane_connection.py``); any other is handed, with the bytes read so far, to aiohttp's
-guarded connection exactly as if it had had it from the start. Deciding costs one comparison per
-connection, not per request. Until the first byte the keep-alive timeout applies, as aiohttp
-applies it to a new connection; from the first byte, the headers' read deadline.
+A connection whose first request line starts with a lane route's prefix (``POST
+/alipay/notify`` followed by a space, ``?`` or ``/``; ``GET /v1/apps/`` and a byte more) is served
+on the lane by that route (``server/web/lane_connection.py``); any other is handed, with the
+bytes read so far, to aiohttp's guarded connection exactly as if it had had it from the start.
+Deciding costs a comparison per prefix per connection, not per request. Until the first byte
+the keep-alive timeout applies, as aiohttp applies it to a new connection; from the first byte,
+the headers' read deadline.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp.tcp_helpers import tcp_keepalive
 
 from server.ops.client_cutoffs import ClientCutoffs
 from server.web.deadline import ReadDeadline
+from server.web.lane import LaneRoute
 
 PREFIX_ENDS = frozenset(b" ?/")
 
@@ -32,15 +34,17 @@ class FirstRequestHost(Protocol):
 
     def aiohttp_connection(self) -> asyncio.Protocol: ...
 
-    def lane_connection(self) -> asyncio.Protocol: ...
+    def lane_connection(self, route: LaneRoute) -> asyncio.Protocol: ...
 
     def undecided_ended(self, connection: FirstRequest, counted: bool) -> None: ...
 
 
 class FirstRequest(asyncio.Protocol):
-    def __init__(self, host: FirstRequestHost, prefix: bytes) -> None:
+    def __init__(self, host: FirstRequestHost, routes: tuple[LaneRoute, ...]) -> None:
         self._host = host
-        self._prefix = prefix
+        self._prefixes = [
+            (prefix, route) for route in routes for prefix in route.request_line_prefixes
+        ]
         self._transport: asyncio.Transport | None = None
         self._read = b""
         self._deadline = ReadDeadline(asyncio.get_running_loop(), self._late)
@@ -54,11 +58,16 @@ class FirstRequest(asyncio.Protocol):
         if not self._read:
             self._deadline.start(self._host.read_timeout)
         self._read += data
-        needed = len(self._prefix) + 1
-        if len(self._read) < needed and self._prefix.startswith(self._read):
-            return  # not enough yet to tell
-        lane = self._read[: needed - 1] == self._prefix and self._read[needed - 1] in PREFIX_ENDS
-        self._hand_over(self._host.lane_connection() if lane else self._host.aiohttp_connection())
+        read = self._read
+        for prefix, route in self._prefixes:
+            if _begins(read, prefix):
+                self._hand_over(self._host.lane_connection(route))
+                return
+        if not any(
+            len(read) <= len(prefix) and prefix.startswith(read) for prefix, _ in self._prefixes
+        ):
+            self._hand_over(self._host.aiohttp_connection())
+        # else not enough yet to tell
 
     def eof_received(self) -> bool | None:
         return None  # nothing to answer: the transport closes
@@ -88,3 +97,11 @@ class FirstRequest(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+def _begins(read: bytes, prefix: bytes) -> bool:
+    """Does the request line in ``read`` start with ``prefix``, followed by a byte that ends it
+    (none needed after a prefix ending in ``/``)?"""
+    if len(read) <= len(prefix) or not read.startswith(prefix):
+        return False
+    return prefix.endswith(b"/") or read[len(prefix)] in PREFIX_ENDS

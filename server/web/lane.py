@@ -31,10 +31,16 @@ from server.ops.client_cutoffs import ClientCutoffs
 
 @dataclass(frozen=True, slots=True)
 class LaneTarget:
-    """Which route a request matched (its template, for counts) and its one path parameter."""
+    """Which route a request matched (its template: counts, dispatch) and the values the route
+    read from its request line (path parameters, a query value), in the route's own order."""
 
     route: str
-    parameter: str | None = None
+    parameters: tuple[str, ...] = ()
+
+    @property
+    def parameter(self) -> str | None:
+        """The first of them, if any (a route with one path parameter)."""
+        return self.parameters[0] if self.parameters else None
 
 
 @dataclass(slots=True)
@@ -57,12 +63,16 @@ class LaneRequest:
 
     def header(self, name: bytes) -> str | None:
         """The first value of the header ``name`` (lower case), decoded as Latin-1 (RFC 9110)."""
+        found = self.raw_header(name)
+        return None if found is None else found.decode("latin-1")
+
+    def raw_header(self, name: bytes) -> bytes | None:
+        """The first value of the header ``name`` (lower case), as received."""
         if self._by_name is None:  # each request asks for several: one pass over them all
             self._by_name = {}
             for key, value in self.headers:
                 self._by_name.setdefault(key.lower(), value)
-        found = self._by_name.get(name)
-        return None if found is None else found.decode("latin-1")
+        return self._by_name.get(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +87,10 @@ class LaneRoute(Protocol):
     """What the lane asks of the routes it serves."""
 
     @property
-    def request_line_prefix(self) -> bytes:
-        """Every request the route takes starts with these bytes (``POST /alipay/notify``): a
-        connection whose first bytes do not is aiohttp's."""
+    def request_line_prefixes(self) -> tuple[bytes, ...]:
+        """Every request the route takes starts with one of these (``POST /alipay/notify``): a
+        connection whose first bytes start with none is aiohttp's. A prefix that does not end
+        in ``/`` must be followed by a space, ``?`` or ``/``."""
         ...
 
     def target(self, method: bytes, url: bytes) -> LaneTarget | None:
@@ -96,7 +107,22 @@ class LaneRoute(Protocol):
         ...
 
 
-LANE = web.AppKey("lane", LaneRoute)
+@dataclass(frozen=True)
+class LaneRoutes:
+    """The routes the lane serves. A connection is the lane's when its first request line starts
+    with a route's prefix, and is then that route's alone: a later request the route does not
+    take is aiohttp's (Alipay's connections carry notifications, a merchant's services' carry
+    API calls, and a refusal before any request is read is answered in that route's shape)."""
+
+    routes: tuple[LaneRoute, ...] = ()
+
+
+LANE = web.AppKey("lane", LaneRoutes)
+
+
+def add_lane_route(app: web.Application, route: LaneRoute) -> None:
+    """Serve ``route`` on the lane, after the routes already there."""
+    app[LANE] = LaneRoutes((*app.get(LANE, LaneRoutes()).routes, route))
 
 
 class LaneHost(Protocol):

@@ -135,6 +135,34 @@ class Answer:
     headers: dict[str, str]
     body: bytes
 
+    @property
+    def from_lane(self) -> bool:
+        """The lane (server/web/lane.py) answers without aiohttp's ``Server`` header."""
+        return "server" not in self.headers
+
+
+async def read_answer(reader: asyncio.StreamReader) -> Answer:
+    """One answer off the stream: its head, then exactly Content-Length bytes of body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE_SECONDS)
+    status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await reader.readexactly(length) if length else b""
+    return Answer(int(status_line.split()[1]), headers, body)
+
+
+async def answers_to(port: int, data: bytes, count: int) -> list[Answer]:
+    """The first ``count`` answers to ``data``, written at once on a new connection."""
+    reader, writer = await connect(port)
+    writer.write(data)
+    try:
+        return [await read_answer(reader) for _ in range(count)]
+    finally:
+        await close(writer)
+
 
 def parse_answer(raw: bytes) -> Answer:
     head, _, body = raw.partition(b"\r\n\r\n")

@@ -28,8 +28,11 @@ from tests.server.api_client import api_settings
 from tests.server.conftest import APP_ID, OTHER_APP_ID, StartGateway
 from tests.server.guarded import (
     DEADLINE_SECONDS,
+    Answer,
+    answers_to,
     close,
     connect,
+    read_answer,
     request_head,
     serve_guarded,
     until,
@@ -47,37 +50,6 @@ def notification() -> bytes:
 def post(body: bytes, path: str = "/alipay/notify", **headers: str) -> bytes:
     fields = {**FORM, "Content-Length": str(len(body)), **headers}
     return request_head("POST", path, fields) + body
-
-
-class Answer:
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-    @property
-    def from_lane(self) -> bool:
-        return "server" not in self.headers
-
-
-async def read_answer(reader: asyncio.StreamReader) -> Answer:
-    """One answer off the stream: its head, then exactly Content-Length bytes of body."""
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE_SECONDS)
-    status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    body = await reader.readexactly(length) if length else b""
-    return Answer(int(status_line.split()[1]), headers, body)
-
-
-async def answers_to(port: int, data: bytes, count: int) -> list[Answer]:
-    reader, writer = await connect(port)
-    writer.write(data)
-    try:
-        return [await read_answer(reader) for _ in range(count)]
-    finally:
-        await close(writer)
 
 
 async def answer_then_close(port: int, data: bytes) -> Answer:
