@@ -1,16 +1,18 @@
-"""The lane: a route served on its own HTTP/1.1 protocol instead of aiohttp's request machinery.
+"""The lane: routes served on their own HTTP/1.1 protocol instead of aiohttp's request machinery.
 
 Notification intake is one small POST answered with a few bytes, thousands of times a second, and
 aiohttp's per-request machinery (request and response objects, routing, middleware, the payload
 stream) cost about a third of the event loop's time per notification, more than everything
-Subgate adds to verifying it (bench/README.md, "Intake results"). A ``LaneRoute`` names the
-requests it takes by their request line; a connection whose first request is one of them is
-parsed by httptools (llhttp, the parser of Node.js: the HTTP grammar stays a well-kept library's)
-and answered by the route, with the same read deadlines, size limit, connection cap and access
-log as aiohttp's connections (``server/web/lane_connection.py``). Everything else, and every
-connection that starts with anything else, is aiohttp's as before.
+Subgate adds to verifying it (bench/README.md, "Intake results"); the single-key lookup, asked
+before each message, is as small and as frequent (``server/api/subscription_lane.py``). A
+``LaneRoute`` names the requests it takes by their request line; a connection whose first
+request is one of them is parsed by httptools (llhttp, the parser of Node.js: the HTTP grammar
+stays a well-kept library's) and answered by the route, with the same read deadlines, size
+limit, connection cap and access log as aiohttp's connections
+(``server/web/lane_connection.py``). Everything else, and every connection that starts with
+anything else, is aiohttp's as before.
 
-This module is the route's side of that contract; ``LANE`` is where the wiring puts the route.
+This module is the routes' side of that contract; ``LANE`` is where the wiring puts them.
 """
 
 from __future__ import annotations
