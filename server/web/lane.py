@@ -63,6 +63,13 @@ class LaneRequest:
         encoding = self.header(b"content-encoding")
         return encoding is not None and encoding.strip().lower() != "identity"
 
+    @property
+    def expects_continue(self) -> bool:
+        """``Expect: 100-continue`` from an HTTP/1.1 client; an HTTP/1.0 client's is ignored, as
+        RFC 9110 asks (it would read the interim answer as the answer)."""
+        expect = self.header(b"expect")
+        return expect is not None and expect.lower() == "100-continue" and self.version != "1.0"
+
     def header(self, name: bytes) -> str | None:
         """The first value of the header ``name`` (lower case), decoded as Latin-1 (RFC 9110)."""
         found = self.raw_header(name)

@@ -12,12 +12,13 @@ import asyncio
 import logging
 import time
 
-from server.web.lane import LaneAnswer, LaneRequest
+from server.web.lane import LaneRequest
 
 ACCESS_LOG = logging.getLogger("aiohttp.access")
 
 
-def log_access(transport: asyncio.Transport, request: LaneRequest, answer: LaneAnswer) -> None:
+def log_access(transport: asyncio.Transport, request: LaneRequest, status: int, size: int) -> None:
+    """``size``: the whole answer's bytes, head included, as aiohttp's ``%b`` counts them."""
     if not ACCESS_LOG.isEnabledFor(logging.INFO):
         return
     peer = transport.get_extra_info("peername")
@@ -33,8 +34,8 @@ def log_access(transport: asyncio.Transport, request: LaneRequest, answer: LaneA
         remote,
         stamp,
         line,
-        answer.status,
-        len(answer.body),
+        status,
+        size,
         referer,
         agent,
     )

@@ -93,6 +93,7 @@ class AnswerQueue:
         if transport is None or transport.is_closing():
             return  # the client left: the answer has nobody to go to
         version = "1.1" if pending.request is None else pending.request.version
-        transport.write(encode_answer(answer, pending.keep_alive, version))
+        written = encode_answer(answer, pending.keep_alive, version)
+        transport.write(written)
         if pending.request is not None:
-            log_access(transport, pending.request, answer)
+            log_access(transport, pending.request, answer.status, len(written))

@@ -154,7 +154,7 @@ class LaneConnection(asyncio.Protocol):
             and int(length) > self._host.max_body_bytes
         ):
             self._refuse(PayloadTooLarge(f"body is larger than {self._host.max_body_bytes} bytes"))
-        elif (request.header(b"expect") or "").lower() == "100-continue":
+        elif request.expects_continue:
             self._answers.let_body_come()
 
     def on_body(self, body: bytes) -> None:

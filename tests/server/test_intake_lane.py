@@ -33,6 +33,7 @@ from tests.server.guarded import (
     close,
     connect,
     read_answer,
+    read_to_end,
     request_head,
     serve_guarded,
     until,
@@ -176,6 +177,19 @@ async def test_expect_continue_is_answered_before_the_body(tmp_path: Path) -> No
         assert (final.status, final.body) == (200, b"success")
 
 
+async def test_an_http_1_0_clients_expect_continue_is_ignored(tmp_path: Path) -> None:
+    """RFC 9110: an HTTP/1.0 client would take an interim 100 for its answer."""
+    body = notification()
+    head = (
+        "POST /alipay/notify HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: {FORM['Content-Type']}\r\nContent-Length: {len(body)}\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    ).encode()
+    async with serve_guarded(settings(tmp_path)) as served:
+        answer = await answer_then_close(served.port, head + body)
+        assert (answer.status, answer.body, answer.from_lane) == (200, b"success", True)
+
+
 async def test_a_malformed_request_is_refused_and_the_connection_closed(tmp_path: Path) -> None:
     data = b"POST /alipay/notify HTTP/1.1\r\nNo colon here\r\n\r\n"
     async with serve_guarded(settings(tmp_path)) as served:
@@ -234,11 +248,18 @@ async def test_an_app_in_the_path_is_the_lanes(tmp_path: Path) -> None:
 async def test_each_answer_is_in_the_access_log(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """In aiohttp's format, the size (``%b``) counting the whole answer, head included."""
     caplog.set_level(logging.INFO, logger="aiohttp.access")
+    request = post(notification(), **{"User-Agent": "lane-test", "Connection": "close"})
     async with serve_guarded(settings(tmp_path)) as served:
-        await answers_to(served.port, post(notification(), **{"User-Agent": "lane-test"}), 1)
+        reader, writer = await connect(served.port)
+        writer.write(request)
+        answer = await read_to_end(reader)
+        await close(writer)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nsuccess")
     lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
-    assert any('"POST /alipay/notify HTTP/1.1" 200 7 "-" "lane-test"' in line for line in lines)
+    line = f'"POST /alipay/notify HTTP/1.1" 200 {len(answer)} "-" "lane-test"'
+    assert any(line in logged for logged in lines), lines
 
 
 async def test_an_idle_lane_connection_closes_after_the_keepalive_timeout(tmp_path: Path) -> None:
