@@ -12,7 +12,6 @@ functions.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 
@@ -25,13 +24,11 @@ from server.errors import (
     SUBGATE_ERRORS,
     RequestRefused,
     SubgateError,
-    error_body,
     error_details,
     error_message,
-    retry_after_seconds,
 )
 from server.ops.metrics import METRICS
-from server.web.error_middleware import counted_status
+from server.web.error_middleware import counted_status, json_error, retry_after_header
 from server.web.lane import LaneAnswer, LaneRequest, LaneTarget
 from storage.models import ConsentChannel
 
@@ -86,9 +83,8 @@ class SubscriptionLane:
         return self._refusal(error)
 
     def _refusal(self, error: SubgateError) -> LaneAnswer:
-        retry_after = retry_after_seconds(error)
-        headers = () if retry_after is None else (("Retry-After", str(retry_after)),)
-        return self._error(error.code, error_message(error), error_details(error), headers)
+        details = error_details(error)
+        return self._error(error.code, error_message(error), details, retry_after_header(error))
 
     def _error(
         self,
@@ -97,11 +93,9 @@ class SubscriptionLane:
         details: dict[str, str] | None = None,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> LaneAnswer:
-        """As ``server/web/error_middleware.py`` renders it: the status counted by code, the
-        envelope as ``web.json_response`` encodes it."""
+        """As ``server/web/error_middleware.py`` renders it, the status counted by code."""
         status = counted_status(self._app.get(METRICS), code)
-        body = json.dumps(error_body(code, message, details)).encode()
-        return LaneAnswer(status, JSON, body, headers)
+        return LaneAnswer(status, JSON, json_error(code, message, details), headers)
 
 
 def _authorization(request: LaneRequest) -> str | None:

@@ -73,7 +73,7 @@ class ConnectionGuards:
         self.keepalive_timeout = settings.keepalive_timeout_seconds
         self.max_body_bytes = settings.max_body_bytes
         self.max_connections = cap
-        self._lane_routes = () if lane is None else lane.routes
+        self._lane_prefixes = () if lane is None else lane.prefixes
         self._open = 0
         self._guards: dict[web.RequestHandler, ConnectionGuard] = {}
         self._off_aiohttp: set[FirstRequest | LaneConnection] = set()
@@ -100,9 +100,9 @@ class ConnectionGuards:
             self.cutoffs.turned_away(self.max_connections)
             return TurnedAway(self)
         self._open += 1
-        if not self._lane_routes:
+        if not self._lane_prefixes:
             return self.aiohttp_connection()
-        first = FirstRequest(self, self._lane_routes)
+        first = FirstRequest(self, self._lane_prefixes)
         self._off_aiohttp.add(first)
         return first
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from server.errors import (
     NotFound,
     PayloadTooLarge,
     RequestRefused,
+    SubgateError,
     error_body,
     error_details,
     error_message,
@@ -47,13 +49,26 @@ def counted_status(metrics: Metrics | None, code: str) -> int:
     return STATUS_BY_CODE.get(code, 500)
 
 
+def json_error(code: str, message: str, details: dict[str, str] | None = None) -> bytes:
+    """The /v1 error envelope's bytes, as ``web.json_response`` encodes it (the lookup's lane,
+    ``server/api/subscription_lane.py``, writes the same)."""
+    return json.dumps(error_body(code, message, details)).encode()
+
+
+def retry_after_header(error: SubgateError) -> tuple[tuple[str, str], ...]:
+    """``Retry-After`` for a refusal that names a time; nothing for any other."""
+    seconds = retry_after_seconds(error)
+    return () if seconds is None else (("Retry-After", str(seconds)),)
+
+
 def render(
     request: web.Request, code: str, message: str, details: dict[str, str] | None = None
 ) -> web.Response:
     status = counted_status(request.app.get(METRICS), code)
     if request.path.startswith(NOTIFY_PREFIX):
         return web.Response(text=NOTIFY_REFUSAL, status=status, headers={ERROR_HEADER: code})
-    return web.json_response(error_body(code, message, details), status=status)
+    body = json_error(code, message, details)
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
 
 @web.middleware
@@ -62,9 +77,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except SUBGATE_ERRORS as error:
         response = render(request, error.code, error_message(error), error_details(error))
-        retry_after = retry_after_seconds(error)
-        if retry_after is not None:
-            response.headers["Retry-After"] = str(retry_after)
+        response.headers.extend(retry_after_header(error))
         return response
     except web.HTTPException as error:
         refused = _HTTP_ERRORS.get(error.status)

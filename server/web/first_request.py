@@ -40,11 +40,11 @@ class FirstRequestHost(Protocol):
 
 
 class FirstRequest(asyncio.Protocol):
-    def __init__(self, host: FirstRequestHost, routes: tuple[LaneRoute, ...]) -> None:
+    def __init__(
+        self, host: FirstRequestHost, prefixes: tuple[tuple[bytes, LaneRoute], ...]
+    ) -> None:
         self._host = host
-        self._prefixes = [
-            (prefix, route) for route in routes for prefix in route.request_line_prefixes
-        ]
+        self._prefixes = prefixes  # ``LaneRoutes.prefixes``
         self._transport: asyncio.Transport | None = None
         self._read = b""
         self._deadline = ReadDeadline(asyncio.get_running_loop(), self._late)

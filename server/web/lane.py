@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import http
 import time
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from server.ops.client_cutoffs import ClientCutoffs
 
 @dataclass(frozen=True, slots=True)
 class LaneTarget:
-    """Which route a request matched (its template: counts, dispatch) and the values the route
+    """Which route a request matched (its template, for counts and logs) and the values the route
     read from its request line (path parameters, a query value), in the route's own order."""
 
     route: str
@@ -124,6 +125,13 @@ class LaneRoutes:
     API calls, and a refusal before any request is read is answered in that route's shape)."""
 
     routes: tuple[LaneRoute, ...] = ()
+
+    @functools.cached_property
+    def prefixes(self) -> tuple[tuple[bytes, LaneRoute], ...]:
+        """Each route's request-line prefixes, paired with it, in the routes' order."""
+        return tuple(
+            (prefix, route) for route in self.routes for prefix in route.request_line_prefixes
+        )
 
 
 LANE = web.AppKey("lane", LaneRoutes)
