@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.models import EventType
-from storage.sql.dialect import marks
+from storage.sql.dialect import BOUND_TEXT, marks
 from storage.sql.notifications import NOTIFICATION_COLUMNS
 
 # An event with its notification, if any (NULLs once pruned): what ``stored_event`` decodes.
@@ -135,11 +135,12 @@ class EventStatements:
         "FROM destination_cursors AS c ORDER BY c.destination"
     )
     # One page of a destination's deliveries (newest first, before an id) with their events'
-    # types and their attempts, one row per attempt: one statement, so one snapshot.
+    # types and their attempts, one row per attempt: one statement, so one snapshot. The state
+    # as ``BOUND_TEXT``: the pending and failed deliveries' partial indexes name states.
     histories: str = (
         f"SELECT {DELIVERY_COLUMNS}, e.type, a.attempted_at, a.status_code, a.latency_ms, "
         "a.error FROM (SELECT * FROM deliveries AS page WHERE page.destination = ? "
-        "AND page.status = ? AND page.attempts >= ? AND page.id < ? "
+        f"AND page.status = {BOUND_TEXT} AND page.attempts >= ? AND page.id < ? "
         "ORDER BY page.id DESC LIMIT ?) AS d JOIN events AS e ON e.id = d.event_id "
         "LEFT JOIN delivery_attempts AS a ON a.delivery_id = d.id "
         "ORDER BY d.id DESC, a.attempted_at, a.id"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.sql.dialect import marks
+from storage.sql.dialect import BOUND_TEXT, marks
 
 EVENT_COLUMNS = (
     "app_id, user_id, channel, template_id, action, occurred_at, source, evidence, keep, refuse"
@@ -21,7 +21,9 @@ STATE_COLUMNS = (
 # What a lookup reads (``ConsentSummary``, in its field order): the state without the fold's
 # bookkeeping columns.
 SUMMARY_COLUMNS = "channel, template_id, status, credits, keep, refuse, updated_at, last_source"
-KEY_WHERE = "app_id = ? AND user_id = ? AND channel = ? AND template_id = ?"
+# The channel as ``BOUND_TEXT``: the open mini-program keys' partial index names one (migration
+# 0014), and a bare parameter there made SQLite prepare each key read again on every run.
+KEY_WHERE = f"app_id = ? AND user_id = ? AND channel = {BOUND_TEXT} AND template_id = ?"
 _STATE_UPDATES = ", ".join(
     f"{name} = excluded.{name}" for name in STATE_COLUMNS.split(", ")[4:]
 )  # the columns after the key's four
@@ -59,7 +61,8 @@ class LedgerStatements:
         "ORDER BY channel, template_id"
     )
     states_of_user_on_channel: str = (
-        f"SELECT {STATE_COLUMNS} FROM consents WHERE app_id = ? AND user_id = ? AND channel = ? "
+        f"SELECT {STATE_COLUMNS} FROM consents WHERE app_id = ? AND user_id = ? "
+        f"AND channel = {BOUND_TEXT} "
         "ORDER BY channel, template_id"
     )
     states_of_user_of_template: str = (
@@ -70,7 +73,7 @@ class LedgerStatements:
     # (a list of parameters in SQLite, an array parameter in PostgreSQL).
     summaries_of_users: str = (
         f"SELECT {SUMMARY_COLUMNS}, user_id FROM consents "
-        "WHERE app_id = ? AND channel = ? AND template_id = ? AND user_id"
+        f"WHERE app_id = ? AND channel = {BOUND_TEXT} AND template_id = ? AND user_id"
     )
     recent_actions: str = (
         "SELECT count(*) FROM consent_events WHERE app_id = ? AND channel = ? AND action = ? "

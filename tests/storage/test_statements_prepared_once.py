@@ -1,0 +1,108 @@
+"""SQLite prepares each shared statement once: running it again with other values runs the
+prepared program, it does not parse and plan the text again.
+
+SQLite re-prepares a statement whose plan may depend on a bound value: a ``LIKE`` pattern, or a
+value compared with a column that a partial index's WHERE compares with a literal
+(``storage/sql/dialect.py``, ``BOUND_TEXT``). The one-key reads of the ledger were such
+statements, and re-preparing them cost more than the read. An authorizer is called while a
+statement is prepared and never while it runs, so its calls count the preparations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from storage.sql.dialect import SQLITE
+from storage.sql.statements import statements_for
+from storage.sqlite.connection import SQLiteOptions, connect
+from storage.sqlite.migrate import apply_migrations
+
+# Planned for their bound pattern by design: a LIKE with a constant prefix reads an index range.
+PLANNED_FOR_THEIR_VALUES = {"console.notifications", "console.notifications_of_kind"}
+RUNS = 3
+VALUES = ("mini_template", "life_account", "pending", "dead", "2088000000000001")
+
+KEY_PLAN = (
+    "SEARCH consents USING PRIMARY KEY (app_id=? AND user_id=? AND channel=? AND template_id=?)"
+)
+
+
+def shared_statements() -> Iterator[tuple[str, str]]:
+    """Every shared statement as SQLite runs it, named ``group.name``."""
+    statements = statements_for(SQLITE)
+    for group in fields(statements):
+        texts = getattr(statements, group.name)
+        for text in fields(texts):
+            yield f"{group.name}.{text.name}", getattr(texts, text.name)
+
+
+@pytest.fixture
+def migrated(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    connection = connect(SQLiteOptions(tmp_path / "subgate.db"))
+    apply_migrations(connection)
+    yield connection
+    connection.close()
+
+
+def preparations(connection: sqlite3.Connection, name: str, sql: str) -> list[int]:
+    """How many authorizer calls each of ``RUNS`` runs of ``sql`` made, each run with other
+    values and undone (a value of the wrong type may refuse a run: it was prepared first)."""
+    calls: Counter[int] = Counter()
+    run = 0
+
+    def authorizer(*_: object) -> int:
+        calls[run] += 1
+        return sqlite3.SQLITE_OK
+
+    connection.set_authorizer(authorizer)  # expires what is prepared: run 0 prepares anew
+    try:
+        for run in range(RUNS):
+            values = [VALUES[(run + i) % len(VALUES)] for i in range(sql.count("?"))]
+            connection.execute("SAVEPOINT run")
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute(sql, values).fetchall()
+            connection.execute("ROLLBACK TO run")
+            connection.execute("RELEASE run")
+    finally:
+        connection.set_authorizer(None)
+    assert calls[0] > 0, f"{name} was not prepared at all"
+    return [calls[run] for run in range(RUNS)]
+
+
+def test_no_shared_statement_is_prepared_again_for_new_values(
+    migrated: sqlite3.Connection,
+) -> None:
+    prepared_again = {
+        name for name, sql in shared_statements() if any(preparations(migrated, name, sql)[1:])
+    }
+
+    assert prepared_again == PLANNED_FOR_THEIR_VALUES
+
+
+def test_a_bare_channel_would_be_prepared_on_every_run(migrated: sqlite3.Connection) -> None:
+    """The cause, kept in view: the same key read with ``channel = ?``."""
+    cast = statements_for(SQLITE).ledger.summary_of_key
+    bare = cast.replace("CAST(? AS TEXT)", "?")
+    assert bare != cast
+
+    assert all(preparations(migrated, "bare", bare))
+    assert not any(preparations(migrated, "cast", cast)[1:])
+
+
+@pytest.mark.parametrize("name", ["summary_of_key", "state_of_key"])
+def test_a_key_read_is_still_a_search_of_the_primary_key(
+    migrated: sqlite3.Connection, name: str
+) -> None:
+    sql = getattr(statements_for(SQLITE).ledger, name)
+    key = ("2021004100000000", "2088000000000001", "mini_template", "TPL1")
+
+    plan = [row[3] for row in migrated.execute(f"EXPLAIN QUERY PLAN {sql}", key)]
+
+    assert plan == [KEY_PLAN]
