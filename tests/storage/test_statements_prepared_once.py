@@ -11,6 +11,7 @@ statement is prepared and never while it runs, so its calls count the preparatio
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -19,16 +20,20 @@ from pathlib import Path
 
 import pytest
 
-from storage.sql.dialect import SQLITE
+from storage.sql.dialect import POSTGRES, SQLITE
+from storage.sql.ledger import STATE_COLUMNS
 from storage.sql.statements import statements_for
 from storage.sqlite.connection import SQLiteOptions, connect
 from storage.sqlite.migrate import apply_migrations
+from tests.storage.pg_plans import ledger_grown_past_its_statistics, rows_examined, watched_plans
+from tests.storage.records import APP, TEMPLATE, USER
 
 # Planned for their bound pattern by design: a LIKE with a constant prefix reads an index range.
 PLANNED_FOR_THEIR_VALUES = {"console.notifications", "console.notifications_of_kind"}
 RUNS = 3
 VALUES = ("mini_template", "life_account", "pending", "dead", "2088000000000001")
 
+KEY_COLUMNS = ("app_id", "user_id", "channel", "template_id")
 KEY_PLAN = (
     "SEARCH consents USING PRIMARY KEY (app_id=? AND user_id=? AND channel=? AND template_id=?)"
 )
@@ -106,3 +111,27 @@ def test_a_key_read_is_still_a_search_of_the_primary_key(
     plan = [row[3] for row in migrated.execute(f"EXPLAIN QUERY PLAN {sql}", key)]
 
     assert plan == [KEY_PLAN]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+@pytest.mark.parametrize("name", ["summary_of_key", "state_of_key"])
+async def test_postgres_reads_a_key_through_its_primary_key_with_the_cast(
+    postgres_url: str, name: str, generic: bool
+) -> None:
+    """The cast is for SQLite; PostgreSQL folds it into the parameter and still reads the one
+    row through an index on the whole key (the primary key or ``consents_by_template``, which
+    holds the same four columns), planned for the values or once for any."""
+    sql = getattr(statements_for(POSTGRES).ledger, name)
+    assert "CAST($3 AS TEXT)" in sql
+    columns = STATE_COLUMNS.split(", ")
+    async with ledger_grown_past_its_statistics(postgres_url, "consents", columns) as connection:
+        plans_of = watched_plans(connection, "FROM consents", generic=generic)
+        async with plans_of as plans:
+            rows = await connection.fetch(sql, APP, USER, "mini_template", TEMPLATE)
+
+    assert len(rows) == 1
+    [plan] = plans
+    condition = re.search(r"Index Cond: \((.*)\)", plan)
+    assert "Index Scan using" in plan and condition is not None, plan
+    assert all(f"{column} = " in condition.group(1) for column in KEY_COLUMNS), plan
+    assert rows_examined(plan, "consents") == 1, plan
