@@ -9,11 +9,12 @@ One read does not hop to that thread: the single consent state of one (app, user
 template) key, the question every "may I message this user?" asks. It runs on the event loop's
 own thread through a third, read-only connection: a primary-key lookup of a few cached pages
 costs less than the hop itself, whose thread must then win the GIL back from a busy loop
-(bench/README.md measures both). That connection never waits on a lock (``busy_timeout`` 0):
-when SQLite answers busy, the read goes to the reader thread as every other read does. A cold
-page still costs the loop one disk read; reads of many rows never run there. Both read-only
-connections read through a memory map (``SQLiteOptions.read_mmap_mb``), so a page the OS holds
-costs no system call.
+(bench/README.md measures both). The keys asked for in one turn of the loop are read together
+at its end (``storage.sqlite.point_reads``). That connection never waits on a lock
+(``busy_timeout`` 0): when SQLite answers busy, the read goes to the reader thread as every
+other read does. A cold page still costs the loop one disk read; reads of many rows never run
+there. Both read-only connections read through a memory map (``SQLiteOptions.read_mmap_mb``),
+so a page the OS holds costs no system call.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from storage.sql.rows import Row
 from storage.sql.statements import statements_for
 from storage.sqlite import consents, deliveries, notifications, outbox, reports
 from storage.sqlite.connection import SQLiteOptions, open_connections
+from storage.sqlite.point_reads import PointReads
 from storage.sqlite.settle import settle_message
 from storage.sqlite.writer import SerialWriter, WriteJob
 from storage.timecodec import to_millis
@@ -82,7 +84,7 @@ class SQLiteStore(StoreReads, ReconcileWalk):
     ) -> None:
         self._writer = writer
         self._reader = reader
-        self._point_reader = point_reader  # used on the event loop's thread only
+        self._point_reads = PointReads(point_reader)  # on the event loop's thread only
         self._closed = False
 
     @classmethod
@@ -105,7 +107,7 @@ class SQLiteStore(StoreReads, ReconcileWalk):
         if self._closed:
             return
         self._closed = True
-        self._point_reader.close()
+        self._point_reads.connection.close()
         await self._reader.close()
         await self._writer.close()
 
@@ -144,11 +146,12 @@ class SQLiteStore(StoreReads, ReconcileWalk):
             raise StorageUnavailable(f"read failed: {error}") from error
 
     async def _fetch_key(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
-        """A read of one key's row on this thread; busy (a lock it would wait for): the reader
-        thread's turn, which waits up to ``busy_timeout_ms`` as every read does."""
+        """A read of one key's row on this thread, with the turn's other keys; busy (a lock it
+        would wait for): the reader thread's turn, which waits up to ``busy_timeout_ms`` as every
+        read does."""
         self._check_open()
         try:
-            return self._point_reader.execute(sql, params).fetchall()
+            return await self._point_reads.fetch(sql, params)
         except sqlite3.Error as error:
             if getattr(error, "sqlite_errorcode", 0) & 0xFF in _WAIT_CODES:
                 return await self._fetch(sql, params)

@@ -46,7 +46,7 @@ async def test_a_single_key_read_is_answered_on_the_loop_thread_and_matches_the_
     await sqlite_store.append_consent_events([accept(1), accept(2)], NOW)
     assert isinstance(sqlite_store, SQLiteStore)
     on_the_loop: list[str] = []
-    sqlite_store._point_reader.set_trace_callback(on_the_loop.append)
+    sqlite_store._point_reads.connection.set_trace_callback(on_the_loop.append)
 
     [state] = await sqlite_store.consent_states(APP, USER, "mini_template", TEMPLATE)
     everything = await sqlite_store.consent_states(APP, USER)  # all of a user's: reader thread
@@ -62,8 +62,8 @@ async def test_a_single_key_read_that_fails_otherwise_than_busy_is_an_error_not_
     assert isinstance(sqlite_store, SQLiteStore)
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()
-    sqlite_store._point_reader.close()
-    sqlite_store._point_reader = connect_point_reader(SQLiteOptions(empty))
+    sqlite_store._point_reads.connection.close()
+    sqlite_store._point_reads.connection = connect_point_reader(SQLiteOptions(empty))
 
     with pytest.raises(StorageUnavailable, match="no such table"):
         await sqlite_store.consent_states(APP, USER, "mini_template", TEMPLATE)
@@ -86,8 +86,8 @@ async def test_a_single_key_read_that_finds_a_lock_goes_to_the_reader_thread(
     holder.execute("BEGIN EXCLUSIVE")
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         point_reader.execute("SELECT count(*) FROM consents").fetchall()
-    sqlite_store._point_reader.close()
-    sqlite_store._point_reader = point_reader
+    sqlite_store._point_reads.connection.close()
+    sqlite_store._point_reads.connection = point_reader
     try:
         [state] = await sqlite_store.consent_states(APP, USER, "mini_template", TEMPLATE)
     finally:
@@ -180,7 +180,7 @@ async def test_only_the_read_connections_map_the_file(
     store = await open_store(f"sqlite:///{tmp_path / 'mapped.db'}", read_mmap_mb=read_mmap_mb)
     assert isinstance(store, SQLiteStore)
     try:
-        on_the_loop = store._point_reader.execute("PRAGMA mmap_size").fetchone()[0]
+        on_the_loop = store._point_reads.connection.execute("PRAGMA mmap_size").fetchone()[0]
         [[reader]] = await store._reader.execute_fetchall("PRAGMA mmap_size", ())
         [[reader_wait]] = await store._reader.execute_fetchall("PRAGMA busy_timeout", ())
         writer = await store.writer.maintain(
