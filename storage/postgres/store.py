@@ -51,6 +51,7 @@ from storage.postgres.connection import (
     open_pool,
     transact,
 )
+from storage.postgres.key_reads import KeyReads
 from storage.postgres.migrate import apply_migrations
 from storage.postgres.outcomes import OutcomeBatches
 from storage.postgres.report_batches import ReportBatches
@@ -80,6 +81,7 @@ class PostgresStore(StoreReads, ReconcileWalk):
         self._outcomes = OutcomeBatches(pool, options.retries)
         self._reservations = ReservationBatches(pool, options.retries)
         self._reports = ReportBatches(pool, options.retries)
+        self._key_reads = KeyReads(pool)
 
     @classmethod
     async def open(cls, options: PostgresOptions) -> PostgresStore:
@@ -126,14 +128,16 @@ class PostgresStore(StoreReads, ReconcileWalk):
         if self._closed:
             return
         self._closed = True
-        await self._batches.drain()
-        await self._outcomes.drain()
-        await self._reservations.drain()
-        await self._reports.drain()
+        for batches in (self._batches, self._outcomes, self._reservations, self._reports):
+            await batches.drain()
         await self._pool.close()
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
         return await fetch(self._pool, sql, *params)
+
+    async def _fetch_key(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
+        """One key's row, read with the turn's other keys (``storage.postgres.key_reads``)."""
+        return await self._key_reads.fetch(sql, params)
 
     async def _write_one(self, sql: str, params: Sequence[Any]) -> int:
         """One statement, no BEGIN and COMMIT around it."""
@@ -147,10 +151,8 @@ class PostgresStore(StoreReads, ReconcileWalk):
     def observe_commits(self, observer: CommitObserver) -> None:
         """As ``Store.observe_commits`` says: after each committed transaction."""
         self._observer = observer
-        self._batches.observe = observer
-        self._outcomes.observe = observer
-        self._reservations.observe = observer
-        self._reports.observe = observer
+        for batches in (self._batches, self._outcomes, self._reservations, self._reports):
+            batches.observe = observer
 
     async def _transact(self, job: Job[T], *, atomic: bool = True) -> T:
         started = time.perf_counter()

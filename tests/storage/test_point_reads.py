@@ -1,6 +1,7 @@
 """The single-key reads of one turn of the event loop are read together, in one read
 transaction at the turn's end (``storage.sqlite.point_reads``): each still gets its own key's
-answer, a lone read is its statement alone, and a refusal reaches every key of the turn."""
+answer, a lone read is its statement alone, a read that fails fails its own key, and no read
+transaction is left open."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ async def test_each_turn_reads_what_was_committed_before_it(store: SQLiteStore) 
     assert [a.credits for a in after if a] == [2, 2]
 
 
-async def test_a_refused_read_fails_every_key_of_its_turn_and_leaves_no_transaction(
+async def test_refused_reads_fail_each_key_of_the_turn_and_leave_no_transaction(
     store: SQLiteStore, tmp_path: Path
 ) -> None:
     working = store._point_reads.connection
@@ -118,6 +119,21 @@ async def test_busy_sends_every_key_of_the_turn_to_the_reader_thread(
         holder.close()
 
     assert [a.credits for a in answers if a] == [1, 2, 3]
+    assert not store._point_reads.connection.in_transaction
+
+
+async def test_a_key_that_cannot_be_read_fails_alone(store: SQLiteStore) -> None:
+    """A user id that cannot be encoded (a lone surrogate) fails its own read, not the turn's."""
+    answers = await asyncio.gather(
+        summary(store, "u1"),
+        summary(store, "\ud800"),
+        summary(store, "u3"),
+        return_exceptions=True,
+    )
+
+    assert isinstance(answers[1], UnicodeEncodeError)
+    assert [a.credits for a in (answers[0], answers[2]) if isinstance(a, ConsentSummary)] == [1, 3]
+    assert not store._point_reads.connection.in_transaction
 
 
 async def test_a_key_given_up_before_its_turn_ends_does_not_hold_up_the_others(
