@@ -11,6 +11,8 @@ statement is prepared and never while it runs, so its calls count the preparatio
 from __future__ import annotations
 
 import contextlib
+import importlib
+import pkgutil
 import re
 import sqlite3
 from collections import Counter
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+import storage.sqlite
 from storage.sql.dialect import POSTGRES, SQLITE
 from storage.sql.ledger import STATE_COLUMNS
 from storage.sql.statements import statements_for
@@ -33,6 +36,7 @@ PLANNED_FOR_THEIR_VALUES = {"console.notifications", "console.notifications_of_k
 RUNS = 3
 VALUES = ("mini_template", "life_account", "pending", "dead", "2088000000000001")
 
+STATEMENT = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b")
 KEY_COLUMNS = ("app_id", "user_id", "channel", "template_id")
 KEY_PLAN = (
     "SEARCH consents USING PRIMARY KEY (app_id=? AND user_id=? AND channel=? AND template_id=?)"
@@ -46,6 +50,16 @@ def shared_statements() -> Iterator[tuple[str, str]]:
         texts = getattr(statements, group.name)
         for text in fields(texts):
             yield f"{group.name}.{text.name}", getattr(texts, text.name)
+
+
+def sqlite_statements() -> Iterator[tuple[str, str]]:
+    """The SQLite store's own statements (module constants of ``storage.sqlite``, not the
+    templates its functions fill in), named ``module.NAME``."""
+    for module in pkgutil.iter_modules(storage.sqlite.__path__):
+        loaded = importlib.import_module(f"storage.sqlite.{module.name}")
+        for name, value in vars(loaded).items():
+            if isinstance(value, str) and STATEMENT.match(value) and "{" not in value:
+                yield f"{module.name}.{name}", value
 
 
 @pytest.fixture
@@ -89,6 +103,19 @@ def test_no_shared_statement_is_prepared_again_for_new_values(
     }
 
     assert prepared_again == PLANNED_FOR_THEIR_VALUES
+
+
+def test_no_statement_of_the_sqlite_store_is_prepared_again_for_new_values(
+    migrated: sqlite3.Connection,
+) -> None:
+    statements = dict(sqlite_statements())
+    assert len(statements) >= 10  # the deliveries', the outbox's, ...: the search found them
+
+    prepared_again = {
+        name for name, sql in statements.items() if any(preparations(migrated, name, sql)[1:])
+    }
+
+    assert prepared_again == set()
 
 
 def test_a_bare_channel_would_be_prepared_on_every_run(migrated: sqlite3.Connection) -> None:
