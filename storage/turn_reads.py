@@ -11,9 +11,10 @@ together is its own (``storage.sqlite.point_reads``, ``storage.postgres.key_read
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
+KeyRead = tuple[str, Sequence[Any]]  # what both stores ask: a key read's statement, its values
 Ask = TypeVar("Ask")
 Answer = TypeVar("Answer")
 

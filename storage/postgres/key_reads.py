@@ -21,9 +21,8 @@ from storage.postgres.connection import Pool, columns_of, fetch
 from storage.sql.dialect import POSTGRES
 from storage.sql.ledger import LEDGER
 from storage.sql.rows import Row
-from storage.turn_reads import TurnReads
+from storage.turn_reads import KeyRead, TurnReads
 
-KeyRead = tuple[str, Sequence[Any]]  # a statement and its parameters
 KEY_WIDTH = 4  # app_id, user_id, channel, template_id
 
 

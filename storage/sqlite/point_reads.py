@@ -22,9 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from storage.sql.rows import Row
-from storage.turn_reads import TurnReads
-
-KeyRead = tuple[str, Sequence[Any]]  # a statement and its parameters
+from storage.turn_reads import KeyRead, TurnReads
 
 
 class PointReads:
