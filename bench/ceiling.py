@@ -3,7 +3,9 @@
 python -m bench.ceiling PORT ALIPAY_PUBLIC_KEY_PEM_FILE [uvloop|asyncio]
 
 It runs on the same event loop as the Subgate it is compared with, so that the ratio measures
-what Subgate adds, not which loop each side happens to use.
+what Subgate adds, not which loop each side happens to use. ``build`` takes an optional ``keep``,
+awaited before a verified notification is answered: ``bench/ceiling_durable.py`` keeps each one
+durably there.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -20,10 +23,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+Keep = Callable[[bytes], Awaitable[None]]
 
-def build(public_key: rsa.RSAPublicKey) -> web.Application:
+
+def build(public_key: rsa.RSAPublicKey, keep: Keep | None = None) -> web.Application:
     async def notify(request: web.Request) -> web.Response:
-        fields = dict(parse_qsl((await request.read()).decode("utf-8"), keep_blank_values=True))
+        body = await request.read()
+        fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         signature = base64.b64decode(fields.pop("sign"))
         fields.pop("sign_type", None)
         content = "&".join(f"{k}={fields[k]}" for k in sorted(fields) if fields[k].strip())
@@ -33,6 +39,8 @@ def build(public_key: rsa.RSAPublicKey) -> web.Application:
             )
         except InvalidSignature:
             return web.Response(text="fail", status=400)
+        if keep is not None:
+            await keep(body)
         return web.Response(text="success")
 
     app = web.Application()

@@ -44,6 +44,7 @@ TARGETS = (
     "ceiling",
     "ceiling-asyncio",
     "ceiling-httptools",
+    "ceiling-durable",
     "naive",
     "subgate",
     "subgate-asyncio",
@@ -121,6 +122,9 @@ def command(target: str, space: Workspace, port: int, run_dir: Path) -> list[str
         key = str(space.root / "alipay_public.pem")
         if target == "ceiling-httptools":
             return [sys.executable, "-m", "bench.ceiling_httptools", str(port), key]
+        if target == "ceiling-durable":
+            log = str(run_dir / "durable.log")
+            return [sys.executable, "-m", "bench.ceiling_durable", str(port), key, log]
         loop = "asyncio" if target.endswith("-asyncio") else "uvloop"
         return [sys.executable, "-m", "bench.ceiling", str(port), key, loop]
     if target == "naive":

@@ -40,6 +40,11 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         pairs.append(
             (f"intake_vs_httptools_ceiling_c{c}", f"subgate@c{c}", f"ceiling-httptools@c{c}", "rps")
         )
+    for c in VS_CEILING:  # no target: Subgate beside the same work made durable before answering
+        for field, kind in (("rps", "intake"), ("p99_ms", "p99")):
+            pairs.append(
+                (f"{kind}_vs_durable_ceiling_c{c}", f"subgate@c{c}", f"ceiling-durable@c{c}", field)
+            )
     for prefix, name, ceiling in SETUPS:
         for c in VS_CEILING:
             pairs.append(

@@ -193,3 +193,20 @@ def test_the_httptools_ceiling_gives_a_ratio_and_no_target() -> None:
     assert computed["intake_vs_httptools_ceiling_c64"] == 0.7
     assert computed["intake_vs_ceiling_c64"] == 1.05
     assert not any("httptools" in name for name in verdicts)
+
+
+def test_the_durable_ceiling_gives_ratios_and_no_target() -> None:
+    """Subgate beside the same work made durable before answering (bench/ceiling_durable.py):
+    its throughput and p99 ratios are reported, never judged."""
+    results = {
+        "ceiling@c8": _entry(6000, 2.0),
+        "ceiling-durable@c8": _entry(4000, 4.0),
+        "subgate@c8": _entry(3600, 5.0),
+    }
+    computed = ratios(results)
+    verdicts = targets(computed)
+
+    assert computed["intake_vs_durable_ceiling_c8"] == 0.9
+    assert computed["p99_vs_durable_ceiling_c8"] == 1.25
+    assert computed["intake_vs_ceiling_c8"] == 0.6
+    assert not any("durable" in name for name in verdicts)
