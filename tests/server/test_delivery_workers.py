@@ -256,6 +256,14 @@ async def test_a_worker_killed_mid_batch_loses_no_event_and_is_started_again(
 
     os.kill(pid, signal.SIGKILL)
     await until(lambda: workers.lost == len(users), "the primary saw the attempts lost")
+
+    async def all_kept_failing() -> bool:
+        failing = await gateway.store.delivery_histories("orders", "failing", len(users) + 10)
+        return len(failing) == len(users)
+
+    # The retries are scheduled from the clock when the verdicts are made, a few turns of the
+    # loop after the attempts were counted lost: the clock moves only once they are kept.
+    await eventually(all_kept_failing, DEADLINE_SECONDS)
     release.set()
     gateway.clock.now += timedelta(seconds=1)  # the lost attempts' retries are due
     gateway.app[DELIVERY].wake("orders")
