@@ -58,8 +58,12 @@ TOKENS: list[dict[str, Any]] = [
 
 BACKOFF = [1.0, 2.0]  # seconds of the test clock: two retries after the first attempt
 LEASE_SECONDS = 30.0
+# Long enough for ten calls at once through the fake's pure-Python oracle on a slow machine
+# whose host stalls it now and then (0.5 s timed out there); short enough for the tests in which
+# the fake hangs until the call times out.
+CALL_TIMEOUT_SECONDS = 2.0
 OUTBOX: dict[str, Any] = {
-    "call_timeout_seconds": 0.5,
+    "call_timeout_seconds": CALL_TIMEOUT_SECONDS,
     "retry_backoff_seconds": BACKOFF,
     "lease_seconds": LEASE_SECONDS,
     "poll_seconds": 3600,

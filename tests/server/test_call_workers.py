@@ -236,7 +236,7 @@ async def test_stopping_finishes_the_calls_in_flight_and_makes_new_ones_in_the_p
 ) -> None:
     workers = workers_of(env)
     [pid] = workers.pids
-    env.fake.script(SEND_METHOD, hang())  # the worker's own timeout (0.5 s) ends this call
+    env.fake.script(SEND_METHOD, hang())  # the worker's own timeout ends this call
     await env.give_credits(2)
     in_flight = asyncio.create_task(env.send(one_time_body()))
     await until(lambda: bool(env.fake.sends), "the worker's call reached the platform")
