@@ -8,11 +8,11 @@ and the verify-only ceiling (``bench/ceiling.py``) stores nothing, so at a few c
 ratio between them holds the cost of durability itself: every request waits for an
 ``fdatasync``, whichever server makes it. This server pays that cost and as little else as it
 can: the raw bodies verified while the last sync was out are written together at the next place
-in a log file and synced once (group commit), on one thread, and each answer waits for the sync
-that covers it. The log is a ring written over in place, zero-filled when the server starts, so
-that a sync never has to grow the file (a WAL that SQLite resets and writes over again behaves
-the same way). Nothing is indexed, deduplicated or read back: what Subgate does beyond this is
-what its ratio to this server shows.
+in a log file and synced once, on one thread, and each answer waits for the sync that covers it
+(Subgate's own ``storage/group_commit.py``, without its gathering iterations). The log is a ring
+written over in place, zero-filled when the server starts, so that a sync never has to grow the
+file (a WAL that SQLite resets and writes over again behaves the same way). Nothing is indexed,
+deduplicated or read back: what Subgate does beyond this is what its ratio to this server shows.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bench.ceiling import build
+from storage.group_commit import GroupCommit
 
 RING_BYTES = 64 << 20
 _ZEROS = bytes(1 << 20)
+Pending = tuple[bytes, "asyncio.Future[None]"]
 
 
 class DurableLog:
@@ -44,40 +46,33 @@ class DurableLog:
         os.fsync(self._fd)
         self._ring = ring_bytes
         self._offset = 0
-        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._group: GroupCommit[Pending] = GroupCommit(self._commit, gather_iterations=0)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-log")
         self.syncs = 0
 
     async def append(self, record: bytes) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((record, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_while_pending())
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._group.add((record, future))
         await future
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
         os.close(self._fd)
 
-    async def _flush_while_pending(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def _commit(self, batch: list[Pending]) -> None:
+        """Write and sync ``batch``; settle each append (a handler whose client left is
+        cancelled already)."""
+        data = b"".join(record for record, _ in batch)
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                data = b"".join(record for record, _ in batch)
-                try:
-                    await loop.run_in_executor(self._thread, self._write, data)
-                except OSError as error:
-                    for _, future in batch:
-                        if not future.done():  # a handler whose client left is cancelled
-                            future.set_exception(error)
-                    continue
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
-        finally:
-            self._flusher = None
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._write, data)
+        except OSError as error:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
 
     def _write(self, data: bytes) -> None:
         if len(data) > self._ring:
